@@ -1,0 +1,1 @@
+"""lorry: version datasets, models and results as artifacts."""

@@ -1,0 +1,94 @@
+"""Every exception lorry raises, in one tree.
+
+::
+
+    LorryError
+    ├── ValidationError (ValueError)          bad input, rejected before anything is written
+    │   ├── InvalidNameError                  artifact, project, entity, type, alias names
+    │   ├── InvalidMetadataError              metadata that is not a JSON object of finite values
+    │   └── InvalidPathError                  entry paths that are empty or escape their root
+    ├── UsageError (RuntimeError)             a call made in the wrong state (no run, not logged yet, ...)
+    ├── NotFoundError (LookupError)
+    │   ├── ArtifactNotFoundError             no such collection, version or alias
+    │   ├── RunNotFoundError
+    │   └── ObjectNotFoundError               no such key in a store
+    ├── LocalFileError (OSError)              a local file is missing, unreadable or of the wrong kind
+    ├── IntegrityError                        bytes that do not match their digest
+    │   └── SourceChangedError                a source file changed while it was being logged
+    ├── ConflictError                         a conditional write lost: the object exists or changed
+    ├── StoreError                            the store failed (I/O error, server error, bad record)
+    │   └── CorruptRecordError                a record or manifest on the store cannot be parsed
+    └── ArtifactFailedError                   logging an artifact failed; ``__cause__`` says why
+
+Backend exceptions are mapped at the boundary with ``raise ... from``, so the original stays attached.
+"""
+
+from __future__ import annotations
+
+
+class LorryError(Exception):
+    """The root of every error lorry raises."""
+
+
+class ValidationError(LorryError, ValueError):
+    """Input that lorry refuses; nothing was written."""
+
+
+class InvalidNameError(ValidationError):
+    """A name, type, alias, project or entity that breaks the naming rules."""
+
+
+class InvalidMetadataError(ValidationError):
+    """Metadata that is not a JSON object with finite numbers and string keys."""
+
+
+class InvalidPathError(ValidationError):
+    """An entry path that is empty, absolute, or escapes its root with ``..``."""
+
+
+class UsageError(LorryError, RuntimeError):
+    """A call made in a state that does not allow it."""
+
+
+class NotFoundError(LorryError, LookupError):
+    """Something looked up does not exist."""
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """No artifact collection, version or alias by that name."""
+
+
+class RunNotFoundError(NotFoundError):
+    """No run with that id."""
+
+
+class ObjectNotFoundError(NotFoundError):
+    """No object under that key in the store."""
+
+
+class LocalFileError(LorryError, OSError):
+    """A local file that is missing, unreadable, or not the kind of file the call needs."""
+
+
+class IntegrityError(LorryError):
+    """Bytes that do not match the digest recorded for them."""
+
+
+class SourceChangedError(IntegrityError):
+    """A source file changed after it was added; the version that holds it fails."""
+
+
+class ConflictError(LorryError):
+    """A conditional write found the object already there, or changed since it was read."""
+
+
+class StoreError(LorryError):
+    """The store failed to carry out a request."""
+
+
+class CorruptRecordError(StoreError):
+    """A record or manifest on the store that cannot be parsed or breaks its own rules."""
+
+
+class ArtifactFailedError(LorryError):
+    """Logging an artifact failed and nothing of it became visible; ``__cause__`` holds the reason."""

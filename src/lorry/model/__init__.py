@@ -1,0 +1,1 @@
+"""Pure values: names, digests and manifests. Nothing here does I/O."""

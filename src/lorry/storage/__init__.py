@@ -1,0 +1,1 @@
+"""Storage backends: each implements the Store contract in base.py."""

@@ -1,0 +1,133 @@
+"""The Store contract: a small set of stateless object-storage calls with explicit preconditions.
+
+Every backend (a local directory, S3, GCS, memory) implements ``Store`` and passes the same
+conformance suite. Chunking, retries and parallelism live in ``lorry.transfer``, never in a backend.
+
+Keys are ``/``-separated relative paths of printable characters without ``..`` segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from lorry.errors import ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class Overwrite:
+    """Write unconditionally."""
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Write only if the key does not exist; else ``ConflictError``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Write only if the object still has this etag (compare-and-swap); else ``ConflictError``."""
+
+    etag: str
+
+
+PutMode = Overwrite | Create | Update
+OVERWRITE = Overwrite()
+CREATE = Create()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What a store says about one object. ``etag`` changes whenever the object's bytes change."""
+
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One stored part of a multipart upload."""
+
+    number: int
+    etag: str
+    size: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Object storage, as small as it can be and still carry versions safely."""
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, without credentials (``file:///...``, ``s3://bucket/prefix``)."""
+
+    async def head(self, key: str) -> ObjectMeta:
+        """Metadata of ``key``; ``ObjectNotFoundError`` if absent."""
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of ``key`` (to its end when ``end`` is None)."""
+
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Like ``get`` but in chunks, for objects too large to hold in memory."""
+
+    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        """Store ``data`` under ``key`` if ``mode`` allows it; ``ConflictError`` if it does not."""
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; removing a key that does not exist is not an error."""
+
+    def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        """Every object whose key starts with ``prefix``, in key order."""
+
+    async def close(self) -> None:
+        """Release connections and files."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A multipart upload that was created and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+@runtime_checkable
+class MultipartStore(Store, Protocol):
+    """A store that takes large objects in parts (S3 multipart, GCS resumable or compose).
+
+    Part numbers start at 1. ``complete_multipart`` honours ``mode`` where the server does; the
+    transfer layer checks the result where it does not.
+    """
+
+    async def create_multipart(self, key: str) -> str:
+        """Start an upload and return its id."""
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        """Store one part; storing the same number again replaces it."""
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[Part], mode: PutMode = OVERWRITE
+    ) -> ObjectMeta:
+        """Join ``parts`` (in number order) into the object ``key``."""
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts; aborting an unknown upload is not an error."""
+
+    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """The parts stored so far, in number order (to resume an interrupted upload)."""
+
+    def list_multipart(self, prefix: str) -> AsyncIterator[Upload]:
+        """Uploads under ``prefix`` that are still open (for garbage collection)."""
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could name something outside the store's root."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValidationError(f"invalid store key {key!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValidationError(f"invalid store key {key!r}")
+    return key

@@ -1,0 +1,220 @@
+"""A store in a local directory: the embedded default.
+
+Writes go to a temporary file that is then given its key's name in one atomic step, so a reader never
+sees half an object. The preconditions that make the registry safe map onto the filesystem:
+
+- ``Create``: ``link(2)`` of the finished temporary file, which fails if the name exists;
+- ``Update(etag)``: under an exclusive ``flock`` on the key's lock file, compare then ``rename(2)``;
+- ``Overwrite``: ``rename(2)``.
+
+Both hold across processes on one machine (and on any filesystem with POSIX locks). Files are created
+readable by their owner only, whatever the umask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError
+from lorry.storage.base import OVERWRITE, Create, ObjectMeta, Overwrite, PutMode, Update, check_key
+
+_INTERNAL = ".lorry"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+READ_CHUNK = 4 << 20
+
+
+def etag_of(st: os.stat_result) -> str:
+    # A write always lands as a new inode (rename or link of a fresh temporary file), so the inode and
+    # change time together identify one content of the key.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` with owner-only permissions on every directory it creates."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=DIR_MODE)
+            os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
+
+
+class LocalStore:
+    """``Store`` over a directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store path {self.root} exists and is not a directory")
+        try:
+            make_dirs(self.root / _INTERNAL / "tmp")
+            make_dirs(self.root / _INTERNAL / "locks")
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+
+    @property
+    def url(self) -> str:
+        return self.root.as_uri()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    # -- the Store contract -------------------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectMeta:
+        return await asyncio.to_thread(self.head_sync, key)
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return await asyncio.to_thread(self._get_sync, key, start, end)
+
+    async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(self._open, key)
+        try:
+            await asyncio.to_thread(handle.seek, start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await asyncio.to_thread(handle.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        return await asyncio.to_thread(self.put_sync, key, data, mode)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._delete_sync, key)
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        for meta in await asyncio.to_thread(lambda: list(self._walk(prefix))):
+            yield meta
+
+    async def close(self) -> None:
+        return None
+
+    # -- local fast paths, used by the transfer layer when the store is a directory ---------------
+
+    def path_of(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def temp_path(self) -> Path:
+        """A fresh name in the store's own temporary folder (same filesystem, so renames are atomic)."""
+        return self.root / _INTERNAL / "tmp" / uuid.uuid4().hex
+
+    def commit_file(self, temp: Path, key: str, mode: PutMode) -> ObjectMeta:
+        """Give a finished temporary file its key's name, honouring ``mode``; the temp file is consumed."""
+        target = self.path_of(key)
+        try:
+            os.chmod(temp, FILE_MODE)
+            make_dirs(target.parent)
+            if isinstance(mode, Create):
+                try:
+                    os.link(temp, target)
+                except FileExistsError as exc:
+                    raise ConflictError(f"{key} already exists") from exc
+            elif isinstance(mode, Update):
+                with self._locked(key):
+                    current = self._stat(key)
+                    if etag_of(current) != mode.etag:
+                        raise ConflictError(f"{key} changed since it was read")
+                    os.replace(temp, target)
+            else:
+                with self._locked(key):
+                    os.replace(temp, target)
+            return ObjectMeta(key=key, size=target.stat().st_size, etag=etag_of(target.stat()))
+        except OSError as exc:
+            raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+    def head_sync(self, key: str) -> ObjectMeta:
+        st = self._stat(key)
+        return ObjectMeta(key=key, size=st.st_size, etag=etag_of(st))
+
+    def put_sync(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        temp = self.temp_path()
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+        return self.commit_file(temp, key, mode)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _stat(self, key: str) -> os.stat_result:
+        try:
+            st = self.path_of(key).stat()
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+        if not os.path.isfile(self.path_of(key)):
+            raise ObjectNotFoundError(f"{key} not found in {self.url}")
+        return st
+
+    def _open(self, key: str) -> BinaryIO:
+        try:
+            return self.path_of(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+
+    def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
+        try:
+            with self.path_of(key).open("rb") as handle:
+                handle.seek(start)
+                return handle.read() if end is None else handle.read(max(0, end - start))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+
+    def _delete_sync(self, key: str) -> None:
+        with self._locked(key), contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            self.path_of(key).unlink()
+
+    def _walk(self, prefix: str) -> Iterator[ObjectMeta]:
+        base = prefix.rpartition("/")[0]
+        top = self.root / base if base else self.root
+        found: list[ObjectMeta] = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel + "/"
+            if rel == "":
+                dirnames[:] = [d for d in dirnames if d != _INTERNAL]
+            for filename in filenames:
+                key = rel + filename
+                if key.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append(ObjectMeta(key, *_size_etag(os.stat(os.path.join(dirpath, filename)))))
+        found.sort(key=lambda m: m.key)
+        return iter(found)
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        fd = os.open(self.root / _INTERNAL / "locks" / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _size_etag(st: os.stat_result) -> tuple[int, str]:
+    return st.st_size, etag_of(st)
