@@ -1,0 +1,1 @@
+"""Fixtures for the gcs servers (filled in with the gcs store)."""

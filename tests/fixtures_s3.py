@@ -1,0 +1,1 @@
+"""Fixtures for the s3 servers (filled in with the s3 store)."""
