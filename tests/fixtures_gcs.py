@@ -1,1 +1,162 @@
-"""Fixtures for the gcs servers (filled in with the gcs store)."""
+"""Fixtures for the GCS store: a gcp-storage-emulator per test session, a fresh bucket per test.
+
+The emulator runs in memory on 127.0.0.1 on a free port; it is stopped by its PID when the session
+ends. ``STORAGE_EMULATOR_HOST`` is set only inside the tests that ask for a GCS store (through
+``monkeypatch``), so no other test sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lorry.storage.gcs import EMULATOR_ENV, GCSStore
+
+START_TIMEOUT = 30.0
+PROJECT = "lorry-test"
+
+# No proxies, whatever the environment says: the emulator is on loopback.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class GCSEmulator:
+    """A running gcp-storage-emulator."""
+
+    endpoint: str  # http://127.0.0.1:PORT
+    pid: int
+
+    def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+        """One JSON-API request; returns the status and the body (errors included, not raised).
+
+        ``body``: bytes are sent as they are (a media upload), anything else as JSON.
+        """
+        req = urllib.request.Request(self.endpoint + path, method=method)
+        if isinstance(body, bytes):
+            req.data = body
+            req.add_header("Content-Type", "application/octet-stream")
+        elif body is not None:
+            req.data = json.dumps(body).encode()
+            req.add_header("Content-Type", "application/json")
+        try:
+            with _opener.open(req, timeout=30) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def create_bucket(self, name: str) -> None:
+        # gcloud-aio-storage has no create-bucket call: POST the JSON API directly.
+        status, body = self.request("POST", f"/storage/v1/b?project={PROJECT}", {"name": name})
+        if status != 200:
+            raise RuntimeError(f"cannot create bucket {name}: HTTP {status} {body[:200]!r}")
+
+    def empty_and_delete_bucket(self, name: str) -> None:
+        token = ""
+        while True:
+            query = "?fields=items(name),nextPageToken" + (f"&pageToken={token}" if token else "")
+            status, body = self.request("GET", f"/storage/v1/b/{name}/o{query}")
+            if status != 200:
+                return
+            page = json.loads(body or b"{}")
+            for item in page.get("items", []):
+                self.request("DELETE", f"/storage/v1/b/{name}/o/{urllib.parse.quote(item['name'], safe='')}")
+            token = page.get("nextPageToken", "")
+            if not token:
+                break
+        self.request("DELETE", f"/storage/v1/b/{name}")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _emulator_command() -> str:
+    beside = Path(sys.executable).parent / "gcp-storage-emulator"
+    found = str(beside) if beside.exists() else shutil.which("gcp-storage-emulator")
+    if found is None:
+        pytest.skip("gcp-storage-emulator is not installed (pip install gcp-storage-emulator)")
+    return found
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # by PID: this process and no other
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
+    """Start gcp-storage-emulator on a free port; stop it when the session ends."""
+    command = _emulator_command()
+    log_path = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
+    for _attempt in range(3):  # the free port may be taken between choosing and binding it
+        port = _free_port()
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [command, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        emulator = GCSEmulator(endpoint=f"http://127.0.0.1:{port}", pid=proc.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                status, _ = emulator.request("GET", f"/storage/v1/b?project={PROJECT}")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status == 200:
+                try:
+                    yield emulator
+                finally:
+                    _stop(proc)
+                return
+            time.sleep(0.1)
+        _stop(proc)
+    raise RuntimeError(f"gcp-storage-emulator did not start; its log: {log_path}\n{log_path.read_text()[-2000:]}")
+
+
+GCSStoreFactory = Callable[..., GCSStore]
+
+
+@pytest.fixture
+def gcs_store_factory(
+    gcs_emulator: GCSEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GCSStoreFactory]:
+    """``make(prefix="")``: a ``GCSStore`` on a fresh, empty bucket of the emulator.
+
+    The store finds the emulator through ``STORAGE_EMULATOR_HOST``, set for this test only. Every bucket
+    made here is emptied and deleted afterwards (the emulator keeps objects in memory).
+    """
+    monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.endpoint)
+    buckets: list[str] = []
+
+    def make(prefix: str = "") -> GCSStore:
+        bucket = f"lorry-test-{uuid.uuid4().hex[:12]}"
+        gcs_emulator.create_bucket(bucket)
+        buckets.append(bucket)
+        return GCSStore(bucket, prefix)
+
+    yield make
+    for bucket in buckets:
+        gcs_emulator.empty_and_delete_bucket(bucket)

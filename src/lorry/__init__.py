@@ -1,1 +1,75 @@
-"""lorry: version datasets, models and results as artifacts."""
+"""lorry: version datasets, models and results as artifacts, and move their bytes fast.
+
+The surface is the Weights & Biases Artifacts API, so ``import lorry as wandb`` runs code written for
+it::
+
+    import lorry as wandb
+
+    run = wandb.init(job_type="train")
+    artifact = wandb.Artifact("bike-dataset", type="dataset")
+    artifact.add_file("bicycle-data.h5")
+    run.log_artifact(artifact)
+"""
+
+from typing import Any
+
+from lorry.api import Api, ArtifactCollection
+from lorry.artifact import Artifact, ArtifactEntry, LoggedRun
+from lorry.errors import (
+    ArtifactFailedError,
+    ArtifactNotFoundError,
+    ConflictError,
+    IntegrityError,
+    InvalidMetadataError,
+    InvalidNameError,
+    InvalidPathError,
+    LocalFileError,
+    LorryError,
+    NotFoundError,
+    SourceChangedError,
+    StoreError,
+    UsageError,
+    ValidationError,
+)
+from lorry.runs import Run, finish, init, log_artifact, use_artifact
+from lorry.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Api",
+    "Artifact",
+    "ArtifactCollection",
+    "ArtifactEntry",
+    "ArtifactFailedError",
+    "ArtifactNotFoundError",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidMetadataError",
+    "InvalidNameError",
+    "InvalidPathError",
+    "LocalFileError",
+    "LoggedRun",
+    "LorryError",
+    "NotFoundError",
+    "Run",
+    "Settings",
+    "SourceChangedError",
+    "StoreError",
+    "UsageError",
+    "ValidationError",
+    "__version__",
+    "finish",
+    "init",
+    "log_artifact",
+    "use_artifact",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # ``lorry.run`` is the current run (or None), as ``wandb.run`` is.
+    if name == "run":
+        from lorry.runs import current_run
+
+        return current_run()
+    raise AttributeError(f"module 'lorry' has no attribute {name!r}")

@@ -1,1 +1,31 @@
-"""Storage backends: each implements the Store contract in base.py."""
+"""Storage backends: each implements the Store contract in ``base.py``.
+
+``open_store(url)`` picks one from a URL: a path or ``file://`` URL (the embedded default),
+``s3://bucket/prefix`` or ``gs://bucket/prefix``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from lorry.errors import ValidationError
+from lorry.storage.base import Store
+
+
+def open_store(url: str) -> Store:
+    """The store that ``url`` names. Remote clients connect lazily, on first use."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme in ("", "file"):
+        from lorry.storage.local import LocalStore
+
+        path = unquote(urlsplit(url).path) if scheme == "file" else url
+        return LocalStore(path)
+    if scheme == "s3":
+        from lorry.storage.s3 import S3Store
+
+        return S3Store(url)
+    if scheme == "gs":
+        from lorry.storage.gcs import GCSStore
+
+        return GCSStore(url)
+    raise ValidationError(f"unsupported store URL {url!r}: use a path, file://, s3:// or gs://")

@@ -207,7 +207,8 @@ class LocalStore:
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        # A fixed set of lock stripes: bounded files, and unrelated keys rarely share one.
+        name = hashlib.sha256(key.encode()).hexdigest()[:2]
         fd = os.open(self.root / _INTERNAL / "locks" / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

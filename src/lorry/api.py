@@ -1,0 +1,103 @@
+"""``Api``: look up artifacts and runs outside a run.
+
+>>> api = lorry.Api()                                            # doctest: +SKIP
+>>> api.artifact("my-entity/my-project/bike-dataset:latest").download()
+"""
+
+from __future__ import annotations
+
+from lorry import _bridge
+from lorry.artifact import Artifact, LoggedRun
+from lorry.errors import ArtifactNotFoundError, ValidationError
+from lorry.model.names import parse_artifact_path, validate_artifact_name, validate_segment
+from lorry.registry.registry import Collection, Registry
+from lorry.runs import resolve_artifact
+from lorry.settings import Settings
+from lorry.transfer.engine import engine
+
+
+class ArtifactCollection:
+    """All versions of one artifact name: ``name``, ``type``, ``versions()``."""
+
+    def __init__(self, api: Api, collection: Collection, artifact_type: str) -> None:
+        self._api = api
+        self._collection = collection
+        self.name = collection.name
+        self.type = artifact_type
+        self.entity = collection.entity
+        self.project = collection.project
+
+    def __repr__(self) -> str:
+        return f"<ArtifactCollection {self._collection} type={self.type!r}>"
+
+    def versions(self) -> list[Artifact]:
+        return self._api.artifacts(self.type, str(self._collection))
+
+
+class Api:
+    """Read access to a store without a run. ``store``, ``entity`` and ``project`` default as for
+    ``lorry.init``."""
+
+    def __init__(self, store: str | None = None, entity: str | None = None, project: str | None = None) -> None:
+        self.settings = Settings.load(store=store, entity=entity, project=project)
+
+    @property
+    def _registry(self) -> Registry:
+        return engine(self.settings).registry(self.settings.store)
+
+    def artifact(self, name: str, type: str | None = None) -> Artifact:  # noqa: A002
+        """``[[entity/]project/]name[:alias]`` (alias defaults to ``latest``) → that version."""
+        return _bridge.run_sync(resolve_artifact(self.settings, name, type))
+
+    def artifact_exists(self, name: str, type: str | None = None) -> bool:  # noqa: A002
+        try:
+            self.artifact(name, type)
+        except ArtifactNotFoundError:
+            return False
+        return True
+
+    def artifacts(self, type_name: str, name: str) -> list[Artifact]:
+        """Every version of the collection ``[[entity/]project/]name``, oldest first."""
+        collection = self._collection(name)
+        registry = self._registry
+        actual = _bridge.run_sync(registry.collection_type(collection))
+        if actual != type_name:
+            raise ValidationError(f"artifact {collection} has type {actual!r}, not {type_name!r}")
+        records = _bridge.run_sync(registry.versions(collection))
+        return [_bridge.run_sync(Artifact._load(self.settings, collection, r)) for r in records]
+
+    artifact_versions = artifacts
+
+    def artifact_collections(self, project_name: str | None = None, type_name: str | None = None) -> list[ArtifactCollection]:
+        """The collections of a project (``project`` or ``entity/project``), optionally of one type."""
+        entity, project = self.settings.entity, self.settings.project
+        if project_name:
+            parts = project_name.split("/")
+            if len(parts) > 2:
+                raise ValidationError(f"project {project_name!r} is not 'project' or 'entity/project'")
+            project = validate_segment(parts[-1], "project")
+            entity = validate_segment(parts[0], "entity") if len(parts) == 2 else entity
+        found = _bridge.run_sync(self._registry.collections(entity, project))
+        return [
+            ArtifactCollection(self, Collection(entity, project, name), kind)
+            for name, kind in found
+            if type_name is None or kind == type_name
+        ]
+
+    def run(self, path: str) -> LoggedRun:
+        """``[[entity/]project/]run_id`` → the run as recorded."""
+        parts = path.split("/")
+        if not 1 <= len(parts) <= 3 or not parts[-1]:
+            raise ValidationError(f"run path {path!r} is not '[[entity/]project/]run_id'")
+        run_id = validate_segment(parts[-1], "run id")
+        project = validate_segment(parts[-2], "project") if len(parts) >= 2 else self.settings.project
+        entity = validate_segment(parts[-3], "entity") if len(parts) == 3 else self.settings.entity
+        return LoggedRun.load(self.settings, entity, project, run_id)
+
+    def _collection(self, name: str) -> Collection:
+        path = parse_artifact_path(name)
+        if path.alias is not None:
+            raise ValidationError(f"{name!r} names a version; give the collection name without ':alias'")
+        return Collection(
+            path.entity or self.settings.entity, path.project or self.settings.project, validate_artifact_name(path.name)
+        )

@@ -1,0 +1,1 @@
+"""Versions, aliases, lineage and runs, kept as small records on a Store."""

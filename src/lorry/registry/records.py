@@ -1,0 +1,171 @@
+"""The records kept on a store, as frozen values with their JSON form.
+
+Every parser checks what it reads: a truncated or hostile record raises ``CorruptRecordError`` naming
+the key, never a ``KeyError`` from deep inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from lorry.errors import CorruptRecordError
+from lorry.model.digest import is_content_digest
+
+
+def load_json(payload: bytes, key: str) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(f"record {key} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise CorruptRecordError(f"record {key} is not a JSON object")
+    return doc
+
+
+def dump_json(doc: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def _field(doc: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str) -> Any:
+    value = doc.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CorruptRecordError(f"record {key} has no valid {name!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    """One version of one collection: what runs record as their inputs and outputs."""
+
+    entity: str
+    project: str
+    name: str
+    version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entity": self.entity, "project": self.project, "name": self.name, "version": self.version}
+
+    @classmethod
+    def from_json(cls, doc: Any, key: str) -> ArtifactRef:
+        if not isinstance(doc, dict):
+            raise CorruptRecordError(f"record {key} holds an invalid artifact reference")
+        return cls(
+            entity=_field(doc, "entity", str, key),
+            project=_field(doc, "project", str, key),
+            name=_field(doc, "name", str, key),
+            version=_field(doc, "version", int, key),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.entity}/{self.project}/{self.name}:v{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One committed version. Created once (its creation is the commit); later ``save()`` calls
+    change ``description`` and ``metadata`` by compare-and-swap."""
+
+    version: int
+    manifest: str
+    type: str
+    size: int
+    file_count: int
+    created_at: str
+    logged_by: str | None
+    description: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "manifest": self.manifest,
+            "type": self.type,
+            "size": self.size,
+            "file_count": self.file_count,
+            "created_at": self.created_at,
+            "logged_by": self.logged_by,
+            "description": self.description,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_bytes(cls, payload: bytes, key: str) -> VersionRecord:
+        doc = load_json(payload, key)
+        manifest = _field(doc, "manifest", str, key)
+        if not is_content_digest(manifest):
+            raise CorruptRecordError(f"record {key} names an invalid manifest digest")
+        logged_by = doc.get("logged_by")
+        description = doc.get("description")
+        if logged_by is not None and not isinstance(logged_by, str):
+            raise CorruptRecordError(f"record {key} has an invalid 'logged_by'")
+        if description is not None and not isinstance(description, str):
+            raise CorruptRecordError(f"record {key} has an invalid 'description'")
+        return cls(
+            version=_field(doc, "version", int, key),
+            manifest=manifest,
+            type=_field(doc, "type", str, key),
+            size=_field(doc, "size", int, key),
+            file_count=_field(doc, "file_count", int, key),
+            created_at=_field(doc, "created_at", str, key),
+            logged_by=logged_by,
+            description=description,
+            metadata=_field(doc, "metadata", dict, key),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run: who it was, and which artifact versions it used and logged."""
+
+    id: str
+    entity: str
+    project: str
+    name: str
+    job_type: str | None
+    config: Mapping[str, Any]
+    created_at: str
+    finished_at: str | None = None
+    state: str = "running"
+    inputs: tuple[ArtifactRef, ...] = ()
+    outputs: tuple[ArtifactRef, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "entity": self.entity,
+            "project": self.project,
+            "name": self.name,
+            "job_type": self.job_type,
+            "config": dict(self.config),
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "state": self.state,
+            "inputs": [r.to_json() for r in self.inputs],
+            "outputs": [r.to_json() for r in self.outputs],
+        }
+
+    @classmethod
+    def from_bytes(cls, payload: bytes, key: str) -> RunRecord:
+        doc = load_json(payload, key)
+        job_type, finished = doc.get("job_type"), doc.get("finished_at")
+        if job_type is not None and not isinstance(job_type, str):
+            raise CorruptRecordError(f"record {key} has an invalid 'job_type'")
+        if finished is not None and not isinstance(finished, str):
+            raise CorruptRecordError(f"record {key} has an invalid 'finished_at'")
+        return cls(
+            id=_field(doc, "id", str, key),
+            entity=_field(doc, "entity", str, key),
+            project=_field(doc, "project", str, key),
+            name=_field(doc, "name", str, key),
+            job_type=job_type,
+            config=_field(doc, "config", dict, key),
+            created_at=_field(doc, "created_at", str, key),
+            finished_at=finished,
+            state=_field(doc, "state", str, key),
+            inputs=tuple(ArtifactRef.from_json(r, key) for r in _field(doc, "inputs", list, key)),
+            outputs=tuple(ArtifactRef.from_json(r, key) for r in _field(doc, "outputs", list, key)),
+        )

@@ -1,0 +1,402 @@
+"""Versions, aliases, lineage and runs as records on a ``Store``.
+
+Layout (the README draws it too)::
+
+    blobs/blake3/<2 hex>/<hex>                        file contents, content-addressed, immutable
+    manifests/blake3/<2 hex>/<hex>.json               one version's entries, immutable
+    <entity>/<project>/artifacts/<name>/collection.json   the collection's type
+    <entity>/<project>/artifacts/<name>/head.json         {"count": N}: versions 0..N-1 are indexed
+    <entity>/<project>/artifacts/<name>/versions/<N>.json the version record; creating it IS the commit
+    <entity>/<project>/artifacts/<name>/digests/<hex>.json {"version": N}: which version holds a manifest
+    <entity>/<project>/artifacts/<name>/aliases/<alias>.json {"version": N}
+    <entity>/<project>/artifacts/<name>/consumers/<N>/<entity>/<project>/<run id>   lineage, reverse
+    <entity>/<project>/runs/<run id>.json             the run record
+
+The commit protocol, and why it is safe with many writers, is in ``commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lorry.errors import (
+    ArtifactNotFoundError,
+    ConflictError,
+    CorruptRecordError,
+    ObjectNotFoundError,
+    RunNotFoundError,
+    ValidationError,
+)
+from lorry.model.digest import digest_bytes, hex_part
+from lorry.model.manifest import Manifest
+from lorry.model.names import LATEST, version_number
+from lorry.registry.records import RunRecord, VersionRecord, dump_json, load_json
+from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
+
+_CAS_ATTEMPTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """All versions of one artifact name in one project."""
+
+    entity: str
+    project: str
+    name: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.entity}/{self.project}/artifacts/{self.name}/"
+
+    def __str__(self) -> str:
+        return f"{self.entity}/{self.project}/{self.name}"
+
+
+def blob_key(digest: str) -> str:
+    hexd = hex_part(digest)
+    return f"blobs/blake3/{hexd[:2]}/{hexd}"
+
+
+def manifest_key(digest: str) -> str:
+    hexd = hex_part(digest)
+    return f"manifests/blake3/{hexd[:2]}/{hexd}.json"
+
+
+def run_key(entity: str, project: str, run_id: str) -> str:
+    return f"{entity}/{project}/runs/{run_id}.json"
+
+
+class Registry:
+    """The records of one store. Stateless apart from the store: safe to share between tasks."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- manifests ----------------------------------------------------------------------------------
+
+    async def put_manifest(self, manifest: Manifest) -> None:
+        try:
+            await self.store.put(manifest_key(manifest.digest), manifest.to_bytes(), CREATE)
+        except ConflictError:
+            pass  # content-addressed: the same bytes are already there
+
+    async def get_manifest(self, digest: str) -> Manifest:
+        key = manifest_key(digest)
+        try:
+            payload = await self.store.get(key)
+        except ObjectNotFoundError as exc:
+            raise CorruptRecordError(f"manifest {key} is missing from the store") from exc
+        if digest_bytes(payload) != digest:
+            raise CorruptRecordError(f"manifest {key} does not match its digest")
+        return Manifest.from_bytes(payload, name=f"manifest {key}")
+
+    # -- committing versions ------------------------------------------------------------------------
+
+    async def commit(
+        self,
+        collection: Collection,
+        artifact_type: str,
+        manifest: Manifest,
+        *,
+        created_at: str,
+        logged_by: str | None,
+        description: str | None,
+        metadata: dict[str, Any],
+    ) -> tuple[VersionRecord, bool]:
+        """Make ``manifest`` a version of ``collection``; return it and whether it is new.
+
+        Invariant: for every N below ``head.count``, ``digests/<manifest of N>`` exists. So:
+
+        1. a digest index hit means the content already is a version: return that one;
+        2. otherwise try to create ``versions/N`` for N = head.count, head.count + 1, ... The create is
+           exclusive (If-None-Match / link(2)), so no two writers get one number and numbers have no
+           gaps. Each version found on the way is read: if it holds the same manifest it is ours
+           (a concurrent writer of identical content won), and its index entry is (re)written, which
+           also repairs what a writer that crashed after its create left undone;
+        3. after the create, write the index entry, then move head forward by compare-and-swap.
+
+        A reader sees a version once its record exists, and that record is created only after its
+        manifest and every blob are stored, so it never sees half a version.
+        """
+        await self._check_type(collection, artifact_type)
+        index = self._digest_key(collection, manifest.digest)
+        existing = await self._read_index(collection, manifest.digest)
+        if existing is not None:
+            return existing, False
+        head = await self._head_count(collection)
+        record_for = lambda n: VersionRecord(  # noqa: E731
+            version=n,
+            manifest=manifest.digest,
+            type=artifact_type,
+            size=manifest.size,
+            file_count=len(manifest),
+            created_at=created_at,
+            logged_by=logged_by,
+            description=description,
+            metadata=metadata,
+        )
+        number = head
+        while True:
+            record = record_for(number)
+            try:
+                await self.store.put(self._version_key(collection, number), dump_json(record.to_json()), CREATE)
+                break
+            except ConflictError:
+                other, _ = await self.read_version(collection, number)
+                await self.store.put(self._digest_key(collection, other.manifest), _pointer(number))
+                if other.manifest == manifest.digest:
+                    await self._advance_head(collection, number + 1)
+                    return other, False
+                number += 1
+        await self.store.put(index, _pointer(number))
+        await self._advance_head(collection, number + 1)
+        return record, True
+
+    async def _check_type(self, collection: Collection, artifact_type: str) -> None:
+        key = collection.prefix + "collection.json"
+        try:
+            await self.store.put(key, dump_json({"type": artifact_type}), CREATE)
+            return
+        except ConflictError:
+            pass
+        existing = _field_str(load_json(await self.store.get(key), key), "type", key)
+        if existing != artifact_type:
+            raise ValidationError(
+                f"artifact {collection} has type {existing!r}; it cannot take a version of type {artifact_type!r}"
+            )
+
+    async def _read_index(self, collection: Collection, digest: str) -> VersionRecord | None:
+        key = self._digest_key(collection, digest)
+        try:
+            number = _pointer_version(await self.store.get(key), key)
+        except ObjectNotFoundError:
+            return None
+        record, _ = await self.read_version(collection, number)
+        if record.manifest != digest:
+            raise CorruptRecordError(f"digest index {key} points to v{number}, which holds other content")
+        return record
+
+    async def _head_count(self, collection: Collection) -> int:
+        key = collection.prefix + "head.json"
+        try:
+            doc = load_json(await self.store.get(key), key)
+        except ObjectNotFoundError:
+            return 0
+        count = doc.get("count")
+        if not isinstance(count, int) or count < 0:
+            raise CorruptRecordError(f"record {key} has no valid 'count'")
+        return count
+
+    async def _advance_head(self, collection: Collection, count: int) -> None:
+        key = collection.prefix + "head.json"
+        for _ in range(_CAS_ATTEMPTS):
+            mode: PutMode
+            try:
+                meta = await self.store.head(key)
+                current = await self._head_count(collection)
+                if current >= count:
+                    return
+                mode = Update(meta.etag)
+            except ObjectNotFoundError:
+                mode = CREATE
+            try:
+                await self.store.put(key, dump_json({"count": count}), mode)
+                return
+            except ConflictError:
+                continue
+        # Losing this race many times only means head lags; readers probe past it.
+
+    # -- reading versions -----------------------------------------------------------------------------
+
+    async def read_version(self, collection: Collection, number: int) -> tuple[VersionRecord, str]:
+        """The record of ``v<number>`` and its etag; ``ArtifactNotFoundError`` if there is none."""
+        key = self._version_key(collection, number)
+        try:
+            meta = await self.store.head(key)
+            payload = await self.store.get(key)
+        except ObjectNotFoundError as exc:
+            raise ArtifactNotFoundError(f"artifact {collection}:v{number} does not exist") from exc
+        record = VersionRecord.from_bytes(payload, key)
+        if record.version != number:
+            raise CorruptRecordError(f"record {key} says it is version {record.version}")
+        return record, meta.etag
+
+    async def latest(self, collection: Collection) -> int | None:
+        """The highest committed version number, or None for an empty collection."""
+        number = await self._head_count(collection)
+        exists = lambda n: self._exists(self._version_key(collection, n))  # noqa: E731
+        if number > 0 and not await exists(number - 1):
+            number = max((n for n in await self._version_numbers(collection)), default=-1) + 1
+        while await exists(number):
+            number += 1
+        return number - 1 if number > 0 else None
+
+    async def resolve(self, collection: Collection, alias: str) -> VersionRecord:
+        """``latest``, ``vN`` or a user alias → its version record."""
+        number = version_number(alias)
+        if alias == LATEST:
+            number = await self.latest(collection)
+            if number is None:
+                raise ArtifactNotFoundError(f"artifact {collection} has no versions")
+        elif number is None:
+            key = self._alias_key(collection, alias)
+            try:
+                number = _pointer_version(await self.store.get(key), key)
+            except ObjectNotFoundError as exc:
+                if not await self.exists(collection):
+                    raise ArtifactNotFoundError(f"artifact {collection} does not exist") from exc
+                raise ArtifactNotFoundError(f"artifact {collection} has no alias {alias!r}") from exc
+        try:
+            record, _ = await self.read_version(collection, number)
+        except ArtifactNotFoundError:
+            if not await self.exists(collection):
+                raise ArtifactNotFoundError(f"artifact {collection} does not exist") from None
+            raise
+        return record
+
+    async def exists(self, collection: Collection) -> bool:
+        return await self._exists(collection.prefix + "collection.json")
+
+    async def collection_type(self, collection: Collection) -> str:
+        key = collection.prefix + "collection.json"
+        try:
+            return _field_str(load_json(await self.store.get(key), key), "type", key)
+        except ObjectNotFoundError as exc:
+            raise ArtifactNotFoundError(f"artifact {collection} does not exist") from exc
+
+    async def versions(self, collection: Collection) -> list[VersionRecord]:
+        numbers = await self._version_numbers(collection)
+        return [(await self.read_version(collection, n))[0] for n in numbers]
+
+    async def _version_numbers(self, collection: Collection) -> list[int]:
+        prefix = collection.prefix + "versions/"
+        numbers = []
+        async for meta in self.store.list(prefix):
+            stem = meta.key[len(prefix) :].removesuffix(".json")
+            if stem.isdigit():
+                numbers.append(int(stem))
+        return sorted(numbers)
+
+    async def collections(self, entity: str, project: str) -> list[tuple[str, str]]:
+        """(name, type) of every collection in a project, by name."""
+        prefix = f"{entity}/{project}/artifacts/"
+        found = []
+        async for meta in self.store.list(prefix):
+            name, _, rest = meta.key[len(prefix) :].partition("/")
+            if rest == "collection.json":
+                payload = load_json(await self.store.get(meta.key), meta.key)
+                found.append((name, _field_str(payload, "type", meta.key)))
+        return sorted(found)
+
+    # -- mutable parts: description, metadata, aliases ------------------------------------------------
+
+    async def update_version(
+        self, collection: Collection, number: int, change: Callable[[VersionRecord], VersionRecord]
+    ) -> VersionRecord:
+        """Apply ``change`` to the latest state of the record, by compare-and-swap, retrying on races
+        so that two concurrent updates of different fields both survive."""
+        for _ in range(_CAS_ATTEMPTS):
+            record, etag = await self.read_version(collection, number)
+            updated = change(record)
+            if updated == record:
+                return record
+            try:
+                await self.store.put(self._version_key(collection, number), dump_json(updated.to_json()), Update(etag))
+                return updated
+            except ConflictError:
+                continue
+        raise ConflictError(f"artifact {collection}:v{number} kept changing; its update was not saved")
+
+    async def set_aliases(self, collection: Collection, number: int, aliases: Iterable[str]) -> None:
+        for alias in aliases:
+            if alias != LATEST:  # latest is derived: always the highest version
+                await self.store.put(self._alias_key(collection, alias), _pointer(number), OVERWRITE)
+
+    async def remove_alias(self, collection: Collection, number: int, alias: str) -> None:
+        """Remove ``alias`` if it still names ``number`` (if it moved meanwhile, it is not ours)."""
+        key = self._alias_key(collection, alias)
+        try:
+            if _pointer_version(await self.store.get(key), key) == number:
+                await self.store.delete(key)
+        except ObjectNotFoundError:
+            pass
+
+    async def aliases(self, collection: Collection) -> dict[str, int]:
+        """Every user alias of the collection and the version it names."""
+        prefix = collection.prefix + "aliases/"
+        found: dict[str, int] = {}
+        async for meta in self.store.list(prefix):
+            try:
+                found[meta.key[len(prefix) :].removesuffix(".json")] = _pointer_version(
+                    await self.store.get(meta.key), meta.key
+                )
+            except ObjectNotFoundError:
+                continue  # removed while listing
+        return found
+
+    # -- runs and lineage -----------------------------------------------------------------------------
+
+    async def put_run(self, record: RunRecord, *, create: bool = False) -> None:
+        mode: PutMode = Create() if create else OVERWRITE
+        await self.store.put(run_key(record.entity, record.project, record.id), dump_json(record.to_json()), mode)
+
+    async def get_run(self, entity: str, project: str, run_id: str) -> RunRecord:
+        key = run_key(entity, project, run_id)
+        try:
+            return RunRecord.from_bytes(await self.store.get(key), key)
+        except ObjectNotFoundError as exc:
+            raise RunNotFoundError(f"run {entity}/{project}/{run_id} does not exist") from exc
+
+    async def add_consumer(self, collection: Collection, number: int, run: RunRecord) -> None:
+        key = f"{collection.prefix}consumers/{number}/{run.entity}/{run.project}/{run.id}"
+        await self.store.put(key, b"", OVERWRITE)
+
+    async def consumers(self, collection: Collection, number: int) -> list[tuple[str, str, str]]:
+        prefix = f"{collection.prefix}consumers/{number}/"
+        found = []
+        async for meta in self.store.list(prefix):
+            parts = meta.key[len(prefix) :].split("/")
+            if len(parts) == 3:
+                found.append((parts[0], parts[1], parts[2]))
+        return found
+
+    # -- keys and helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _version_key(collection: Collection, number: int) -> str:
+        return f"{collection.prefix}versions/{number}.json"
+
+    @staticmethod
+    def _digest_key(collection: Collection, digest: str) -> str:
+        return f"{collection.prefix}digests/{hex_part(digest)}.json"
+
+    @staticmethod
+    def _alias_key(collection: Collection, alias: str) -> str:
+        return f"{collection.prefix}aliases/{alias}.json"
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            await self.store.head(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+
+def _pointer(number: int) -> bytes:
+    return dump_json({"version": number})
+
+
+def _pointer_version(payload: bytes, key: str) -> int:
+    version = load_json(payload, key).get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise CorruptRecordError(f"record {key} has no valid 'version'")
+    return version
+
+
+def _field_str(doc: dict[str, Any], name: str, key: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str):
+        raise CorruptRecordError(f"record {key} has no valid {name!r}")
+    return value

@@ -1,0 +1,328 @@
+"""``Run``: one job's session with a store; it logs artifacts as outputs and uses them as inputs.
+
+Lineage is recorded on the store as it happens: the run record lists inputs and outputs, and each used
+version keeps a marker naming its consumer, so ``logged_by()`` and ``used_by()`` work from anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import secrets
+import string
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from lorry import _bridge
+from lorry.artifact import Artifact, LoggedRun, now_iso
+from lorry.errors import ArtifactFailedError, UsageError, ValidationError
+from lorry.model.metadata import validate_metadata
+from lorry.model.names import LATEST, parse_artifact_path, validate_artifact_name
+from lorry.registry.records import ArtifactRef, RunRecord
+from lorry.registry.registry import Collection, Registry
+from lorry.settings import Settings
+from lorry.transfer.engine import engine
+
+log = logging.getLogger("lorry")
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _new_run_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+class Run:
+    """A running job. Use it as a context manager, or call ``finish()`` at the end."""
+
+    def __init__(
+        self, settings: Settings, *, job_type: str | None, name: str | None, config: dict[str, Any] | None
+    ) -> None:
+        if job_type is not None and not isinstance(job_type, str):
+            raise ValidationError(f"job_type must be a string, not {type(job_type).__name__}")
+        self.settings = settings
+        self.id = _new_run_id()
+        self.name = name if name is not None else f"run-{self.id}"
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValidationError("run name must be a non-empty string")
+        self.job_type = job_type
+        self.config: dict[str, Any] = validate_metadata(config)
+        self._record = RunRecord(
+            id=self.id,
+            entity=settings.entity,
+            project=settings.project,
+            name=self.name,
+            job_type=job_type,
+            config=self.config,
+            created_at=now_iso(),
+        )
+        self._tracked: list[Artifact] = []
+        self._tracked_lock = threading.Lock()
+        self._record_lock: asyncio.Lock | None = None
+        self._finished = False
+        self._registry = Registry(engine(settings).store(settings.store))
+        _bridge.run_sync(self._registry.put_run(self._record, create=True))
+        log.info("run %s started (job_type=%s, store=%s)", self.path, job_type, settings.store)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.path} job_type={self.job_type!r}>"
+
+    @property
+    def entity(self) -> str:
+        return self.settings.entity
+
+    @property
+    def project(self) -> str:
+        return self.settings.project
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    # -- outputs ----------------------------------------------------------------------------------------
+
+    def log_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,  # noqa: A002 - the original API's keyword
+        aliases: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Log a new version and return at once; the files are hashed and stored in the background.
+
+        Versions of one collection are committed in call order: in a loop, ``v0`` is the first call.
+        ``artifact.wait()`` blocks until the commit and raises if it failed. A path may be given
+        instead of an artifact (with ``name`` and ``type``).
+        """
+        self._check_open()
+        artifact = self._as_artifact(artifact_or_path, name, type)
+        if isinstance(aliases, str):
+            raise ValidationError("aliases must be a list of strings, not one string")
+        artifact._start_log(self, list(aliases or ()))
+        return artifact
+
+    def _as_artifact(self, item: Artifact | str | os.PathLike[str], name: str | None, type_: str | None) -> Artifact:
+        if isinstance(item, Artifact):
+            return item
+        path = Path(item)
+        artifact = Artifact(validate_artifact_name(name or path.name), type_ or "unspecified")
+        if path.is_dir():
+            artifact.add_dir(path)
+        else:
+            artifact.add_file(path)
+        return artifact
+
+    def _track(self, artifact: Artifact) -> None:
+        with self._tracked_lock:
+            self._tracked.append(artifact)
+
+    async def _record_output(self, ref: ArtifactRef) -> None:
+        async with self._lock():
+            self._record = replace(self._record, outputs=(*self._record.outputs, ref))
+            await self._registry.put_run(self._record)
+
+    # -- inputs -----------------------------------------------------------------------------------------
+
+    def use_artifact(
+        self,
+        artifact_or_name: Artifact | str,
+        type: str | None = None,  # noqa: A002 - the original API's keyword
+        aliases: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Record a version as this run's input and return it.
+
+        ``'name'`` (meaning ``latest``), ``'name:alias'``, ``'name:vN'``, ``'project/name:alias'`` or
+        ``'entity/project/name:alias'``. An Artifact not yet logged is logged first; logging the same
+        content again gives the same version, so this is idempotent.
+        """
+        return _bridge.run_sync(self.use_artifact_async(artifact_or_name, type, aliases))
+
+    async def use_artifact_async(
+        self, artifact_or_name: Artifact | str, type: str | None = None, aliases: Sequence[str] | None = None  # noqa: A002
+    ) -> Artifact:
+        self._check_open()
+        if isinstance(artifact_or_name, Artifact):
+            artifact = artifact_or_name
+            if artifact.is_draft():
+                self.log_artifact(artifact, aliases=aliases)
+            await artifact.wait_async()
+        else:
+            artifact = await resolve_artifact(self.settings, artifact_or_name)
+        if type is not None and artifact.type != type:
+            raise ValidationError(f"artifact {artifact.qualified_name} has type {artifact.type!r}, not {type!r}")
+        ref = artifact._ref()
+        async with self._lock():
+            if ref not in self._record.inputs:
+                self._record = replace(self._record, inputs=(*self._record.inputs, ref))
+                await self._registry.put_run(self._record)
+        await self._registry.add_consumer(Collection(ref.entity, ref.project, ref.name), ref.version, self._record)
+        return artifact
+
+    # -- lineage ----------------------------------------------------------------------------------------
+
+    def used_artifacts(self) -> list[Artifact]:
+        return LoggedRun(self.settings, self._record).used_artifacts()
+
+    def logged_artifacts(self) -> list[Artifact]:
+        return LoggedRun(self.settings, self._record).logged_artifacts()
+
+    # -- finishing --------------------------------------------------------------------------------------
+
+    def finish(self, exit_code: int | None = None) -> None:
+        """Wait for every artifact this run logged; raise ``ArtifactFailedError`` naming those that failed."""
+        _bridge.run_sync(self.finish_async(exit_code))
+
+    async def finish_async(self, exit_code: int | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        _forget(self)
+        with self._tracked_lock:
+            tracked = list(self._tracked)
+        failures: list[tuple[Artifact, BaseException]] = []
+        for artifact in tracked:
+            try:
+                await artifact.wait_async()
+            except ArtifactFailedError as exc:
+                failures.append((artifact, exc))
+        state = "failed" if failures or exit_code not in (None, 0) else "finished"
+        async with self._lock():
+            self._record = replace(self._record, state=state, finished_at=now_iso())
+            await self._registry.put_run(self._record)
+        log.info("run %s %s", self.path, state)
+        if failures:
+            names = ", ".join(artifact.name for artifact, _ in failures)
+            raise ArtifactFailedError(f"run {self.path}: {len(failures)} artifact(s) failed: {names}") from failures[0][1]
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if error is None:
+            self.finish()
+            return
+        try:
+            self.finish(exit_code=1)
+        except ArtifactFailedError:
+            log.exception("run %s: artifacts failed while the run was ending with an error", self.path)
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise UsageError(f"run {self.path} is finished; start a new one with lorry.init()")
+
+    def _lock(self) -> asyncio.Lock:
+        if self._record_lock is None:
+            self._record_lock = asyncio.Lock()
+        return self._record_lock
+
+
+async def resolve_artifact(settings: Settings, text: str, type_: str | None = None) -> Artifact:
+    """``[[entity/]project/]name[:alias]`` → the logged version it names."""
+    path = parse_artifact_path(text)
+    collection = Collection(path.entity or settings.entity, path.project or settings.project, path.name)
+    registry = engine(settings).registry(settings.store)
+    record = await registry.resolve(collection, path.alias or LATEST)
+    artifact = await Artifact._load(settings, collection, record)
+    if type_ is not None and artifact.type != type_:
+        raise ValidationError(f"artifact {artifact.qualified_name} has type {artifact.type!r}, not {type_!r}")
+    return artifact
+
+
+# -- the current run ---------------------------------------------------------------------------------
+
+_current: Run | None = None
+_current_lock = threading.Lock()
+
+
+def init(
+    project: str | None = None,
+    entity: str | None = None,
+    job_type: str | None = None,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    store: str | None = None,
+) -> Run:
+    """Start a run (finishing the current one, if any) and make it current.
+
+    ``store`` is a path, ``file://``, ``s3://bucket/prefix`` or ``gs://bucket/prefix`` URL; it
+    defaults to ``$LORRY_STORE``, then to ``~/.local/share/lorry/store``.
+    """
+    global _current  # noqa: PLW0603 - the module-level API acts on one current run
+    settings = Settings.load(project=project, entity=entity, store=store)
+    previous = current_run()
+    if previous is not None:
+        previous.finish()
+    run = Run(settings, job_type=job_type, name=name, config=config)
+    with _current_lock:
+        _current = run
+    return run
+
+
+def current_run() -> Run | None:
+    with _current_lock:
+        return _current
+
+
+def require_run() -> Run:
+    run = current_run()
+    if run is None:
+        raise UsageError("there is no current run: call lorry.init() first")
+    return run
+
+
+def current_or_new_run() -> Run:
+    run = current_run()
+    return run if run is not None else init(job_type="auto")
+
+
+def _forget(run: Run) -> None:
+    global _current  # noqa: PLW0603
+    with _current_lock:
+        if _current is run:
+            _current = None
+
+
+def finish(exit_code: int | None = None) -> None:
+    """Finish the current run (if there is one)."""
+    run = current_run()
+    if run is not None:
+        run.finish(exit_code)
+
+
+def log_artifact(
+    artifact_or_path: Artifact | str | os.PathLike[str],
+    name: str | None = None,
+    type: str | None = None,  # noqa: A002
+    aliases: Sequence[str] | None = None,
+) -> Artifact:
+    """``log_artifact`` on the current run."""
+    return require_run().log_artifact(artifact_or_path, name=name, type=type, aliases=aliases)
+
+
+def use_artifact(
+    artifact_or_name: Artifact | str,
+    type: str | None = None,  # noqa: A002
+    aliases: Sequence[str] | None = None,
+) -> Artifact:
+    """``use_artifact`` on the current run."""
+    return require_run().use_artifact(artifact_or_name, type=type, aliases=aliases)
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    # Interpreter exit waits for pending uploads, so a script that forgot finish() loses nothing.
+    run = current_run()
+    if run is None or _bridge.bridge().in_loop_thread():
+        return
+    try:
+        run.finish()
+    except Exception:
+        log.exception("lorry: run %s did not finish cleanly", run.path)

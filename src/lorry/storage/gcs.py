@@ -1,0 +1,341 @@
+"""A store in a Google Cloud Storage bucket, over the JSON API with gcloud-aio-storage.
+
+``gs://bucket/prefix``: keys are relative to ``prefix``. Preconditions map onto object generations:
+
+- ``Create``: ``ifGenerationMatch=0`` (succeed only if no live object has the name);
+- ``Update(etag)``: the etag *is* the object's generation, sent as ``ifGenerationMatch=<etag>``;
+- ``Overwrite``: no precondition.
+
+GCS answers a lost precondition with ``412 Precondition Failed``, which becomes ``ConflictError``.
+Other errors are mapped at this boundary: ``404`` to ``ObjectNotFoundError``, ``401``/``403`` to a
+``StoreError`` saying the credentials were refused, everything else (other statuses, connection
+failures, timeouts) to ``StoreError``; the original exception stays attached as ``__cause__``.
+
+Endpoint and credentials: ``STORAGE_EMULATOR_HOST`` (or ``endpoint=``) points the store at an emulator
+and sends no credentials; otherwise gcloud-aio-auth finds credentials the usual way
+(``GOOGLE_APPLICATION_CREDENTIALS``, the gcloud SDK's application default credentials, then the GCE
+metadata server). The endpoint is resolved once, when the store is built.
+
+Why only ``Store`` and not ``MultipartStore``: GCS has no S3-style multipart upload. The two things
+that look like it do not honour the contract, which lets the transfer layer send numbered parts in any
+order, in parallel, replace a part, and list the parts stored so far:
+
+- a resumable upload session takes bytes strictly in order, one request at a time, every chunk but
+  the last a multiple of 256 KiB, and remembers only how many bytes it has persisted, so parts can be
+  neither parallel nor replaced nor listed;
+- parts uploaded as temporary objects and joined with ``compose`` (at most 32 sources per call, so a
+  tree of composes for more) would be honest on real GCS, but ``compose`` crashes the emulator these
+  tests run against, so that code could not be tested against any real server here.
+
+Large objects therefore go up in one ``put`` (a single-request media upload). Downloads need nothing
+special: ``get`` and ``stream`` take byte ranges, which the transfer layer fetches in parallel.
+
+Chunking, retries and parallelism live in ``lorry.transfer``: this module makes exactly one HTTP
+request per call (two for a multi-page ``list``) and never retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import cast
+from urllib.parse import urlsplit
+
+import aiohttp
+from gcloud.aio.storage import Storage
+
+from lorry.errors import (
+    ConflictError,
+    ObjectNotFoundError,
+    StoreError,
+    UsageError,
+    ValidationError,
+)
+from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+GCS_API_ROOT = "https://storage.googleapis.com"
+CONTENT_TYPE = "application/octet-stream"
+STREAM_CHUNK = 1 << 20
+_MAX_ERROR_TEXT = 300
+
+
+class GCSStore:
+    """``Store`` over a GCS bucket, optionally under a prefix.
+
+    >>> store = GCSStore.from_url("gs://my-bucket/team/lorry")  # doctest: +SKIP
+    >>> meta = await store.put("a/b.bin", b"bytes", CREATE)  # doctest: +SKIP
+    >>> meta.etag  # the object's generation  # doctest: +SKIP
+    '1718000000000000'
+
+    One aiohttp session per store, created on the event loop of the first call and closed by
+    ``close()``; after ``close()`` the store may be used again (on any loop) and opens a new session.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str | None = None,
+        service_file: str | None = None,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 300.0,
+        max_connections: int = 256,
+        list_page_size: int | None = None,
+    ) -> None:
+        """Build a store; nothing is contacted until the first call.
+
+        ``endpoint``: an emulator's ``http://host:port`` (default: ``$STORAGE_EMULATOR_HOST``, else
+        GCS itself). ``service_file``: a credentials JSON file (default: the usual discovery).
+        ``read_timeout`` bounds each wait for bytes from the server, not a whole transfer, so large
+        objects can stream for as long as they keep moving. ``list_page_size``: ``maxResults`` for
+        ``list`` (default: the server's, 1000 on GCS).
+        """
+        if not bucket or "/" in bucket:
+            raise ValidationError(f"invalid GCS bucket name {bucket!r}")
+        prefix = prefix.strip("/")
+        if prefix:
+            check_key(prefix)
+        if endpoint is None:
+            endpoint = os.environ.get(EMULATOR_ENV) or None
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            endpoint = f"http://{endpoint}"
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint = endpoint
+        self._service_file = service_file
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._max_connections = max_connections
+        self._list_page_size = list_page_size
+        self._session: aiohttp.ClientSession | None = None
+        self._storage: Storage | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, endpoint: str | None = None, service_file: str | None = None) -> GCSStore:
+        """A store for ``gs://bucket`` or ``gs://bucket/prefix``."""
+        parts = urlsplit(url)
+        if parts.scheme != "gs" or not parts.netloc or parts.query or parts.fragment:
+            raise ValidationError(f"not a gs://bucket/prefix URL: {url!r}")
+        return cls(parts.netloc, parts.path, endpoint=endpoint, service_file=service_file)
+
+    @property
+    def url(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}" if self.prefix else f"gs://{self.bucket}"
+
+    def __repr__(self) -> str:
+        where = f", endpoint={self.endpoint!r}" if self.endpoint else ""
+        return f"GCSStore({self.url!r}{where})"
+
+    # -- the Store contract -------------------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectMeta:
+        storage = await self._client()
+        with self._mapped(key):
+            resource = await storage.download_metadata(self.bucket, self._name(key), timeout=self._t())
+        return self._meta(key, resource)
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return b"".join([chunk async for chunk in self.stream(key, start, end)])
+
+    async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        if start < 0 or (end is not None and end < 0):
+            raise ValidationError(f"invalid byte range [{start}, {end}) for {key}")
+        if end is not None and end <= start:
+            await self.head(key)  # an empty range still needs the object to exist
+            return
+        headers: dict[str, str] = {}
+        if start or end is not None:
+            # HTTP ranges are inclusive; ``end`` here is exclusive.
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        storage = await self._client()
+        name = self._name(key)
+        with self._mapped(key, range_ok=True) as outcome:
+            response = await storage.download_stream(self.bucket, name, headers=headers, timeout=self._t())
+        if outcome.unsatisfiable:  # 416: the range starts at or past the end of the object
+            return
+        with self._mapped(key):
+            async with response as resp:
+                http = cast("aiohttp.ClientResponse", resp)
+                # A server that ignores Range answers 200 with the whole object: cut it here.
+                skip = start if http.status == 200 else 0
+                remaining = None if end is None else end - start
+                async for chunk in http.content.iter_chunked(STREAM_CHUNK):
+                    if skip:
+                        if len(chunk) <= skip:
+                            skip -= len(chunk)
+                            continue
+                        chunk = chunk[skip:]  # noqa: PLW2901
+                        skip = 0
+                    if remaining is not None:
+                        chunk = chunk[:remaining]  # noqa: PLW2901
+                        remaining -= len(chunk)
+                    if chunk:
+                        yield chunk
+                    if remaining == 0:
+                        break
+
+    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        parameters: dict[str, str] = {}
+        if isinstance(mode, Create):
+            parameters["ifGenerationMatch"] = "0"
+        elif isinstance(mode, Update):
+            if not mode.etag.isdecimal():
+                # Every etag this store hands out is a generation; anything else cannot match.
+                raise ConflictError(f"{key} has no generation {mode.etag!r} in {self.url}")
+            parameters["ifGenerationMatch"] = mode.etag
+        storage = await self._client()
+        with self._mapped(key, conflict=mode):
+            resource = await storage.upload(
+                self.bucket,
+                self._name(key),
+                io.BytesIO(data),  # any buffer; the library copies nothing more
+                content_type=CONTENT_TYPE,
+                # An empty object goes up as a multipart upload (metadata and media in one request):
+                # gcp-storage-emulator drops the connection on an empty media upload; GCS takes both.
+                metadata={"contentType": CONTENT_TYPE} if not data else None,
+                parameters=parameters,
+                force_resumable_upload=False,  # one request; retries belong to the transfer layer
+                timeout=self._t(),
+            )
+        return self._meta(key, resource)
+
+    async def delete(self, key: str) -> None:
+        storage = await self._client()
+        try:
+            with self._mapped(key):
+                await storage.delete(self.bucket, self._name(key), timeout=self._t())
+        except ObjectNotFoundError:
+            return
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        storage = await self._client()
+        base = f"{self.prefix}/" if self.prefix else ""
+        params: dict[str, str] = {
+            "prefix": base + prefix,
+            "fields": "items(name,size,generation),nextPageToken",
+        }
+        if self._list_page_size is not None:
+            params["maxResults"] = str(self._list_page_size)
+        while True:
+            with self._mapped(None):
+                page = await storage.list_objects(self.bucket, params=dict(params), timeout=self._t())
+            items = page.get("items", [])
+            if not isinstance(items, list):
+                raise StoreError(f"listing {self.url} returned a malformed page")
+            # An object named exactly like the store's prefix (a console "folder") has no key: skipped.
+            metas = [self._meta(key, item) for item in items if (key := self._key_of(item, base))]
+            # GCS lists in name order; sorting each page also covers servers that do not.
+            metas.sort(key=lambda m: m.key)
+            for meta in metas:
+                yield meta
+            token = page.get("nextPageToken")
+            if not token:
+                return
+            params["pageToken"] = str(token)
+
+    async def close(self) -> None:
+        session, self._session, self._storage, self._loop = self._session, None, None, None
+        if session is not None:
+            await session.close()
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    async def _client(self) -> Storage:
+        loop = asyncio.get_running_loop()
+        if self._storage is not None:
+            if loop is not self._loop:
+                raise UsageError(
+                    f"{self!r} is bound to another event loop; close() it there, or use one store per loop"
+                )
+            return self._storage
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._max_connections), timeout=self._timeout
+        )
+        try:
+            storage = Storage(
+                service_file=self._service_file,
+                session=session,  # type: ignore[arg-type]  # typed as requests.Session in the shared build
+                api_root=self.endpoint or GCS_API_ROOT,
+                api_is_dev=self.endpoint is not None,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            await session.close()
+            raise StoreError(f"cannot load GCS credentials for {self.url}: {exc}") from exc
+        self._session, self._storage, self._loop = session, storage, loop
+        return storage
+
+    def _t(self) -> int:
+        # gcloud-aio's Storage annotates timeouts as int seconds of total time, which would cut off a
+        # long download; its AioSession accepts an aiohttp.ClientTimeout, passed through unchanged,
+        # which bounds each read instead.
+        return cast(int, self._timeout)
+
+    def _name(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _key_of(self, item: object, base: str) -> str:
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not name.startswith(base):
+            raise StoreError(f"listing {self.url} returned an object outside its prefix: {name!r}")
+        return name[len(base) :]
+
+    def _meta(self, key: str, resource: object) -> ObjectMeta:
+        if isinstance(resource, Mapping):
+            size, generation = resource.get("size"), resource.get("generation")
+            if isinstance(size, str | int) and isinstance(generation, str | int):
+                try:
+                    return ObjectMeta(key=key, size=int(size), etag=str(int(generation)))
+                except ValueError:
+                    pass
+        raise StoreError(f"GCS returned malformed metadata for {key} in {self.url}")
+
+    @contextmanager
+    def _mapped(
+        self, key: str | None, *, conflict: PutMode | None = None, range_ok: bool = False
+    ) -> Iterator[_Outcome]:
+        """Map gcloud-aio and aiohttp failures onto lorry's exceptions."""
+        outcome = _Outcome()
+        what = f"{key} in {self.url}" if key is not None else self.url
+        try:
+            yield outcome
+        except aiohttp.ClientResponseError as exc:
+            status = exc.status
+            if status == 416 and range_ok:
+                outcome.unsatisfiable = True
+                return
+            detail = _short(exc.message)
+            if status == 404:
+                if key is None:
+                    raise StoreError(f"GCS bucket {self.bucket} not found ({detail})") from exc
+                raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+            if status == 412:
+                if isinstance(conflict, Create):
+                    raise ConflictError(f"{key} already exists in {self.url}") from exc
+                raise ConflictError(f"{key} changed since it was read ({self.url})") from exc
+            if status in (401, 403):
+                raise StoreError(
+                    f"GCS refused the credentials for {what} (HTTP {status}): {detail}; check "
+                    f"GOOGLE_APPLICATION_CREDENTIALS and the account's permissions on bucket {self.bucket}"
+                ) from exc
+            raise StoreError(f"GCS request for {what} failed (HTTP {status}): {detail}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StoreError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class _Outcome:
+    """What ``_mapped`` learnt about a request it let through (a 416 for a range past the end)."""
+
+    unsatisfiable = False
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."

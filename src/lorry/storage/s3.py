@@ -1,0 +1,347 @@
+"""A store in an S3 bucket (AWS, or an S3-compatible server such as Ceph RGW), through aiobotocore.
+
+``S3Store("s3://bucket/prefix")`` keeps every key under ``prefix/``. Endpoint, region and credentials
+not given explicitly come from the standard AWS configuration exactly as botocore reads it
+(``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``, the config and
+credentials files, ...), plus ``AWS_REGION``, which botocore itself does not read.
+
+Preconditions map onto S3's conditional writes: ``Create`` sends ``If-None-Match: *`` and
+``Update(etag)`` sends ``If-Match``. The client does not retry: retries live in ``lorry.transfer``,
+and a conditional PUT retried after a lost response would report its own success as a conflict.
+
+aiobotocore has no type information, so every call goes through ``_call``, the one place where its
+untyped values enter; responses are read field by field into lorry's own types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+from aiobotocore.session import AioSession  # type: ignore[import-untyped]
+from botocore.configprovider import ConfiguredEndpointProvider  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+)
+
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
+from lorry.storage.base import (
+    OVERWRITE,
+    Create,
+    ObjectMeta,
+    Part,
+    PutMode,
+    Update,
+    Upload,
+    check_key,
+)
+
+STREAM_CHUNK = 1 << 20
+DEFAULT_REGION = "us-east-1"
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
+_REFUSED = {
+    "403",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+}
+
+
+class S3Store:
+    """``Store`` and ``MultipartStore`` over ``s3://bucket/prefix``.
+
+    >>> store = S3Store("s3://models/team-a", endpoint_url="http://127.0.0.1:7480")
+    >>> store.url
+    's3://models/team-a'
+
+    One client per store, created on first use on the running event loop; ``close()`` releases it,
+    after which the store may be used again (on any loop).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        profile: str | None = None,
+        max_pool_connections: int = 64,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise ValidationError(f"not an S3 store URL (s3://bucket/prefix): {url!r}")
+        self.bucket = parts.netloc
+        prefix = parts.path.strip("/")
+        if prefix:
+            check_key(prefix)
+        self.prefix = prefix + "/" if prefix else ""
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ValidationError("give both access_key_id and secret_access_key, or neither")
+        if max_pool_connections < 1:
+            raise ValidationError("max_pool_connections must be at least 1")
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._credentials = (access_key_id, secret_access_key, session_token)
+        self._profile = profile
+        self._max_pool_connections = max_pool_connections
+        self._client_task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.rstrip('/')}" if self.prefix else f"s3://{self.bucket}"
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    # -- the Store contract -------------------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectMeta:
+        response = await self._call("head_object", key, Key=self._key(key))
+        return ObjectMeta(key=key, size=int(response["ContentLength"]), etag=_etag(response["ETag"]))
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return b"".join([chunk async for chunk in self.stream(key, start, end)])
+
+    async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        if start < 0 or (end is not None and end < 0):
+            raise ValidationError(f"invalid range [{start}, {end}) of {key}")
+        if end is not None and end <= start:
+            await self.head(key)  # nothing to read, but a missing key is still an error
+            return
+        params: dict[str, Any] = {"Key": self._key(key)}
+        if start or end is not None:
+            params["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            response = await self._call("get_object", key, **params)
+        except StoreError as exc:
+            if _code(exc.__cause__) in ("InvalidRange", "416"):
+                return  # the range starts at or past the end of the object
+            raise
+        try:
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(STREAM_CHUNK):
+                    yield chunk
+        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self._error(exc, "GetObject", key) from exc
+
+    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        response = await self._conditional(mode, "put_object", key, Key=self._key(key), Body=data)
+        return ObjectMeta(key=key, size=len(data), etag=_etag(response["ETag"]))
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete_object", key, Key=self._key(key))
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        params: dict[str, Any] = {"Prefix": self.prefix + prefix}
+        while True:
+            response = await self._call("list_objects_v2", None, **params)
+            for item in response.get("Contents", []):
+                key = str(item["Key"])[len(self.prefix) :]
+                yield ObjectMeta(key=key, size=int(item["Size"]), etag=_etag(item["ETag"]))
+            if not response.get("IsTruncated"):
+                return
+            params["ContinuationToken"] = response["NextContinuationToken"]
+
+    async def close(self) -> None:
+        task, self._client_task, self._loop = self._client_task, None, None
+        if task is not None:
+            client = await task
+            await client.close()
+
+    # -- multipart ----------------------------------------------------------------------------------
+
+    async def create_multipart(self, key: str) -> str:
+        response = await self._call("create_multipart_upload", key, Key=self._key(key))
+        return str(response["UploadId"])
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        response = await self._call(
+            "upload_part", key, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return Part(number=number, etag=_etag(response["ETag"]), size=len(data))
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[Part], mode: PutMode = OVERWRITE
+    ) -> ObjectMeta:
+        ordered = sorted(parts, key=lambda part: part.number)
+        await self._conditional(
+            mode,
+            "complete_multipart_upload",
+            key,
+            Key=self._key(key),
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in ordered]},
+        )
+        # Ceph RGW (16.2) ignores If-None-Match/If-Match on CompleteMultipartUpload and answers with an
+        # empty ETag; a HEAD gives the real one (and the size) on every server.
+        return await self.head(key)
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._call("abort_multipart_upload", key, Key=self._key(key), UploadId=upload_id)
+        except ObjectNotFoundError:
+            pass  # NoSuchUpload: already completed or aborted
+
+    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        params: dict[str, Any] = {"Key": self._key(key), "UploadId": upload_id}
+        parts: list[Part] = []
+        while True:
+            response = await self._call("list_parts", key, **params)
+            parts.extend(
+                Part(number=int(p["PartNumber"]), etag=_etag(p["ETag"]), size=int(p["Size"]))
+                for p in response.get("Parts", [])
+            )
+            if not response.get("IsTruncated"):
+                return sorted(parts, key=lambda part: part.number)
+            params["PartNumberMarker"] = response["NextPartNumberMarker"]
+
+    async def list_multipart(self, prefix: str) -> AsyncIterator[Upload]:
+        params: dict[str, Any] = {"Prefix": self.prefix + prefix}
+        while True:
+            response = await self._call("list_multipart_uploads", None, **params)
+            for item in response.get("Uploads", []):
+                initiated: datetime = item["Initiated"]
+                key = str(item["Key"])[len(self.prefix) :]
+                yield Upload(key=key, upload_id=str(item["UploadId"]), initiated=initiated)
+            if not response.get("IsTruncated"):
+                return
+            params["KeyMarker"] = response["NextKeyMarker"]
+            params["UploadIdMarker"] = response["NextUploadIdMarker"]
+
+    # -- the boundary with aiobotocore --------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    async def _call(self, operation: str, key: str | None, **params: Any) -> dict[str, Any]:
+        client = await self._client()
+        try:
+            response: dict[str, Any] = await getattr(client, operation)(Bucket=self.bucket, **params)
+        except (BotoCoreError, ClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self._error(exc, operation, key) from exc
+        return response
+
+    async def _conditional(self, mode: PutMode, operation: str, key: str, **params: Any) -> dict[str, Any]:
+        """A write with ``mode``'s precondition: ``If-None-Match: *`` or ``If-Match: <etag>``."""
+        if isinstance(mode, Create):
+            params["IfNoneMatch"] = "*"
+        elif isinstance(mode, Update):
+            # Unquoted: RGW (and DigitalOcean Spaces) answer 412 to the quoted form; AWS takes both.
+            params["IfMatch"] = mode.etag
+        try:
+            return await self._call(operation, key, **params)
+        except ObjectNotFoundError as exc:
+            if isinstance(mode, Update) and _code(exc.__cause__) != "NoSuchUpload":
+                # AWS and moto answer If-Match on a missing key with 404, RGW with 412: either way
+                # the object is no longer the one that was read.
+                raise ConflictError(f"{key} was deleted since it was read ({self.url})") from exc
+            raise
+
+    def _error(self, exc: BaseException, operation: str, key: str | None) -> Exception:
+        where = f"{self.url}/{key}" if key is not None else self.url
+        code = _code(exc)
+        if code == "NoSuchBucket":
+            return StoreError(f"bucket {self.bucket!r} does not exist ({operation} {where})")
+        if code == "NoSuchUpload":
+            return ObjectNotFoundError(f"no such multipart upload of {where}")
+        if code in _NOT_FOUND:
+            return ObjectNotFoundError(f"{key} not found in {self.url}")
+        if code in _CONFLICT:
+            return ConflictError(f"{key} already exists or changed since it was read ({where})")
+        if code in _REFUSED:
+            return StoreError(
+                f"the S3 server refused the credentials or their permissions for {operation} {where}: "
+                f"{code} {_message(exc)}".rstrip()
+            )
+        if isinstance(exc, NoCredentialsError):
+            return StoreError(f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)")
+        detail = f"{code} {_message(exc)}".strip() if code else f"{type(exc).__name__}: {exc}"
+        return StoreError(f"{operation} {where} failed: {detail}")
+
+    async def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client_task is None:
+            self._loop = loop
+            self._client_task = loop.create_task(self._create_client())
+        elif self._loop is not loop:
+            raise UsageError(f"{self!r} is in use on another event loop; close() it there first")
+        try:
+            return await asyncio.shield(self._client_task)
+        except (BotoCoreError, ValueError) as exc:
+            self._client_task = self._loop = None
+            raise StoreError(f"cannot set up an S3 client for {self.url}: {exc}") from exc
+
+    async def _create_client(self) -> Any:
+        session = AioSession(profile=self._profile)
+        endpoint_url = self._endpoint_url or _configured_endpoint(session)
+        region = self._region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
+        config = AioConfig(
+            region_name=region or DEFAULT_REGION,
+            max_pool_connections=self._max_pool_connections,
+            # S3-compatible servers reject or mangle the newer default CRC checksums.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # Virtual-hosted addressing needs DNS for every bucket: servers other than AWS use paths.
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            retries={"total_max_attempts": 1},
+        )
+        access_key, secret_key, token = self._credentials
+        context = session.create_client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=token,
+            config=config,
+        )
+        return await context.__aenter__()
+
+
+def _configured_endpoint(session: Any) -> str | None:
+    """The S3 endpoint from ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL`` or the config file.
+
+    botocore resolves it inside client creation; it is resolved here first, with botocore's own
+    provider, because path-style addressing must be chosen before the client exists.
+    """
+    if session.get_config_variable("ignore_configured_endpoint_urls"):
+        return None
+    provider = ConfiguredEndpointProvider(
+        full_config=session.full_config, scoped_config=session.get_scoped_config(), client_name="s3"
+    )
+    endpoint: str | None = provider.provide()
+    return endpoint
+
+
+def _etag(value: object) -> str:
+    return str(value).strip('"')
+
+
+def _code(exc: BaseException | None) -> str | None:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return None if code is None else str(code)
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Message") or "")
+    return str(exc)

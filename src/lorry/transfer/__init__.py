@@ -1,0 +1,1 @@
+"""Moving bytes between files and stores: scheduling, hashing, uploads and downloads."""

@@ -1,0 +1,139 @@
+"""The engine's per-process state: open stores, the limits every transfer shares, and the assigner.
+
+Everything here belongs to the bridge's event loop. It is created on first use and forgotten after a
+fork, together with the loop it is bound to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from lorry.registry.assigner import Assigner
+from lorry.registry.registry import Registry
+from lorry.settings import Settings
+from lorry.storage import open_store
+from lorry.storage.base import Store
+
+T = TypeVar("T")
+
+
+class ByteBudget:
+    """A semaphore counted in bytes: bounds the file content held in memory by all transfers."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._available = capacity
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.capacity)  # one request larger than the budget still runs, alone
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._available >= size)
+            self._available -= size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._available += size
+                self._changed.notify_all()
+
+
+@dataclass
+class Counters:
+    """Progress of one transfer, read by progress bars a few times a second; never a callback."""
+
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+
+
+@dataclass
+class Limits:
+    """The shared bounds on requests in flight, bytes in memory and open files."""
+
+    requests: asyncio.Semaphore
+    memory: ByteBudget
+    files: asyncio.Semaphore
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            requests=asyncio.Semaphore(settings.max_requests),
+            memory=ByteBudget(settings.max_memory),
+            files=asyncio.Semaphore(settings.max_open_files),
+        )
+
+
+@dataclass
+class Engine:
+    """One per process (per bridge): stores by URL, the thread pool for file work and hashing."""
+
+    settings: Settings
+    assigner: Assigner = field(default_factory=Assigner)
+    _stores: dict[str, Store] = field(default_factory=dict)
+    _limits: Limits | None = None
+    _pool: ThreadPoolExecutor | None = None
+
+    def store(self, url: str) -> Store:
+        if url not in self._stores:
+            self._stores[url] = open_store(url)
+        return self._stores[url]
+
+    def registry(self, url: str) -> Registry:
+        return Registry(self.store(url))
+
+    @property
+    def limits(self) -> Limits:
+        if self._limits is None:
+            self._limits = Limits.from_settings(self.settings)
+        return self._limits
+
+    async def in_thread(self, func: Callable[..., T], *args: object) -> T:
+        """Run blocking file work (reads, copies, hashing: all release the GIL) on the engine's pool."""
+        if self._pool is None:
+            # Enough threads to keep the disk and the hash busy on both cores while others wait on I/O.
+            self._pool = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 2) * 4), thread_name_prefix="lorry-io")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    async def close(self) -> None:
+        for store in self._stores.values():
+            await store.close()
+        self._stores.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+async def gather_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run coroutines together; the first failure cancels the others and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except BaseExceptionGroup as failed:
+        first = failed.exceptions[0]
+        first.__suppress_context__ = True
+        raise first from first.__cause__
+
+
+_engine_lock = threading.Lock()
+_engines: dict[int, Engine] = {}
+
+
+def engine(settings: Settings) -> Engine:
+    """The engine of this process. Limits come from the first settings that asked for it."""
+    with _engine_lock:
+        pid = os.getpid()
+        if pid not in _engines:
+            _engines.clear()  # a forked child: the parent's engine is bound to a loop that is gone
+            _engines[pid] = Engine(settings)
+        return _engines[pid]

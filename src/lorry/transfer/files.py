@@ -1,0 +1,150 @@
+"""Blocking file work, run on the engine's thread pool: hashing, verified copies, safe targets.
+
+Every function here either finishes its file completely or leaves nothing under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, SourceChangedError
+from lorry.model.digest import format_digest, new_hasher
+
+CHUNK = 8 << 20
+FILE_MODE = 0o600
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What identifies one content of a local file cheaply: a write changes at least one of these."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp:
+        st = os.stat(path)
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+
+
+def check_unchanged(path: Path, stamp: FileStamp, entry: str) -> None:
+    try:
+        now = FileStamp.of(path)
+    except FileNotFoundError:
+        raise SourceChangedError(f"{path} (entry {entry!r}) was removed after it was added") from None
+    if now != stamp:
+        raise SourceChangedError(
+            f"{path} (entry {entry!r}) changed after it was added with policy='immutable'; "
+            "the version that holds it was not committed"
+        )
+
+
+def hash_file(path: Path) -> str:
+    """The content digest of a file, read once."""
+    hasher = new_hasher()
+    try:
+        if os.path.getsize(path) >= CHUNK:
+            hasher.update_mmap(path)  # one mapping, no copies into Python buffers
+        else:
+            with open(path, "rb") as handle:
+                hasher.update(handle.read())
+    except OSError as exc:
+        raise local_error(exc, f"cannot read {path}") from exc
+    return format_digest(hasher.hexdigest())
+
+
+def temp_beside(target: Path) -> Path:
+    """A hidden temporary name in ``target``'s folder, so the final rename stays on one filesystem."""
+    return target.parent / f".{target.name[:64]}.{uuid.uuid4().hex[:12]}.lorry-tmp"
+
+
+def copy_hashing(source: Path, temp: Path) -> str:
+    """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
+    hasher = new_hasher()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    try:
+        with open(source, "rb", buffering=0) as src:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with open(fd, "wb", buffering=0) as dst:
+                while count := src.readinto(buffer):
+                    chunk = view[:count]
+                    hasher.update(chunk)
+                    _write_all(dst.fileno(), chunk)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return format_digest(hasher.hexdigest())
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def install_verified(source: Path, target: Path, digest: str, what: str) -> None:
+    """Copy ``source`` to ``target`` through a temporary file, checking ``digest`` before the rename."""
+    temp = temp_beside(target)
+    try:
+        actual = copy_hashing(source, temp)
+    except OSError as exc:
+        raise local_error(exc, f"cannot write {target}") from exc
+    if actual != digest:
+        temp.unlink()
+        raise IntegrityError(f"{what} does not match its digest (expected {digest}, got {actual})")
+    os.replace(temp, target)
+
+
+def matches(path: Path, size: int | None, digest: str | None) -> bool:
+    """Whether ``path`` already holds exactly this content (a cheap size check first)."""
+    try:
+        if not path.is_file() or path.is_symlink() or (size is not None and path.stat().st_size != size):
+            return False
+    except OSError:
+        return False
+    return digest is not None and hash_file(path) == digest
+
+
+def safe_target(root: Path, entry_path: str) -> Path:
+    """``root/entry_path``, refusing anything that would land outside ``root`` (``..``, symlinks)."""
+    real_root = os.path.realpath(root)
+    target = Path(root, entry_path)
+    real_parent = os.path.realpath(target.parent)
+    if os.path.commonpath([real_root, real_parent]) != real_root:
+        raise InvalidPathError(f"entry {entry_path!r} would be written outside {root}")
+    if target.is_symlink():
+        raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
+    return target
+
+
+def make_parents(target: Path, root: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise LocalFileError(f"cannot create the folder for {target}: a file stands in its place under {root}") from exc
+    except OSError as exc:
+        raise local_error(exc, f"cannot create the folder {target.parent}") from exc
+
+
+def local_error(exc: OSError, action: str) -> LocalFileError:
+    """An ``OSError`` as one clear line: what lorry was doing and why it failed."""
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "the filesystem is read-only",
+        errno.ENOENT: "no such file or directory",
+        errno.EISDIR: "it is a directory",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    error = LocalFileError(f"{action}: {reason}")
+    error.errno = exc.errno
+    return error

@@ -1,0 +1,348 @@
+"""The GCS store: the conformance suite on gcp-storage-emulator, and request-level tests.
+
+The emulator ignores ``ifGenerationMatch``, so the conformance tests of conditional writes are known
+failures there (strict xfails: if the emulator starts honouring preconditions, they are noticed). The
+same semantics are covered below against a small aiohttp server on 127.0.0.1 that records every request
+and answers as GCS documents it: the right query parameters go out, and a 412 comes back as
+``ConflictError``. That server also pages listings (the emulator never does), answers 416 for a range
+past the end, and refuses credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
+from lorry.storage.base import CREATE, OVERWRITE, ObjectMeta, Store, Update
+from lorry.storage.gcs import GCSStore
+from tests.conformance import StoreConformance, listing, run
+from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory
+
+EMULATOR_IGNORES_PRECONDITIONS = (
+    "gcp-storage-emulator ignores ifGenerationMatch (covered by the request-level tests below)"
+)
+
+
+class TestGCSStore(StoreConformance):
+    KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
+        "test_create": EMULATOR_IGNORES_PRECONDITIONS,
+        "test_update_with_stale_etag": EMULATOR_IGNORES_PRECONDITIONS,
+        "test_concurrent_create_has_one_winner": EMULATOR_IGNORES_PRECONDITIONS,
+    }
+
+    @pytest.fixture
+    def store(self, gcs_store_factory: GCSStoreFactory) -> GCSStore:
+        return gcs_store_factory()
+
+
+class TestGCSStoreUnderPrefix(TestGCSStore):
+    """The same suite with keys under a prefix, next to objects just outside it that must stay unseen."""
+
+    @pytest.fixture
+    def store(self, gcs_store_factory: GCSStoreFactory, gcs_emulator: GCSEmulator) -> GCSStore:
+        store = gcs_store_factory("team/lorry")
+        for decoy in ["team/lorry-other/a/1", "team/lorr", "team/x", "a/1"]:
+            status, _ = gcs_emulator.request(
+                "POST", f"/upload/storage/v1/b/{store.bucket}/o?uploadType=media&name={decoy}", b"decoy"
+            )
+            assert status == 200
+        return store
+
+
+# -- the store on the emulator, beyond the conformance suite ----------------------------------------
+
+
+def test_url_and_from_url() -> None:
+    store = GCSStore.from_url("gs://bucket/some/prefix/", endpoint="http://127.0.0.1:1")
+    assert (store.bucket, store.prefix, store.url) == ("bucket", "some/prefix", "gs://bucket/some/prefix")
+    assert GCSStore.from_url("gs://bucket").url == "gs://bucket"
+    for bad in ["s3://bucket/x", "gs:///x", "gs://bucket/../x", "gs://bucket/a//b"]:
+        with pytest.raises(ValidationError):
+            GCSStore.from_url(bad)
+
+
+def test_etag_is_the_generation(gcs_store_factory: GCSStoreFactory, gcs_emulator: GCSEmulator) -> None:
+    store = gcs_store_factory("p")
+
+    async def body() -> ObjectMeta:
+        return await store.put("k", b"abc")
+
+    meta = run(store, body())
+    status, raw = gcs_emulator.request("GET", f"/storage/v1/b/{store.bucket}/o/p%2Fk")
+    assert status == 200
+    assert meta.etag == json.loads(raw)["generation"]
+
+
+def test_session_is_per_store_and_loop(gcs_store_factory: GCSStoreFactory) -> None:
+    store = gcs_store_factory()
+
+    async def twice() -> aiohttp.ClientSession | None:
+        await store.put("a", b"1")
+        first = store._session
+        await store.head("a")
+        assert store._session is first
+        return first
+
+    async def from_other_loop() -> None:
+        await store.head("a")
+
+    session = asyncio.run(twice())  # not closed: the store stays bound to that (now finished) loop
+    assert session is not None
+    with pytest.raises(UsageError):
+        asyncio.run(from_other_loop())
+
+    async def close_then_reuse() -> bool:
+        await session.close()  # what close() would have done on the first loop
+        store._session = store._storage = store._loop = None
+        await store.head("a")
+        reopened = store._session
+        await store.close()
+        return reopened is not None and reopened is not session and reopened.closed
+
+    assert asyncio.run(close_then_reuse())
+
+
+# -- request level: a recording server on 127.0.0.1 --------------------------------------------------
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Recorder:
+    """A real HTTP server that records each request and answers with ``respond``."""
+
+    respond: Handler
+    seen: list[Seen] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+        return await self.respond(request)
+
+
+@asynccontextmanager
+async def recording_server(respond: Handler, prefix: str = "pre") -> AsyncIterator[tuple[GCSStore, Recorder]]:
+    recorder = Recorder(respond)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    store = GCSStore("bkt", prefix, endpoint=f"http://127.0.0.1:{port}", list_page_size=2)
+    try:
+        yield store, recorder
+    finally:
+        await store.close()
+        await runner.cleanup()
+
+
+def gcs_error(status: int, message: str) -> web.Response:
+    payload = {"error": {"code": status, "message": message, "errors": [{"message": message}]}}
+    return web.json_response(payload, status=status)
+
+
+def resource(name: str, size: int, generation: int) -> dict[str, Any]:
+    return {"kind": "storage#object", "name": name, "bucket": "bkt", "size": str(size),
+            "generation": str(generation), "metageneration": "1"}
+
+
+async def precondition_failed(request: web.Request) -> web.Response:
+    return gcs_error(412, "At least one of the pre-conditions you specified did not hold.")
+
+
+def test_create_sends_if_generation_match_zero_and_412_is_a_conflict() -> None:
+    async def body() -> None:
+        async with recording_server(precondition_failed) as (store, recorder):
+            with pytest.raises(ConflictError, match="already exists") as caught:
+                await store.put("versions/1", b"record", CREATE)
+            assert isinstance(caught.value.__cause__, aiohttp.ClientResponseError)
+            assert caught.value.__cause__.status == 412
+            [seen] = recorder.seen
+            assert (seen.method, seen.path) == ("POST", "/upload/storage/v1/b/bkt/o")
+            assert seen.query == {"name": "pre/versions/1", "uploadType": "media", "ifGenerationMatch": "0"}
+            assert seen.body == b"record"
+
+    asyncio.run(body())
+
+
+def test_update_sends_the_generation_and_412_is_a_conflict() -> None:
+    async def body() -> None:
+        async with recording_server(precondition_failed) as (store, recorder):
+            with pytest.raises(ConflictError, match="changed since it was read"):
+                await store.put("aliases/latest", b"v7", Update("1718000000123456"))
+            [seen] = recorder.seen
+            assert seen.query["ifGenerationMatch"] == "1718000000123456"
+            assert seen.query["name"] == "pre/aliases/latest"
+
+    asyncio.run(body())
+
+
+def test_update_with_an_etag_that_is_no_generation_conflicts_without_a_request() -> None:
+    async def body() -> None:
+        async with recording_server(precondition_failed) as (store, recorder):
+            with pytest.raises(ConflictError):
+                await store.put("aliases/latest", b"v7", Update('"d41d8cd98f00b204"'))
+            assert recorder.seen == []
+
+    asyncio.run(body())
+
+
+def test_overwrite_sends_no_precondition_and_reads_the_generation() -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response(resource(request.query["name"], len(await request.read()), 42))
+
+    async def body() -> None:
+        async with recording_server(ok) as (store, recorder):
+            meta = await store.put("blobs/x", b"12345", OVERWRITE)
+            assert meta == ObjectMeta(key="blobs/x", size=5, etag="42")
+            created = await store.put("blobs/y", b"1", CREATE)
+            assert created.etag == "42"
+            assert "ifGenerationMatch" not in recorder.seen[0].query
+            assert recorder.seen[0].headers["Content-Type"] == "application/octet-stream"
+            assert recorder.seen[1].query["ifGenerationMatch"] == "0"
+
+    asyncio.run(body())
+
+
+def test_list_follows_next_page_token() -> None:
+    names = ["pre/a/1", "pre/a/2", "pre/a/3", "pre/a/4", "pre/a/5"]
+
+    async def pages(request: web.Request) -> web.Response:
+        assert request.path == "/storage/v1/b/bkt/o"
+        size = int(request.query["maxResults"])
+        start = int(request.query.get("pageToken", "0"))
+        chunk = names[start : start + size]
+        page: dict[str, Any] = {"kind": "storage#objects",
+                                "items": [resource(n, i, 100 + i) for i, n in enumerate(chunk, start)]}
+        if start + size < len(names):
+            page["nextPageToken"] = str(start + size)
+        return web.json_response(page)
+
+    async def body() -> None:
+        async with recording_server(pages) as (store, recorder):
+            listed = await listing(store, "a/")
+            assert listed == [ObjectMeta(f"a/{i + 1}", i, str(100 + i)) for i in range(5)]
+            assert [s.query.get("pageToken") for s in recorder.seen] == [None, "2", "4"]
+            assert {s.query["prefix"] for s in recorder.seen} == {"pre/a/"}
+
+    asyncio.run(body())
+
+
+def test_ranges_go_out_as_inclusive_range_headers_and_416_is_empty() -> None:
+    data = bytes(range(100))
+
+    async def ranged(request: web.Request) -> web.Response:
+        assert request.query["alt"] == "media"
+        header = request.headers.get("Range")
+        if header is None:
+            return web.Response(body=data)
+        first, _, last = header.removeprefix("bytes=").partition("-")
+        if int(first) >= len(data):
+            return gcs_error(416, "The requested range cannot be satisfied.")
+        stop = len(data) if not last else min(int(last) + 1, len(data))
+        return web.Response(status=206, body=data[int(first) : stop])
+
+    async def body() -> None:
+        async with recording_server(ranged) as (store, recorder):
+            assert await store.get("obj", 10, 20) == data[10:20]
+            assert await store.get("obj", 90) == data[90:]
+            assert await store.get("obj", 100) == b""
+            assert await store.get("obj") == data
+            assert [s.headers.get("Range") for s in recorder.seen] == ["bytes=10-19", "bytes=90-", "bytes=100-", None]
+            assert recorder.seen[0].path == "/storage/v1/b/bkt/o/pre%2Fobj"
+
+    asyncio.run(body())
+
+
+def test_a_server_that_ignores_range_is_cut_locally() -> None:
+    data = bytes(range(256)) * 8192  # 2 MiB: more than one chunk
+
+    async def whole(request: web.Request) -> web.Response:
+        return web.Response(body=data)
+
+    async def body() -> None:
+        async with recording_server(whole) as (store, _):
+            assert await store.get("obj", 1_000_000, 1_500_000) == data[1_000_000:1_500_000]
+            assert await store.get("obj", 2_000_000) == data[2_000_000:]
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_a_store_error_that_says_so(status: int) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return gcs_error(status, "Anonymous caller does not have storage.objects.get access.")
+
+    async def body() -> None:
+        async with recording_server(refuse) as (store, _):
+            for call in (store.head("k"), store.put("k", b"x", CREATE), listing(store, "")):
+                with pytest.raises(StoreError, match="refused the credentials") as caught:
+                    await call
+                assert f"HTTP {status}" in str(caught.value)
+                assert "storage.objects.get access" in str(caught.value)
+
+    asyncio.run(body())
+
+
+def test_other_failures_map_onto_the_error_tree() -> None:
+    async def answer(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            return gcs_error(404, "No such object.")
+        if request.path == "/storage/v1/b/bkt/o":
+            return gcs_error(404, "The specified bucket does not exist.")
+        if request.query.get("alt") == "json":
+            return gcs_error(404, "No such object.")
+        return gcs_error(503, "Backend Error")
+
+    async def body() -> None:
+        async with recording_server(answer) as (store, _):
+            with pytest.raises(ObjectNotFoundError):
+                await store.head("missing")
+            await store.delete("missing")  # 404 on delete: nothing to do
+            with pytest.raises(StoreError, match="bucket bkt not found"):
+                await listing(store, "")
+            with pytest.raises(StoreError, match="HTTP 503") as caught:
+                await store.get("k")
+            assert not isinstance(caught.value, ObjectNotFoundError | ConflictError)
+
+    asyncio.run(body())
+
+
+def test_unreachable_server_is_a_store_error() -> None:
+    async def body() -> None:
+        async with recording_server(precondition_failed) as (store, _):
+            pass
+        # The server is gone: its port refuses connections.
+        with pytest.raises(StoreError, match="failed") as caught:
+            await store.head("k")
+        assert isinstance(caught.value.__cause__, aiohttp.ClientError | OSError)
+        await store.close()
+
+    asyncio.run(body())
+
+
+def test_store_protocol() -> None:
+    assert isinstance(GCSStore("b", endpoint="http://127.0.0.1:1"), Store)
