@@ -131,8 +131,9 @@ class StoreConformance:
         assert len(chunks) > 1, "a 9 MiB object should arrive in more than one chunk"
         assert all(chunks)
         assert b"".join(chunks) == data
-        assert b"".join(await collect(store, "big/stream", 3 * MiB + 7, 8 * MiB + 11)) == (
-            data[3 * MiB + 7 : 8 * MiB + 11]
+        assert (
+            b"".join(await collect(store, "big/stream", 3 * MiB + 7, 8 * MiB + 11))
+            == (data[3 * MiB + 7 : 8 * MiB + 11])
         )
         assert b"".join(await collect(store, "big/stream", 9 * MiB)) == data[9 * MiB :]
         assert b"".join(await collect(store, "big/stream", 10 * MiB)) == b""
@@ -392,4 +393,3 @@ class StoreConformance:
         assert meta.etag != first.etag
         assert await mstore.get("mpu/obj") == b"v2 via multipart"
         assert await mstore.head("mpu/obj") == meta
-

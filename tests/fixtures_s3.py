@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import pytest
-from botocore.config import Config
+from botocore.config import Config  # type: ignore[import-untyped]
 
 from lorry.storage.s3 import S3Store
 
@@ -99,24 +99,24 @@ def ceph_rgw() -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[S3Server]:
     port = _free_port()
-    log = tempfile.TemporaryFile()  # moto logs every request: a pipe would fill up and block it
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        _wait_until_serving(endpoint, process, log)
-        yield S3Server(name="moto", endpoint=endpoint, access_key="moto-key", secret_key="moto-secret")
-    finally:
-        process.terminate()
+    # moto logs every request: into a file, as a pipe nobody reads would fill up and block it.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            endpoint = f"http://127.0.0.1:{port}"
+            _wait_until_serving(endpoint, process, log)
+            yield S3Server(name="moto", endpoint=endpoint, access_key="moto-key", secret_key="moto-secret")
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture
@@ -189,8 +189,7 @@ def _wait_until_serving(
         if process.poll() is not None:
             log.seek(0)
             pytest.fail(f"moto_server exited with {process.returncode}: {log.read().decode()[-2000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(endpoint, timeout=1):
-                return
+        with contextlib.suppress(OSError), urllib.request.urlopen(endpoint, timeout=1):
+            return
         time.sleep(0.05)
     pytest.fail(f"moto_server did not answer on {endpoint} within {timeout} s")

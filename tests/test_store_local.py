@@ -15,7 +15,8 @@ from tests.conformance import StoreConformance
 class TestLocalStore(StoreConformance):
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
         "test_update_of_deleted_key": (
-            "bug in local.py: Update of a deleted key raises ObjectNotFoundError, the contract says ConflictError"
+            "bug in local.py: Update of a deleted key raises ObjectNotFoundError; "
+            "base.py says ConflictError"
         ),
     }
 

@@ -38,18 +38,20 @@ class Api:
     """Read access to a store without a run. ``store``, ``entity`` and ``project`` default as for
     ``lorry.init``."""
 
-    def __init__(self, store: str | None = None, entity: str | None = None, project: str | None = None) -> None:
+    def __init__(
+        self, store: str | None = None, entity: str | None = None, project: str | None = None
+    ) -> None:
         self.settings = Settings.load(store=store, entity=entity, project=project)
 
     @property
     def _registry(self) -> Registry:
         return engine(self.settings).registry(self.settings.store)
 
-    def artifact(self, name: str, type: str | None = None) -> Artifact:  # noqa: A002
+    def artifact(self, name: str, type: str | None = None) -> Artifact:
         """``[[entity/]project/]name[:alias]`` (alias defaults to ``latest``) → that version."""
         return _bridge.run_sync(resolve_artifact(self.settings, name, type))
 
-    def artifact_exists(self, name: str, type: str | None = None) -> bool:  # noqa: A002
+    def artifact_exists(self, name: str, type: str | None = None) -> bool:
         try:
             self.artifact(name, type)
         except ArtifactNotFoundError:
@@ -68,7 +70,9 @@ class Api:
 
     artifact_versions = artifacts
 
-    def artifact_collections(self, project_name: str | None = None, type_name: str | None = None) -> list[ArtifactCollection]:
+    def artifact_collections(
+        self, project_name: str | None = None, type_name: str | None = None
+    ) -> list[ArtifactCollection]:
         """The collections of a project (``project`` or ``entity/project``), optionally of one type."""
         entity, project = self.settings.entity, self.settings.project
         if project_name:
@@ -99,5 +103,7 @@ class Api:
         if path.alias is not None:
             raise ValidationError(f"{name!r} names a version; give the collection name without ':alias'")
         return Collection(
-            path.entity or self.settings.entity, path.project or self.settings.project, validate_artifact_name(path.name)
+            path.entity or self.settings.entity,
+            path.project or self.settings.project,
+            validate_artifact_name(path.name),
         )

@@ -19,7 +19,7 @@ import fcntl
 import os
 import posixpath
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,6 @@ from lorry.cache import Cache
 from lorry.errors import (
     ArtifactFailedError,
     IntegrityError,
-    InvalidPathError,
     LocalFileError,
     UsageError,
     ValidationError,
@@ -44,7 +43,7 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine
-from lorry.transfer.files import FileStamp, hash_file, matches, safe_target
+from lorry.transfer.files import FileStamp, matches, safe_target
 from lorry.transfer.upload import FileSource, store_files
 
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ class Artifact:
     def __init__(
         self,
         name: str,
-        type: str = "unspecified",  # noqa: A002 - the original API's keyword
+        type: str = "unspecified",
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
@@ -148,7 +147,9 @@ class Artifact:
 
     # -- building ---------------------------------------------------------------------------------------
 
-    def add_file(self, local_path: str | os.PathLike[str], name: str | None = None, policy: str = "mutable") -> ArtifactEntry:
+    def add_file(
+        self, local_path: str | os.PathLike[str], name: str | None = None, policy: str = "mutable"
+    ) -> ArtifactEntry:
         """Add one file, stored as ``name`` (default: the file's own name).
 
         ``policy="mutable"`` snapshots the file now, so later writes to it do not change what is
@@ -170,7 +171,9 @@ class Artifact:
         self._add_source(entry_name, path, policy)
         return ArtifactEntry(self, Entry(entry_name, None, path.stat().st_size))
 
-    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None, policy: str = "mutable") -> None:
+    def add_dir(
+        self, local_path: str | os.PathLike[str], name: str | None = None, policy: str = "mutable"
+    ) -> None:
         """Add every file below a directory, as ``name/<relative path>`` (or ``<relative path>``).
 
         Symbolic links are followed: a link to a file adds that file's content, a link to a directory
@@ -257,14 +260,18 @@ class Artifact:
 
     def _check_draft(self, action: str) -> None:
         if self._pending is not None or self._logged is not None:
-            raise UsageError(f"cannot {action} artifact {self._name}: it is already logged; create a new Artifact")
+            raise UsageError(
+                f"cannot {action} artifact {self._name}: it is already logged; create a new Artifact"
+            )
 
     # -- logging (called by Run) ------------------------------------------------------------------------
 
     def _start_log(self, run: Run, aliases: Sequence[str]) -> None:
         """Draw this artifact's place in its collection's order, then hand the work to the engine."""
         if self._pending is not None or self._logged is not None:
-            raise UsageError(f"artifact {self._name} is already logged; create a new Artifact for a new version")
+            raise UsageError(
+                f"artifact {self._name} is already logged; create a new Artifact for a new version"
+            )
         checked = _dedupe([LATEST, *(validate_alias(a) for a in aliases if a != LATEST)])
         collection = Collection(run.entity, run.project, self._name)
         eng = engine(run.settings)
@@ -403,14 +410,20 @@ class Artifact:
         verify every file against its digest, and return the folder."""
         return _bridge.run_sync(self.download_async(root, path_prefix))
 
-    async def download_async(self, root: str | os.PathLike[str] | None = None, path_prefix: str | None = None) -> str:
+    async def download_async(
+        self, root: str | os.PathLike[str] | None = None, path_prefix: str | None = None
+    ) -> str:
         await self.wait_async()
         state = self._state()
         manifest = self._manifest or await _registry(state).get_manifest(state.record.manifest)
         self._manifest = manifest
         target = Path(root) if root is not None else self.default_root()
         prefix = normalize_entry_path(path_prefix) if path_prefix else None
-        entries = [e for e in manifest.values() if prefix is None or e.path == prefix or e.path.startswith(prefix + "/")]
+        entries = [
+            e
+            for e in manifest.values()
+            if prefix is None or e.path == prefix or e.path.startswith(prefix + "/")
+        ]
         eng = engine(state.settings)
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -436,7 +449,9 @@ class Artifact:
             if relative not in self.manifest:
                 problems.append(f"{relative}: not in the artifact")
         if problems:
-            raise IntegrityError(f"{folder} does not match {self.qualified_name}: " + "; ".join(problems[:20]))
+            raise IntegrityError(
+                f"{folder} does not match {self.qualified_name}: " + "; ".join(problems[:20])
+            )
 
     # -- updating ---------------------------------------------------------------------------------------
 
@@ -493,7 +508,9 @@ class Artifact:
         state = self._state()
         if state.record.logged_by is None:
             return None
-        return LoggedRun.load(state.settings, state.collection.entity, state.collection.project, state.record.logged_by)
+        return LoggedRun.load(
+            state.settings, state.collection.entity, state.collection.project, state.record.logged_by
+        )
 
     def used_by(self) -> list[LoggedRun]:
         """The runs that used this version as an input."""
@@ -503,7 +520,9 @@ class Artifact:
 
     def _ref(self) -> ArtifactRef:
         state = self._state()
-        return ArtifactRef(state.collection.entity, state.collection.project, self._name, state.record.version)
+        return ArtifactRef(
+            state.collection.entity, state.collection.project, self._name, state.record.version
+        )
 
 
 _MISSING = object()
@@ -547,7 +566,9 @@ class ArtifactEntry:
         folder = Path(root) if root is not None else artifact.default_root()
         eng = engine(state.settings)
         folder.mkdir(parents=True, exist_ok=True)
-        path = await fetch_entry(eng, eng.store(state.settings.store), Cache(state.settings.cache_dir), self._entry, folder)
+        path = await fetch_entry(
+            eng, eng.store(state.settings.store), Cache(state.settings.cache_dir), self._entry, folder
+        )
         return str(path)
 
 
@@ -602,7 +623,9 @@ async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
 async def _aliases_of(state: _Logged) -> list[str]:
     """The user aliases naming this version, with ``latest`` first while it is the newest."""
     registry = _registry(state)
-    names = [a for a, n in sorted((await registry.aliases(state.collection)).items()) if n == state.record.version]
+    names = [
+        a for a, n in sorted((await registry.aliases(state.collection)).items()) if n == state.record.version
+    ]
     if await registry.latest(state.collection) == state.record.version:
         names.insert(0, LATEST)
     return names
@@ -646,7 +669,9 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
                 metadata=plan.metadata,
             )
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
-        await plan.run._record_output(ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version))
+        await plan.run._record_output(
+            ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)
+        )
     except Exception as exc:
         raise ArtifactFailedError(f"logging artifact {plan.collection} failed: {exc}") from exc
     finally:

@@ -91,7 +91,7 @@ class Run:
         self,
         artifact_or_path: Artifact | str | os.PathLike[str],
         name: str | None = None,
-        type: str | None = None,  # noqa: A002 - the original API's keyword
+        type: str | None = None,
         aliases: Sequence[str] | None = None,
     ) -> Artifact:
         """Log a new version and return at once; the files are hashed and stored in the background.
@@ -107,7 +107,9 @@ class Run:
         artifact._start_log(self, list(aliases or ()))
         return artifact
 
-    def _as_artifact(self, item: Artifact | str | os.PathLike[str], name: str | None, type_: str | None) -> Artifact:
+    def _as_artifact(
+        self, item: Artifact | str | os.PathLike[str], name: str | None, type_: str | None
+    ) -> Artifact:
         if isinstance(item, Artifact):
             return item
         path = Path(item)
@@ -132,7 +134,7 @@ class Run:
     def use_artifact(
         self,
         artifact_or_name: Artifact | str,
-        type: str | None = None,  # noqa: A002 - the original API's keyword
+        type: str | None = None,
         aliases: Sequence[str] | None = None,
     ) -> Artifact:
         """Record a version as this run's input and return it.
@@ -144,7 +146,10 @@ class Run:
         return _bridge.run_sync(self.use_artifact_async(artifact_or_name, type, aliases))
 
     async def use_artifact_async(
-        self, artifact_or_name: Artifact | str, type: str | None = None, aliases: Sequence[str] | None = None  # noqa: A002
+        self,
+        artifact_or_name: Artifact | str,
+        type: str | None = None,
+        aliases: Sequence[str] | None = None,
     ) -> Artifact:
         self._check_open()
         if isinstance(artifact_or_name, Artifact):
@@ -155,13 +160,17 @@ class Run:
         else:
             artifact = await resolve_artifact(self.settings, artifact_or_name)
         if type is not None and artifact.type != type:
-            raise ValidationError(f"artifact {artifact.qualified_name} has type {artifact.type!r}, not {type!r}")
+            raise ValidationError(
+                f"artifact {artifact.qualified_name} has type {artifact.type!r}, not {type!r}"
+            )
         ref = artifact._ref()
         async with self._lock():
             if ref not in self._record.inputs:
                 self._record = replace(self._record, inputs=(*self._record.inputs, ref))
                 await self._registry.put_run(self._record)
-        await self._registry.add_consumer(Collection(ref.entity, ref.project, ref.name), ref.version, self._record)
+        await self._registry.add_consumer(
+            Collection(ref.entity, ref.project, ref.name), ref.version, self._record
+        )
         return artifact
 
     # -- lineage ----------------------------------------------------------------------------------------
@@ -198,7 +207,9 @@ class Run:
         log.info("run %s %s", self.path, state)
         if failures:
             names = ", ".join(artifact.name for artifact, _ in failures)
-            raise ArtifactFailedError(f"run {self.path}: {len(failures)} artifact(s) failed: {names}") from failures[0][1]
+            raise ArtifactFailedError(
+                f"run {self.path}: {len(failures)} artifact(s) failed: {names}"
+            ) from failures[0][1]
 
     def __enter__(self) -> Run:
         return self
@@ -300,7 +311,7 @@ def finish(exit_code: int | None = None) -> None:
 def log_artifact(
     artifact_or_path: Artifact | str | os.PathLike[str],
     name: str | None = None,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,
     aliases: Sequence[str] | None = None,
 ) -> Artifact:
     """``log_artifact`` on the current run."""
@@ -309,7 +320,7 @@ def log_artifact(
 
 def use_artifact(
     artifact_or_name: Artifact | str,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,
     aliases: Sequence[str] | None = None,
 ) -> Artifact:
     """``use_artifact`` on the current run."""

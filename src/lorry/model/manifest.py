@@ -134,7 +134,11 @@ class Manifest(Mapping[str, Entry]):
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise CorruptRecordError(f"{name} is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != FORMAT
+            or not isinstance(doc.get("entries"), list)
+        ):
             raise CorruptRecordError(f"{name} is not a lorry manifest of format {FORMAT}")
         try:
             return cls(Entry.from_json(raw) for raw in doc["entries"])

@@ -17,6 +17,7 @@ The commit protocol, and why it is safe with many writers, is in ``commit``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -77,10 +78,8 @@ class Registry:
     # -- manifests ----------------------------------------------------------------------------------
 
     async def put_manifest(self, manifest: Manifest) -> None:
-        try:
+        with contextlib.suppress(ConflictError):  # content-addressed: the same bytes are already there
             await self.store.put(manifest_key(manifest.digest), manifest.to_bytes(), CREATE)
-        except ConflictError:
-            pass  # content-addressed: the same bytes are already there
 
     async def get_manifest(self, digest: str) -> Manifest:
         key = manifest_key(digest)
@@ -126,22 +125,27 @@ class Registry:
         if existing is not None:
             return existing, False
         head = await self._head_count(collection)
-        record_for = lambda n: VersionRecord(  # noqa: E731
-            version=n,
-            manifest=manifest.digest,
-            type=artifact_type,
-            size=manifest.size,
-            file_count=len(manifest),
-            created_at=created_at,
-            logged_by=logged_by,
-            description=description,
-            metadata=metadata,
-        )
+
+        def record_for(number: int) -> VersionRecord:
+            return VersionRecord(
+                version=number,
+                manifest=manifest.digest,
+                type=artifact_type,
+                size=manifest.size,
+                file_count=len(manifest),
+                created_at=created_at,
+                logged_by=logged_by,
+                description=description,
+                metadata=metadata,
+            )
+
         number = head
         while True:
             record = record_for(number)
             try:
-                await self.store.put(self._version_key(collection, number), dump_json(record.to_json()), CREATE)
+                await self.store.put(
+                    self._version_key(collection, number), dump_json(record.to_json()), CREATE
+                )
                 break
             except ConflictError:
                 other, _ = await self.read_version(collection, number)
@@ -164,7 +168,8 @@ class Registry:
         existing = _field_str(load_json(await self.store.get(key), key), "type", key)
         if existing != artifact_type:
             raise ValidationError(
-                f"artifact {collection} has type {existing!r}; it cannot take a version of type {artifact_type!r}"
+                f"artifact {collection} has type {existing!r}; "
+                f"it cannot take a version of type {artifact_type!r}"
             )
 
     async def _read_index(self, collection: Collection, digest: str) -> VersionRecord | None:
@@ -226,10 +231,9 @@ class Registry:
     async def latest(self, collection: Collection) -> int | None:
         """The highest committed version number, or None for an empty collection."""
         number = await self._head_count(collection)
-        exists = lambda n: self._exists(self._version_key(collection, n))  # noqa: E731
-        if number > 0 and not await exists(number - 1):
-            number = max((n for n in await self._version_numbers(collection)), default=-1) + 1
-        while await exists(number):
+        if number > 0 and not await self._exists(self._version_key(collection, number - 1)):
+            number = max(await self._version_numbers(collection), default=-1) + 1
+        while await self._exists(self._version_key(collection, number)):
             number += 1
         return number - 1 if number > 0 else None
 
@@ -303,7 +307,9 @@ class Registry:
             if updated == record:
                 return record
             try:
-                await self.store.put(self._version_key(collection, number), dump_json(updated.to_json()), Update(etag))
+                await self.store.put(
+                    self._version_key(collection, number), dump_json(updated.to_json()), Update(etag)
+                )
                 return updated
             except ConflictError:
                 continue
@@ -340,7 +346,9 @@ class Registry:
 
     async def put_run(self, record: RunRecord, *, create: bool = False) -> None:
         mode: PutMode = Create() if create else OVERWRITE
-        await self.store.put(run_key(record.entity, record.project, record.id), dump_json(record.to_json()), mode)
+        await self.store.put(
+            run_key(record.entity, record.project, record.id), dump_json(record.to_json()), mode
+        )
 
     async def get_run(self, entity: str, project: str, run_id: str) -> RunRecord:
         key = run_key(entity, project, run_id)

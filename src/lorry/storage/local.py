@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lorry.errors import ConflictError, ObjectNotFoundError, StoreError
-from lorry.storage.base import OVERWRITE, Create, ObjectMeta, Overwrite, PutMode, Update, check_key
+from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
 
 _INTERNAL = ".lorry"
 FILE_MODE = 0o600

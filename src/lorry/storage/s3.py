@@ -16,6 +16,8 @@ untyped values enter; responses are read field by field into lorry's own types.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -138,7 +140,7 @@ class S3Store:
             async with response["Body"] as body:
                 async for chunk in body.iter_chunks(STREAM_CHUNK):
                     yield chunk
-        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
             raise self._error(exc, "GetObject", key) from exc
 
     async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
@@ -194,14 +196,12 @@ class S3Store:
         return await self.head(key)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        try:
+        with contextlib.suppress(ObjectNotFoundError):  # NoSuchUpload: completed or aborted already
             await self._call("abort_multipart_upload", key, Key=self._key(key), UploadId=upload_id)
-        except ObjectNotFoundError:
-            pass  # NoSuchUpload: already completed or aborted
 
-    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+    async def list_parts(self, key: str, upload_id: str) -> builtins.list[Part]:
         params: dict[str, Any] = {"Key": self._key(key), "UploadId": upload_id}
-        parts: list[Part] = []
+        parts: builtins.list[Part] = []
         while True:
             response = await self._call("list_parts", key, **params)
             parts.extend(
@@ -234,7 +234,7 @@ class S3Store:
         client = await self._client()
         try:
             response: dict[str, Any] = await getattr(client, operation)(Bucket=self.bucket, **params)
-        except (BotoCoreError, ClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BotoCoreError, ClientError, aiohttp.ClientError) as exc:
             raise self._error(exc, operation, key) from exc
         return response
 

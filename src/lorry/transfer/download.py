@@ -29,7 +29,7 @@ async def fetch_entries(
     engine: Engine, store: Store, cache: Cache, entries: Sequence[Entry], root: Path, counters: Counters
 ) -> None:
     """Make ``root`` hold every entry, byte for byte."""
-    if root.exists() and not root.is_dir():
+    if await engine.in_thread(lambda: root.exists() and not root.is_dir()):
         raise LocalFileError(f"download root {root} exists and is not a folder")
     counters.files_total += len(entries)
     counters.bytes_total += sum(e.size or 0 for e in entries)
@@ -56,7 +56,9 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
         await engine.in_thread(_install_from_store, source, target, entry)
     else:
         cached = cache.lookup(_digest(entry), entry.size) or await _fill_cache(engine, store, cache, entry)
-        await engine.in_thread(install_verified, cached, target, _digest(entry), f"cached blob of {entry.path!r}")
+        await engine.in_thread(
+            install_verified, cached, target, _digest(entry), f"cached blob of {entry.path!r}"
+        )
     return target
 
 
@@ -72,11 +74,14 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
     temp = await engine.in_thread(cache.temp_path)
     hasher = new_hasher()
     try:
-        with open(temp, "wb") as handle:
+        handle = await engine.in_thread(open, temp, "wb")
+        try:
             async with engine.limits.requests:
                 async for chunk in store.stream(key):
                     hasher.update(chunk)
                     await engine.in_thread(handle.write, chunk)
+        finally:
+            await engine.in_thread(handle.close)
     except ObjectNotFoundError as exc:
         _discard(temp)
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc

@@ -101,7 +101,9 @@ class Engine:
         """Run blocking file work (reads, copies, hashing: all release the GIL) on the engine's pool."""
         if self._pool is None:
             # Enough threads to keep the disk and the hash busy on both cores while others wait on I/O.
-            self._pool = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 2) * 4), thread_name_prefix="lorry-io")
+            self._pool = ThreadPoolExecutor(
+                max_workers=min(32, (os.cpu_count() or 2) * 4), thread_name_prefix="lorry-io"
+            )
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     async def close(self) -> None:

@@ -129,7 +129,9 @@ def make_parents(target: Path, root: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
-        raise LocalFileError(f"cannot create the folder for {target}: a file stands in its place under {root}") from exc
+        raise LocalFileError(
+            f"cannot create the folder for {target}: a file stands in its place under {root}"
+        ) from exc
     except OSError as exc:
         raise local_error(exc, f"cannot create the folder {target.parent}") from exc
 

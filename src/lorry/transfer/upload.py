@@ -37,7 +37,9 @@ class FileSource:
     owned: bool
 
 
-async def store_files(engine: Engine, store: Store, files: Sequence[FileSource], counters: Counters) -> list[Entry]:
+async def store_files(
+    engine: Engine, store: Store, files: Sequence[FileSource], counters: Counters
+) -> list[Entry]:
     """Store every file's content; return their entries, in the order given."""
     counters.files_total += len(files)
     counters.bytes_total += sum(f.stamp.size for f in files)
