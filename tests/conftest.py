@@ -1,3 +1,57 @@
 """Shared fixtures. Servers are started once per test session, on 127.0.0.1, by the fixtures themselves."""
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import lorry
+from lorry import runs
+
 pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_gcs"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own store, cache and working directory, and no run left over."""
+    monkeypatch.setenv("LORRY_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("LORRY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LORRY_ENTITY", "tester")
+    monkeypatch.delenv("LORRY_PROJECT", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield
+    run = runs.current_run()
+    if run is not None:
+        try:
+            run.finish()
+        except lorry.LorryError:
+            pass
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def write(path: Path | str, data: bytes | str) -> Path:
+    """Create ``path`` (and its folders) holding ``data``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+@pytest.fixture
+def project_dir() -> Path:
+    """The original documentation's example folder, in the working directory."""
+    write("images/cat.png", b"\x89PNG cat")
+    write("images/dog.png", b"\x89PNG dog")
+    write("checkpoints/model.h5", b"checkpoint weights")
+    write("model.h5", b"model weights")
+    write("bicycle-data.h5", b"bicycle rows")
+    return Path(os.getcwd())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -13,13 +11,6 @@ from tests.conformance import StoreConformance
 
 
 class TestLocalStore(StoreConformance):
-    KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
-        "test_update_of_deleted_key": (
-            "bug in local.py: Update of a deleted key raises ObjectNotFoundError; "
-            "base.py says ConflictError"
-        ),
-    }
-
     @pytest.fixture
     def store(self, tmp_path: Path) -> LocalStore:
         return LocalStore(tmp_path / "store")

@@ -317,7 +317,12 @@ class Artifact:
         return self
 
     def is_draft(self) -> bool:
+        """Not logged yet: still being built."""
         return self._pending is None and self._logged is None
+
+    def is_pending(self) -> bool:
+        """Logged, and not committed (or failed) yet."""
+        return self._logged is None and self._pending is not None and not self._pending.done()
 
     def _become(self, logged: _Logged, aliases: list[str]) -> None:
         self._logged = logged

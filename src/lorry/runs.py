@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import secrets
@@ -158,6 +159,7 @@ class Run:
                 self.log_artifact(artifact, aliases=aliases)
             await artifact.wait_async()
         else:
+            await self._settle(artifact_or_name)
             artifact = await resolve_artifact(self.settings, artifact_or_name)
         if type is not None and artifact.type != type:
             raise ValidationError(
@@ -172,6 +174,16 @@ class Run:
             Collection(ref.entity, ref.project, ref.name), ref.version, self._record
         )
         return artifact
+
+    async def _settle(self, path: str) -> None:
+        """Wait for this run's own pending logs of the collection ``path`` names, so that using a
+        version right after logging it finds it."""
+        name = parse_artifact_path(path).name
+        with self._tracked_lock:
+            pending = [a for a in self._tracked if a.name == name and a.is_pending()]
+        for artifact in pending:
+            with contextlib.suppress(ArtifactFailedError):
+                await artifact.wait_async()
 
     # -- lineage ----------------------------------------------------------------------------------------
 

@@ -129,7 +129,10 @@ class LocalStore:
                     raise ConflictError(f"{key} already exists") from exc
             elif isinstance(mode, Update):
                 with self._locked(key):
-                    current = self._stat(key)
+                    try:
+                        current = self._stat(key)
+                    except ObjectNotFoundError:
+                        raise ConflictError(f"{key} was removed since it was read") from None
                     if etag_of(current) != mode.etag:
                         raise ConflictError(f"{key} changed since it was read")
                     os.replace(temp, target)
