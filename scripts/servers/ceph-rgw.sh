@@ -33,11 +33,17 @@ install() {
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root to install ${PACKAGES[*]}"
-    echo "ceph-rgw.sh: installing ${PACKAGES[*]}" >&2
+    echo "ceph-rgw.sh: installing ${PACKAGES[*]} (~15 s)" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >&2 \
-        || die "apt-get install ${PACKAGES[*]} failed"
+    local log
+    log=$(mktemp)
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"; } >"$log" 2>&1
+    then
+        cat "$log" >&2
+        rm -f "$log"
+        die "could not install ${PACKAGES[*]} with apt-get"
+    fi
+    rm -f "$log"
 }
 
 free_port() {
@@ -49,13 +55,22 @@ launch() {
     local name=$1; shift
     "$@" -f >"$DIR/log/$name.out" 2>&1 </dev/null &
     echo $! >>"$DIR/pids"
+    disown $!
 }
+
+# Running, and not a zombie waiting for whoever adopted it to reap it.
+alive() { [[ -r /proc/$1/stat ]] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 
 wait_for() {
     local what=$1; shift
     local deadline=$((SECONDS + TIMEOUT))
+    local pid
     until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || { die "timed out after ${TIMEOUT}s waiting for $what (logs: $DIR/log)"; }
+        ((SECONDS < deadline)) || die "timed out after ${TIMEOUT}s waiting for $what (logs: $DIR/log)"
+        while read -r pid; do
+            alive "$pid" || die "a daemon exited while waiting for $what; logs in $DIR/log:
+$(tail -n 5 "$DIR"/log/*.out)"
+        done <"$DIR/pids"
         sleep 0.2
     done
 }
@@ -122,15 +137,12 @@ start() {
     trap - EXIT
 }
 
-# Running, and not a zombie waiting for whoever adopted it to reap it.
-alive() { [[ -r /proc/$1/stat ]] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
-
 stop() {
     [[ -f $DIR/pids ]] || return 0
     local pids=() pid
     while read -r pid; do
         # Only a process we started: same PID and still one of our daemons running on DIR's config.
-        [[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/ceph.conf" \
+        [[ -n $pid ]] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$DIR/ceph.conf" \
             && pids+=("$pid")
     done <"$DIR/pids"
     # The cluster is throwaway (its data lives in RAM), so SIGKILL: a graceful stop takes ~7 s.

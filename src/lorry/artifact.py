@@ -87,6 +87,7 @@ class Artifact:
         self._aliases: list[str] = []
         self._files: dict[str, FileSource] = {}
         self._refs: dict[str, Entry] = {}
+        self._origins: dict[str, tuple[int, int]] = {}  # entry → (device, inode) of the file added
         self._pending: concurrent.futures.Future[_Logged] | None = None
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
@@ -235,6 +236,7 @@ class Artifact:
         for table in (self._files, self._refs):
             for key in [k for k in table if k == target or k.startswith(target + "/")]:
                 del table[key]
+                self._origins.pop(key, None)
                 removed = True
         if not removed:
             raise LocalFileError(f"artifact {self._name} has no entry {target!r}")
@@ -242,9 +244,8 @@ class Artifact:
     def _add_source(self, entry_name: str, path: Path, policy: str) -> None:
         if entry_name in self._refs:
             raise ValidationError(f"entry {entry_name!r} is already a reference in this artifact")
-        existing = self._files.get(entry_name)
-        if existing is not None:
-            if not existing.owned and os.path.samefile(existing.source, path):
+        if entry_name in self._files:
+            if self._origins.get(entry_name) == _identity(path):
                 return  # the same file added twice
             raise ValidationError(f"two different files under one entry name {entry_name!r}")
         try:
@@ -257,6 +258,7 @@ class Artifact:
         except OSError as exc:
             raise LocalFileError(f"cannot add {path}: {exc.strerror or exc}") from exc
         self._files[entry_name] = source
+        self._origins[entry_name] = _identity(path)
 
     def _check_draft(self, action: str) -> None:
         if self._pending is not None or self._logged is not None:
@@ -330,7 +332,7 @@ class Artifact:
         self._type = logged.record.type
         self._description = logged.record.description
         self._metadata = dict(logged.record.metadata)
-        self._files, self._refs = {}, {}
+        self._files, self._refs, self._origins = {}, {}, {}
         self._aliases = aliases
         self._saved_aliases = list(aliases)
 
@@ -691,6 +693,11 @@ def _discard_staged(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
         path.parent.rmdir()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 def _check_policy(policy: str) -> None:

@@ -163,9 +163,13 @@ class S3Store:
 
     async def close(self) -> None:
         task, self._client_task, self._loop = self._client_task, None, None
-        if task is not None:
+        if task is None:
+            return
+        try:
             client = await task
-            await client.close()
+        except Exception:
+            return  # never made: nothing to release (the error went to whoever asked for it)
+        await client.close()
 
     # -- multipart ----------------------------------------------------------------------------------
 
