@@ -7,7 +7,6 @@ version keeps a marker naming its consumer, so ``logged_by()`` and ``used_by()``
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
 import os
@@ -127,8 +126,9 @@ class Run:
 
     async def _record_output(self, ref: ArtifactRef) -> None:
         async with self._lock():
-            self._record = replace(self._record, outputs=(*self._record.outputs, ref))
-            await self._registry.put_run(self._record)
+            if ref not in self._record.outputs:
+                self._record = replace(self._record, outputs=(*self._record.outputs, ref))
+                await self._registry.put_run(self._record)
 
     # -- inputs -----------------------------------------------------------------------------------------
 
@@ -339,7 +339,6 @@ def use_artifact(
     return require_run().use_artifact(artifact_or_name, type=type, aliases=aliases)
 
 
-@atexit.register
 def _finish_at_exit() -> None:
     # Interpreter exit waits for pending uploads, so a script that forgot finish() loses nothing.
     run = current_run()
@@ -349,3 +348,8 @@ def _finish_at_exit() -> None:
         run.finish()
     except Exception:
         log.exception("lorry: run %s did not finish cleanly", run.path)
+
+
+# Registered with threading's exit hooks, not atexit: those run before the thread pools refuse new
+# work, and in reverse order of registration, so this one runs before concurrent.futures' own.
+threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
