@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +28,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
     run = runs.current_run()
     if run is not None:
-        try:
+        with contextlib.suppress(lorry.LorryError):
             run.finish()
-        except lorry.LorryError:
-            pass
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ def test_use_artifact_of_something_missing_is_a_clear_error(path: str) -> None:
         logged(run, "exists", {"f": b"1"})
         with pytest.raises(lorry.ArtifactNotFoundError) as error:
             run.use_artifact(path)
-        assert path.split(":")[0].split("/")[-1] in str(error.value)
+        assert path.split(":", maxsplit=1)[0].rsplit("/", maxsplit=1)[-1] in str(error.value)
 
 
 def test_save_updates_description_metadata_and_aliases_without_new_version() -> None:
@@ -336,7 +336,7 @@ def test_entries_download_alone_and_references_give_their_uri(tmp_path: Path, pr
         used.get_path("nope.txt")
     # A referenced file that changed is an error naming the entry; nothing lands under its name.
     write(project_dir / "images/dog.png", b"changed")
-    with pytest.raises(lorry.IntegrityError, match="refs/dog.png"):
+    with pytest.raises(lorry.IntegrityError, match=r"refs/dog\.png"):
         used.download(tmp_path / "all")
     assert not (tmp_path / "all/refs/dog.png").exists()
 

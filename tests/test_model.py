@@ -30,7 +30,9 @@ def test_artifact_names_are_accepted_exactly_when_valid(text: str) -> None:
 
 
 @given(names, st.one_of(st.none(), names), st.one_of(st.none(), names), st.one_of(st.none(), names))
-def test_artifact_paths_round_trip(name: str, project: str | None, entity: str | None, alias: str | None) -> None:
+def test_artifact_paths_round_trip(
+    name: str, project: str | None, entity: str | None, alias: str | None
+) -> None:
     if entity is not None and project is None:
         project = "p"
     text = "/".join(p for p in (entity, project, name) if p is not None) + (f":{alias}" if alias else "")

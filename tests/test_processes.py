@@ -52,7 +52,9 @@ with artifact.new_file("weights.bin", mode="wb") as handle:
 run.log_artifact(artifact)
 # no wait(), no finish(): the interpreter's exit must complete the commit
 """
-    result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), capture_output=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), capture_output=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     artifact = lorry.Api().artifact("left-behind:v0")
     assert artifact.size == 8 << 20
