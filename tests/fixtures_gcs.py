@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,9 @@ from lorry.storage.gcs import EMULATOR_ENV, GCSStore
 
 START_TIMEOUT = 30.0
 PROJECT = "lorry-test"
+
+# Deleted objects are dropped at once, not kept for a week (real GCS's default).
+_NO_SOFT_DELETE = {"softDeletePolicy": {"retentionDurationSeconds": "0"}}
 
 # No proxies, whatever the environment says: the emulator is on loopback.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -59,24 +61,16 @@ class GCSEmulator:
 
     def create_bucket(self, name: str) -> None:
         # gcloud-aio-storage has no create-bucket call: POST the JSON API directly.
-        status, body = self.request("POST", f"/storage/v1/b?project={PROJECT}", {"name": name})
+        status, body = self.request("POST", f"/storage/v1/b?project={PROJECT}", {"name": name, **_NO_SOFT_DELETE})
         if status != 200:
             raise RuntimeError(f"cannot create bucket {name}: HTTP {status} {body[:200]!r}")
 
-    def empty_and_delete_bucket(self, name: str) -> None:
-        token = ""
-        while True:
-            query = "?fields=items(name),nextPageToken" + (f"&pageToken={token}" if token else "")
-            status, body = self.request("GET", f"/storage/v1/b/{name}/o{query}")
-            if status != 200:
-                return
-            page = json.loads(body or b"{}")
-            for item in page.get("items", []):
-                self.request("DELETE", f"/storage/v1/b/{name}/o/{urllib.parse.quote(item['name'], safe='')}")
-            token = page.get("nextPageToken", "")
-            if not token:
-                break
-        self.request("DELETE", f"/storage/v1/b/{name}")
+    def wipe(self) -> None:
+        """Drop every bucket and object (the emulator's own ``/wipe``): far faster than deleting objects
+        one by one, as the emulator rewrites all of its metadata on every change."""
+        status, body = self.request("GET", "/wipe")
+        if status != 200:
+            raise RuntimeError(f"cannot wipe the emulator: HTTP {status} {body[:200]!r}")
 
 
 def _free_port() -> int:
@@ -146,7 +140,9 @@ def gcs_store_factory(
     """``make(prefix="")``: a ``GCSStore`` on a fresh, empty bucket of the emulator.
 
     The store finds the emulator through ``STORAGE_EMULATOR_HOST``, set for this test only. Every bucket
-    made here is emptied and deleted afterwards (the emulator keeps objects in memory).
+    made here is dropped afterwards, with everything else in the emulator (tests run one at a time).
+    The stores open at most 4 connections: the emulator's listen backlog is 5 (socketserver's
+    default) and it answers HTTP/1.0, one connection per request, so more would be reset.
     """
     monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.endpoint)
     buckets: list[str] = []
@@ -155,8 +151,8 @@ def gcs_store_factory(
         bucket = f"lorry-test-{uuid.uuid4().hex[:12]}"
         gcs_emulator.create_bucket(bucket)
         buckets.append(bucket)
-        return GCSStore(bucket, prefix)
+        return GCSStore(bucket, prefix, max_connections=4)
 
     yield make
-    for bucket in buckets:
-        gcs_emulator.empty_and_delete_bucket(bucket)
+    if buckets:
+        gcs_emulator.wipe()

@@ -17,6 +17,8 @@
     │   └── SourceChangedError                a source file changed while it was being logged
     ├── ConflictError                         a conditional write lost: the object exists or changed
     ├── StoreError                            the store failed (I/O error, server error, bad record)
+    │   ├── TransientError                    may succeed if tried again: reset, timeout, 5xx, 429, SlowDown
+    │   ├── AccessDeniedError                 credentials refused or missing: retrying cannot help
     │   └── CorruptRecordError                a record or manifest on the store cannot be parsed
     └── ArtifactFailedError                   logging an artifact failed; ``__cause__`` says why
 
@@ -84,6 +86,21 @@ class ConflictError(LorryError):
 
 class StoreError(LorryError):
     """The store failed to carry out a request."""
+
+
+class TransientError(StoreError):
+    """A failure that may pass: the connection dropped, the request timed out, the server is busy.
+
+    ``retry_after`` is the delay the server asked for (``Retry-After``), in seconds, if it named one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccessDeniedError(StoreError):
+    """The server refused the credentials, or they are missing; trying again cannot help."""
 
 
 class CorruptRecordError(StoreError):

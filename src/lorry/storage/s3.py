@@ -34,7 +34,15 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     NoCredentialsError,
 )
 
-from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
+from lorry.errors import (
+    AccessDeniedError,
+    ConflictError,
+    ObjectNotFoundError,
+    StoreError,
+    TransientError,
+    UsageError,
+    ValidationError,
+)
 from lorry.storage.base import (
     OVERWRITE,
     Create,
@@ -270,13 +278,17 @@ class S3Store:
         if code in _CONFLICT:
             return ConflictError(f"{key} already exists or changed since it was read ({where})")
         if code in _REFUSED:
-            return StoreError(
+            return AccessDeniedError(
                 f"the S3 server refused the credentials or their permissions for {operation} {where}: "
                 f"{code} {_message(exc)}".rstrip()
             )
         if isinstance(exc, NoCredentialsError):
-            return StoreError(f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)")
+            return AccessDeniedError(
+                f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)"
+            )
         detail = f"{code} {_message(exc)}".strip() if code else f"{type(exc).__name__}: {exc}"
+        if _transient(exc, code):
+            return TransientError(f"{operation} {where} failed: {detail}", retry_after=_retry_after(exc))
         return StoreError(f"{operation} {where} failed: {detail}")
 
     async def _client(self) -> Any:
@@ -349,3 +361,55 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Message") or "")
     return str(exc)
+
+
+# Codes that mean "busy or broken for now": worth another try after a pause.
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "RequestLimitExceeded",
+}
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status is not None else None
+    return None
+
+
+def _transient(exc: BaseException, code: str | None) -> bool:
+    """Connection resets, timeouts, 5xx, 429 and SlowDown may pass; anything else will not."""
+    if isinstance(exc, (TimeoutError, aiohttp.ClientError, ConnectionError)):
+        return True
+    if isinstance(exc, BotoCoreError):
+        # Connection and read failures raised by botocore itself (no HTTP response at all).
+        return type(exc).__name__ in {
+            "EndpointConnectionError",
+            "ConnectionClosedError",
+            "ReadTimeoutError",
+            "ConnectTimeoutError",
+            "ResponseStreamingError",
+            "IncompleteReadError",
+            "HTTPClientError",
+            "ProxyConnectionError",
+        }
+    status = _status(exc)
+    return code in _TRANSIENT_CODES or status == 429 or (status is not None and status >= 500)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    if not isinstance(exc, ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    value = headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from S3; the backoff applies

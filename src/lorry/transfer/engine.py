@@ -20,6 +20,8 @@ from lorry.registry.registry import Registry
 from lorry.settings import Settings
 from lorry.storage import open_store
 from lorry.storage.base import Store
+from lorry.storage.local import LocalStore
+from lorry.transfer.retry import with_retries
 
 T = TypeVar("T")
 
@@ -84,8 +86,10 @@ class Engine:
     _pool: ThreadPoolExecutor | None = None
 
     def store(self, url: str) -> Store:
+        """The store at ``url``; a remote one has its calls retried (a local one has nothing to retry)."""
         if url not in self._stores:
-            self._stores[url] = open_store(url)
+            store = open_store(url)
+            self._stores[url] = store if isinstance(store, LocalStore) else with_retries(store)
         return self._stores[url]
 
     def registry(self, url: str) -> Registry:
