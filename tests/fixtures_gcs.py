@@ -61,7 +61,8 @@ class GCSEmulator:
 
     def create_bucket(self, name: str) -> None:
         # gcloud-aio-storage has no create-bucket call: POST the JSON API directly.
-        status, body = self.request("POST", f"/storage/v1/b?project={PROJECT}", {"name": name, **_NO_SOFT_DELETE})
+        bucket = {"name": name, **_NO_SOFT_DELETE}
+        status, body = self.request("POST", f"/storage/v1/b?project={PROJECT}", bucket)
         if status != 200:
             raise RuntimeError(f"cannot create bucket {name}: HTTP {status} {body[:200]!r}")
 
@@ -127,7 +128,8 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulat
                 return
             time.sleep(0.1)
         _stop(proc)
-    raise RuntimeError(f"gcp-storage-emulator did not start; its log: {log_path}\n{log_path.read_text()[-2000:]}")
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"gcp-storage-emulator did not start; its log ({log_path}) ends:\n{tail}")
 
 
 GCSStoreFactory = Callable[..., GCSStore]

@@ -44,6 +44,7 @@ from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine
 from lorry.transfer.files import FileStamp, matches, safe_target
+from lorry.transfer.journal import Journal
 from lorry.transfer.upload import FileSource, store_files
 
 if TYPE_CHECKING:
@@ -662,7 +663,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
     try:
         store = eng.store(plan.settings.store)
         registry = Registry(store)
-        stored = await store_files(eng, store, plan.files, Counters())
+        stored = await store_files(eng, store, plan.files, Counters(), Journal(plan.settings.cache_dir))
         manifest = Manifest([*stored, *plan.refs])
         await registry.put_manifest(manifest)
         async with eng.assigner.turn(ticket):

@@ -27,5 +27,5 @@ def open_store(url: str) -> Store:
     if scheme == "gs":
         from lorry.storage.gcs import GCSStore
 
-        return GCSStore(url)
+        return GCSStore.from_url(url)
     raise ValidationError(f"unsupported store URL {url!r}: use a path, file://, s3:// or gs://")

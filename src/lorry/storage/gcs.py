@@ -195,7 +195,7 @@ class GCSStore:
             resource = await storage.upload(
                 self.bucket,
                 self._name(key),
-                io.BytesIO(data),  # any buffer; the library copies nothing more
+                io.BytesIO(data),  # shares a bytes object without copying it
                 content_type=CONTENT_TYPE,
                 # An empty object goes up as a multipart upload (metadata and media in one request):
                 # gcp-storage-emulator drops the connection on an empty media upload; GCS takes both.

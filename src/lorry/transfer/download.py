@@ -10,19 +10,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from lorry.cache import Cache
 from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, StoreError
-from lorry.model.digest import format_digest, new_hasher
+from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
 from lorry.storage.base import Store
 from lorry.storage.local import LocalStore
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
-from lorry.transfer.files import install_verified, local_error, make_parents, matches, safe_target
+from lorry.transfer.files import (
+    FILE_MODE,
+    hash_file,
+    install_verified,
+    local_error,
+    make_parents,
+    matches,
+    safe_target,
+    temp_beside,
+    write_new,
+)
+from lorry.transfer.plan import RANGE_SIZE, SMALL_OBJECT, plan_parts
 
 
 async def fetch_entries(
@@ -55,11 +67,49 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
         source = store.path_of(blob_key(_digest(entry)))
         await engine.in_thread(_install_from_store, source, target, entry)
     else:
-        cached = cache.lookup(_digest(entry), entry.size) or await _fill_cache(engine, store, cache, entry)
-        await engine.in_thread(
-            install_verified, cached, target, _digest(entry), f"cached blob of {entry.path!r}"
-        )
+        cached = cache.lookup(_digest(entry), entry.size)
+        if cached is not None:
+            what = f"cached blob of {entry.path!r}"
+            await engine.in_thread(install_verified, cached, target, _digest(entry), what)
+        elif (entry.size or 0) <= SMALL_OBJECT:
+            await _fetch_small(engine, store, cache, entry, target)
+        else:
+            cached = await _fill_cache(engine, store, cache, entry)
+            await engine.in_thread(_copy_fresh, cached, target)
     return target
+
+
+async def _fetch_small(engine: Engine, store: Store, cache: Cache, entry: Entry, target: Path) -> None:
+    """One GET, checked in memory; the target and the cache written in one trip to a thread."""
+    key = blob_key(_digest(entry))
+    try:
+        async with engine.limits.requests:
+            data = await store.get(key)
+    except ObjectNotFoundError as exc:
+        raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
+    if digest_bytes(data) != entry.digest:
+        raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
+    await engine.in_thread(_write_twice, data, target, cache, _digest(entry))
+
+
+def _write_twice(data: bytes, target: Path, cache: Cache, digest: str) -> None:
+    write_new(target, data)
+    with contextlib.suppress(OSError):  # a cache that cannot take it costs a later download, nothing else
+        temp = cache.temp_path()
+        write_new(temp, data, atomic=False)
+        cache.admit(temp, digest)
+
+
+def _copy_fresh(cached: Path, target: Path) -> None:
+    """Copy a blob verified a moment ago (in the kernel: no second hash)."""
+    temp = temp_beside(target)
+    try:
+        shutil.copyfile(cached, temp)
+        os.chmod(temp, FILE_MODE)
+    except OSError as exc:
+        _discard(temp)
+        raise local_error(exc, f"cannot write {target}") from exc
+    os.replace(temp, target)
 
 
 def _install_from_store(source: Path, target: Path, entry: Entry) -> None:
@@ -69,19 +119,35 @@ def _install_from_store(source: Path, target: Path, entry: Entry) -> None:
 
 
 async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) -> Path:
+    """Fetch a large blob by parallel ranged GETs into a temporary file of the cache, check it, admit it."""
     digest = _digest(entry)
     key = blob_key(digest)
+    size = entry.size or 0
     temp = await engine.in_thread(cache.temp_path)
-    hasher = new_hasher()
     try:
-        handle = await engine.in_thread(open, temp, "wb")
+        fd = await engine.in_thread(os.open, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
-            async with engine.limits.requests:
-                async for chunk in store.stream(key):
-                    hasher.update(chunk)
-                    await engine.in_thread(handle.write, chunk)
+            await engine.in_thread(os.ftruncate, fd, size)
+            todo = iter(plan_parts(size, RANGE_SIZE).ranges())
+
+            async def worker() -> None:
+                for part in todo:
+                    offset = part.start
+                    async with engine.limits.requests:
+                        async for chunk in store.stream(key, part.start, part.end):
+                            await engine.in_thread(_pwrite_all, fd, chunk, offset)
+                            offset += len(chunk)
+                    if offset != part.end:
+                        raise IntegrityError(f"blob {key} of entry {entry.path!r} is shorter than recorded")
+
+            in_flight = max(1, min(-(-size // RANGE_SIZE), engine.settings.max_memory // RANGE_SIZE, 16))
+            await gather_all(worker() for _ in range(in_flight))
         finally:
-            await engine.in_thread(handle.close)
+            await engine.in_thread(os.close, fd)
+        actual = await engine.in_thread(hash_file, temp)
+        if actual != digest:
+            raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
+        return await engine.in_thread(cache.admit, temp, digest)
     except ObjectNotFoundError as exc:
         _discard(temp)
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
@@ -91,10 +157,13 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
     except BaseException:
         _discard(temp)
         raise
-    if format_digest(hasher.hexdigest()) != digest:
-        _discard(temp)
-        raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
-    return await engine.in_thread(cache.admit, temp, digest)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _digest(entry: Entry) -> str:

@@ -90,6 +90,22 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[written:]
 
 
+def write_new(target: Path, data: bytes, *, atomic: bool = True) -> None:
+    """Write ``data`` as ``target``, through a temporary name beside it unless ``atomic`` is False
+    (for a path that is itself a fresh temporary name)."""
+    temp = temp_beside(target) if atomic else target
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with open(fd, "wb", buffering=0) as handle:
+            _write_all(handle.fileno(), memoryview(data))
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise local_error(exc, f"cannot write {target}") from exc
+    if atomic:
+        os.replace(temp, target)
+
+
 def install_verified(source: Path, target: Path, digest: str, what: str) -> None:
     """Copy ``source`` to ``target`` through a temporary file, checking ``digest`` before the rename."""
     temp = temp_beside(target)

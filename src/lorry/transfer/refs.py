@@ -3,38 +3,580 @@
 A reference records what identifies the source's content (a digest, an ETag, a version id), never the
 content itself. Downloading fetches from the source and checks that identity again, so a source that
 changed is an error naming the entry.
+
+Schemes, and what a reference records when ``checksum=True``:
+
+- ``file://``: the file's blake3 digest and size; a folder adds every file below it.
+- ``http(s)://``: the ``ETag`` and ``Content-Length`` of a ``HEAD`` (or, where ``HEAD`` is refused, of a
+  ``GET`` whose body is never read). A server that sends neither gets a warning and the URI alone.
+- ``s3://bucket/key``: the ETag, size and, in a versioned bucket, the ``versionId``, which is then
+  what a download asks for, so the recorded version still downloads after the key was overwritten.
+- ``gs://bucket/name``: the MD5 (or CRC32C for composite objects), size and generation.
+
+An ``s3://`` or ``gs://`` URI that is not an object is a prefix: every object under ``prefix/`` becomes
+an entry named relative to the prefix (below ``name`` when one is given), up to ``max_objects``.
+With ``checksum=False`` the URI is recorded as one entry and nothing is contacted.
+
+``resolve`` runs on the caller's thread and hands remote work to the engine's loop through the bridge;
+``fetch`` runs on that loop. A fetch streams into a temporary file beside its target and renames it
+only once verified, so no partial or unverified file ever stands under a final name.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import logging
 import os
 import posixpath
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
-from lorry.errors import IntegrityError, LocalFileError, ValidationError
+import aiohttp
+import botocore.exceptions  # type: ignore[import-untyped]
+
+from lorry import _bridge
+from lorry.errors import (
+    IntegrityError,
+    LocalFileError,
+    ObjectNotFoundError,
+    StoreError,
+    ValidationError,
+)
 from lorry.model.manifest import Entry, normalize_entry_path
+from lorry.settings import Settings
+from lorry.storage.gcs import GCSStore
+from lorry.storage.s3 import S3Store
+from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
 from lorry.transfer.files import copy_hashing, hash_file, local_error, temp_beside
 
 DEFAULT_MAX_OBJECTS = 10_000
+STREAM_CHUNK = 1 << 20
+REMOTE_SCHEMES = ("http", "https", "s3", "gs")
+
+log = logging.getLogger("lorry")
 
 
 def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None) -> list[Entry]:
     """The entries a reference to ``uri`` stands for (one, or one per object under a prefix)."""
-    scheme = urlsplit(uri).scheme
+    scheme = urlsplit(uri).scheme.lower()
+    limit = max_objects or DEFAULT_MAX_OBJECTS
     if scheme == "file":
-        return _resolve_file(uri, name, checksum, max_objects or DEFAULT_MAX_OBJECTS)
-    raise ValidationError(f"cannot add a reference to {uri!r}: unsupported scheme {scheme or '(none)'!r}")
+        return _resolve_file(uri, name, checksum, limit)
+    if scheme not in REMOTE_SCHEMES:
+        raise ValidationError(f"cannot add a reference to {uri!r}: unsupported scheme {scheme or '(none)'!r}")
+    entry_name = normalize_entry_path(name) if name is not None else None
+    if scheme in ("s3", "gs"):
+        _split_bucket(uri)  # refuse a URI without a bucket before anything else
+    if not checksum:
+        return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
+    eng = engine_module.engine(Settings.load())
+    if scheme == "s3":
+        return _bridge.run_sync(_resolve_s3(eng, uri, entry_name, limit))
+    if scheme == "gs":
+        return _bridge.run_sync(_resolve_gcs(eng, uri, entry_name, limit))
+    return [_bridge.run_sync(_resolve_http(uri, entry_name or _basename(uri)))]
 
 
 async def fetch(engine: Engine, entry: Entry, target: Path) -> None:
+    """Fetch the source of the reference ``entry`` into ``target``, verified against what was recorded."""
     assert entry.ref is not None
-    scheme = urlsplit(entry.ref).scheme
+    scheme = urlsplit(entry.ref).scheme.lower()
     if scheme == "file":
         await engine.in_thread(_fetch_file, entry, target)
+    elif scheme in ("http", "https"):
+        await _fetch_http(engine, entry, target)
+    elif scheme == "s3":
+        await _fetch_s3(engine, entry, target)
+    elif scheme == "gs":
+        await _fetch_gcs(engine, entry, target)
+    else:
+        raise ValidationError(f"cannot download reference {entry.ref!r}: unsupported scheme {scheme!r}")
+
+
+# -- names ------------------------------------------------------------------------------------------
+
+
+def _basename(uri: str) -> str:
+    """The last segment of the URI's path: the entry name when none is given."""
+    if urlsplit(uri).scheme.lower() in ("s3", "gs"):
+        path = _split_bucket(uri)[1]
+    else:
+        path = unquote(urlsplit(uri).path)
+    base = posixpath.basename(path.rstrip("/"))
+    if not base:
+        raise ValidationError(f"cannot infer an entry name from the reference {uri!r}; pass name=")
+    return normalize_entry_path(base)
+
+
+def _split_bucket(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` → ``('bucket', 'some/key')``; keys are taken verbatim, not unquoted."""
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValidationError(f"reference {uri!r} names no bucket")
+    return bucket, key
+
+
+def _object_name(uri: str, key: str, name: str | None) -> str:
+    return name or normalize_entry_path(posixpath.basename(key)) if key else _basename(uri)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """One object found under a prefix, with what identifies its content."""
+
+    key: str
+    size: int
+    digest: str | None
+    version_id: str | None
+
+
+async def _expand(
+    uri: str, scheme: str, bucket: str, prefix: str, name: str | None, limit: int, found: AsyncIterator[_Listed]
+) -> list[Entry]:
+    """Entries for the objects under ``prefix``, named relative to it (below ``name``)."""
+    entries: list[Entry] = []
+    async for item in found:
+        relative = item.key[len(prefix) :]
+        if not relative.strip("/"):
+            continue  # a folder marker (a zero-byte object named like the prefix) holds no file
+        if len(entries) >= limit:
+            raise ValidationError(
+                f"reference {uri!r} holds more than max_objects={limit} objects; "
+                "raise max_objects to add them all"
+            )
+        entry_name = normalize_entry_path(posixpath.join(name, relative) if name else relative)
+        entries.append(
+            Entry(
+                path=entry_name,
+                digest=item.digest,
+                size=item.size,
+                ref=f"{scheme}://{bucket}/{item.key}",
+                version_id=item.version_id,
+            )
+        )
+    if not entries:
+        raise ObjectNotFoundError(f"reference {uri!r} names nothing: no such object and no objects below it")
+    return entries
+
+
+# -- writing a fetched object -----------------------------------------------------------------------
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> object: ...
+
+
+def _open_new(path: Path) -> IO[bytes]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb", buffering=0)
+
+
+def _write_chunk(handle: IO[bytes], chunk: bytes, hasher: _Hasher | None) -> None:
+    if hasher is not None:
+        hasher.update(chunk)
+    view = memoryview(chunk)
+    while view:
+        written = handle.write(view)
+        view = view[written or 0 :]
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+async def _install(
+    engine: Engine,
+    entry: Entry,
+    target: Path,
+    chunks: AsyncIterator[bytes],
+    hasher: _Hasher | None = None,
+    verify: Callable[[], None] | None = None,
+) -> None:
+    """Stream ``chunks`` into a temporary file beside ``target``, check them, then rename.
+
+    The byte count is checked against the recorded size, then ``verify`` (which may read ``hasher``)
+    runs; any failure removes the temporary file.
+    """
+    temp = temp_beside(target)
+    count = 0
+    try:
+        try:
+            handle = await engine.in_thread(_open_new, temp)
+        except OSError as exc:
+            raise local_error(exc, f"cannot write {target}") from exc
+        try:
+            async for chunk in chunks:
+                count += len(chunk)
+                try:
+                    await engine.in_thread(_write_chunk, handle, chunk, hasher)
+                except OSError as exc:
+                    raise local_error(exc, f"cannot write {target}") from exc
+        finally:
+            await engine.in_thread(handle.close)
+        if entry.size is not None and count != entry.size:
+            raise IntegrityError(
+                f"reference {entry.ref} of entry {entry.path!r} changed since it was logged: "
+                f"{count} bytes where {entry.size} were recorded"
+            )
+        if verify is not None:
+            verify()
+        await engine.in_thread(os.replace, temp, target)
+    except BaseException:
+        _discard(temp)
+        raise
+
+
+def _changed(entry: Entry, detail: str) -> IntegrityError:
+    return IntegrityError(f"reference {entry.ref} of entry {entry.path!r} changed since it was logged: {detail}")
+
+
+def _gone(entry: Entry) -> IntegrityError:
+    version = f" (version {entry.version_id})" if entry.version_id else ""
+    return IntegrityError(f"reference {entry.ref}{version} of entry {entry.path!r} no longer exists")
+
+
+# -- http(s):// -------------------------------------------------------------------------------------
+
+# Bytes exactly as served: a compressed transfer would make Content-Length disagree with the body.
+_IDENTITY = {"Accept-Encoding": "identity"}
+_GONE_STATUSES = (404, 410)
+
+
+def _http_session() -> aiohttp.ClientSession:
+    # Certificates are verified (aiohttp's default); the read timeout bounds each wait, not a transfer.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    return aiohttp.ClientSession(timeout=timeout)
+
+
+def _http_etag(headers: Mapping[str, str]) -> str | None:
+    """The ETag without its quotes; a weak one keeps its ``W/`` mark."""
+    raw = headers.get("ETag")
+    if not raw:
+        return None
+    raw = raw.strip()
+    weak = raw.startswith(("W/", "w/"))
+    value = raw[2:] if weak else raw
+    value = value.strip('"')
+    return f"W/{value}" if weak else value
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    raw = headers.get("Content-Length")
+    if raw is None or not raw.strip().isdecimal():
+        return None
+    return int(raw)
+
+
+async def _resolve_http(uri: str, entry_name: str) -> Entry:
+    try:
+        async with _http_session() as session:
+            async with session.head(uri, headers=_IDENTITY, allow_redirects=True) as response:
+                status, headers = response.status, response.headers
+            if status >= 400 and status not in _GONE_STATUSES:
+                # Some servers (and URLs signed for GET only) refuse HEAD: ask with a GET, read no body.
+                async with session.get(uri, headers=_IDENTITY) as response:
+                    status, headers = response.status, response.headers
+                    response.close()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise StoreError(f"cannot reach the reference {uri}: {type(exc).__name__}: {exc}") from exc
+    if status in _GONE_STATUSES:
+        raise ObjectNotFoundError(f"reference {uri} not found (HTTP {status})")
+    if status >= 400:
+        raise StoreError(f"reference {uri} answered HTTP {status}")
+    etag, size = _http_etag(headers), _content_length(headers)
+    missing = [what for what, value in (("an ETag", etag), ("a Content-Length", size)) if value is None]
+    if missing:
+        log.warning(
+            "reference %s: the server sends no %s; %s",
+            uri,
+            " and no ".join(m.split(" ", 1)[1] for m in missing),
+            "only the URI is recorded, so a change cannot be detected"
+            if len(missing) == 2
+            else "a change cannot always be detected",
+        )
+    return Entry(path=entry_name, digest=f"etag:{etag}" if etag else None, size=size, ref=uri)
+
+
+async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
+    assert entry.ref is not None
+    uri = entry.ref
+    try:
+        async with engine.limits.requests, _http_session() as session:
+            async with session.get(uri, headers=_IDENTITY) as response:
+                if response.status in _GONE_STATUSES:
+                    raise _gone(entry)
+                if response.status >= 400:
+                    raise StoreError(f"reference {uri} of entry {entry.path!r} answered HTTP {response.status}")
+                if entry.digest is not None and entry.digest.startswith("etag:"):
+                    served = _http_etag(response.headers)
+                    if f"etag:{served}" != entry.digest:
+                        raise _changed(entry, f"ETag {served!r}, recorded {entry.digest[5:]!r}")
+                length = _content_length(response.headers)
+                if entry.size is not None and length is not None and length != entry.size:
+                    raise _changed(entry, f"{length} bytes where {entry.size} were recorded")
+                await _install(engine, entry, target, response.content.iter_chunked(STREAM_CHUNK))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise StoreError(f"cannot download the reference {uri} of entry {entry.path!r}: {exc}") from exc
+
+
+# -- s3:// ------------------------------------------------------------------------------------------
+#
+# S3Store's public calls (head, list) know nothing of versions, so the version-aware calls below go
+# through its one boundary with aiobotocore, ``_call``, which maps errors the same way.
+
+
+def _s3_store(engine: Engine, bucket: str) -> S3Store:
+    store = engine.store(f"s3://{bucket}")
+    assert isinstance(store, S3Store)
+    return store
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    cause = exc.__cause__
+    if isinstance(cause, botocore.exceptions.ClientError):
+        code = cause.response.get("Error", {}).get("Code")
+        return None if code is None else str(code)
+    return None
+
+
+def _s3_version(raw: object) -> str | None:
+    # "null" is the version of an object written while versioning was off: it cannot be asked for.
+    return None if raw in (None, "", "null") else str(raw)
+
+
+def _s3_etag(raw: object) -> str:
+    return str(raw).strip('"')
+
+
+async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
+    bucket, key = _split_bucket(uri)
+    store = _s3_store(engine, bucket)
+    if key and not key.endswith("/"):
+        try:
+            head = await store._call("head_object", key, Key=key)  # noqa: SLF001
+        except ObjectNotFoundError:
+            pass  # not an object: a prefix
+        else:
+            return [
+                Entry(
+                    path=_object_name(uri, key, name),
+                    digest=f"etag:{_s3_etag(head['ETag'])}",
+                    size=int(head["ContentLength"]),
+                    ref=uri,
+                    version_id=_s3_version(head.get("VersionId")),
+                )
+            ]
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    return await _expand(uri, "s3", bucket, prefix, name, limit, _s3_list(store, prefix))
+
+
+async def _s3_list(store: S3Store, prefix: str) -> AsyncIterator[_Listed]:
+    try:
+        versioning = await store._call("get_bucket_versioning", None)  # noqa: SLF001
+    except StoreError:
+        versioning = {}  # not allowed to ask: list without versions (a missing bucket fails below)
+    if versioning.get("Status") not in ("Enabled", "Suspended"):
+        async for meta in store.list(prefix):
+            yield _Listed(meta.key, meta.size, f"etag:{meta.etag}", None)
         return
-    raise ValidationError(f"cannot download reference {entry.ref!r}: unsupported scheme {scheme!r}")
+    params: dict[str, Any] = {"Prefix": prefix}
+    while True:
+        page = await store._call("list_object_versions", None, **params)  # noqa: SLF001
+        for item in page.get("Versions", []):
+            if item.get("IsLatest"):
+                yield _Listed(
+                    str(item["Key"]),
+                    int(item["Size"]),
+                    f"etag:{_s3_etag(item['ETag'])}",
+                    _s3_version(item.get("VersionId")),
+                )
+        if not page.get("IsTruncated"):
+            return
+        params["KeyMarker"] = page["NextKeyMarker"]
+        params["VersionIdMarker"] = page["NextVersionIdMarker"]
+
+
+async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
+    assert entry.ref is not None
+    bucket, key = _split_bucket(entry.ref)
+    store = _s3_store(engine, bucket)
+    params: dict[str, Any] = {"Key": key}
+    if entry.version_id is not None:
+        params["VersionId"] = entry.version_id
+    async with engine.limits.requests:
+        try:
+            response = await store._call("get_object", key, **params)  # noqa: SLF001
+        except ObjectNotFoundError as exc:
+            raise _gone(entry) from exc
+        except StoreError as exc:
+            if _s3_code(exc) in ("NoSuchVersion", "InvalidArgument"):
+                raise _gone(entry) from exc
+            raise
+        async with response["Body"] as body:
+            served = _s3_etag(response.get("ETag"))
+            if entry.digest is not None and entry.digest != f"etag:{served}":
+                raise _changed(entry, f"ETag {served!r}, recorded {entry.digest.removeprefix('etag:')!r}")
+            await _install(engine, entry, target, _s3_chunks(store, body, key))
+
+
+async def _s3_chunks(store: S3Store, body: Any, key: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in body.iter_chunks(STREAM_CHUNK):
+            yield chunk
+    except (TimeoutError, botocore.exceptions.BotoCoreError, aiohttp.ClientError) as exc:
+        raise store._error(exc, "GetObject", key) from exc  # noqa: SLF001
+
+
+# -- gs:// ------------------------------------------------------------------------------------------
+#
+# GCSStore's ObjectMeta carries no checksums and its stream cannot name a generation, so the calls
+# below use its session, error mapping and timeouts directly.
+
+
+def _gcs_store(engine: Engine, bucket: str) -> GCSStore:
+    url = f"gs://{bucket}"
+    # The engine owns the store (one session per bucket); open_store cannot build a gs:// store yet.
+    stores = engine._stores  # noqa: SLF001
+    store = stores.get(url)
+    if not isinstance(store, GCSStore):
+        store = GCSStore(bucket)
+        stores[url] = store
+    return store
+
+
+def _gcs_listed(key: str, resource: object, where: str) -> _Listed:
+    if isinstance(resource, Mapping):
+        size, generation = resource.get("size"), resource.get("generation")
+        md5, crc = resource.get("md5Hash"), resource.get("crc32c")
+        if isinstance(size, str | int) and isinstance(generation, str | int):
+            digest = f"md5:{md5}" if md5 else f"crc32c:{crc}" if crc else None
+            with contextlib.suppress(ValueError):
+                return _Listed(key, int(size), digest, str(int(generation)))
+    raise StoreError(f"GCS returned malformed metadata for {where}")
+
+
+async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
+    bucket, key = _split_bucket(uri)
+    store = _gcs_store(engine, bucket)
+    storage = await store._client()  # noqa: SLF001
+    if key and not key.endswith("/"):
+        try:
+            with store._mapped(key):  # noqa: SLF001
+                resource = await storage.download_metadata(bucket, key, timeout=store._t())  # noqa: SLF001
+        except ObjectNotFoundError:
+            pass  # not an object: a prefix
+        else:
+            item = _gcs_listed(key, resource, uri)
+            return [
+                Entry(
+                    path=_object_name(uri, key, name),
+                    digest=item.digest,
+                    size=item.size,
+                    ref=uri,
+                    version_id=item.version_id,
+                )
+            ]
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    return await _expand(uri, "gs", bucket, prefix, name, limit, _gcs_list(store, prefix))
+
+
+async def _gcs_list(store: GCSStore, prefix: str) -> AsyncIterator[_Listed]:
+    storage = await store._client()  # noqa: SLF001
+    params = {"prefix": prefix, "fields": "items(name,size,generation,md5Hash,crc32c),nextPageToken"}
+    while True:
+        with store._mapped(None):  # noqa: SLF001
+            page = await storage.list_objects(store.bucket, params=dict(params), timeout=store._t())  # noqa: SLF001
+        items = page.get("items", [])
+        if not isinstance(items, list):
+            raise StoreError(f"listing gs://{store.bucket}/{prefix} returned a malformed page")
+        for item in sorted(items, key=lambda i: str(i.get("name", "")) if isinstance(i, Mapping) else ""):
+            key = item.get("name") if isinstance(item, Mapping) else None
+            if not isinstance(key, str) or not key.startswith(prefix):
+                raise StoreError(f"listing gs://{store.bucket}/{prefix} returned {key!r}")
+            yield _gcs_listed(key, item, f"gs://{store.bucket}/{key}")
+        token = page.get("nextPageToken")
+        if not token:
+            return
+        params["pageToken"] = str(token)
+
+
+def _goog_hashes(response: aiohttp.ClientResponse) -> dict[str, str]:
+    """``x-goog-hash: crc32c=...,md5=...`` (one header or several) as ``{'md5': ..., 'crc32c': ...}``."""
+    found: dict[str, str] = {}
+    for header in response.headers.getall("x-goog-hash", []):
+        for part in header.split(","):
+            alg, sep, value = part.strip().partition("=")
+            if sep and value and value != "None":
+                found[alg.lower()] = value
+    return found
+
+
+def _gcs_hasher(digest: str | None) -> _Hasher | None:
+    if digest is None:
+        return None
+    if digest.startswith("md5:"):
+        return hashlib.md5(usedforsecurity=False)
+    if digest.startswith("crc32c:"):
+        try:
+            import google_crc32c  # type: ignore[import-untyped]
+        except ImportError:  # not a dependency: the server's x-goog-hash and the generation still check
+            return None
+        return cast(_Hasher, google_crc32c.Checksum())
+    return None
+
+
+async def _fetch_gcs(engine: Engine, entry: Entry, target: Path) -> None:
+    assert entry.ref is not None
+    bucket, key = _split_bucket(entry.ref)
+    store = _gcs_store(engine, bucket)
+    storage = await store._client()  # noqa: SLF001
+    params = {"alt": "media"}
+    if entry.version_id is not None:
+        params["generation"] = entry.version_id
+    hasher = _gcs_hasher(entry.digest)
+
+    def verify() -> None:
+        if hasher is None or entry.digest is None:
+            return
+        alg, _, recorded = entry.digest.partition(":")
+        actual = base64.b64encode(cast(Any, hasher).digest()).decode("ascii")
+        if actual != recorded:
+            raise _changed(entry, f"{alg} {actual}, recorded {recorded}")
+
+    async with engine.limits.requests:
+        try:
+            with store._mapped(key):  # noqa: SLF001
+                # The stored bytes, never transcoded: they are what the recorded checksum covers.
+                stream = await storage._download_stream(  # noqa: SLF001
+                    bucket, key, params=params, headers={"Accept-Encoding": "gzip"}, timeout=store._t()  # noqa: SLF001
+                )
+        except ObjectNotFoundError as exc:
+            raise _gone(entry) from exc
+        with store._mapped(key):  # noqa: SLF001
+            async with stream as raw:
+                response = cast(aiohttp.ClientResponse, raw)
+                generation = response.headers.get("x-goog-generation")
+                if entry.version_id is not None and generation and generation != entry.version_id:
+                    raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
+                if entry.digest is not None:
+                    alg, _, recorded = entry.digest.partition(":")
+                    served = _goog_hashes(response).get(alg)
+                    if served is not None and served != recorded:
+                        raise _changed(entry, f"{alg} {served}, recorded {recorded}")
+                await _install(
+                    engine, entry, target, response.content.iter_chunked(STREAM_CHUNK), hasher, verify
+                )
+
+
+# -- file:// ----------------------------------------------------------------------------------------
 
 
 def _file_path(uri: str) -> Path:

@@ -7,8 +7,11 @@ name, and a source that changes on the way fails its version loudly (``SourceCha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +20,14 @@ from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
-from lorry.storage.base import CREATE, Store
+from lorry.storage.base import CREATE, MultipartStore, Part, Store
 from lorry.storage.local import LocalStore
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import FileStamp, check_unchanged, copy_hashing, hash_file, local_error
+from lorry.transfer.journal import Journal, JournalEntry
+from lorry.transfer.plan import MULTIPART_THRESHOLD, SMALL_OBJECT, plan_parts
+
+log = logging.getLogger("lorry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +45,7 @@ class FileSource:
 
 
 async def store_files(
-    engine: Engine, store: Store, files: Sequence[FileSource], counters: Counters
+    engine: Engine, store: Store, files: Sequence[FileSource], counters: Counters, journal: Journal
 ) -> list[Entry]:
     """Store every file's content; return their entries, in the order given."""
     counters.files_total += len(files)
@@ -48,7 +55,7 @@ async def store_files(
 
     async def worker() -> None:
         for index, item in todo:
-            results[index] = await _store_one(engine, store, item)
+            results[index] = await _store_one(engine, store, item, journal)
             counters.files_done += 1
             counters.bytes_done += item.stamp.size
 
@@ -57,11 +64,11 @@ async def store_files(
     return [r for r in results if r is not None]
 
 
-async def _store_one(engine: Engine, store: Store, item: FileSource) -> Entry:
+async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Journal) -> Entry:
     if isinstance(store, LocalStore):
         digest = await engine.in_thread(_store_local, store, item)
     else:
-        digest = await _store_remote(engine, store, item)
+        digest = await _store_remote(engine, store, item, journal)
     return Entry(path=item.path, digest=digest, size=item.stamp.size)
 
 
@@ -99,7 +106,15 @@ def _store_local(store: LocalStore, item: FileSource) -> str:
     return digest
 
 
-async def _store_remote(engine: Engine, store: Store, item: FileSource) -> str:
+async def _store_remote(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
+    size = item.stamp.size
+    if size <= SMALL_OBJECT:
+        # One thread hop reads and hashes; one conditional create stores it, or says it is there.
+        data, digest = await engine.in_thread(_read_hashed, item)
+        async with engine.limits.requests:
+            with contextlib.suppress(ConflictError):
+                await store.put(blob_key(digest), data, CREATE)
+        return digest
     digest = await engine.in_thread(_hash_checked, item)
     key = blob_key(digest)
     try:
@@ -108,12 +123,94 @@ async def _store_remote(engine: Engine, store: Store, item: FileSource) -> str:
         return digest
     except ObjectNotFoundError:
         pass
-    async with engine.limits.memory.hold(item.stamp.size):
+    if size >= MULTIPART_THRESHOLD and isinstance(store, MultipartStore):
+        await _store_multipart(engine, store, item, key, journal)
+        return digest
+    async with engine.limits.memory.hold(size):
         data = await engine.in_thread(_read_checked, item, digest)
         async with engine.limits.requests:
             with contextlib.suppress(ConflictError):
                 await store.put(key, data, CREATE)
     return digest
+
+
+async def _store_multipart(
+    engine: Engine, store: MultipartStore, item: FileSource, key: str, journal: Journal
+) -> None:
+    """Parts in parallel, bounded by the memory budget; resumed from the journal when a killed
+    process left one; aborted on failure, so no orphaned upload stays behind."""
+    plan = plan_parts(item.stamp.size)
+    upload_id, done = await _resume(engine, store, item, key, plan.part_size, journal)
+    if upload_id is None:
+        upload_id = await store.create_multipart(key)
+        entry = JournalEntry(store.url, key, upload_id, plan.part_size, item.stamp, time.time())
+        await engine.in_thread(journal.save, entry)
+    parts: dict[int, Part] = dict(done)
+    todo = iter([r for r in plan.ranges() if r.number not in done])
+    try:
+        fd = await engine.in_thread(os.open, item.source, os.O_RDONLY)
+        try:
+
+            async def worker() -> None:
+                for part in todo:
+                    async with engine.limits.memory.hold(part.size):
+                        data = await engine.in_thread(os.pread, fd, part.size, part.start)
+                        if len(data) != part.size:
+                            raise SourceChangedError(
+                                f"{item.source} (entry {item.path!r}) shrank while it was being logged"
+                            )
+                        async with engine.limits.requests:
+                            parts[part.number] = await store.put_part(key, upload_id, part.number, data)
+
+            in_flight = max(1, min(plan.count, engine.settings.max_memory // plan.part_size))
+            await gather_all(worker() for _ in range(in_flight))
+        finally:
+            os.close(fd)
+        await engine.in_thread(check_unchanged, item.source, item.stamp, item.path)
+        ordered = [parts[n] for n in sorted(parts)]
+        async with engine.limits.requests:
+            with contextlib.suppress(ConflictError):  # completed meanwhile by a writer of the same bytes
+                await store.complete_multipart(key, upload_id, ordered, CREATE)
+    except asyncio.CancelledError:
+        raise  # interrupted, not failed: the journal lets the next attempt resume
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await store.abort_multipart(key, upload_id)
+        await engine.in_thread(journal.remove, store.url, key)
+        raise
+    await engine.in_thread(journal.remove, store.url, key)
+
+
+async def _resume(
+    engine: Engine, store: MultipartStore, item: FileSource, key: str, part_size: int, journal: Journal
+) -> tuple[str | None, dict[int, Part]]:
+    """The upload a killed process left, and the parts of it that can be kept."""
+    entry = await engine.in_thread(journal.load, store.url, key)
+    if entry is None:
+        return None, {}
+    if entry.part_size != part_size or entry.stamp != item.stamp:
+        with contextlib.suppress(Exception):
+            await store.abort_multipart(key, entry.upload_id)
+        return None, {}
+    try:
+        stored = await store.list_parts(key, entry.upload_id)
+    except ObjectNotFoundError:
+        return None, {}
+    sizes = {r.number: r.size for r in plan_parts(item.stamp.size, part_size).ranges()}
+    kept = {p.number: p for p in stored if sizes.get(p.number) == p.size}
+    log.info("resuming the upload of %s: %d of %d parts already stored", item.source, len(kept), len(sizes))
+    return entry.upload_id, kept
+
+
+def _read_hashed(item: FileSource) -> tuple[bytes, str]:
+    check_unchanged(item.source, item.stamp, item.path)
+    try:
+        data = item.source.read_bytes()
+    except OSError as exc:
+        raise local_error(exc, f"cannot read {item.source}") from exc
+    if len(data) != item.stamp.size:
+        raise SourceChangedError(f"{item.source} (entry {item.path!r}) changed while it was being logged")
+    return data, digest_bytes(data)
 
 
 def _hash_checked(item: FileSource) -> str:
