@@ -71,6 +71,11 @@ def bridge() -> Bridge:
         return _bridge
 
 
+def started() -> bool:
+    """Whether this process has started its engine loop."""
+    return _bridge is not None
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return bridge().run(coro)
 

@@ -28,6 +28,7 @@ from lorry.registry.records import ArtifactRef, RunRecord
 from lorry.registry.registry import Collection, Registry
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
+from lorry.transfer.engine import shutdown as shutdown_engine
 
 log = logging.getLogger("lorry")
 
@@ -342,12 +343,15 @@ def use_artifact(
 def _finish_at_exit() -> None:
     # Interpreter exit waits for pending uploads, so a script that forgot finish() loses nothing.
     run = current_run()
-    if run is None or _bridge.bridge().in_loop_thread():
+    if not _bridge.started() or _bridge.bridge().in_loop_thread():
         return
-    try:
-        run.finish()
-    except Exception:
-        log.exception("lorry: run %s did not finish cleanly", run.path)
+    if run is not None:
+        try:
+            run.finish()
+        except Exception:
+            log.exception("lorry: run %s did not finish cleanly", run.path)
+    with contextlib.suppress(Exception):
+        shutdown_engine()
 
 
 # Registered with threading's exit hooks, not atexit: those run before the thread pools refuse new

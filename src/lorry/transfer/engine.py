@@ -143,3 +143,13 @@ def engine(settings: Settings) -> Engine:
             _engines.clear()  # a forked child: the parent's engine is bound to a loop that is gone
             _engines[pid] = Engine(settings)
         return _engines[pid]
+
+
+def shutdown() -> None:
+    """Close this process's stores (their connections), if the engine was ever started."""
+    with _engine_lock:
+        current = _engines.pop(os.getpid(), None)
+    if current is not None:
+        from lorry._bridge import run_sync
+
+        run_sync(current.close())

@@ -33,11 +33,10 @@ import posixpath
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
-import botocore.exceptions  # type: ignore[import-untyped]
 
 from lorry import _bridge
 from lorry.errors import (
@@ -49,11 +48,13 @@ from lorry.errors import (
 )
 from lorry.model.manifest import Entry, normalize_entry_path
 from lorry.settings import Settings
-from lorry.storage.gcs import GCSStore
-from lorry.storage.s3 import S3Store
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
 from lorry.transfer.files import copy_hashing, hash_file, local_error, temp_beside
+
+if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorry``
+    from lorry.storage.gcs import GCSStore
+    from lorry.storage.s3 import S3Store
 
 DEFAULT_MAX_OBJECTS = 10_000
 STREAM_CHUNK = 1 << 20
@@ -116,15 +117,15 @@ def _basename(uri: str) -> str:
 
 def _split_bucket(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/key`` → ``('bucket', 'some/key')``; keys are taken verbatim, not unquoted."""
-    rest = uri.split("://", 1)[1]
+    _, sep, rest = uri.partition("://")
     bucket, _, key = rest.partition("/")
-    if not bucket:
+    if not sep or not bucket:
         raise ValidationError(f"reference {uri!r} names no bucket")
     return bucket, key
 
 
-def _object_name(uri: str, key: str, name: str | None) -> str:
-    return name or normalize_entry_path(posixpath.basename(key)) if key else _basename(uri)
+def _object_name(uri: str, name: str | None) -> str:
+    return name or _basename(uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,13 @@ class _Listed:
 
 
 async def _expand(
-    uri: str, scheme: str, bucket: str, prefix: str, name: str | None, limit: int, found: AsyncIterator[_Listed]
+    uri: str,
+    scheme: str,
+    bucket: str,
+    prefix: str,
+    name: str | None,
+    limit: int,
+    found: AsyncIterator[_Listed],
 ) -> list[Entry]:
     """Entries for the objects under ``prefix``, named relative to it (below ``name``)."""
     entries: list[Entry] = []
@@ -235,7 +242,9 @@ async def _install(
 
 
 def _changed(entry: Entry, detail: str) -> IntegrityError:
-    return IntegrityError(f"reference {entry.ref} of entry {entry.path!r} changed since it was logged: {detail}")
+    return IntegrityError(
+        f"reference {entry.ref} of entry {entry.path!r} changed since it was logged: {detail}"
+    )
 
 
 def _gone(entry: Entry) -> IntegrityError:
@@ -309,20 +318,23 @@ async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     uri = entry.ref
     try:
-        async with engine.limits.requests, _http_session() as session:
-            async with session.get(uri, headers=_IDENTITY) as response:
-                if response.status in _GONE_STATUSES:
-                    raise _gone(entry)
-                if response.status >= 400:
-                    raise StoreError(f"reference {uri} of entry {entry.path!r} answered HTTP {response.status}")
-                if entry.digest is not None and entry.digest.startswith("etag:"):
-                    served = _http_etag(response.headers)
-                    if f"etag:{served}" != entry.digest:
-                        raise _changed(entry, f"ETag {served!r}, recorded {entry.digest[5:]!r}")
-                length = _content_length(response.headers)
-                if entry.size is not None and length is not None and length != entry.size:
-                    raise _changed(entry, f"{length} bytes where {entry.size} were recorded")
-                await _install(engine, entry, target, response.content.iter_chunked(STREAM_CHUNK))
+        async with (
+            engine.limits.requests,
+            _http_session() as session,
+            session.get(uri, headers=_IDENTITY) as response,
+        ):
+            if response.status in _GONE_STATUSES:
+                raise _gone(entry)
+            if response.status >= 400:
+                raise StoreError(f"reference {uri} of entry {entry.path!r} answered HTTP {response.status}")
+            if entry.digest is not None and entry.digest.startswith("etag:"):
+                served = _http_etag(response.headers)
+                if f"etag:{served}" != entry.digest:
+                    raise _changed(entry, f"ETag {served!r}, recorded {entry.digest[5:]!r}")
+            length = _content_length(response.headers)
+            if entry.size is not None and length is not None and length != entry.size:
+                raise _changed(entry, f"{length} bytes where {entry.size} were recorded")
+            await _install(engine, entry, target, response.content.iter_chunked(STREAM_CHUNK))
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise StoreError(f"cannot download the reference {uri} of entry {entry.path!r}: {exc}") from exc
 
@@ -334,12 +346,16 @@ async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
 
 
 def _s3_store(engine: Engine, bucket: str) -> S3Store:
+    from lorry.storage.s3 import S3Store
+
     store = engine.store(f"s3://{bucket}")
     assert isinstance(store, S3Store)
     return store
 
 
 def _s3_code(exc: BaseException) -> str | None:
+    import botocore.exceptions  # type: ignore[import-untyped]
+
     cause = exc.__cause__
     if isinstance(cause, botocore.exceptions.ClientError):
         code = cause.response.get("Error", {}).get("Code")
@@ -361,13 +377,13 @@ async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) ->
     store = _s3_store(engine, bucket)
     if key and not key.endswith("/"):
         try:
-            head = await store._call("head_object", key, Key=key)  # noqa: SLF001
+            head = await store._call("head_object", key, Key=key)
         except ObjectNotFoundError:
             pass  # not an object: a prefix
         else:
             return [
                 Entry(
-                    path=_object_name(uri, key, name),
+                    path=_object_name(uri, name),
                     digest=f"etag:{_s3_etag(head['ETag'])}",
                     size=int(head["ContentLength"]),
                     ref=uri,
@@ -380,7 +396,7 @@ async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) ->
 
 async def _s3_list(store: S3Store, prefix: str) -> AsyncIterator[_Listed]:
     try:
-        versioning = await store._call("get_bucket_versioning", None)  # noqa: SLF001
+        versioning = await store._call("get_bucket_versioning", None)
     except StoreError:
         versioning = {}  # not allowed to ask: list without versions (a missing bucket fails below)
     if versioning.get("Status") not in ("Enabled", "Suspended"):
@@ -389,7 +405,7 @@ async def _s3_list(store: S3Store, prefix: str) -> AsyncIterator[_Listed]:
         return
     params: dict[str, Any] = {"Prefix": prefix}
     while True:
-        page = await store._call("list_object_versions", None, **params)  # noqa: SLF001
+        page = await store._call("list_object_versions", None, **params)
         for item in page.get("Versions", []):
             if item.get("IsLatest"):
                 yield _Listed(
@@ -413,7 +429,7 @@ async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
         params["VersionId"] = entry.version_id
     async with engine.limits.requests:
         try:
-            response = await store._call("get_object", key, **params)  # noqa: SLF001
+            response = await store._call("get_object", key, **params)
         except ObjectNotFoundError as exc:
             raise _gone(entry) from exc
         except StoreError as exc:
@@ -428,11 +444,13 @@ async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
 
 
 async def _s3_chunks(store: S3Store, body: Any, key: str) -> AsyncIterator[bytes]:
+    import botocore.exceptions
+
     try:
         async for chunk in body.iter_chunks(STREAM_CHUNK):
             yield chunk
     except (TimeoutError, botocore.exceptions.BotoCoreError, aiohttp.ClientError) as exc:
-        raise store._error(exc, "GetObject", key) from exc  # noqa: SLF001
+        raise store._error(exc, "GetObject", key) from exc
 
 
 # -- gs:// ------------------------------------------------------------------------------------------
@@ -442,9 +460,11 @@ async def _s3_chunks(store: S3Store, body: Any, key: str) -> AsyncIterator[bytes
 
 
 def _gcs_store(engine: Engine, bucket: str) -> GCSStore:
+    from lorry.storage.gcs import GCSStore
+
     url = f"gs://{bucket}"
     # The engine owns the store (one session per bucket); open_store cannot build a gs:// store yet.
-    stores = engine._stores  # noqa: SLF001
+    stores = engine._stores
     store = stores.get(url)
     if not isinstance(store, GCSStore):
         store = GCSStore(bucket)
@@ -466,18 +486,18 @@ def _gcs_listed(key: str, resource: object, where: str) -> _Listed:
 async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
     bucket, key = _split_bucket(uri)
     store = _gcs_store(engine, bucket)
-    storage = await store._client()  # noqa: SLF001
+    storage = await store._client()
     if key and not key.endswith("/"):
         try:
-            with store._mapped(key):  # noqa: SLF001
-                resource = await storage.download_metadata(bucket, key, timeout=store._t())  # noqa: SLF001
+            with store._mapped(key):
+                resource = await storage.download_metadata(bucket, key, timeout=store._t())
         except ObjectNotFoundError:
             pass  # not an object: a prefix
         else:
             item = _gcs_listed(key, resource, uri)
             return [
                 Entry(
-                    path=_object_name(uri, key, name),
+                    path=_object_name(uri, name),
                     digest=item.digest,
                     size=item.size,
                     ref=uri,
@@ -489,11 +509,11 @@ async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -
 
 
 async def _gcs_list(store: GCSStore, prefix: str) -> AsyncIterator[_Listed]:
-    storage = await store._client()  # noqa: SLF001
+    storage = await store._client()
     params = {"prefix": prefix, "fields": "items(name,size,generation,md5Hash,crc32c),nextPageToken"}
     while True:
-        with store._mapped(None):  # noqa: SLF001
-            page = await storage.list_objects(store.bucket, params=dict(params), timeout=store._t())  # noqa: SLF001
+        with store._mapped(None):
+            page = await storage.list_objects(store.bucket, params=dict(params), timeout=store._t())
         items = page.get("items", [])
         if not isinstance(items, list):
             raise StoreError(f"listing gs://{store.bucket}/{prefix} returned a malformed page")
@@ -526,10 +546,11 @@ def _gcs_hasher(digest: str | None) -> _Hasher | None:
         return hashlib.md5(usedforsecurity=False)
     if digest.startswith("crc32c:"):
         try:
-            import google_crc32c  # type: ignore[import-untyped]
+            import google_crc32c
         except ImportError:  # not a dependency: the server's x-goog-hash and the generation still check
             return None
-        return cast(_Hasher, google_crc32c.Checksum())
+        checksum: Any = google_crc32c.Checksum  # untyped
+        return cast(_Hasher, checksum())
     return None
 
 
@@ -537,7 +558,7 @@ async def _fetch_gcs(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
     store = _gcs_store(engine, bucket)
-    storage = await store._client()  # noqa: SLF001
+    storage = await store._client()
     params = {"alt": "media"}
     if entry.version_id is not None:
         params["generation"] = entry.version_id
@@ -553,27 +574,34 @@ async def _fetch_gcs(engine: Engine, entry: Entry, target: Path) -> None:
 
     async with engine.limits.requests:
         try:
-            with store._mapped(key):  # noqa: SLF001
+            with store._mapped(key):
                 # The stored bytes, never transcoded: they are what the recorded checksum covers.
-                stream = await storage._download_stream(  # noqa: SLF001
-                    bucket, key, params=params, headers={"Accept-Encoding": "gzip"}, timeout=store._t()  # noqa: SLF001
+                stream = await storage._download_stream(
+                    bucket,
+                    key,
+                    params=params,
+                    headers={"Accept-Encoding": "gzip"},
+                    timeout=store._t(),
                 )
         except ObjectNotFoundError as exc:
             raise _gone(entry) from exc
-        with store._mapped(key):  # noqa: SLF001
-            async with stream as raw:
-                response = cast(aiohttp.ClientResponse, raw)
-                generation = response.headers.get("x-goog-generation")
-                if entry.version_id is not None and generation and generation != entry.version_id:
-                    raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
-                if entry.digest is not None:
-                    alg, _, recorded = entry.digest.partition(":")
-                    served = _goog_hashes(response).get(alg)
-                    if served is not None and served != recorded:
-                        raise _changed(entry, f"{alg} {served}, recorded {recorded}")
-                await _install(
-                    engine, entry, target, response.content.iter_chunked(STREAM_CHUNK), hasher, verify
-                )
+        async with stream as raw:
+            response = cast(aiohttp.ClientResponse, raw)
+            generation = response.headers.get("x-goog-generation")
+            if entry.version_id is not None and generation and generation != entry.version_id:
+                raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
+            if entry.digest is not None:
+                alg, _, recorded = entry.digest.partition(":")
+                served = _goog_hashes(response).get(alg)
+                if served is not None and served != recorded:
+                    raise _changed(entry, f"{alg} {served}, recorded {recorded}")
+            await _install(engine, entry, target, _gcs_chunks(store, key, response), hasher, verify)
+
+
+async def _gcs_chunks(store: GCSStore, key: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    with store._mapped(key):
+        async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+            yield chunk
 
 
 # -- file:// ----------------------------------------------------------------------------------------
