@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 import lorry
 from lorry import runs
+from tests.fixtures_gcs import GCSEmulator
 
 pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_gcs"]
 
@@ -54,3 +56,19 @@ def project_dir() -> Path:
     write("model.h5", b"model weights")
     write("bicycle-data.h5", b"bicycle rows")
     return Path(os.getcwd())
+
+
+@pytest.fixture(params=["ceph", "moto", "gcs"])
+def remote_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A URL of a fresh remote store, set as ``$LORRY_STORE``."""
+    if request.param == "gcs":
+        emulator: GCSEmulator = request.getfixturevalue("gcs_emulator")
+        bucket = f"lorry-api-{uuid.uuid4().hex[:10]}"
+        emulator.create_bucket(bucket)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
+        url = f"gs://{bucket}/team-store"
+    else:
+        server = request.getfixturevalue("ceph_rgw" if request.param == "ceph" else "moto_server")
+        url = request.getfixturevalue("s3_bucket")(server)
+    monkeypatch.setenv("LORRY_STORE", url)
+    return url

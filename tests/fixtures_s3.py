@@ -193,3 +193,27 @@ def _wait_until_serving(
             return
         time.sleep(0.05)
     pytest.fail(f"moto_server did not answer on {endpoint} within {timeout} s")
+
+
+def s3_env(monkeypatch: pytest.MonkeyPatch, server: S3Server) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(aws_isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S3Server, str]]:
+    """Set by ``use_s3``: a fresh bucket on a server, with the AWS variables pointing at it."""
+    made: list[tuple[S3Server, str]] = []
+
+    def use(server: S3Server) -> str:
+        bucket = f"lorry-api-{uuid.uuid4().hex[:10]}"
+        server.admin().create_bucket(Bucket=bucket)
+        made.append((server, bucket))
+        s3_env(monkeypatch, server)
+        return f"s3://{bucket}/team-store"
+
+    yield use  # type: ignore[misc]
+    for server, bucket in made:
+        _delete_bucket(server.admin(), bucket)

@@ -3,57 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import lorry
-from tests.fixtures_gcs import GCSEmulator
-from tests.fixtures_s3 import S3Server, _delete_bucket
 
 MiB = 1 << 20
-
-
-def s3_env(monkeypatch: pytest.MonkeyPatch, server: S3Server) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-
-
-@pytest.fixture
-def s3_bucket(aws_isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S3Server, str]]:
-    """Set by ``use_s3``: a fresh bucket on a server, with the AWS variables pointing at it."""
-    made: list[tuple[S3Server, str]] = []
-
-    def use(server: S3Server) -> str:
-        bucket = f"lorry-api-{uuid.uuid4().hex[:10]}"
-        server.admin().create_bucket(Bucket=bucket)
-        made.append((server, bucket))
-        s3_env(monkeypatch, server)
-        return f"s3://{bucket}/team-store"
-
-    yield use  # type: ignore[misc]
-    for server, bucket in made:
-        _delete_bucket(server.admin(), bucket)
-
-
-@pytest.fixture(params=["ceph", "moto", "gcs"])
-def remote_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A URL of a fresh remote store, set as ``$LORRY_STORE``."""
-    if request.param == "gcs":
-        emulator: GCSEmulator = request.getfixturevalue("gcs_emulator")
-        bucket = f"lorry-api-{uuid.uuid4().hex[:10]}"
-        emulator.create_bucket(bucket)
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
-        url = f"gs://{bucket}/team-store"
-    else:
-        server = request.getfixturevalue("ceph_rgw" if request.param == "ceph" else "moto_server")
-        url = request.getfixturevalue("s3_bucket")(server)
-    monkeypatch.setenv("LORRY_STORE", url)
-    return url
 
 
 def make_files(root: Path, sizes: dict[str, int]) -> dict[str, bytes]:

@@ -2,8 +2,9 @@
 the middle of a large upload continues it on the next attempt instead of sending every part again.
 
 One small JSON file per upload in ``<cache>/uploads/``, written atomically. An entry is trusted only
-for the same store, blob, part size and source file stamp (size, mtime, inode); otherwise the old
-upload is aborted and a new one begins.
+for the same store, blob (its key is the content digest) and part size, and only if the parts were
+read from a file that could not change under them: lorry's own snapshot, or the same source file with
+the same stamp (size, mtime, inode). Otherwise the old upload is aborted and a new one begins.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class JournalEntry:
     upload_id: str
     part_size: int
     stamp: FileStamp
+    owned: bool
+    """The source was lorry's own snapshot: its bytes are exactly the blob's, whatever its stamp."""
     created_at: float
 
 
@@ -46,6 +49,7 @@ class Journal:
                 upload_id=doc["upload_id"],
                 part_size=int(doc["part_size"]),
                 stamp=FileStamp(*doc["stamp"]),
+                owned=bool(doc["owned"]),
                 created_at=float(doc["created_at"]),
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -62,6 +66,7 @@ class Journal:
             "upload_id": entry.upload_id,
             "part_size": entry.part_size,
             "stamp": [entry.stamp.size, entry.stamp.mtime_ns, entry.stamp.inode],
+            "owned": entry.owned,
             "created_at": entry.created_at,
         }
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)

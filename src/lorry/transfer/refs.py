@@ -30,7 +30,7 @@ import hashlib
 import logging
 import os
 import posixpath
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
@@ -44,6 +44,7 @@ from lorry.errors import (
     LocalFileError,
     ObjectNotFoundError,
     StoreError,
+    TransientError,
     ValidationError,
 )
 from lorry.model.manifest import Entry, normalize_entry_path
@@ -51,8 +52,10 @@ from lorry.settings import Settings
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
 from lorry.transfer.files import copy_hashing, hash_file, local_error, temp_beside
+from lorry.transfer.retry import RetryingStore, RetryPolicy
 
 if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorry``
+    from lorry.storage.base import Store
     from lorry.storage.gcs import GCSStore
     from lorry.storage.s3 import S3Store
 
@@ -145,32 +148,45 @@ async def _expand(
     prefix: str,
     name: str | None,
     limit: int,
-    found: AsyncIterator[_Listed],
+    found: AsyncGenerator[_Listed, None],
 ) -> list[Entry]:
-    """Entries for the objects under ``prefix``, named relative to it (below ``name``)."""
+    """Entries for the objects under ``prefix``, named relative to it (below ``name``).
+
+    Listing stops at the first object past ``limit``: a huge prefix costs one page, not all of them.
+    """
     entries: list[Entry] = []
-    async for item in found:
-        relative = item.key[len(prefix) :]
-        if not relative.strip("/"):
-            continue  # a folder marker (a zero-byte object named like the prefix) holds no file
-        if len(entries) >= limit:
-            raise ValidationError(
-                f"reference {uri!r} holds more than max_objects={limit} objects; "
-                "raise max_objects to add them all"
+    async with contextlib.aclosing(found):
+        async for item in found:
+            relative = item.key[len(prefix) :]
+            if not relative.strip("/"):
+                continue  # a folder marker (a zero-byte object named like the prefix) holds no file
+            if len(entries) >= limit:
+                raise ValidationError(
+                    f"reference {uri!r} holds more than max_objects={limit} objects; "
+                    "raise max_objects to add them all"
+                )
+            entry_name = normalize_entry_path(posixpath.join(name, relative) if name else relative)
+            entries.append(
+                Entry(
+                    path=entry_name,
+                    digest=item.digest,
+                    size=item.size,
+                    ref=f"{scheme}://{bucket}/{item.key}",
+                    version_id=item.version_id,
+                )
             )
-        entry_name = normalize_entry_path(posixpath.join(name, relative) if name else relative)
-        entries.append(
-            Entry(
-                path=entry_name,
-                digest=item.digest,
-                size=item.size,
-                ref=f"{scheme}://{bucket}/{item.key}",
-                version_id=item.version_id,
-            )
-        )
     if not entries:
         raise ObjectNotFoundError(f"reference {uri!r} names nothing: no such object and no objects below it")
     return entries
+
+
+def _unwrapped(engine: Engine, url: str) -> tuple[Store, RetryPolicy]:
+    """The engine's store for a bucket (one client per bucket, closed with the engine), without its
+    retrying wrapper: the calls here retry themselves with the same policy."""
+    store = engine.store(url)
+    if isinstance(store, RetryingStore):
+        return store.inner, store.policy
+    return store, RetryPolicy()
 
 
 # -- writing a fetched object -----------------------------------------------------------------------
@@ -284,37 +300,70 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
+def _http_status_error(uri: str, status: int, headers: Mapping[str, str], what: str) -> StoreError:
+    if status == 429 or status >= 500:
+        return TransientError(f"{what} {uri} answered HTTP {status}", retry_after=_retry_after(headers))
+    return StoreError(f"{what} {uri} answered HTTP {status}")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get("Retry-After", "").strip()
+    return float(raw) if raw.isdecimal() else None
+
+
+def _http_failure(exc: Exception, what: str) -> StoreError:
+    """A failure without an answer: a certificate that fails verification is final, a dropped
+    connection or a timeout is worth another try."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return StoreError(f"{what}: TLS verification failed: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+
+
 async def _resolve_http(uri: str, entry_name: str) -> Entry:
-    try:
-        async with _http_session() as session:
-            async with session.head(uri, headers=_IDENTITY, allow_redirects=True) as response:
-                status, headers = response.status, response.headers
-            if status >= 400 and status not in _GONE_STATUSES:
-                # Some servers (and URLs signed for GET only) refuse HEAD: ask with a GET, read no body.
-                async with session.get(uri, headers=_IDENTITY) as response:
-                    status, headers = response.status, response.headers
-                    response.close()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise StoreError(f"cannot reach the reference {uri}: {type(exc).__name__}: {exc}") from exc
-    if status in _GONE_STATUSES:
-        raise ObjectNotFoundError(f"reference {uri} not found (HTTP {status})")
-    if status >= 400:
-        raise StoreError(f"reference {uri} answered HTTP {status}")
+    headers = await RetryPolicy().run(f"HEAD {uri}", lambda: _http_head(uri))
     etag, size = _http_etag(headers), _content_length(headers)
-    missing = [what for what, value in (("an ETag", etag), ("a Content-Length", size)) if value is None]
+    missing = [what for what, value in (("ETag", etag), ("Content-Length", size)) if value is None]
     if missing:
         log.warning(
             "reference %s: the server sends no %s; %s",
             uri,
-            " and no ".join(m.split(" ", 1)[1] for m in missing),
-            "only the URI is recorded, so a change cannot be detected"
+            " and no ".join(missing),
+            "only the URI is recorded, so a change of its content cannot be detected"
             if len(missing) == 2
-            else "a change cannot always be detected",
+            else "a change of its content may go undetected",
         )
     return Entry(path=entry_name, digest=f"etag:{etag}" if etag else None, size=size, ref=uri)
 
 
+async def _http_head(uri: str) -> Mapping[str, str]:
+    """The headers of a HEAD, or of a GET whose body is never read if HEAD is refused."""
+    try:
+        async with _http_session() as session:
+            async with session.head(uri, headers=_IDENTITY, allow_redirects=True) as response:
+                status, headers = response.status, response.headers.copy()
+            if status >= 400 and status not in _GONE_STATUSES:
+                # Some servers (and URLs signed for GET only) refuse HEAD.
+                async with session.get(uri, headers=_IDENTITY) as response:
+                    status, headers = response.status, response.headers.copy()
+                    response.close()  # drop the connection rather than read the body
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise _http_failure(exc, f"cannot reach the reference {uri}") from exc
+    if status in _GONE_STATUSES:
+        raise ObjectNotFoundError(f"reference {uri} not found (HTTP {status})")
+    if status >= 400:
+        raise _http_status_error(uri, status, headers, "reference")
+    return headers
+
+
 async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
+    assert entry.ref is not None
+    # A failed attempt leaves nothing behind, so a transient failure starts the download again.
+    await RetryPolicy().run(f"GET {entry.ref}", lambda: _fetch_http_once(engine, entry, target))
+
+
+async def _fetch_http_once(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     uri = entry.ref
     try:
@@ -326,7 +375,8 @@ async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
             if response.status in _GONE_STATUSES:
                 raise _gone(entry)
             if response.status >= 400:
-                raise StoreError(f"reference {uri} of entry {entry.path!r} answered HTTP {response.status}")
+                what = f"entry {entry.path!r}: reference"
+                raise _http_status_error(uri, response.status, response.headers, what)
             if entry.digest is not None and entry.digest.startswith("etag:"):
                 served = _http_etag(response.headers)
                 if f"etag:{served}" != entry.digest:
@@ -336,7 +386,7 @@ async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
                 raise _changed(entry, f"{length} bytes where {entry.size} were recorded")
             await _install(engine, entry, target, response.content.iter_chunked(STREAM_CHUNK))
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise StoreError(f"cannot download the reference {uri} of entry {entry.path!r}: {exc}") from exc
+        raise _http_failure(exc, f"cannot download the reference {uri} of entry {entry.path!r}") from exc
 
 
 # -- s3:// ------------------------------------------------------------------------------------------
@@ -345,12 +395,12 @@ async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
 # through its one boundary with aiobotocore, ``_call``, which maps errors the same way.
 
 
-def _s3_store(engine: Engine, bucket: str) -> S3Store:
+def _s3_store(engine: Engine, bucket: str) -> tuple[S3Store, RetryPolicy]:
     from lorry.storage.s3 import S3Store
 
-    store = engine.store(f"s3://{bucket}")
+    store, policy = _unwrapped(engine, f"s3://{bucket}")
     assert isinstance(store, S3Store)
-    return store
+    return store, policy
 
 
 def _s3_code(exc: BaseException) -> str | None:
@@ -369,12 +419,24 @@ def _s3_version(raw: object) -> str | None:
 
 
 def _s3_etag(raw: object) -> str:
-    return str(raw).strip('"')
+    return str(raw or "").strip('"')
+
+
+def _s3_digest(raw: object) -> str | None:
+    etag = _s3_etag(raw)
+    return f"etag:{etag}" if etag else None
 
 
 async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
     bucket, key = _split_bucket(uri)
-    store = _s3_store(engine, bucket)
+    store, policy = _s3_store(engine, bucket)
+    # Resolving only reads, so a transient failure retries the whole of it.
+    return await policy.run(f"resolve {uri}", lambda: _resolve_s3_once(store, uri, bucket, key, name, limit))
+
+
+async def _resolve_s3_once(
+    store: S3Store, uri: str, bucket: str, key: str, name: str | None, limit: int
+) -> list[Entry]:
     if key and not key.endswith("/"):
         try:
             head = await store._call("head_object", key, Key=key)
@@ -384,7 +446,7 @@ async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) ->
             return [
                 Entry(
                     path=_object_name(uri, name),
-                    digest=f"etag:{_s3_etag(head['ETag'])}",
+                    digest=_s3_digest(head.get("ETag")),
                     size=int(head["ContentLength"]),
                     ref=uri,
                     version_id=_s3_version(head.get("VersionId")),
@@ -394,14 +456,16 @@ async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) ->
     return await _expand(uri, "s3", bucket, prefix, name, limit, _s3_list(store, prefix))
 
 
-async def _s3_list(store: S3Store, prefix: str) -> AsyncIterator[_Listed]:
+async def _s3_list(store: S3Store, prefix: str) -> AsyncGenerator[_Listed, None]:
     try:
         versioning = await store._call("get_bucket_versioning", None)
+    except TransientError:
+        raise
     except StoreError:
         versioning = {}  # not allowed to ask: list without versions (a missing bucket fails below)
     if versioning.get("Status") not in ("Enabled", "Suspended"):
         async for meta in store.list(prefix):
-            yield _Listed(meta.key, meta.size, f"etag:{meta.etag}", None)
+            yield _Listed(meta.key, meta.size, _s3_digest(meta.etag), None)
         return
     params: dict[str, Any] = {"Prefix": prefix}
     while True:
@@ -411,7 +475,7 @@ async def _s3_list(store: S3Store, prefix: str) -> AsyncIterator[_Listed]:
                 yield _Listed(
                     str(item["Key"]),
                     int(item["Size"]),
-                    f"etag:{_s3_etag(item['ETag'])}",
+                    _s3_digest(item.get("ETag")),
                     _s3_version(item.get("VersionId")),
                 )
         if not page.get("IsTruncated"):
@@ -423,7 +487,12 @@ async def _s3_list(store: S3Store, prefix: str) -> AsyncIterator[_Listed]:
 async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
-    store = _s3_store(engine, bucket)
+    store, policy = _s3_store(engine, bucket)
+    # A failed attempt leaves nothing behind, so a transient failure starts the object again.
+    await policy.run(f"GET {entry.ref}", lambda: _fetch_s3_once(engine, store, entry, key, target))
+
+
+async def _fetch_s3_once(engine: Engine, store: S3Store, entry: Entry, key: str, target: Path) -> None:
     params: dict[str, Any] = {"Key": key}
     if entry.version_id is not None:
         params["VersionId"] = entry.version_id
@@ -459,17 +528,12 @@ async def _s3_chunks(store: S3Store, body: Any, key: str) -> AsyncIterator[bytes
 # below use its session, error mapping and timeouts directly.
 
 
-def _gcs_store(engine: Engine, bucket: str) -> GCSStore:
+def _gcs_store(engine: Engine, bucket: str) -> tuple[GCSStore, RetryPolicy]:
     from lorry.storage.gcs import GCSStore
 
-    url = f"gs://{bucket}"
-    # The engine owns the store (one session per bucket); open_store cannot build a gs:// store yet.
-    stores = engine._stores
-    store = stores.get(url)
-    if not isinstance(store, GCSStore):
-        store = GCSStore(bucket)
-        stores[url] = store
-    return store
+    store, policy = _unwrapped(engine, f"gs://{bucket}")
+    assert isinstance(store, GCSStore)
+    return store, policy
 
 
 def _gcs_listed(key: str, resource: object, where: str) -> _Listed:
@@ -485,7 +549,13 @@ def _gcs_listed(key: str, resource: object, where: str) -> _Listed:
 
 async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
     bucket, key = _split_bucket(uri)
-    store = _gcs_store(engine, bucket)
+    store, policy = _gcs_store(engine, bucket)
+    return await policy.run(f"resolve {uri}", lambda: _resolve_gcs_once(store, uri, bucket, key, name, limit))
+
+
+async def _resolve_gcs_once(
+    store: GCSStore, uri: str, bucket: str, key: str, name: str | None, limit: int
+) -> list[Entry]:
     storage = await store._client()
     if key and not key.endswith("/"):
         try:
@@ -508,7 +578,7 @@ async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -
     return await _expand(uri, "gs", bucket, prefix, name, limit, _gcs_list(store, prefix))
 
 
-async def _gcs_list(store: GCSStore, prefix: str) -> AsyncIterator[_Listed]:
+async def _gcs_list(store: GCSStore, prefix: str) -> AsyncGenerator[_Listed, None]:
     storage = await store._client()
     params = {"prefix": prefix, "fields": "items(name,size,generation,md5Hash,crc32c),nextPageToken"}
     while True:
@@ -557,7 +627,13 @@ def _gcs_hasher(digest: str | None) -> _Hasher | None:
 async def _fetch_gcs(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
-    store = _gcs_store(engine, bucket)
+    store, policy = _gcs_store(engine, bucket)
+    await policy.run(f"GET {entry.ref}", lambda: _fetch_gcs_once(engine, store, entry, bucket, key, target))
+
+
+async def _fetch_gcs_once(
+    engine: Engine, store: GCSStore, entry: Entry, bucket: str, key: str, target: Path
+) -> None:
     storage = await store._client()
     params = {"alt": "media"}
     if entry.version_id is not None:

@@ -143,7 +143,7 @@ async def _store_multipart(
     upload_id, done = await _resume(engine, store, item, key, plan.part_size, journal)
     if upload_id is None:
         upload_id = await store.create_multipart(key)
-        entry = JournalEntry(store.url, key, upload_id, plan.part_size, item.stamp, time.time())
+        entry = JournalEntry(store.url, key, upload_id, plan.part_size, item.stamp, item.owned, time.time())
         await engine.in_thread(journal.save, entry)
     parts: dict[int, Part] = dict(done)
     todo = iter([r for r in plan.ranges() if r.number not in done])
@@ -188,7 +188,7 @@ async def _resume(
     entry = await engine.in_thread(journal.load, store.url, key)
     if entry is None:
         return None, {}
-    if entry.part_size != part_size or entry.stamp != item.stamp:
+    if entry.part_size != part_size or not (entry.owned or entry.stamp == item.stamp):
         with contextlib.suppress(Exception):
             await store.abort_multipart(key, entry.upload_id)
         return None, {}

@@ -1,0 +1,952 @@
+"""The ``lorry`` command line: a thin layer over the public API.
+
+Every command maps onto one or two calls of ``lorry.Api``, ``lorry.init`` / ``Run``, ``Artifact`` or the
+download cache; this module only parses arguments and presents results. Exit codes: 0 success, 1 a
+failure (one line on stderr, ``lorry: error: ...``; ``--debug`` adds the traceback), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import lorry
+from lorry.cache import Cache
+
+log = logging.getLogger("lorry")
+
+# -- presentation helpers ------------------------------------------------------------------------------
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(size: int | None) -> str:
+    """``1536`` → ``'1.5 KiB'``."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``'10G'``, ``'500M'``, ``'1.5GiB'``, ``'4096'`` → bytes (binary units: 1K = 1024)."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use a number with K, M, G or T, like 10G")
+    number, unit = match.groups()
+    power = "kmgtp".find(unit.lower()) + 1 if unit else 0
+    return int(float(number) * 1024**power)
+
+
+def human_time(iso: str | None, now: datetime | None = None) -> str:
+    """An ISO timestamp → ``'3 minutes ago'`` (recent) or the local date and time."""
+    if not iso:
+        return "-"
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    for limit, unit, size in ((3600, "minute", 60), (86400, "hour", 3600), (86400 * 14, "day", 86400)):
+        if seconds < limit:
+            if seconds < 60:
+                return "just now"
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<secret>[^/@\s]+)@", re.I
+)
+_SECRET_WORDS = re.compile(r"secret|token|password|passwd|credential|signature|sig|key|auth", re.I)
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;][^=&;#\s]*(?:secret|token|password|passwd|credential|signature|sig|key|auth)[^=&;#\s]*=)"
+    r"[^&;#\s]*",
+    re.I,
+)
+REDACTED = "***"
+
+
+def redact(name: str, value: str) -> str:
+    """Hide credentials: the password of a URL, secret-looking query parameters, and the whole value of
+    a setting whose name looks secret."""
+    if _SECRET_WORDS.search(name):
+        return REDACTED if value and value != "None" else value
+    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
+    return _QUERY_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", value)
+
+
+class Style:
+    """ANSI colour, only on a terminal and never when ``NO_COLOR`` is set."""
+
+    def __init__(self, stream: TextIO) -> None:
+        isatty = getattr(stream, "isatty", None)
+        self.enabled = bool(
+            isatty is not None
+            and isatty()
+            and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb"
+        )
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def red(self, text: str) -> str:
+        return self._wrap("31", text)
+
+    def green(self, text: str) -> str:
+        return self._wrap("32", text)
+
+    def yellow(self, text: str) -> str:
+        return self._wrap("33", text)
+
+    def cyan(self, text: str) -> str:
+        return self._wrap("36", text)
+
+
+@dataclass
+class Output:
+    """Where a command writes: plain or styled text, or one JSON document."""
+
+    json: bool
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+    def __post_init__(self) -> None:
+        self.style = Style(self.out)
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def document(self, value: Any) -> None:
+        json.dump(value, self.out, indent=2, sort_keys=False, ensure_ascii=False)
+        self.out.write("\n")
+
+    def table(
+        self, headers: Sequence[str], rows: Iterable[Sequence[str]], styles: Sequence[Any] = ()
+    ) -> None:
+        """Columns padded to their widest cell; ``styles[i]`` (a Style method or None) colours column i."""
+        body = [list(r) for r in rows]
+        widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+        last = len(headers) - 1
+        header = "  ".join(
+            h.ljust(w) if i < last else h for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+        self.line(self.style.bold(header))
+        for row in body:
+            cells = []
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
+                padded = cell.ljust(width) if i < last else cell
+                paint = styles[i] if i < len(styles) else None
+                cells.append(paint(padded) if paint is not None else padded)
+            self.line("  ".join(cells).rstrip())
+
+
+# -- describing artifacts and runs ---------------------------------------------------------------------
+
+
+def _run_label(run: lorry.LoggedRun | None) -> str:
+    if run is None:
+        return "-"
+    return f"{run.path} ({run.job_type or 'no job type'})"
+
+
+def _producer(artifact: lorry.Artifact) -> lorry.LoggedRun | None:
+    try:
+        return artifact.logged_by()
+    except lorry.NotFoundError:
+        return None  # the run record is gone: show the version anyway
+
+
+def _run_json(run: lorry.LoggedRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "path": run.path,
+        "id": run.id,
+        "name": run.name,
+        "job_type": run.job_type,
+        "state": run.state,
+        "created_at": run.created_at,
+    }
+
+
+def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) -> dict[str, Any]:
+    return {
+        "name": artifact.qualified_name,
+        "version": artifact.version,
+        "type": artifact.type,
+        "aliases": list(artifact.aliases),
+        "size": artifact.size,
+        "files": artifact.file_count,
+        "digest": artifact.digest,
+        "created_at": artifact.created_at,
+        "logged_by": producer.path if producer is not None else None,
+    }
+
+
+def _files_text(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"
+
+
+def _aliases_text(aliases: Sequence[str]) -> str:
+    return ", ".join(aliases) if aliases else "-"
+
+
+# -- commands ------------------------------------------------------------------------------------------
+
+
+def _api(args: argparse.Namespace) -> lorry.Api:
+    return lorry.Api(store=args.store, entity=args.entity, project=args.project)
+
+
+def cmd_put(args: argparse.Namespace, out: Output) -> int:
+    artifact = lorry.Artifact(args.name, type=args.type, description=args.description, metadata=args.metadata)
+    path = Path(args.path)
+    if path.is_dir():
+        artifact.add_dir(path, policy=args.policy)
+    else:
+        artifact.add_file(path, policy=args.policy)
+    # The artifact is complete before a run exists, so bad input leaves nothing behind on the store.
+    run = lorry.init(project=args.project, entity=args.entity, job_type="lorry-put", store=args.store)
+    try:
+        run.log_artifact(artifact, aliases=args.alias)
+        artifact.wait()
+    except BaseException:
+        with contextlib.suppress(lorry.LorryError):  # the first error is the one reported
+            run.finish(exit_code=1)
+        raise
+    run.finish()
+    producer = _producer(artifact)
+    unchanged = producer is None or producer.id != run.id
+    if out.json:
+        out.document({**_version_json(artifact, producer), "unchanged": unchanged})
+    else:
+        out.line(out.style.green(artifact.qualified_name) + (" (unchanged)" if unchanged else ""))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace, out: Output) -> int:
+    artifact = _api(args).artifact(args.artifact)
+    folder = os.path.abspath(artifact.download(args.root))
+    if out.json:
+        out.document({**_version_json(artifact, None), "path": folder})
+        return 0
+    out.line(folder)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    collections = api.artifact_collections(args.project_name or None, args.type)
+    rows: list[dict[str, Any]] = []
+    for collection in collections:
+        versions = collection.versions()
+        latest = versions[-1] if versions else None
+        rows.append(
+            {
+                "name": collection.name,
+                "entity": collection.entity,
+                "project": collection.project,
+                "type": collection.type,
+                "versions": len(versions),
+                "latest": latest.version if latest else None,
+                "size": latest.size if latest else None,
+                "updated_at": latest.created_at if latest else None,
+            }
+        )
+    if out.json:
+        out.document(rows)
+        return 0
+    if not rows:
+        where = args.project_name or f"{api.settings.entity}/{api.settings.project}"
+        out.line(f"no artifacts in {where}")
+        return 0
+    s = out.style
+    out.table(
+        ["NAME", "TYPE", "VERSIONS", "LATEST", "SIZE", "UPDATED"],
+        [
+            [
+                r["name"],
+                r["type"],
+                str(r["versions"]),
+                r["latest"] or "-",
+                human_size(r["size"]),
+                human_time(r["updated_at"]),
+            ]
+            for r in rows
+        ],
+        [s.cyan, None, None, s.green, None, s.dim],
+    )
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    if ":" in args.collection:
+        raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
+    artifact_type = api.artifact(args.collection).type
+    versions = api.artifacts(artifact_type, args.collection)
+    described = [(a, _producer(a)) for a in versions]
+    if out.json:
+        out.document([_version_json(a, p) for a, p in described])
+        return 0
+    s = out.style
+    out.table(
+        ["VERSION", "ALIASES", "SIZE", "FILES", "DIGEST", "CREATED", "RUN"],
+        [
+            [
+                a.version,
+                _aliases_text(a.aliases),
+                human_size(a.size),
+                str(a.file_count),
+                a.digest[:12],
+                human_time(a.created_at),
+                _run_label(p),
+            ]
+            for a, p in described
+        ],
+        [s.green, s.yellow, None, None, s.dim, None, None],
+    )
+    return 0
+
+
+MAX_FILES_SHOWN = 20
+
+
+def cmd_show(args: argparse.Namespace, out: Output) -> int:
+    artifact = _api(args).artifact(args.artifact)
+    producer = _producer(artifact)
+    inputs = producer.used_artifacts() if producer is not None else []
+    consumers = artifact.used_by()
+    files = sorted(artifact.files(), key=lambda e: e.path)
+    if out.json:
+        doc = _version_json(artifact, producer)
+        doc.update(
+            description=artifact.description,
+            metadata=artifact.metadata,
+            entries=[{"path": e.path, "size": e.size, "digest": e.digest, "ref": e.ref()} for e in files],
+            producer={**(_run_json(producer) or {}), "inputs": [a.qualified_name for a in inputs]}
+            if producer is not None
+            else None,
+            consumers=[_run_json(r) for r in consumers],
+        )
+        out.document(doc)
+        return 0
+    s = out.style
+    out.line(s.bold(s.green(artifact.qualified_name)))
+    fields = [
+        ("type", artifact.type),
+        ("aliases", s.yellow(_aliases_text(artifact.aliases))),
+        ("description", artifact.description or "-"),
+        ("created", f"{human_time(artifact.created_at)} ({artifact.created_at})"),
+        ("size", f"{human_size(artifact.size)} in {_files_text(artifact.file_count)}"),
+        ("digest", artifact.digest),
+    ]
+    for name, value in fields:
+        out.line(f"  {name:<12} {value}")
+    out.line(s.bold("metadata"))
+    if not artifact.metadata:
+        out.line("  -")
+    for key, value in artifact.metadata.items():
+        out.line(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+    out.line(s.bold("files"))
+    if not files:
+        out.line("  -")
+    width = max((len(human_size(e.size)) for e in files[:MAX_FILES_SHOWN]), default=0)
+    for entry in files[:MAX_FILES_SHOWN]:
+        ref = entry.ref()
+        out.line(f"  {human_size(entry.size):>{width}}  {entry.path}" + (s.dim(f"  -> {ref}") if ref else ""))
+    if len(files) > MAX_FILES_SHOWN:
+        out.line(s.dim(f"  ... and {len(files) - MAX_FILES_SHOWN} more (lorry show --json lists all)"))
+    out.line(s.bold("lineage"))
+    out.line(f"  logged by   {_run_label(producer)}")
+    for used in inputs:
+        out.line(f"    used      {used.qualified_name} ({used.type})")
+    if not consumers:
+        out.line("  used by     -")
+    for run in consumers:
+        out.line(f"  used by     {_run_label(run)}")
+    return 0
+
+
+@dataclass
+class Graph:
+    """Artifacts and runs around one version, with ``used`` (artifact → run) and ``logged`` (run →
+    artifact) edges; filled by walking the public lineage calls."""
+
+    artifacts: dict[str, lorry.Artifact] = field(default_factory=dict)
+    runs: dict[str, lorry.LoggedRun] = field(default_factory=dict)
+    edges: set[tuple[str, str, str]] = field(default_factory=set)  # (from, to, relation)
+
+    def upstream(self, node: str) -> list[str]:
+        return sorted(a for a, b, _ in self.edges if b == node)
+
+    def downstream(self, node: str) -> list[str]:
+        return sorted(b for a, b, _ in self.edges if a == node)
+
+
+def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
+    graph = Graph()
+    graph.artifacts[root.qualified_name] = root
+
+    def add_run(run: lorry.LoggedRun) -> lorry.LoggedRun:
+        return graph.runs.setdefault(run.path, run)
+
+    def up(artifact: lorry.Artifact, level: int, seen: set[str]) -> None:
+        if depth is not None and level >= depth:
+            return
+        producer = _producer(artifact)
+        if producer is None:
+            return
+        producer = add_run(producer)
+        graph.edges.add((producer.path, artifact.qualified_name, "logged"))
+        if producer.path in seen:
+            return
+        seen.add(producer.path)
+        for used in producer.used_artifacts():
+            graph.edges.add((used.qualified_name, producer.path, "used"))
+            if used.qualified_name not in seen:
+                seen.add(used.qualified_name)
+                graph.artifacts.setdefault(used.qualified_name, used)
+                up(used, level + 1, seen)
+
+    def down(artifact: lorry.Artifact, level: int, seen: set[str]) -> None:
+        if depth is not None and level >= depth:
+            return
+        for found in artifact.used_by():
+            consumer = add_run(found)
+            graph.edges.add((artifact.qualified_name, consumer.path, "used"))
+            if consumer.path in seen:
+                continue
+            seen.add(consumer.path)
+            for logged in consumer.logged_artifacts():
+                graph.edges.add((consumer.path, logged.qualified_name, "logged"))
+                if logged.qualified_name not in seen:
+                    seen.add(logged.qualified_name)
+                    graph.artifacts.setdefault(logged.qualified_name, logged)
+                    down(logged, level + 1, seen)
+
+    up(root, 0, {root.qualified_name})
+    down(root, 0, {root.qualified_name})
+    return graph
+
+
+def _node_label(graph: Graph, node: str) -> str:
+    if node in graph.artifacts:
+        return f"{node} ({graph.artifacts[node].type})"
+    run = graph.runs[node]
+    return f"run {node} ({run.job_type or 'no job type'})"
+
+
+def _draw_tree(out: Output, graph: Graph, root: str, children: Callable[[str], list[str]], verb: str) -> None:
+    s = out.style
+    shown: set[str] = set()
+
+    def label(node: str) -> str:
+        text = _node_label(graph, node)
+        return s.green(text) if node in graph.artifacts else s.cyan(text)
+
+    def draw(node: str, prefix: str, path: tuple[str, ...]) -> None:
+        kids = children(node)
+        for i, kid in enumerate(kids):
+            last = i == len(kids) - 1
+            again = kid in shown or kid in path
+            suffix = s.dim(" (see above)") if again and children(kid) else ""
+            out.line(f"{prefix}{'└── ' if last else '├── '}{label(kid)}{suffix}")
+            if not again:
+                shown.add(kid)
+                draw(kid, prefix + ("    " if last else "│   "), (*path, kid))
+
+    out.line(s.bold(verb))
+    if not children(root):
+        out.line("    (none)")
+    draw(root, "    ", (root,))
+
+
+def _dot_string(*lines: str) -> str:
+    """A quoted dot string; several lines are joined with dot's own line break."""
+    return '"' + "\\n".join(x.replace("\\", "\\\\").replace('"', '\\"') for x in lines) + '"'
+
+
+def _dot(graph: Graph, root: str) -> str:
+    lines = ["digraph lineage {", "  rankdir=LR;", "  node [fontname=Helvetica];"]
+    for name, artifact in sorted(graph.artifacts.items()):
+        style = ', style="bold,filled", fillcolor="#e8f4e8"' if name == root else ""
+        lines.append(f"  {_dot_string(name)} [shape=box, label={_dot_string(name, artifact.type)}{style}];")
+    for path, run in sorted(graph.runs.items()):
+        label = _dot_string(path, run.job_type or "run")
+        lines.append(f"  {_dot_string(path)} [shape=ellipse, label={label}];")
+    for source, target, relation in sorted(graph.edges):
+        lines.append(f"  {_dot_string(source)} -> {_dot_string(target)} [label={_dot_string(relation)}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
+    root = _api(args).artifact(args.artifact)
+    graph = _walk_lineage(root, args.depth)
+    name = root.qualified_name
+    if out.json:
+        nodes = [
+            {"id": n, "kind": "artifact", "type": a.type, "version": a.version}
+            for n, a in sorted(graph.artifacts.items())
+        ] + [
+            {"id": p, "kind": "run", "job_type": r.job_type, "state": r.state}
+            for p, r in sorted(graph.runs.items())
+        ]
+        edges = [{"from": a, "to": b, "relation": rel} for a, b, rel in sorted(graph.edges)]
+        out.document({"root": name, "nodes": nodes, "edges": edges})
+        return 0
+    if args.dot:
+        out.line(_dot(graph, name))
+        return 0
+    out.line(out.style.bold(out.style.green(_node_label(graph, name))))
+    _draw_tree(out, graph, name, graph.upstream, "upstream (what it was made from)")
+    _draw_tree(out, graph, name, graph.downstream, "downstream (what was made from it)")
+    return 0
+
+
+def _refuse_managed_alias(alias: str) -> None:
+    if alias == "latest":
+        raise lorry.ValidationError("alias 'latest' is managed by lorry: it always names the newest version")
+
+
+def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
+    _refuse_managed_alias(args.alias)
+    artifact = _api(args).artifact(args.artifact)
+    if args.alias not in artifact.aliases:
+        artifact.aliases.append(args.alias)
+        artifact.save()
+    if out.json:
+        out.document(_version_json(artifact, None))
+    else:
+        out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
+    return 0
+
+
+def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
+    _refuse_managed_alias(args.alias)
+    if ":" in args.collection:
+        raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
+    artifact = _api(args).artifact(f"{args.collection}:{args.alias}")
+    if args.alias not in artifact.aliases:  # 'vN' resolves, but is not an alias one can remove
+        raise lorry.ValidationError(f"{args.alias!r} is a version number, not an alias")
+    artifact.aliases.remove(args.alias)
+    artifact.save()
+    if out.json:
+        out.document(_version_json(artifact, None))
+    else:
+        out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    artifact = _api(args).artifact(args.artifact)
+    folder = Path(args.root) if args.root is not None else artifact.default_root()
+    artifact.verify(folder)
+    if out.json:
+        out.document({**_version_json(artifact, None), "path": os.path.abspath(folder), "ok": True})
+    else:
+        out.line(
+            f"{out.style.green('ok')}: {folder} matches {artifact.qualified_name} "
+            f"({_files_text(artifact.file_count)}, {human_size(artifact.size)})"
+        )
+    return 0
+
+
+def _cache() -> Cache:
+    return Cache(lorry.Settings.load().cache_dir)
+
+
+def cmd_cache_info(args: argparse.Namespace, out: Output) -> int:
+    cache = _cache()
+    info = cache.info()
+    if out.json:
+        out.document({"path": str(cache.root), "files": info.files, "bytes": info.bytes})
+    else:
+        out.line(f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}")
+    return 0
+
+
+def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
+    cache = _cache()
+    freed = cache.cleanup(args.max_size)
+    info = cache.info()
+    if out.json:
+        out.document({"path": str(cache.root), "freed": freed, "files": info.files, "bytes": info.bytes})
+    else:
+        out.line(
+            f"freed {human_size(freed)}; {cache.root} now holds {info.files} files, {human_size(info.bytes)}"
+        )
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, out: Output) -> int:
+    settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
+    rows = [(name, redact(name, value), source) for name, value, source in settings.describe()]
+    if out.json:
+        out.document([{"name": n, "value": v, "source": src} for n, v, src in rows])
+        return 0
+    s = out.style
+    out.table(["SETTING", "VALUE", "SOURCE"], rows, [s.cyan, None, s.dim])
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------------------
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg} at column {exc.colno}): {text!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"rows\": 10}}', not {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _options(
+    *, store: bool = True, project: bool = True, entity: bool = True, json_output: bool = True
+) -> argparse.ArgumentParser:
+    """The options a subcommand shares with others, as a parent parser."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("common options")
+    if store:
+        group.add_argument(
+            "--store", metavar="URL", help="store: a path, file://, s3:// or gs:// URL (default $LORRY_STORE)"
+        )
+    if project:
+        group.add_argument(
+            "--project", metavar="P", help="project (default $LORRY_PROJECT, else 'uncategorized')"
+        )
+    if entity:
+        group.add_argument("--entity", metavar="E", help="entity (default $LORRY_ENTITY, else the user name)")
+    if json_output:
+        group.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+        )
+    group.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="log debug messages; show tracebacks"
+    )
+    return parent
+
+
+def _add(
+    subparsers: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace, Output], int],
+    summary: str,
+    examples: str,
+    parents: Sequence[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=summary[:1].upper() + summary[1:] + ".",
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=list(parents),
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lorry",
+        description="Version datasets, models and results as artifacts on a store (a local directory, "
+        "s3:// or gs://).",
+        epilog="examples:\n"
+        "  lorry put data/ --name bike-dataset --type dataset --alias raw\n"
+        "  lorry ls\n"
+        "  lorry get bike-dataset:raw --root ./data\n"
+        "\n"
+        "exit codes: 0 success, 1 failure, 2 bad usage. `lorry COMMAND --help` for each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lorry {lorry.__version__}")
+    parser.add_argument("--debug", action="store_true", help="log debug messages; show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _options()
+
+    put = _add(
+        commands,
+        "put",
+        cmd_put,
+        "log a file or a folder as a new version (or find the version that already holds it)",
+        """
+lorry put data/ --name bike-dataset --type dataset --alias raw
+lorry put model.h5 --name bike-model --type model --metadata '{"epochs": 10}'
+""",
+        [common],
+    )
+    put.add_argument("path", metavar="PATH", help="the file or folder to log")
+    put.add_argument("--name", required=True, help="artifact name")
+    put.add_argument("--type", required=True, help="artifact type, such as dataset or model")
+    put.add_argument("--alias", action="append", default=[], metavar="A", help="alias to set (repeatable)")
+    put.add_argument("--description", metavar="TEXT", help="description of the version")
+    put.add_argument("--metadata", type=_metadata, metavar="JSON", help="metadata, a JSON object")
+    put.add_argument(
+        "--policy",
+        choices=("immutable", "mutable"),
+        default="immutable",
+        help="immutable (default): no copy is made, the version fails if a file changes while it is "
+        "stored; mutable: snapshot the files first",
+    )
+
+    get = _add(
+        commands,
+        "get",
+        cmd_get,
+        "download a version (fetching only what is missing) and print where it is",
+        """
+lorry get bike-model                 # the latest version, into ./artifacts/bike-model:vN
+lorry get bike-model:best --root /srv/model
+""",
+        [common],
+    )
+    get.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
+    get.add_argument("--root", metavar="DIR", help="download folder (default ./artifacts/<name>:<version>)")
+
+    ls = _add(
+        commands,
+        "ls",
+        cmd_ls,
+        "list the artifacts of a project: type, number of versions, latest version and its size",
+        """
+lorry ls
+lorry ls other-team/bikes --type model --json
+""",
+        [_options(project=False)],
+    )
+    ls.add_argument("project_name", nargs="?", metavar="PROJECT", help="project or entity/project")
+    ls.add_argument("--type", help="only artifacts of this type")
+
+    versions = _add(
+        commands,
+        "versions",
+        cmd_versions,
+        "list every version of an artifact with aliases, size, digest, creation time and producer run",
+        """
+lorry versions bike-dataset
+lorry versions bikes/bike-dataset --json
+""",
+        [common],
+    )
+    versions.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+
+    show = _add(
+        commands,
+        "show",
+        cmd_show,
+        "describe a version: metadata, description, aliases, files and lineage",
+        """
+lorry show bike-dataset              # the latest version
+lorry show bike-dataset:v3 --json
+""",
+        [common],
+    )
+    show.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
+
+    lineage = _add(
+        commands,
+        "lineage",
+        cmd_lineage,
+        "draw what a version was made from and what was made from it",
+        """
+lorry lineage bike-model:best
+lorry lineage bike-model:best --dot | dot -Tsvg > lineage.svg
+""",
+        [common],
+    )
+    lineage.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
+    lineage.add_argument("--dot", action="store_true", help="print the graph in Graphviz dot")
+    lineage.add_argument("--depth", type=_positive_int, metavar="N", help="follow at most N runs each way")
+
+    alias = _add(
+        commands,
+        "alias",
+        lambda _args, _out: 2,
+        "set or remove an alias",
+        """
+lorry alias set bike-model:v3 production
+lorry alias rm bike-model production
+""",
+        [],
+    )
+    alias_commands = alias.add_subparsers(dest="alias_command", metavar="ACTION", required=True)
+    alias_set = _add(
+        alias_commands,
+        "set",
+        cmd_alias_set,
+        "point an alias at a version (moving it from the version that had it)",
+        "lorry alias set bike-model:v3 production",
+        [common],
+    )
+    alias_set.add_argument(
+        "artifact", metavar="NAME:VERSION", help="[[entity/]project/]name:vN (or an alias)"
+    )
+    alias_set.add_argument("alias", metavar="ALIAS")
+    alias_rm = _add(
+        alias_commands,
+        "rm",
+        cmd_alias_rm,
+        "remove an alias from the version that has it",
+        "lorry alias rm bike-model production",
+        [common],
+    )
+    alias_rm.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    alias_rm.add_argument("alias", metavar="ALIAS")
+
+    verify = _add(
+        commands,
+        "verify",
+        cmd_verify,
+        "check that a folder holds exactly a version's files, byte for byte",
+        """
+lorry verify bike-model:best                 # checks ./artifacts/bike-model:vN
+lorry verify bike-model:best --root /srv/model
+""",
+        [common],
+    )
+    verify.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
+    verify.add_argument(
+        "--root", metavar="DIR", help="folder to check (default ./artifacts/<name>:<version>)"
+    )
+
+    cache = _add(
+        commands,
+        "cache",
+        lambda _args, _out: 2,
+        "inspect or shrink the download cache",
+        """
+lorry cache info
+lorry cache cleanup --max-size 10G
+""",
+        [],
+    )
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cache_options = _options(store=False, project=False, entity=False)
+    _add(
+        cache_commands,
+        "info",
+        cmd_cache_info,
+        "show where the cache is and how much it holds",
+        "lorry cache info",
+        [cache_options],
+    )
+    cleanup = _add(
+        cache_commands,
+        "cleanup",
+        cmd_cache_cleanup,
+        "remove the least recently used files until the cache is at most SIZE",
+        "lorry cache cleanup --max-size 500M",
+        [cache_options],
+    )
+    cleanup.add_argument(
+        "--max-size",
+        type=parse_size,
+        required=True,
+        metavar="SIZE",
+        help="like 10G, 500M, 0 (1K = 1024 bytes)",
+    )
+
+    _add(
+        commands,
+        "config",
+        cmd_config,
+        "show the effective settings and where each came from (secrets redacted)",
+        """
+lorry config
+lorry config --store s3://bucket/team --json
+""",
+        [common],
+    )
+    return parser
+
+
+def _configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lorry: %(levelname)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    log.propagate = False
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, lorry.LorryError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())  # one line, whatever the message holds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    _configure_logging(debug)
+    out = Output(json=bool(getattr(args, "json", False)))
+    for name in ("store", "project", "entity"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    handler: Callable[[argparse.Namespace, Output], int] = args.handler
+    try:
+        return handler(args, out)
+    except BrokenPipeError:
+        # The reader went away (``lorry ls | head``): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (lorry.LorryError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        style = Style(sys.stderr)
+        print(f"lorry: {style.red('error')}: {_error_text(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lorry: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
