@@ -106,7 +106,7 @@ class MultipartStore(Store, Protocol):
     async def create_multipart(self, key: str) -> str:
         """Start an upload and return its id."""
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
         """Store one part; storing the same number again replaces it."""
 
     async def complete_multipart(

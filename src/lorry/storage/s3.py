@@ -185,7 +185,7 @@ class S3Store:
         response = await self._call("create_multipart_upload", key, Key=self._key(key))
         return str(response["UploadId"])
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
         response = await self._call(
             "upload_part", key, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=data
         )

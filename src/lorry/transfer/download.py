@@ -34,7 +34,7 @@ from lorry.transfer.files import (
     temp_beside,
     write_new,
 )
-from lorry.transfer.plan import RANGE_SIZE, SMALL_OBJECT, plan_parts
+from lorry.transfer.plan import RANGE_SIZE, RANGES_IN_FLIGHT, SMALL_OBJECT, plan_parts
 
 
 async def fetch_entries(
@@ -140,7 +140,9 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
                     if offset != part.end:
                         raise IntegrityError(f"blob {key} of entry {entry.path!r} is shorter than recorded")
 
-            in_flight = max(1, min(-(-size // RANGE_SIZE), engine.settings.max_memory // RANGE_SIZE, 16))
+            in_flight = max(
+                1, min(-(-size // RANGE_SIZE), engine.settings.max_memory // RANGE_SIZE, RANGES_IN_FLIGHT)
+            )
             await gather_all(worker() for _ in range(in_flight))
         finally:
             await engine.in_thread(os.close, fd)

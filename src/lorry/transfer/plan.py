@@ -19,6 +19,8 @@ MULTIPART_THRESHOLD = 32 * MiB
 PART_SIZE = 16 * MiB
 RANGED_THRESHOLD = 32 * MiB
 RANGE_SIZE = 16 * MiB
+MAX_PARTS_IN_FLIGHT = 4
+RANGES_IN_FLIGHT = 16
 SMALL_OBJECT = 1 * MiB
 """At or below this size a blob is sent with a conditional create at once (one request; a conflict
 means it is already stored); above it a HEAD first saves sending bytes the store already has."""

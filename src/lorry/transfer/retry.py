@@ -123,7 +123,7 @@ class RetryingMultipartStore(RetryingStore):
     async def create_multipart(self, key: str) -> str:
         return await self.policy.run(f"create upload {key}", lambda: self.mp.create_multipart(key))
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
         return await self.policy.run(
             f"PUT part {number} of {key}", lambda: self.mp.put_part(key, upload_id, number, data)
         )

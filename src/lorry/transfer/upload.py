@@ -25,7 +25,7 @@ from lorry.storage.local import LocalStore
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import FileStamp, check_unchanged, copy_hashing, hash_file, local_error
 from lorry.transfer.journal import Journal, JournalEntry
-from lorry.transfer.plan import MULTIPART_THRESHOLD, SMALL_OBJECT, plan_parts
+from lorry.transfer.plan import MAX_PARTS_IN_FLIGHT, MULTIPART_THRESHOLD, SMALL_OBJECT, plan_parts
 
 log = logging.getLogger("lorry")
 
@@ -152,17 +152,24 @@ async def _store_multipart(
         try:
 
             async def worker() -> None:
-                for part in todo:
-                    async with engine.limits.memory.hold(part.size):
-                        data = await engine.in_thread(os.pread, fd, part.size, part.start)
-                        if len(data) != part.size:
+                # Each worker reads into one buffer of its own, reused for every part it sends: big
+                # short-lived allocations would otherwise pile up in the allocator's arenas.
+                buffer = bytearray(plan.part_size)
+                async with engine.limits.memory.hold(plan.part_size):
+                    for part in todo:
+                        body = memoryview(buffer)[: part.size]
+                        count = await engine.in_thread(os.preadv, fd, [body], part.start)
+                        if count != part.size:
                             raise SourceChangedError(
                                 f"{item.source} (entry {item.path!r}) shrank while it was being logged"
                             )
+                        data = buffer if part.size == plan.part_size else bytes(body)
                         async with engine.limits.requests:
                             parts[part.number] = await store.put_part(key, upload_id, part.number, data)
 
-            in_flight = max(1, min(plan.count, engine.settings.max_memory // plan.part_size))
+            in_flight = max(
+                1, min(plan.count, MAX_PARTS_IN_FLIGHT, engine.settings.max_memory // plan.part_size)
+            )
             await gather_all(worker() for _ in range(in_flight))
         finally:
             os.close(fd)
