@@ -243,6 +243,8 @@ class Registry:
         if alias == LATEST:
             number = await self.latest(collection)
             if number is None:
+                if not await self.exists(collection):
+                    raise ArtifactNotFoundError(f"artifact {collection} does not exist")
                 raise ArtifactNotFoundError(f"artifact {collection} has no versions")
         elif number is None:
             key = self._alias_key(collection, alias)

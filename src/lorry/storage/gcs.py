@@ -48,9 +48,11 @@ import aiohttp
 from gcloud.aio.storage import Storage
 
 from lorry.errors import (
+    AccessDeniedError,
     ConflictError,
     ObjectNotFoundError,
     StoreError,
+    TransientError,
     UsageError,
     ValidationError,
 )
@@ -321,12 +323,19 @@ class GCSStore:
                     raise ConflictError(f"{key} already exists in {self.url}") from exc
                 raise ConflictError(f"{key} changed since it was read ({self.url})") from exc
             if status in (401, 403):
-                raise StoreError(
+                raise AccessDeniedError(
                     f"GCS refused the credentials for {what} (HTTP {status}): {detail}; check "
                     f"GOOGLE_APPLICATION_CREDENTIALS and the account's permissions on bucket {self.bucket}"
                 ) from exc
+            if status in (408, 429) or status >= 500:
+                raise TransientError(
+                    f"GCS request for {what} failed (HTTP {status}): {detail}", retry_after=_retry_after(exc)
+                ) from exc
             raise StoreError(f"GCS request for {what} failed (HTTP {status}): {detail}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            # Resets, refused connections, timeouts: no answer from the server, worth another try.
+            raise TransientError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
             raise StoreError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -339,3 +348,11 @@ class _Outcome:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
+
+
+def _retry_after(exc: aiohttp.ClientResponseError) -> float | None:
+    value = exc.headers.get("Retry-After") if exc.headers else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
