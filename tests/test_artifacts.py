@@ -419,3 +419,33 @@ def test_public_names_are_sorted() -> None:
     assert lorry.__all__ == sorted(lorry.__all__)
     for name in lorry.__all__:
         assert hasattr(lorry, name)
+
+
+PROGRESS_SCRIPT = """
+import lorry
+with lorry.init() as run:
+    artifact = lorry.Artifact("bar", type="t")
+    with artifact.new_file("f.bin", mode="wb") as handle:
+        handle.write(b"x" * 300_000)
+    run.log_artifact(artifact)
+    artifact.wait()
+    artifact.download()
+"""
+
+
+@pytest.mark.parametrize(("setting", "shown"), [("1", True), (None, False), ("0", False)])
+def test_progress_bars_follow_the_setting(setting: str | None, shown: bool) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("LORRY_PROGRESS", None)
+    if setting is not None:
+        env["LORRY_PROGRESS"] = setting
+    result = subprocess.run([sys.executable, "-c", PROGRESS_SCRIPT], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    if shown:
+        assert "logging bar [########################] 1/1 files, 293.0 KiB/293.0 KiB" in result.stderr
+        assert "downloading bar [" in result.stderr
+    else:
+        assert result.stderr == ""

@@ -45,6 +45,7 @@ from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine
 from lorry.transfer.files import FileStamp, matches, safe_target
 from lorry.transfer.journal import Journal
+from lorry.transfer.progress import progress
 from lorry.transfer.upload import FileSource, store_files
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class Artifact:
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
         self._saved_aliases: list[str] = []
+        self._counters = Counters()  # progress of logging, read by progress bars
+        self._progress: bool | None = None
 
     def __repr__(self) -> str:
         if self._logged is not None:
@@ -289,7 +292,9 @@ class Artifact:
             description=self.description,
             metadata=dict(self._metadata),
             aliases=tuple(checked),
+            counters=self._counters,
         )
+        self._progress = run.settings.progress
         try:
             self._pending = _bridge.bridge().submit(_log(eng, plan, ticket))
         except BaseException:
@@ -305,7 +310,8 @@ class Artifact:
             if _bridge.bridge().in_loop_thread():
                 raise UsageError("wait() was called from inside the engine; use wait_async()")
             try:
-                logged = self._pending.result(timeout)
+                with progress(f"logging {self._name}", lambda: [self._counters], self._progress):
+                    logged = self._pending.result(timeout)
             except concurrent.futures.TimeoutError:
                 raise TimeoutError(f"artifact {self._name} was not committed within {timeout} s") from None
             self._become(logged, _bridge.run_sync(_aliases_of(logged)))
@@ -416,10 +422,18 @@ class Artifact:
     def download(self, root: str | os.PathLike[str] | None = None, path_prefix: str | None = None) -> str:
         """Fetch what is missing or different under ``root`` (default ``./artifacts/<name>:<version>``),
         verify every file against its digest, and return the folder."""
-        return _bridge.run_sync(self.download_async(root, path_prefix))
+        self.wait()
+        counters = Counters()
+        with progress(f"downloading {self._name}", lambda: [counters], self._state().settings.progress):
+            return _bridge.run_sync(self._download(root, path_prefix, counters))
 
     async def download_async(
         self, root: str | os.PathLike[str] | None = None, path_prefix: str | None = None
+    ) -> str:
+        return await self._download(root, path_prefix, Counters())
+
+    async def _download(
+        self, root: str | os.PathLike[str] | None, path_prefix: str | None, counters: Counters
     ) -> str:
         await self.wait_async()
         state = self._state()
@@ -438,7 +452,7 @@ class Artifact:
         except (FileExistsError, NotADirectoryError):
             raise LocalFileError(f"download root {target} exists and is not a folder") from None
         await fetch_entries(
-            eng, eng.store(state.settings.store), Cache(state.settings.cache_dir), entries, target, Counters()
+            eng, eng.store(state.settings.store), Cache(state.settings.cache_dir), entries, target, counters
         )
         return str(target)
 
@@ -656,6 +670,7 @@ class _LogPlan:
     description: str | None
     metadata: dict[str, Any]
     aliases: tuple[str, ...]
+    counters: Counters
 
 
 async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
@@ -663,7 +678,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
     try:
         store = eng.store(plan.settings.store)
         registry = Registry(store)
-        stored = await store_files(eng, store, plan.files, Counters(), Journal(plan.settings.cache_dir))
+        stored = await store_files(eng, store, plan.files, plan.counters, Journal(plan.settings.cache_dir))
         manifest = Manifest([*stored, *plan.refs])
         await registry.put_manifest(manifest)
         async with eng.assigner.turn(ticket):
