@@ -7,12 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import lorry
 from lorry import runs
-from tests.fixtures_gcs import GCSEmulator
+
+if TYPE_CHECKING:
+    from tests.fixtures_gcs import GCSEmulator
 
 pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_gcs"]
 
