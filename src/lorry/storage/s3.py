@@ -16,8 +16,10 @@ untyped values enter; responses are read field by field into lorry's own types.
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import contextlib
+import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -152,7 +154,10 @@ class S3Store:
             raise self._error(exc, "GetObject", key) from exc
 
     async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        response = await self._conditional(mode, "put_object", key, Key=self._key(key), Body=data)
+        md5 = await _content_md5(data)
+        response = await self._conditional(
+            mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5
+        )
         return ObjectMeta(key=key, size=len(data), etag=_etag(response["ETag"]))
 
     async def delete(self, key: str) -> None:
@@ -186,8 +191,15 @@ class S3Store:
         return str(response["UploadId"])
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
+        md5 = await _content_md5(data)
         response = await self._call(
-            "upload_part", key, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=data
+            "upload_part",
+            key,
+            Key=self._key(key),
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ContentMD5=md5,
         )
         return Part(number=number, etag=_etag(response["ETag"]), size=len(data))
 
@@ -413,3 +425,12 @@ def _retry_after(exc: BaseException) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: rare from S3; the backoff applies
+
+
+async def _content_md5(data: bytes | bytearray) -> str:
+    """``Content-MD5``: the server checks the bytes it received against it and refuses a mismatch, so
+    a body damaged in transit is never stored. Large bodies are hashed off the event loop."""
+    if len(data) < 256 << 10:
+        return base64.b64encode(hashlib.md5(data).digest()).decode()
+    digest = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
+    return base64.b64encode(digest).decode()
