@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import lorry
+from lorry.storage.s3 import S3Store
+from lorry.transfer.cleanup import stale_uploads
+from tests.fixtures_s3 import S3Server
 
 MiB = 1 << 20
 
@@ -83,3 +90,34 @@ def test_missing_blob_on_the_store_is_a_clear_error(remote_store: str, tmp_path:
     with pytest.raises(lorry.StoreError, match=r"f\.bin"):
         artifact.download(tmp_path / "d")
     assert not (tmp_path / "d/f.bin").exists()
+
+
+def test_stale_uploads_are_listed_then_aborted(moto_server: S3Server, s3_bucket: object) -> None:
+    url: str = s3_bucket(moto_server)  # type: ignore[operator]
+    bucket, prefix = url.removeprefix("s3://").split("/", 1)
+    admin = moto_server.admin()
+    admin.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/blobs/blake3/ab/left-behind")
+    cli = [sys.executable, "-m", "lorry.cli", "abort-uploads", "--store", url, "--older-than", "0s"]
+    listed = subprocess.run([*cli, "--dry-run"], capture_output=True, text=True, env=dict(os.environ))
+    assert listed.returncode == 0, listed.stderr
+    assert "would abort blobs/blake3/ab/left-behind" in listed.stdout
+    assert len(admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    # The grace period protects young uploads (moto dates every upload 2010-11-10, so "now" is set).
+    young, old = asyncio.run(stale_counts(S3Store(url)))
+    assert (young, old) == (0, 1)
+    aborted = subprocess.run(cli, capture_output=True, text=True, env=dict(os.environ))
+    assert aborted.returncode == 0, aborted.stderr
+    assert "aborted 1 stale upload(s)" in aborted.stdout
+    assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+async def stale_counts(store: S3Store) -> tuple[int, int]:
+    """How many uploads are stale five minutes and two hours after the first one started."""
+    try:
+        uploads = [u async for u in store.list_multipart("")]
+        started = uploads[0].initiated
+        young = await stale_uploads(store, timedelta(hours=1), now=started + timedelta(minutes=5))
+        old = await stale_uploads(store, timedelta(hours=1), now=started + timedelta(hours=2))
+        return len(young), len(old)
+    finally:
+        await store.close()

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from lorry import _bridge
 from lorry.artifact import Artifact, LoggedRun
 from lorry.errors import ArtifactNotFoundError, ValidationError
@@ -13,6 +15,8 @@ from lorry.model.names import parse_artifact_path, validate_artifact_name, valid
 from lorry.registry.registry import Collection, Registry
 from lorry.runs import resolve_artifact
 from lorry.settings import Settings
+from lorry.storage.base import Upload
+from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 from lorry.transfer.engine import engine
 
 
@@ -97,6 +101,19 @@ class Api:
         project = validate_segment(parts[-2], "project") if len(parts) >= 2 else self.settings.project
         entity = validate_segment(parts[-3], "entity") if len(parts) == 3 else self.settings.entity
         return LoggedRun.load(self.settings, entity, project, run_id)
+
+    def stale_uploads(self, older_than: timedelta = DEFAULT_GRACE) -> list[Upload]:
+        """Multipart uploads on the store left open for longer than ``older_than`` (by crashed
+        processes: lorry aborts those it abandons itself)."""
+        store = engine(self.settings).store(self.settings.store)
+        return _bridge.run_sync(stale_uploads(store, older_than))
+
+    def abort_stale_uploads(self, older_than: timedelta = DEFAULT_GRACE) -> list[Upload]:
+        """Abort what ``stale_uploads`` finds, freeing the space their parts hold; return them."""
+        store = engine(self.settings).store(self.settings.store)
+        found = _bridge.run_sync(stale_uploads(store, older_than))
+        _bridge.run_sync(abort_uploads(store, found))
+        return found
 
     def _collection(self, name: str) -> Collection:
         path = parse_artifact_path(name)

@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -608,6 +608,32 @@ def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_uploads(args: argparse.Namespace, out: Output) -> int:
+    api = lorry.Api(store=args.store)
+    found = api.stale_uploads(args.older_than) if args.dry_run else api.abort_stale_uploads(args.older_than)
+    if out.json:
+        out.document(
+            [{"key": u.key, "upload_id": u.upload_id, "initiated": u.initiated.isoformat()} for u in found]
+        )
+        return 0
+    verb = "would abort" if args.dry_run else "aborted"
+    for upload in found:
+        out.line(f"{verb} {upload.key} (started {upload.initiated.isoformat(timespec='seconds')})")
+    out.line(f"{verb} {len(found)} stale upload(s) older than {args.older_than}")
+    return 0
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value, unit = float(text[:-1]), units[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        raise argparse.ArgumentTypeError(f"must be a duration like 30m, 24h or 7d, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return timedelta(seconds=value * unit)
+
+
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
     settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
     rows = [(name, redact(name, value), source) for name, value, source in settings.describe()]
@@ -889,6 +915,26 @@ lorry cache cleanup --max-size 10G
         metavar="SIZE",
         help="like 10G, 500M, 0 (1K = 1024 bytes)",
     )
+
+    uploads = _add(
+        commands,
+        "abort-uploads",
+        cmd_uploads,
+        "abort multipart uploads that crashed processes left open longer than a grace period",
+        """
+lorry abort-uploads --dry-run
+lorry abort-uploads --older-than 6h --store s3://bucket/team
+""",
+        [_options(project=False, entity=False)],
+    )
+    uploads.add_argument(
+        "--older-than",
+        type=_duration,
+        default=timedelta(hours=24),
+        metavar="AGE",
+        help="only uploads started longer ago than this (default 24h; protects uploads still running)",
+    )
+    uploads.add_argument("--dry-run", action="store_true", help="list them, abort nothing")
 
     _add(
         commands,
