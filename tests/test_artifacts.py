@@ -449,3 +449,16 @@ def test_progress_bars_follow_the_setting(setting: str | None, shown: bool) -> N
         assert "downloading bar [" in result.stderr
     else:
         assert result.stderr == ""
+
+
+def test_api_overrides_and_state() -> None:
+    with lorry.init(project="elsewhere") as run:
+        artifact = lorry.Artifact("o", type="t")
+        assert artifact.state == "PENDING"
+        run.log_artifact(artifact)
+        assert artifact.wait().state == "COMMITTED"
+        assert artifact.id == "tester/elsewhere/o:v0"
+    api = lorry.Api(overrides={"project": "elsewhere"})
+    assert api.artifact("o:v0").qualified_name == "tester/elsewhere/o:v0"
+    with pytest.raises(lorry.ValidationError, match="overrides"):
+        lorry.Api(overrides={"colour": "blue"})

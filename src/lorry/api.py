@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from lorry import _bridge
@@ -40,12 +41,26 @@ class ArtifactCollection:
 
 class Api:
     """Read access to a store without a run. ``store``, ``entity`` and ``project`` default as for
-    ``lorry.init``."""
+    ``lorry.init``; they may also come as ``overrides={"entity": ..., "project": ...}``, as in the
+    original API."""
 
     def __init__(
-        self, store: str | None = None, entity: str | None = None, project: str | None = None
+        self,
+        overrides: Mapping[str, str] | None = None,
+        *,
+        store: str | None = None,
+        entity: str | None = None,
+        project: str | None = None,
     ) -> None:
-        self.settings = Settings.load(store=store, entity=entity, project=project)
+        given = dict(overrides or {})
+        unknown = set(given) - {"store", "entity", "project"}
+        if unknown:
+            raise ValidationError(f"unknown Api overrides: {', '.join(sorted(unknown))}")
+        self.settings = Settings.load(
+            store=store or given.get("store"),
+            entity=entity or given.get("entity"),
+            project=project or given.get("project"),
+        )
 
     @property
     def _registry(self) -> Registry:

@@ -364,6 +364,16 @@ class Artifact:
     # -- the logged view --------------------------------------------------------------------------------
 
     @property
+    def state(self) -> str:
+        """``"PENDING"`` while it is being built or logged, ``"COMMITTED"`` once it is a version."""
+        return "COMMITTED" if self._logged is not None else "PENDING"
+
+    @property
+    def id(self) -> str:
+        """A stable identity of the version: ``entity/project/name:vN``."""
+        return self.qualified_name
+
+    @property
     def version(self) -> str:
         """``'vN'``; waits for the commit if the artifact is still being logged."""
         return version_alias(self._state().record.version)
