@@ -50,6 +50,16 @@ def write(path: Path | str, data: bytes | str) -> Path:
     return path
 
 
+def logged(run: lorry.Run, name: str, files: dict[str, bytes], **kwargs: object) -> lorry.Artifact:
+    """Log an artifact of type "dataset" holding ``files`` (name → bytes) and wait for its commit."""
+    artifact = lorry.Artifact(name, type="dataset", **kwargs)  # type: ignore[arg-type]
+    for entry, data in files.items():
+        with artifact.new_file(entry, mode="wb") as handle:
+            handle.write(data)
+    run.log_artifact(artifact)
+    return artifact.wait()
+
+
 @pytest.fixture
 def project_dir() -> Path:
     """The original documentation's example folder, in the working directory."""

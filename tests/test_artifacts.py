@@ -11,17 +11,7 @@ import pytest
 
 import lorry
 from lorry import _bridge
-from tests.conftest import write
-
-
-def logged(run: lorry.Run, name: str, files: dict[str, bytes], **kwargs: object) -> lorry.Artifact:
-    artifact = lorry.Artifact(name, type="dataset", **kwargs)  # type: ignore[arg-type]
-    for entry, data in files.items():
-        with artifact.new_file(entry, mode="wb") as handle:
-            handle.write(data)
-    run.log_artifact(artifact)
-    return artifact.wait()
-
+from tests.conftest import logged, write
 
 # -- building: the original's naming table -------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 import lorry
 from lorry.model.digest import digest_bytes
 from lorry.registry.registry import manifest_key
-from tests.conftest import write
+from tests.conftest import logged, write
 
 
 def store_files(store: Path) -> set[str]:
@@ -239,11 +239,7 @@ def test_damaged_version_record_is_a_clear_error(store_dir: Path, record: bytes)
 
 def test_a_tampered_blob_is_caught_and_not_installed(tmp_path: Path, store_dir: Path) -> None:
     with lorry.init() as run:
-        artifact = lorry.Artifact("a", type="t")
-        with artifact.new_file("f.bin", mode="wb") as handle:
-            handle.write(b"original")
-        run.log_artifact(artifact)
-        artifact.wait()
+        artifact = logged(run, "a", {"f.bin": b"original"})
     blob = next(p for p in (store_dir / "blobs").rglob("*") if p.is_file())
     blob.chmod(0o600)
     blob.write_bytes(b"tampered")
