@@ -452,3 +452,19 @@ def test_api_overrides_and_state() -> None:
     assert api.artifact("o:v0").qualified_name == "tester/elsewhere/o:v0"
     with pytest.raises(lorry.ValidationError, match="overrides"):
         lorry.Api(overrides={"colour": "blue"})
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_store_files_are_private_and_downloads_follow_the_umask(
+    umask: int, store_dir: Path, tmp_path: Path
+) -> None:
+    previous = os.umask(umask)
+    try:
+        with lorry.init() as run:
+            artifact = logged(run, "modes", {"a.bin": b"a" * 100, "big.bin": os.urandom(2 << 20)})
+            folder = Path(artifact.download(tmp_path / "down"))
+    finally:
+        os.umask(previous)
+    stored = [p for p in store_dir.rglob("*") if p.is_file() and ".lorry" not in p.parts]
+    assert stored and {p.stat().st_mode & 0o777 for p in stored} == {0o600}
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o666 & ~umask}

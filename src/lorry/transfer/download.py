@@ -24,6 +24,7 @@ from lorry.storage.local import LocalStore
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
+    DOWNLOAD_MODE,
     FILE_MODE,
     hash_file,
     install_verified,
@@ -93,7 +94,7 @@ async def _fetch_small(engine: Engine, store: Store, cache: Cache, entry: Entry,
 
 
 def _write_twice(data: bytes, target: Path, cache: Cache, digest: str) -> None:
-    write_new(target, data)
+    write_new(target, data, mode=DOWNLOAD_MODE)
     with contextlib.suppress(OSError):  # a cache that cannot take it costs a later download, nothing else
         temp = cache.temp_path()
         write_new(temp, data, atomic=False)
@@ -104,8 +105,7 @@ def _copy_fresh(cached: Path, target: Path) -> None:
     """Copy a blob verified a moment ago (in the kernel: no second hash)."""
     temp = temp_beside(target)
     try:
-        shutil.copyfile(cached, temp)
-        os.chmod(temp, FILE_MODE)
+        shutil.copyfile(cached, temp)  # created as any new file of the user's: the umask decides
     except OSError as exc:
         _discard(temp)
         raise local_error(exc, f"cannot write {target}") from exc

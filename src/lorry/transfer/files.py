@@ -17,6 +17,9 @@ from lorry.model.digest import format_digest, new_hasher
 
 CHUNK = 8 << 20
 FILE_MODE = 0o600
+"""lorry's own files (store, cache, staging): readable by their owner only, whatever the umask."""
+DOWNLOAD_MODE = 0o666
+"""Downloaded files are the user's: their umask decides, as for any file they create."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +68,14 @@ def temp_beside(target: Path) -> Path:
     return target.parent / f".{target.name[:64]}.{uuid.uuid4().hex[:12]}.lorry-tmp"
 
 
-def copy_hashing(source: Path, temp: Path) -> str:
+def copy_hashing(source: Path, temp: Path, mode: int = FILE_MODE) -> str:
     """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
     hasher = new_hasher()
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     try:
         with open(source, "rb", buffering=0) as src:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             with open(fd, "wb", buffering=0) as dst:
                 while count := src.readinto(buffer):
                     chunk = view[:count]
@@ -91,12 +94,12 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[written:]
 
 
-def write_new(target: Path, data: bytes, *, atomic: bool = True) -> None:
+def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FILE_MODE) -> None:
     """Write ``data`` as ``target``, through a temporary name beside it unless ``atomic`` is False
     (for a path that is itself a fresh temporary name)."""
     temp = temp_beside(target) if atomic else target
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with open(fd, "wb", buffering=0) as handle:
             _write_all(handle.fileno(), memoryview(data))
     except OSError as exc:
@@ -111,7 +114,7 @@ def install_verified(source: Path, target: Path, digest: str, what: str) -> None
     """Copy ``source`` to ``target`` through a temporary file, checking ``digest`` before the rename."""
     temp = temp_beside(target)
     try:
-        actual = copy_hashing(source, temp)
+        actual = copy_hashing(source, temp, DOWNLOAD_MODE)
     except OSError as exc:
         raise local_error(exc, f"cannot write {target}") from exc
     if actual != digest:
