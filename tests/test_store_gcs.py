@@ -403,3 +403,90 @@ def test_unreachable_server_is_a_store_error() -> None:
 
 def test_store_protocol() -> None:
     assert isinstance(GCSStore("b", endpoint="http://127.0.0.1:1"), Store)
+
+
+# -- generations, for references ------------------------------------------------------------------------
+
+
+def test_versions_on_the_emulator(gcs_store_factory: GCSStoreFactory) -> None:
+    store = gcs_store_factory("p")
+
+    async def body() -> None:
+        meta = await store.put("v/a", b"abc")
+        await store.put("v/b", b"b")
+        head = await store.head_version("v/a")
+        assert (head.key, head.size, head.etag, head.version_id) == ("v/a", 3, meta.etag, meta.etag)
+        assert head.md5 == "kAFQmDzST7DWlj99KOF/cg=="  # base64 of md5(b"abc")
+        assert head.crc32c
+        latest = [m async for m in store.list_latest("v/")]
+        assert latest[0] == head
+        assert [(m.key, m.size) for m in latest] == [("v/a", 3), ("v/b", 1)]
+        async with store.open_version("v/a", head.version_id) as opened:
+            assert (opened.md5, opened.crc32c) == (head.md5, head.crc32c)  # from x-goog-hash
+            assert b"".join([chunk async for chunk in opened.chunks]) == b"abc"
+        with pytest.raises(ObjectNotFoundError):
+            await store.head_version("missing")
+        with pytest.raises(ObjectNotFoundError):
+            async with store.open_version("missing"):
+                pass
+        with pytest.raises(ValidationError):
+            await store.head_version("odd//key")
+
+    run(store, body())
+
+
+def test_open_version_asks_for_the_generation_and_the_stored_bytes() -> None:
+    async def media(request: web.Request) -> web.Response:
+        if request.query.get("generation") == "404":
+            return gcs_error(404, "No such object.")
+        headers = {
+            "x-goog-generation": request.query.get("generation", "9"),
+            "x-goog-hash": "crc32c=n03x6A==,md5=XrY7u+Ae7tCTyyK7j1rNww==",
+            "x-goog-stored-content-length": "5",
+        }
+        return web.Response(body=b"hello", headers=headers)
+
+    async def body() -> None:
+        async with recording_server(media) as (store, recorder):
+            async with store.open_version("odd//./key", "1234", raw=True) as opened:
+                assert (opened.version_id, opened.etag, opened.size) == ("1234", "1234", 5)
+                assert (opened.md5, opened.crc32c) == ("XrY7u+Ae7tCTyyK7j1rNww==", "n03x6A==")
+                assert b"".join([chunk async for chunk in opened.chunks]) == b"hello"
+            [seen] = recorder.seen
+            assert seen.path == "/storage/v1/b/bkt/o/pre%2Fodd%2F%2F.%2Fkey"
+            assert seen.query == {"alt": "media", "generation": "1234"}
+            assert seen.headers["Accept-Encoding"] == "gzip"
+            with pytest.raises(ObjectNotFoundError):
+                async with store.open_version("k", "404"):
+                    pass
+            with pytest.raises(ValidationError):
+                async with store.open_version("odd//./key", "1234"):
+                    pass
+
+    asyncio.run(body())
+
+
+def test_head_version_and_list_latest_read_generations_and_checksums() -> None:
+    async def answer(request: web.Request) -> web.Response:
+        if request.path == "/storage/v1/b/bkt/o":
+            item = {**resource("pre/a", 3, 7), "md5Hash": "m==", "crc32c": "c=="}
+            return web.json_response({"items": [item, resource("pre/b", 1, 8)]})
+        if request.query.get("generation") == "6":
+            return web.json_response({**resource("pre/a", 2, 6), "crc32c": "old=="})
+        return gcs_error(503, "Backend Error")
+
+    async def body() -> None:
+        async with recording_server(answer) as (store, recorder):
+            old = await store.head_version("a", "6")
+            assert (old.size, old.version_id, old.md5, old.crc32c) == (2, "6", None, "old==")
+            assert recorder.seen[0].query == {"alt": "json", "generation": "6"}
+            latest = [m async for m in store.list_latest("")]
+            assert [(m.key, m.version_id, m.md5, m.crc32c) for m in latest] == [
+                ("a", "7", "m==", "c=="),
+                ("b", "8", None, None),
+            ]
+            assert "md5Hash" in recorder.seen[1].query["fields"]
+            with pytest.raises(StoreError, match="HTTP 503"):
+                await store.head_version("a")
+
+    asyncio.run(body())

@@ -241,3 +241,79 @@ def test_etags_are_unquoted_everywhere(ceph_rgw: S3Server, s3_store: MakeStore) 
         assert updated.etag != done.etag
 
     run(store, body())
+
+
+# -- versions, for references ---------------------------------------------------------------------------
+
+
+def test_versions_of_a_versioned_bucket(moto_server: S3Server, s3_store: MakeStore) -> None:
+    store = s3_store(moto_server)
+    admin = moto_server.admin()
+    admin.put_bucket_versioning(Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    async def body() -> None:
+        assert await store.versioning_enabled()
+        first = await store.put("v/a", b"first")
+        old = await store.head_version("v/a")
+        assert (old.key, old.size, old.etag) == ("v/a", 5, first.etag)
+        assert old.version_id is not None and (old.md5, old.crc32c) == (None, None)
+        await store.put("v/a", b"second!")
+        await store.put("v/b", b"b")
+        await store.put("v/gone", b"x")
+        await store.delete("v/gone")  # a delete marker: not listed
+        latest = [meta async for meta in store.list_latest("v/")]
+        assert [(m.key, m.size) for m in latest] == [("v/a", 7), ("v/b", 1)]
+        assert all(m.version_id is not None for m in latest)
+        assert latest[0].version_id != old.version_id
+        # The recorded version still reads after the key was overwritten, with its own ETag.
+        assert await store.head_version("v/a", old.version_id) == old
+        async with store.open_version("v/a", old.version_id) as opened:
+            assert (opened.etag, opened.size, opened.version_id) == (old.etag, 5, old.version_id)
+            assert b"".join([chunk async for chunk in opened.chunks]) == b"first"
+        with pytest.raises(ObjectNotFoundError):
+            async with store.open_version("v/gone"):
+                pass
+        with pytest.raises(ObjectNotFoundError):
+            async with store.open_version("v/a", "no-such-version"):
+                pass
+
+    try:
+        run(store, body())
+    finally:  # the fixture deletes current objects only: the old versions and markers go here
+        for page in admin.get_paginator("list_object_versions").paginate(Bucket=store.bucket):
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                admin.delete_object(Bucket=store.bucket, Key=item["Key"], VersionId=item["VersionId"])
+
+
+def test_versions_of_an_unversioned_bucket(moto_server: S3Server, s3_store: MakeStore) -> None:
+    store = s3_store(moto_server)
+
+    async def body() -> None:
+        assert not await store.versioning_enabled()
+        meta = await store.put("a", b"abc")
+        head = await store.head_version("a")
+        assert (head.size, head.etag, head.version_id) == (3, meta.etag, None)  # not "null"
+        latest = [m async for m in store.list_latest("")]
+        assert [(m.key, m.etag, m.version_id) for m in latest] == [("a", meta.etag, None)]
+        with pytest.raises(ObjectNotFoundError):
+            await store.head_version("missing")
+
+    run(store, body())
+
+
+def test_raw_keys_skip_the_key_check_only_where_asked(moto_server: S3Server, s3_store: MakeStore) -> None:
+    store = s3_store(moto_server, prefix="")
+    moto_server.admin().put_object(Bucket=store.bucket, Key="odd//./key", Body=b"odd")
+
+    async def body() -> None:
+        with pytest.raises(ValidationError):
+            await store.head("odd//./key")
+        with pytest.raises(ValidationError):
+            await store.head_version("odd//./key")
+        assert (await store.head_version("odd//./key", raw=True)).size == 3
+        async with store.open_version("odd//./key", raw=True) as opened:
+            assert b"".join([chunk async for chunk in opened.chunks]) == b"odd"
+        with pytest.raises(ValidationError):
+            await store.head_version("", raw=True)
+
+    run(store, body())

@@ -48,6 +48,40 @@ class ObjectMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionedMeta:
+    """One version of an object as its bucket describes it: what a reference records.
+
+    Not part of the ``Store`` contract: the S3 and GCS backends answer it for objects that lorry did
+    not write. ``version_id`` is the S3 ``versionId`` or the GCS generation, None when the object has
+    none that can be asked for; ``md5`` and ``crc32c`` are the base64 checksums GCS reports (None on S3).
+    """
+
+    key: str
+    size: int
+    etag: str
+    version_id: str | None = None
+    md5: str | None = None
+    crc32c: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedBody:
+    """An object's bytes being read, with what the response said about them before the first byte.
+
+    Every field but ``chunks`` is None when the response did not say it. ``chunks`` maps failures onto
+    lorry's exceptions like the rest of the backend.
+    """
+
+    key: str
+    size: int | None
+    etag: str | None
+    version_id: str | None
+    md5: str | None
+    crc32c: str | None
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class Part:
     """One stored part of a multipart upload."""
 

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from gcloud.aio.storage import Storage
@@ -56,7 +57,16 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
+from lorry.storage.base import (
+    OVERWRITE,
+    Create,
+    ObjectMeta,
+    PutMode,
+    Update,
+    VersionedBody,
+    VersionedMeta,
+    check_key,
+)
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 GCS_API_ROOT = "https://storage.googleapis.com"
@@ -217,12 +227,120 @@ class GCSStore:
             return
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        async for key, item in self._listed(prefix, "name,size,generation"):
+            yield self._meta(key, item)
+
+    async def close(self) -> None:
+        session, self._session, self._storage, self._loop = self._session, None, None, None
+        if session is not None:
+            await session.close()
+
+    # -- generations, for references to objects that lorry did not write ---------------------------
+    #
+    # ``raw=True`` takes the key verbatim, without ``check_key``: a reference names any object of a
+    # bucket, and GCS names may hold ``//``, ``.`` and ``..`` segments that the store's own keys may not.
+    # Only these read-only calls accept it.
+
+    async def head_version(
+        self, key: str, generation: str | None = None, *, raw: bool = False
+    ) -> VersionedMeta:
+        """Metadata of ``key`` (of its generation ``generation``; else of the live object), with its
+        generation and checksums. ``ObjectNotFoundError`` if that object does not exist."""
+        params = {"alt": "json"}
+        if generation is not None:
+            params["generation"] = generation
+        name = self._reference_name(key, raw)
+        with self._mapped(key):
+            async with await self._get_object(name, params) as response:
+                text = await response.text()
+        try:
+            resource: object = json.loads(text)
+        except ValueError as exc:
+            raise StoreError(f"GCS returned malformed metadata for {key} in {self.url}") from exc
+        return self._versioned(key, resource)
+
+    @asynccontextmanager
+    async def open_version(
+        self, key: str, generation: str | None = None, *, raw: bool = False
+    ) -> AsyncIterator[VersionedBody]:
+        """Start reading ``key`` (its generation ``generation``; else the live object).
+
+        The bytes are the stored ones, never transcoded (``Accept-Encoding: gzip``): they are what the
+        object's checksums cover. The generation (also the ``etag``, as everywhere in this store) and
+        the checksums of ``x-goog-hash`` are known before any byte is read. ``ObjectNotFoundError`` if
+        that object does not exist. The connection is released when the block ends.
+        """
+        params = {"alt": "media"}
+        if generation is not None:
+            params["generation"] = generation
+        name = self._reference_name(key, raw)
+        with self._mapped(key):
+            response = await self._get_object(name, params, {"Accept-Encoding": "gzip"})
+        async with response:
+            headers = response.headers
+            hashes = _goog_hashes(headers.getall("x-goog-hash", []))
+            served = headers.get("x-goog-generation") or None
+            size = headers.get("x-goog-stored-content-length") or headers.get("Content-Length")
+            yield VersionedBody(
+                key=key,
+                size=int(size) if size is not None and size.isdecimal() else None,
+                etag=served,
+                version_id=served,
+                md5=hashes.get("md5"),
+                crc32c=hashes.get("crc32c"),
+                chunks=self._chunks(key, response),
+            )
+
+    async def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]:
+        """Every live object under ``prefix`` (the latest generation of its name), in key order, with
+        its generation and checksums."""
+        async for key, item in self._listed(prefix, "name,size,generation,md5Hash,crc32c"):
+            yield self._versioned(key, item)
+
+    async def _get_object(
+        self, name: str, params: Mapping[str, str], headers: Mapping[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        """One GET of an object on the JSON API; an error status raises ``ClientResponseError``.
+
+        gcloud-aio-storage's public calls cannot send a ``generation``, so this request is made here,
+        on the store's own session, with gcloud-aio-auth's token (none for an emulator), and read
+        through ``_mapped`` like every other call.
+        """
+        storage = await self._client()
+        session = self._session
+        assert session is not None  # made with the client
+        sent = dict(headers or {})
+        if self.endpoint is None:
+            sent["Authorization"] = f"Bearer {await storage.token.get()}"
+        url = f"{self.endpoint or GCS_API_ROOT}/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
+        # With Accept-Encoding asked for explicitly, the bytes are wanted as the server sends them.
+        response = await session.get(
+            url, params=params, headers=sent, auto_decompress="Accept-Encoding" not in sent
+        )
+        if response.status >= 400:
+            async with response:
+                text = await response.text(errors="replace")
+            raise aiohttp.ClientResponseError(
+                response.request_info,
+                response.history,
+                status=response.status,
+                message=text or response.reason or "",
+                headers=response.headers,
+            )
+        return response
+
+    async def _chunks(self, key: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        with self._mapped(key):
+            async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+                yield chunk
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    async def _listed(self, prefix: str, fields: str) -> AsyncIterator[tuple[str, object]]:
+        """``(key, resource)`` of every object under ``prefix``, in key order, page by page."""
         storage = await self._client()
         base = f"{self.prefix}/" if self.prefix else ""
-        params: dict[str, str] = {
-            "prefix": base + prefix,
-            "fields": "items(name,size,generation),nextPageToken",
-        }
+        params: dict[str, str] = {"prefix": base + prefix, "fields": f"items({fields}),nextPageToken"}
         if self._list_page_size is not None:
             params["maxResults"] = str(self._list_page_size)
         while True:
@@ -232,22 +350,15 @@ class GCSStore:
             if not isinstance(items, list):
                 raise StoreError(f"listing {self.url} returned a malformed page")
             # An object named exactly like the store's prefix (a console "folder") has no key: skipped.
-            metas = [self._meta(key, item) for item in items if (key := self._key_of(item, base))]
+            found = [(key, item) for item in items if (key := self._key_of(item, base))]
             # GCS lists in name order; sorting each page also covers servers that do not.
-            metas.sort(key=lambda m: m.key)
-            for meta in metas:
-                yield meta
+            found.sort(key=lambda pair: pair[0])
+            for pair in found:
+                yield pair
             token = page.get("nextPageToken")
             if not token:
                 return
             params["pageToken"] = str(token)
-
-    async def close(self) -> None:
-        session, self._session, self._storage, self._loop = self._session, None, None, None
-        if session is not None:
-            await session.close()
-
-    # -- helpers ------------------------------------------------------------------------------------
 
     async def _client(self) -> Storage:
         loop = asyncio.get_running_loop()
@@ -283,6 +394,13 @@ class GCSStore:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _reference_name(self, key: str, raw: bool) -> str:
+        if not raw:
+            return self._name(key)
+        if not key:
+            raise ValidationError("invalid store key ''")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
     def _key_of(self, item: object, base: str) -> str:
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str) or not name.startswith(base):
@@ -298,6 +416,19 @@ class GCSStore:
                 except ValueError:
                     pass
         raise StoreError(f"GCS returned malformed metadata for {key} in {self.url}")
+
+    def _versioned(self, key: str, resource: object) -> VersionedMeta:
+        meta = self._meta(key, resource)
+        assert isinstance(resource, Mapping)  # or _meta had refused it
+        md5, crc32c = resource.get("md5Hash"), resource.get("crc32c")
+        return VersionedMeta(
+            key=key,
+            size=meta.size,
+            etag=meta.etag,
+            version_id=meta.etag,
+            md5=md5 if isinstance(md5, str) and md5 else None,
+            crc32c=crc32c if isinstance(crc32c, str) and crc32c else None,
+        )
 
     @contextmanager
     def _mapped(
@@ -343,6 +474,17 @@ class _Outcome:
     """What ``_mapped`` learnt about a request it let through (a 416 for a range past the end)."""
 
     unsatisfiable = False
+
+
+def _goog_hashes(headers: list[str]) -> dict[str, str]:
+    """``x-goog-hash: crc32c=...,md5=...`` (one header or several) as ``{'md5': ..., 'crc32c': ...}``."""
+    found: dict[str, str] = {}
+    for header in headers:
+        for part in header.split(","):
+            alg, sep, value = part.strip().partition("=")
+            if sep and value and value != "None":
+                found[alg.lower()] = value
+    return found
 
 
 def _short(text: str) -> str:

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +54,8 @@ from lorry.storage.base import (
     PutMode,
     Update,
     Upload,
+    VersionedBody,
+    VersionedMeta,
     check_key,
 )
 
@@ -60,6 +63,9 @@ STREAM_CHUNK = 1 << 20
 DEFAULT_REGION = "us-east-1"
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# What S3 answers for a version id that names no version: NoSuchVersion, or 400 InvalidArgument for one
+# that is not even well formed (AWS, moto).
+_NO_SUCH_VERSION = {"NoSuchVersion", "InvalidArgument"}
 _CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
 _REFUSED = {
     "403",
@@ -146,12 +152,9 @@ class S3Store:
             if _code(exc.__cause__) in ("InvalidRange", "416"):
                 return  # the range starts at or past the end of the object
             raise
-        try:
-            async with response["Body"] as body:
-                async for chunk in body.iter_chunks(STREAM_CHUNK):
-                    yield chunk
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
-            raise self._error(exc, "GetObject", key) from exc
+        async with response["Body"] as body:
+            async for chunk in self._chunks(body, key):
+                yield chunk
 
     async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
         md5 = await _content_md5(data)
@@ -249,6 +252,109 @@ class S3Store:
             params["KeyMarker"] = response["NextKeyMarker"]
             params["UploadIdMarker"] = response["NextUploadIdMarker"]
 
+    # -- versions, for references to objects that lorry did not write ------------------------------
+    #
+    # ``raw=True`` takes the key verbatim, without ``check_key``: a reference names any object of a
+    # bucket, and S3 keys may hold ``//``, ``.`` and ``..`` segments that the store's own keys may not.
+    # Only these read-only calls accept it.
+
+    async def head_version(
+        self, key: str, version_id: str | None = None, *, raw: bool = False
+    ) -> VersionedMeta:
+        """Metadata of ``key`` (of its version ``version_id``; else of its latest version).
+
+        ``ObjectNotFoundError`` if the key or that version does not exist.
+        """
+        params = self._version_params(key, version_id, raw)
+        response = await self._call_version("head_object", key, version_id, **params)
+        return VersionedMeta(
+            key=key,
+            size=int(response["ContentLength"]),
+            etag=_etag(response.get("ETag") or ""),
+            version_id=_version(response.get("VersionId")),
+        )
+
+    @asynccontextmanager
+    async def open_version(
+        self, key: str, version_id: str | None = None, *, raw: bool = False
+    ) -> AsyncIterator[VersionedBody]:
+        """Start reading ``key`` (its version ``version_id``; else its latest version).
+
+        The response's ETag, size and version id are known before any byte is read, so a caller can
+        refuse an object that changed without downloading it. ``ObjectNotFoundError`` if the key or
+        that version does not exist. The connection is released when the block ends.
+        """
+        params = self._version_params(key, version_id, raw)
+        response = await self._call_version("get_object", key, version_id, **params)
+        async with response["Body"] as body:
+            length = response.get("ContentLength")
+            yield VersionedBody(
+                key=key,
+                size=None if length is None else int(length),
+                etag=_etag(response.get("ETag") or ""),
+                version_id=_version(response.get("VersionId")),
+                md5=None,
+                crc32c=None,
+                chunks=self._chunks(body, key),
+            )
+
+    async def versioning_enabled(self) -> bool:
+        """Whether objects of the bucket may carry version ids: versioning is on, or was once
+        (``Suspended`` keeps the versions written before)."""
+        response = await self._call("get_bucket_versioning", None)
+        return response.get("Status") in ("Enabled", "Suspended")
+
+    async def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]:
+        """The latest version of every object under ``prefix`` that is not deleted, in key order.
+
+        In a bucket that keeps versions each comes with its version id; otherwise (and when the
+        credentials may not ask whether it does) this is a plain listing, without version ids.
+        """
+        try:
+            versioned = await self.versioning_enabled()
+        except TransientError:
+            raise
+        except StoreError:
+            versioned = False  # not allowed to ask: list without versions (a missing bucket fails below)
+        if not versioned:
+            async for meta in self.list(prefix):
+                yield VersionedMeta(key=meta.key, size=meta.size, etag=meta.etag)
+            return
+        params: dict[str, Any] = {"Prefix": self.prefix + prefix}
+        while True:
+            page = await self._call("list_object_versions", None, **params)
+            # Deleted keys have a delete marker (under DeleteMarkers) as their latest version.
+            for item in page.get("Versions", []):
+                if item.get("IsLatest"):
+                    yield VersionedMeta(
+                        key=str(item["Key"])[len(self.prefix) :],
+                        size=int(item["Size"]),
+                        etag=_etag(item.get("ETag") or ""),
+                        version_id=_version(item.get("VersionId")),
+                    )
+            if not page.get("IsTruncated"):
+                return
+            params["KeyMarker"] = page["NextKeyMarker"]
+            params["VersionIdMarker"] = page["NextVersionIdMarker"]
+
+    def _version_params(self, key: str, version_id: str | None, raw: bool) -> dict[str, Any]:
+        if raw and not key:
+            raise ValidationError("invalid store key ''")
+        params: dict[str, Any] = {"Key": self.prefix + key if raw else self._key(key)}
+        if version_id is not None:
+            params["VersionId"] = version_id
+        return params
+
+    async def _call_version(
+        self, operation: str, key: str, version_id: str | None, **params: Any
+    ) -> dict[str, Any]:
+        try:
+            return await self._call(operation, key, **params)
+        except StoreError as exc:
+            if version_id is not None and _code(exc.__cause__) in _NO_SUCH_VERSION:
+                raise ObjectNotFoundError(f"{key} has no version {version_id} in {self.url}") from exc
+            raise
+
     # -- the boundary with aiobotocore --------------------------------------------------------------
 
     def _key(self, key: str) -> str:
@@ -261,6 +367,14 @@ class S3Store:
         except (TimeoutError, BotoCoreError, ClientError, aiohttp.ClientError) as exc:
             raise self._error(exc, operation, key) from exc
         return response
+
+    async def _chunks(self, body: Any, key: str) -> AsyncIterator[bytes]:
+        """The chunks of a ``get_object`` body, with read failures mapped like every other call's."""
+        try:
+            async for chunk in body.iter_chunks(STREAM_CHUNK):
+                yield chunk
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
+            raise self._error(exc, "GetObject", key) from exc
 
     async def _conditional(self, mode: PutMode, operation: str, key: str, **params: Any) -> dict[str, Any]:
         """A write with ``mode``'s precondition: ``If-None-Match: *`` or ``If-Match: <etag>``."""
@@ -359,6 +473,11 @@ def _configured_endpoint(session: Any) -> str | None:
 
 def _etag(value: object) -> str:
     return str(value).strip('"')
+
+
+def _version(value: object) -> str | None:
+    # "null" is the version of an object written while versioning was off: it cannot be asked for.
+    return None if value in (None, "", "null") else str(value)
 
 
 def _code(exc: BaseException | None) -> str | None:

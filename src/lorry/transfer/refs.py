@@ -55,7 +55,7 @@ from lorry.transfer.files import copy_hashing, hash_file, local_error, temp_besi
 from lorry.transfer.retry import RetryingStore, RetryPolicy
 
 if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorry``
-    from lorry.storage.base import Store
+    from lorry.storage.base import Store, VersionedMeta
     from lorry.storage.gcs import GCSStore
     from lorry.storage.s3 import S3Store
 
@@ -391,8 +391,8 @@ async def _fetch_http_once(engine: Engine, entry: Entry, target: Path) -> None:
 
 # -- s3:// ------------------------------------------------------------------------------------------
 #
-# S3Store's public calls (head, list) know nothing of versions, so the version-aware calls below go
-# through its one boundary with aiobotocore, ``_call``, which maps errors the same way.
+# Keys are passed with ``raw=True``: a reference names whatever object the bucket holds, including keys
+# with ``//`` or ``.`` segments that ``check_key`` refuses for lorry's own keys.
 
 
 def _s3_store(engine: Engine, bucket: str) -> tuple[S3Store, RetryPolicy]:
@@ -403,27 +403,7 @@ def _s3_store(engine: Engine, bucket: str) -> tuple[S3Store, RetryPolicy]:
     return store, policy
 
 
-def _s3_code(exc: BaseException) -> str | None:
-    import botocore.exceptions  # type: ignore[import-untyped]
-
-    cause = exc.__cause__
-    if isinstance(cause, botocore.exceptions.ClientError):
-        code = cause.response.get("Error", {}).get("Code")
-        return None if code is None else str(code)
-    return None
-
-
-def _s3_version(raw: object) -> str | None:
-    # "null" is the version of an object written while versioning was off: it cannot be asked for.
-    return None if raw in (None, "", "null") else str(raw)
-
-
-def _s3_etag(raw: object) -> str:
-    return str(raw or "").strip('"')
-
-
-def _s3_digest(raw: object) -> str | None:
-    etag = _s3_etag(raw)
+def _s3_digest(etag: str | None) -> str | None:
     return f"etag:{etag}" if etag else None
 
 
@@ -439,17 +419,17 @@ async def _resolve_s3_once(
 ) -> list[Entry]:
     if key and not key.endswith("/"):
         try:
-            head = await store._call("head_object", key, Key=key)
+            head = await store.head_version(key, raw=True)
         except ObjectNotFoundError:
             pass  # not an object: a prefix
         else:
             return [
                 Entry(
                     path=_object_name(uri, name),
-                    digest=_s3_digest(head.get("ETag")),
-                    size=int(head["ContentLength"]),
+                    digest=_s3_digest(head.etag),
+                    size=head.size,
                     ref=uri,
-                    version_id=_s3_version(head.get("VersionId")),
+                    version_id=head.version_id,
                 )
             ]
     prefix = key.rstrip("/") + "/" if key.strip("/") else ""
@@ -457,31 +437,8 @@ async def _resolve_s3_once(
 
 
 async def _s3_list(store: S3Store, prefix: str) -> AsyncGenerator[_Listed, None]:
-    try:
-        versioning = await store._call("get_bucket_versioning", None)
-    except TransientError:
-        raise
-    except StoreError:
-        versioning = {}  # not allowed to ask: list without versions (a missing bucket fails below)
-    if versioning.get("Status") not in ("Enabled", "Suspended"):
-        async for meta in store.list(prefix):
-            yield _Listed(meta.key, meta.size, _s3_digest(meta.etag), None)
-        return
-    params: dict[str, Any] = {"Prefix": prefix}
-    while True:
-        page = await store._call("list_object_versions", None, **params)
-        for item in page.get("Versions", []):
-            if item.get("IsLatest"):
-                yield _Listed(
-                    str(item["Key"]),
-                    int(item["Size"]),
-                    _s3_digest(item.get("ETag")),
-                    _s3_version(item.get("VersionId")),
-                )
-        if not page.get("IsTruncated"):
-            return
-        params["KeyMarker"] = page["NextKeyMarker"]
-        params["VersionIdMarker"] = page["NextVersionIdMarker"]
+    async for meta in store.list_latest(prefix):
+        yield _Listed(meta.key, meta.size, _s3_digest(meta.etag), meta.version_id)
 
 
 async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
@@ -493,39 +450,21 @@ async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
 
 
 async def _fetch_s3_once(engine: Engine, store: S3Store, entry: Entry, key: str, target: Path) -> None:
-    params: dict[str, Any] = {"Key": key}
-    if entry.version_id is not None:
-        params["VersionId"] = entry.version_id
     async with engine.limits.requests:
         try:
-            response = await store._call("get_object", key, **params)
-        except ObjectNotFoundError as exc:
+            async with store.open_version(key, entry.version_id, raw=True) as body:
+                served = body.etag or ""
+                if entry.digest is not None and entry.digest != f"etag:{served}":
+                    recorded = entry.digest.removeprefix("etag:")
+                    raise _changed(entry, f"ETag {served!r}, recorded {recorded!r}")
+                await _install(engine, entry, target, body.chunks)
+        except ObjectNotFoundError as exc:  # the key, or the recorded version of it, is gone
             raise _gone(entry) from exc
-        except StoreError as exc:
-            if _s3_code(exc) in ("NoSuchVersion", "InvalidArgument"):
-                raise _gone(entry) from exc
-            raise
-        async with response["Body"] as body:
-            served = _s3_etag(response.get("ETag"))
-            if entry.digest is not None and entry.digest != f"etag:{served}":
-                raise _changed(entry, f"ETag {served!r}, recorded {entry.digest.removeprefix('etag:')!r}")
-            await _install(engine, entry, target, _s3_chunks(store, body, key))
-
-
-async def _s3_chunks(store: S3Store, body: Any, key: str) -> AsyncIterator[bytes]:
-    import botocore.exceptions
-
-    try:
-        async for chunk in body.iter_chunks(STREAM_CHUNK):
-            yield chunk
-    except (TimeoutError, botocore.exceptions.BotoCoreError, aiohttp.ClientError) as exc:
-        raise store._error(exc, "GetObject", key) from exc
 
 
 # -- gs:// ------------------------------------------------------------------------------------------
 #
-# GCSStore's ObjectMeta carries no checksums and its stream cannot name a generation, so the calls
-# below use its session, error mapping and timeouts directly.
+# Names are passed with ``raw=True``, as for s3:// above.
 
 
 def _gcs_store(engine: Engine, bucket: str) -> tuple[GCSStore, RetryPolicy]:
@@ -536,15 +475,10 @@ def _gcs_store(engine: Engine, bucket: str) -> tuple[GCSStore, RetryPolicy]:
     return store, policy
 
 
-def _gcs_listed(key: str, resource: object, where: str) -> _Listed:
-    if isinstance(resource, Mapping):
-        size, generation = resource.get("size"), resource.get("generation")
-        md5, crc = resource.get("md5Hash"), resource.get("crc32c")
-        if isinstance(size, str | int) and isinstance(generation, str | int):
-            digest = f"md5:{md5}" if md5 else f"crc32c:{crc}" if crc else None
-            with contextlib.suppress(ValueError):
-                return _Listed(key, int(size), digest, str(int(generation)))
-    raise StoreError(f"GCS returned malformed metadata for {where}")
+def _gcs_listed(meta: VersionedMeta) -> _Listed:
+    # Composite objects have no MD5: their CRC32C identifies them instead.
+    digest = f"md5:{meta.md5}" if meta.md5 else f"crc32c:{meta.crc32c}" if meta.crc32c else None
+    return _Listed(meta.key, meta.size, digest, meta.version_id)
 
 
 async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
@@ -556,15 +490,13 @@ async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -
 async def _resolve_gcs_once(
     store: GCSStore, uri: str, bucket: str, key: str, name: str | None, limit: int
 ) -> list[Entry]:
-    storage = await store._client()
     if key and not key.endswith("/"):
         try:
-            with store._mapped(key):
-                resource = await storage.download_metadata(bucket, key, timeout=store._t())
+            head = await store.head_version(key, raw=True)
         except ObjectNotFoundError:
             pass  # not an object: a prefix
         else:
-            item = _gcs_listed(key, resource, uri)
+            item = _gcs_listed(head)
             return [
                 Entry(
                     path=_object_name(uri, name),
@@ -579,34 +511,8 @@ async def _resolve_gcs_once(
 
 
 async def _gcs_list(store: GCSStore, prefix: str) -> AsyncGenerator[_Listed, None]:
-    storage = await store._client()
-    params = {"prefix": prefix, "fields": "items(name,size,generation,md5Hash,crc32c),nextPageToken"}
-    while True:
-        with store._mapped(None):
-            page = await storage.list_objects(store.bucket, params=dict(params), timeout=store._t())
-        items = page.get("items", [])
-        if not isinstance(items, list):
-            raise StoreError(f"listing gs://{store.bucket}/{prefix} returned a malformed page")
-        for item in sorted(items, key=lambda i: str(i.get("name", "")) if isinstance(i, Mapping) else ""):
-            key = item.get("name") if isinstance(item, Mapping) else None
-            if not isinstance(key, str) or not key.startswith(prefix):
-                raise StoreError(f"listing gs://{store.bucket}/{prefix} returned {key!r}")
-            yield _gcs_listed(key, item, f"gs://{store.bucket}/{key}")
-        token = page.get("nextPageToken")
-        if not token:
-            return
-        params["pageToken"] = str(token)
-
-
-def _goog_hashes(response: aiohttp.ClientResponse) -> dict[str, str]:
-    """``x-goog-hash: crc32c=...,md5=...`` (one header or several) as ``{'md5': ..., 'crc32c': ...}``."""
-    found: dict[str, str] = {}
-    for header in response.headers.getall("x-goog-hash", []):
-        for part in header.split(","):
-            alg, sep, value = part.strip().partition("=")
-            if sep and value and value != "None":
-                found[alg.lower()] = value
-    return found
+    async for meta in store.list_latest(prefix):
+        yield _gcs_listed(meta)
 
 
 def _gcs_hasher(digest: str | None) -> _Hasher | None:
@@ -628,16 +534,10 @@ async def _fetch_gcs(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
     store, policy = _gcs_store(engine, bucket)
-    await policy.run(f"GET {entry.ref}", lambda: _fetch_gcs_once(engine, store, entry, bucket, key, target))
+    await policy.run(f"GET {entry.ref}", lambda: _fetch_gcs_once(engine, store, entry, key, target))
 
 
-async def _fetch_gcs_once(
-    engine: Engine, store: GCSStore, entry: Entry, bucket: str, key: str, target: Path
-) -> None:
-    storage = await store._client()
-    params = {"alt": "media"}
-    if entry.version_id is not None:
-        params["generation"] = entry.version_id
+async def _fetch_gcs_once(engine: Engine, store: GCSStore, entry: Entry, key: str, target: Path) -> None:
     hasher = _gcs_hasher(entry.digest)
 
     def verify() -> None:
@@ -650,34 +550,18 @@ async def _fetch_gcs_once(
 
     async with engine.limits.requests:
         try:
-            with store._mapped(key):
-                # The stored bytes, never transcoded: they are what the recorded checksum covers.
-                stream = await storage._download_stream(
-                    bucket,
-                    key,
-                    params=params,
-                    headers={"Accept-Encoding": "gzip"},
-                    timeout=store._t(),
-                )
-        except ObjectNotFoundError as exc:
+            async with store.open_version(key, entry.version_id, raw=True) as body:
+                generation = body.version_id
+                if entry.version_id is not None and generation and generation != entry.version_id:
+                    raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
+                if entry.digest is not None:
+                    alg, _, recorded = entry.digest.partition(":")
+                    served = {"md5": body.md5, "crc32c": body.crc32c}.get(alg)
+                    if served is not None and served != recorded:
+                        raise _changed(entry, f"{alg} {served}, recorded {recorded}")
+                await _install(engine, entry, target, body.chunks, hasher, verify)
+        except ObjectNotFoundError as exc:  # the object, or the recorded generation of it, is gone
             raise _gone(entry) from exc
-        async with stream as raw:
-            response = cast(aiohttp.ClientResponse, raw)
-            generation = response.headers.get("x-goog-generation")
-            if entry.version_id is not None and generation and generation != entry.version_id:
-                raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
-            if entry.digest is not None:
-                alg, _, recorded = entry.digest.partition(":")
-                served = _goog_hashes(response).get(alg)
-                if served is not None and served != recorded:
-                    raise _changed(entry, f"{alg} {served}, recorded {recorded}")
-            await _install(engine, entry, target, _gcs_chunks(store, key, response), hasher, verify)
-
-
-async def _gcs_chunks(store: GCSStore, key: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    with store._mapped(key):
-        async for chunk in response.content.iter_chunked(STREAM_CHUNK):
-            yield chunk
 
 
 # -- file:// ----------------------------------------------------------------------------------------
