@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 
 from lorry import _bridge
-from lorry.artifact import Artifact, LoggedRun
+from lorry.artifact import AliasTable, Artifact, LoggedRun
 from lorry.errors import ArtifactNotFoundError, ValidationError
 from lorry.model.names import parse_artifact_path, validate_artifact_name, validate_segment
 from lorry.registry.registry import Collection, Registry
@@ -84,8 +85,13 @@ class Api:
         actual = _bridge.run_sync(registry.collection_type(collection))
         if actual != type_name:
             raise ValidationError(f"artifact {collection} has type {actual!r}, not {type_name!r}")
-        records = _bridge.run_sync(registry.versions(collection))
-        return [_bridge.run_sync(Artifact._load(self.settings, collection, r)) for r in records]
+        return _bridge.run_sync(self._versions(registry, collection))
+
+    async def _versions(self, registry: Registry, collection: Collection) -> list[Artifact]:
+        records, table = await asyncio.gather(
+            registry.versions(collection), AliasTable.read(registry, collection)
+        )
+        return [await Artifact._load(self.settings, collection, record, table) for record in records]
 
     artifact_versions = artifacts
 

@@ -19,7 +19,8 @@ import fcntl
 import os
 import posixpath
 import shutil
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,7 +90,8 @@ class Artifact:
         self._aliases: list[str] = []
         self._files: dict[str, FileSource] = {}
         self._refs: dict[str, Entry] = {}
-        self._origins: dict[str, tuple[int, int]] = {}  # entry → (device, inode) of the file added
+        self._origins: dict[str, tuple[int, int]] = {}
+        self._staging: Path | None = None  # entry → (device, inode) of the file added
         self._pending: concurrent.futures.Future[_Logged] | None = None
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
@@ -209,7 +211,7 @@ class Artifact:
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
         if not set(mode) <= set("wxab+t") or not set(mode) & set("wxa"):
             raise ValidationError(f"new_file mode must be a write mode such as 'w' or 'wb', not {mode!r}")
-        staged = Cache(Settings.load().cache_dir).staging_path(entry_name)
+        staged = self._staged_path()
         with open(staged, mode, encoding=encoding) as handle:
             yield handle
         os.chmod(staged, 0o600)
@@ -254,7 +256,7 @@ class Artifact:
             raise ValidationError(f"two different files under one entry name {entry_name!r}")
         try:
             if policy == "mutable":
-                staged = Cache(Settings.load().cache_dir).staging_path(entry_name)
+                staged = self._staged_path()
                 _snapshot(path, staged)
                 source = FileSource(entry_name, staged, FileStamp.of(staged), owned=True)
             else:
@@ -263,6 +265,12 @@ class Artifact:
             raise LocalFileError(f"cannot add {path}: {exc.strerror or exc}") from exc
         self._files[entry_name] = source
         self._origins[entry_name] = _identity(path)
+
+    def _staged_path(self) -> Path:
+        """A fresh name in this artifact's staging folder (made on first use, removed once logged)."""
+        if self._staging is None:
+            self._staging = Cache(Settings.load().cache_dir).staging_folder()
+        return self._staging / uuid.uuid4().hex
 
     def _check_draft(self, action: str) -> None:
         if self._pending is not None or self._logged is not None:
@@ -293,6 +301,7 @@ class Artifact:
             metadata=dict(self._metadata),
             aliases=tuple(checked),
             counters=self._counters,
+            staging=self._staging,
         )
         self._progress = run.settings.progress
         try:
@@ -354,11 +363,18 @@ class Artifact:
         return self._logged
 
     @classmethod
-    async def _load(cls, settings: Settings, collection: Collection, record: VersionRecord) -> Artifact:
-        """The view of a committed version."""
+    async def _load(
+        cls,
+        settings: Settings,
+        collection: Collection,
+        record: VersionRecord,
+        table: AliasTable | None = None,
+    ) -> Artifact:
+        """The view of a committed version (``table``: the collection's aliases, if already read)."""
         artifact = cls(collection.name, record.type)
         logged = _Logged(settings, collection, record)
-        artifact._become(logged, await _aliases_of(logged))
+        aliases = table.of(record.version) if table is not None else await _aliases_of(logged)
+        artifact._become(logged, aliases)
         return artifact
 
     # -- the logged view --------------------------------------------------------------------------------
@@ -648,19 +664,31 @@ def load_version(settings: Settings, ref: ArtifactRef) -> Artifact:
 
 async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
     collection = Collection(ref.entity, ref.project, ref.name)
-    record, _ = await engine(settings).registry(settings.store).read_version(collection, ref.version)
+    record = await engine(settings).registry(settings.store).read_version(collection, ref.version)
     return await Artifact._load(settings, collection, record)
 
 
+@dataclass(frozen=True, slots=True)
+class AliasTable:
+    """A collection's user aliases and its newest version, read once for any number of versions."""
+
+    aliases: Mapping[str, int]
+    latest: int | None
+
+    @classmethod
+    async def read(cls, registry: Registry, collection: Collection) -> AliasTable:
+        aliases, latest = await asyncio.gather(registry.aliases(collection), registry.latest(collection))
+        return cls(aliases, latest)
+
+    def of(self, version: int) -> list[str]:
+        """The aliases naming ``version``, with ``latest`` first while it is the newest."""
+        names = [alias for alias, number in sorted(self.aliases.items()) if number == version]
+        return [LATEST, *names] if self.latest == version else names
+
+
 async def _aliases_of(state: _Logged) -> list[str]:
-    """The user aliases naming this version, with ``latest`` first while it is the newest."""
-    registry = _registry(state)
-    names = [
-        a for a, n in sorted((await registry.aliases(state.collection)).items()) if n == state.record.version
-    ]
-    if await registry.latest(state.collection) == state.record.version:
-        names.insert(0, LATEST)
-    return names
+    table = await AliasTable.read(_registry(state), state.collection)
+    return table.of(state.record.version)
 
 
 def _registry(state: _Logged) -> Registry:
@@ -681,6 +709,7 @@ class _LogPlan:
     metadata: dict[str, Any]
     aliases: tuple[str, ...]
     counters: Counters
+    staging: Path | None
 
 
 async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
@@ -709,16 +738,9 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         raise ArtifactFailedError(f"logging artifact {plan.collection} failed: {exc}") from exc
     finally:
         await eng.assigner.release(ticket)
-    for source in plan.files:
-        if source.owned:
-            await eng.in_thread(_discard_staged, source.source)
+        if plan.staging is not None:  # logged or failed, an artifact is never logged again
+            await eng.in_thread(shutil.rmtree, plan.staging, True)
     return _Logged(plan.settings, plan.collection, record)
-
-
-def _discard_staged(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-        path.parent.rmdir()
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -56,10 +56,11 @@ class Cache:
         os.replace(temp, path)
         return path
 
-    def staging_path(self, name: str) -> Path:
+    def staging_folder(self) -> Path:
+        """A new folder for one artifact's snapshots and ``new_file`` contents, removed once logged."""
         folder = self.root / "staging" / uuid.uuid4().hex
         make_dirs(folder)
-        return folder / Path(name).name
+        return folder
 
     def info(self) -> CacheInfo:
         files = total = 0

@@ -17,6 +17,7 @@ The commit protocol, and why it is safe with many writers, is in ``commit``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ class Registry:
                 )
                 break
             except ConflictError:
-                other, _ = await self.read_version(collection, number)
+                other = await self.read_version(collection, number)
                 await self.store.put(self._digest_key(collection, other.manifest), _pointer(number))
                 if other.manifest == manifest.digest:
                     await self._advance_head(collection, number + 1)
@@ -159,13 +160,17 @@ class Registry:
         return record, True
 
     async def _check_type(self, collection: Collection, artifact_type: str) -> None:
+        """A collection keeps the type of its first version. Read first: after the first commit that
+        is the one request a commit spends here."""
         key = collection.prefix + "collection.json"
         try:
-            await self.store.put(key, dump_json({"type": artifact_type}), CREATE)
-            return
-        except ConflictError:
-            pass
-        existing = _field_str(load_json(await self.store.get(key), key), "type", key)
+            existing = _field_str(load_json(await self.store.get(key), key), "type", key)
+        except ObjectNotFoundError:
+            try:
+                await self.store.put(key, dump_json({"type": artifact_type}), CREATE)
+                return
+            except ConflictError:  # created meanwhile by another writer: check against theirs
+                existing = _field_str(load_json(await self.store.get(key), key), "type", key)
         if existing != artifact_type:
             raise ValidationError(
                 f"artifact {collection} has type {existing!r}; "
@@ -178,7 +183,7 @@ class Registry:
             number = _pointer_version(await self.store.get(key), key)
         except ObjectNotFoundError:
             return None
-        record, _ = await self.read_version(collection, number)
+        record = await self.read_version(collection, number)
         if record.manifest != digest:
             raise CorruptRecordError(f"digest index {key} points to v{number}, which holds other content")
         return record
@@ -215,18 +220,28 @@ class Registry:
 
     # -- reading versions -----------------------------------------------------------------------------
 
-    async def read_version(self, collection: Collection, number: int) -> tuple[VersionRecord, str]:
-        """The record of ``v<number>`` and its etag; ``ArtifactNotFoundError`` if there is none."""
+    async def read_version(self, collection: Collection, number: int) -> VersionRecord:
+        """The record of ``v<number>``; ``ArtifactNotFoundError`` if there is none."""
         key = self._version_key(collection, number)
         try:
-            meta = await self.store.head(key)
             payload = await self.store.get(key)
         except ObjectNotFoundError as exc:
             raise ArtifactNotFoundError(f"artifact {collection}:v{number} does not exist") from exc
         record = VersionRecord.from_bytes(payload, key)
         if record.version != number:
             raise CorruptRecordError(f"record {key} says it is version {record.version}")
-        return record, meta.etag
+        return record
+
+    async def _read_version_for_update(
+        self, collection: Collection, number: int
+    ) -> tuple[VersionRecord, str]:
+        """The record and the etag to compare-and-swap it against. The HEAD comes first: if the
+        record changes between the two calls, the stale etag makes the swap fail, never succeed."""
+        try:
+            etag = (await self.store.head(self._version_key(collection, number))).etag
+        except ObjectNotFoundError as exc:
+            raise ArtifactNotFoundError(f"artifact {collection}:v{number} does not exist") from exc
+        return await self.read_version(collection, number), etag
 
     async def latest(self, collection: Collection) -> int | None:
         """The highest committed version number, or None for an empty collection."""
@@ -255,7 +270,7 @@ class Registry:
                     raise ArtifactNotFoundError(f"artifact {collection} does not exist") from exc
                 raise ArtifactNotFoundError(f"artifact {collection} has no alias {alias!r}") from exc
         try:
-            record, _ = await self.read_version(collection, number)
+            record = await self.read_version(collection, number)
         except ArtifactNotFoundError:
             if not await self.exists(collection):
                 raise ArtifactNotFoundError(f"artifact {collection} does not exist") from None
@@ -274,7 +289,7 @@ class Registry:
 
     async def versions(self, collection: Collection) -> list[VersionRecord]:
         numbers = await self._version_numbers(collection)
-        return [(await self.read_version(collection, n))[0] for n in numbers]
+        return list(await asyncio.gather(*(self.read_version(collection, n) for n in numbers)))
 
     async def _version_numbers(self, collection: Collection) -> list[int]:
         prefix = collection.prefix + "versions/"
@@ -304,7 +319,7 @@ class Registry:
         """Apply ``change`` to the latest state of the record, by compare-and-swap, retrying on races
         so that two concurrent updates of different fields both survive."""
         for _ in range(_CAS_ATTEMPTS):
-            record, etag = await self.read_version(collection, number)
+            record, etag = await self._read_version_for_update(collection, number)
             updated = change(record)
             if updated == record:
                 return record

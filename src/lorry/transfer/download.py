@@ -26,6 +26,7 @@ from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     DOWNLOAD_MODE,
     FILE_MODE,
+    discard,
     hash_file,
     install_verified,
     local_error,
@@ -107,7 +108,7 @@ def _copy_fresh(cached: Path, target: Path) -> None:
     try:
         shutil.copyfile(cached, temp)  # created as any new file of the user's: the umask decides
     except OSError as exc:
-        _discard(temp)
+        discard(temp)
         raise local_error(exc, f"cannot write {target}") from exc
     os.replace(temp, target)
 
@@ -151,13 +152,13 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
             raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
         return await engine.in_thread(cache.admit, temp, digest)
     except ObjectNotFoundError as exc:
-        _discard(temp)
+        discard(temp)
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     except OSError as exc:
-        _discard(temp)
+        discard(temp)
         raise local_error(exc, f"cannot write to the cache {cache.root}") from exc
     except BaseException:
-        _discard(temp)
+        discard(temp)
         raise
 
 
@@ -171,8 +172,3 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 def _digest(entry: Entry) -> str:
     assert entry.digest is not None  # a stored (non-reference) entry always has one
     return entry.digest
-
-
-def _discard(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -156,6 +156,12 @@ def make_parents(target: Path, root: Path) -> None:
         raise local_error(exc, f"cannot create the folder {target.parent}") from exc
 
 
+def discard(path: Path) -> None:
+    """Remove a temporary file, if it is still there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def local_error(exc: OSError, action: str) -> LocalFileError:
     """An ``OSError`` as one clear line: what lorry was doing and why it failed."""
     reason = {

@@ -51,7 +51,7 @@ from lorry.model.manifest import Entry, normalize_entry_path
 from lorry.settings import Settings
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
-from lorry.transfer.files import copy_hashing, hash_file, local_error, temp_beside
+from lorry.transfer.files import DOWNLOAD_MODE, copy_hashing, discard, hash_file, local_error, temp_beside
 from lorry.transfer.retry import RetryingStore, RetryPolicy
 
 if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorry``
@@ -80,10 +80,8 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
     if not checksum:
         return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
     eng = engine_module.engine(Settings.load())
-    if scheme == "s3":
-        return _bridge.run_sync(_resolve_s3(eng, uri, entry_name, limit))
-    if scheme == "gs":
-        return _bridge.run_sync(_resolve_gcs(eng, uri, entry_name, limit))
+    if scheme in ("s3", "gs"):
+        return _bridge.run_sync(_resolve_bucket(eng, uri, scheme, entry_name, limit))
     return [_bridge.run_sync(_resolve_http(uri, entry_name or _basename(uri)))]
 
 
@@ -189,6 +187,54 @@ def _unwrapped(engine: Engine, url: str) -> tuple[Store, RetryPolicy]:
     return store, RetryPolicy()
 
 
+class _VersionedStore(Protocol):
+    """What resolving a bucket reference needs; S3Store and GCSStore both have it."""
+
+    async def head_version(
+        self, key: str, version: str | None = None, *, raw: bool = False
+    ) -> VersionedMeta: ...
+
+    def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]: ...
+
+
+def _content_digest(scheme: str, meta: VersionedMeta) -> str | None:
+    """What identifies an object's content: the ETag on S3; on GCS the MD5, or for composite objects
+    (which have none) the CRC32C."""
+    if scheme == "s3":
+        return f"etag:{meta.etag}" if meta.etag else None
+    return f"md5:{meta.md5}" if meta.md5 else f"crc32c:{meta.crc32c}" if meta.crc32c else None
+
+
+async def _resolve_bucket(engine: Engine, uri: str, scheme: str, name: str | None, limit: int) -> list[Entry]:
+    bucket, key = _split_bucket(uri)
+    store, policy = _s3_store(engine, bucket) if scheme == "s3" else _gcs_store(engine, bucket)
+    # Resolving only reads, so a transient failure retries the whole of it.
+    return await policy.run(
+        f"resolve {uri}", lambda: _resolve_bucket_once(store, uri, scheme, bucket, key, name, limit)
+    )
+
+
+async def _resolve_bucket_once(
+    store: _VersionedStore, uri: str, scheme: str, bucket: str, key: str, name: str | None, limit: int
+) -> list[Entry]:
+    # Keys are passed with ``raw=True``: a reference names whatever object the bucket holds, including
+    # keys with ``//`` or ``.`` segments that ``check_key`` refuses for lorry's own keys.
+    if key and not key.endswith("/"):
+        try:
+            head = await store.head_version(key, raw=True)
+        except ObjectNotFoundError:
+            pass  # not an object: a prefix
+        else:
+            digest = _content_digest(scheme, head)
+            return [Entry(_object_name(uri, name), digest, head.size, ref=uri, version_id=head.version_id)]
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    listed = (
+        _Listed(meta.key, meta.size, _content_digest(scheme, meta), meta.version_id)
+        async for meta in store.list_latest(prefix)
+    )
+    return await _expand(uri, scheme, bucket, prefix, name, limit, listed)
+
+
 # -- writing a fetched object -----------------------------------------------------------------------
 
 
@@ -197,7 +243,7 @@ class _Hasher(Protocol):
 
 
 def _open_new(path: Path) -> IO[bytes]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DOWNLOAD_MODE)
     return os.fdopen(fd, "wb", buffering=0)
 
 
@@ -208,11 +254,6 @@ def _write_chunk(handle: IO[bytes], chunk: bytes, hasher: _Hasher | None) -> Non
     while view:
         written = handle.write(view)
         view = view[written or 0 :]
-
-
-def _discard(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 async def _install(
@@ -253,7 +294,7 @@ async def _install(
             verify()
         await engine.in_thread(os.replace, temp, target)
     except BaseException:
-        _discard(temp)
+        discard(temp)
         raise
 
 
@@ -403,44 +444,6 @@ def _s3_store(engine: Engine, bucket: str) -> tuple[S3Store, RetryPolicy]:
     return store, policy
 
 
-def _s3_digest(etag: str | None) -> str | None:
-    return f"etag:{etag}" if etag else None
-
-
-async def _resolve_s3(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
-    bucket, key = _split_bucket(uri)
-    store, policy = _s3_store(engine, bucket)
-    # Resolving only reads, so a transient failure retries the whole of it.
-    return await policy.run(f"resolve {uri}", lambda: _resolve_s3_once(store, uri, bucket, key, name, limit))
-
-
-async def _resolve_s3_once(
-    store: S3Store, uri: str, bucket: str, key: str, name: str | None, limit: int
-) -> list[Entry]:
-    if key and not key.endswith("/"):
-        try:
-            head = await store.head_version(key, raw=True)
-        except ObjectNotFoundError:
-            pass  # not an object: a prefix
-        else:
-            return [
-                Entry(
-                    path=_object_name(uri, name),
-                    digest=_s3_digest(head.etag),
-                    size=head.size,
-                    ref=uri,
-                    version_id=head.version_id,
-                )
-            ]
-    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-    return await _expand(uri, "s3", bucket, prefix, name, limit, _s3_list(store, prefix))
-
-
-async def _s3_list(store: S3Store, prefix: str) -> AsyncGenerator[_Listed, None]:
-    async for meta in store.list_latest(prefix):
-        yield _Listed(meta.key, meta.size, _s3_digest(meta.etag), meta.version_id)
-
-
 async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
@@ -473,46 +476,6 @@ def _gcs_store(engine: Engine, bucket: str) -> tuple[GCSStore, RetryPolicy]:
     store, policy = _unwrapped(engine, f"gs://{bucket}")
     assert isinstance(store, GCSStore)
     return store, policy
-
-
-def _gcs_listed(meta: VersionedMeta) -> _Listed:
-    # Composite objects have no MD5: their CRC32C identifies them instead.
-    digest = f"md5:{meta.md5}" if meta.md5 else f"crc32c:{meta.crc32c}" if meta.crc32c else None
-    return _Listed(meta.key, meta.size, digest, meta.version_id)
-
-
-async def _resolve_gcs(engine: Engine, uri: str, name: str | None, limit: int) -> list[Entry]:
-    bucket, key = _split_bucket(uri)
-    store, policy = _gcs_store(engine, bucket)
-    return await policy.run(f"resolve {uri}", lambda: _resolve_gcs_once(store, uri, bucket, key, name, limit))
-
-
-async def _resolve_gcs_once(
-    store: GCSStore, uri: str, bucket: str, key: str, name: str | None, limit: int
-) -> list[Entry]:
-    if key and not key.endswith("/"):
-        try:
-            head = await store.head_version(key, raw=True)
-        except ObjectNotFoundError:
-            pass  # not an object: a prefix
-        else:
-            item = _gcs_listed(head)
-            return [
-                Entry(
-                    path=_object_name(uri, name),
-                    digest=item.digest,
-                    size=item.size,
-                    ref=uri,
-                    version_id=item.version_id,
-                )
-            ]
-    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-    return await _expand(uri, "gs", bucket, prefix, name, limit, _gcs_list(store, prefix))
-
-
-async def _gcs_list(store: GCSStore, prefix: str) -> AsyncGenerator[_Listed, None]:
-    async for meta in store.list_latest(prefix):
-        yield _gcs_listed(meta)
 
 
 def _gcs_hasher(digest: str | None) -> _Hasher | None:
@@ -611,7 +574,7 @@ def _fetch_file(entry: Entry, target: Path) -> None:
     source = _file_path(entry.ref)
     temp = temp_beside(target)
     try:
-        actual = copy_hashing(source, temp)
+        actual = copy_hashing(source, temp, DOWNLOAD_MODE)
     except FileNotFoundError as exc:
         raise IntegrityError(f"reference {entry.ref} of entry {entry.path!r} no longer exists") from exc
     except OSError as exc:
