@@ -108,30 +108,32 @@ def _store_local(store: LocalStore, item: FileSource) -> str:
 
 async def _store_remote(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
     size = item.stamp.size
-    if size <= SMALL_OBJECT:
-        # One thread hop reads and hashes; one conditional create stores it, or says it is there.
+    if size >= MULTIPART_THRESHOLD and isinstance(store, MultipartStore):
+        digest = await engine.in_thread(_hash_checked, item)
+        if not await _stored(engine, store, blob_key(digest)):
+            await _store_multipart(engine, store, item, blob_key(digest), journal)
+        return digest
+    # Read and hash in one trip to a thread: what is sent is exactly what was hashed.
+    held = engine.limits.memory.hold(size) if size > SMALL_OBJECT else contextlib.nullcontext()
+    async with held:
         data, digest = await engine.in_thread(_read_hashed, item)
+        # Small blobs go straight to a conditional create (a conflict means already stored); for
+        # larger ones a HEAD first saves sending bytes the store already has.
+        if size > SMALL_OBJECT and await _stored(engine, store, blob_key(digest)):
+            return digest
         async with engine.limits.requests:
             with contextlib.suppress(ConflictError):
                 await store.put(blob_key(digest), data, CREATE)
-        return digest
-    digest = await engine.in_thread(_hash_checked, item)
-    key = blob_key(digest)
+    return digest
+
+
+async def _stored(engine: Engine, store: Store, key: str) -> bool:
     try:
         async with engine.limits.requests:
             await store.head(key)
-        return digest
     except ObjectNotFoundError:
-        pass
-    if size >= MULTIPART_THRESHOLD and isinstance(store, MultipartStore):
-        await _store_multipart(engine, store, item, key, journal)
-        return digest
-    async with engine.limits.memory.hold(size):
-        data = await engine.in_thread(_read_checked, item, digest)
-        async with engine.limits.requests:
-            with contextlib.suppress(ConflictError):
-                await store.put(key, data, CREATE)
-    return digest
+        return False
+    return True
 
 
 async def _store_multipart(
@@ -217,6 +219,7 @@ def _read_hashed(item: FileSource) -> tuple[bytes, str]:
         raise local_error(exc, f"cannot read {item.source}") from exc
     if len(data) != item.stamp.size:
         raise SourceChangedError(f"{item.source} (entry {item.path!r}) changed while it was being logged")
+    check_unchanged(item.source, item.stamp, item.path)
     return data, digest_bytes(data)
 
 
@@ -225,13 +228,3 @@ def _hash_checked(item: FileSource) -> str:
     digest = hash_file(item.source)
     check_unchanged(item.source, item.stamp, item.path)
     return digest
-
-
-def _read_checked(item: FileSource, digest: str) -> bytes:
-    try:
-        data = item.source.read_bytes()
-    except OSError as exc:
-        raise local_error(exc, f"cannot read {item.source}") from exc
-    if digest_bytes(data) != digest:
-        raise SourceChangedError(f"{item.source} (entry {item.path!r}) changed while it was being logged")
-    return data
