@@ -9,7 +9,7 @@ Keys are ``/``-separated relative paths of printable characters without ``..`` s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -40,11 +40,16 @@ CREATE = Create()
 
 @dataclass(frozen=True, slots=True)
 class ObjectMeta:
-    """What a store says about one object. ``etag`` changes whenever the object's bytes change."""
+    """What a store says about one object. ``etag`` changes whenever the object's bytes change.
+
+    ``modified`` is when the object was last written, as the server's clock says (timezone-aware), where
+    the call that returned it reports it (listings do); garbage collection's grace period reads it.
+    """
 
     key: str
     size: int
     etag: str
+    modified: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from typing import cast
 from urllib.parse import quote, urlsplit
 
@@ -412,7 +413,12 @@ class GCSStore:
             size, generation = resource.get("size"), resource.get("generation")
             if isinstance(size, str | int) and isinstance(generation, str | int):
                 try:
-                    return ObjectMeta(key=key, size=int(size), etag=str(int(generation)))
+                    return ObjectMeta(
+                        key=key,
+                        size=int(size),
+                        etag=str(int(generation)),
+                        modified=_timestamp(resource.get("updated")),
+                    )
                 except ValueError:
                     pass
         raise StoreError(f"GCS returned malformed metadata for {key} in {self.url}")
@@ -498,3 +504,14 @@ def _retry_after(exc: aiohttp.ClientResponseError) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _timestamp(value: object) -> datetime | None:
+    """An RFC 3339 time as GCS writes it (``2024-05-01T12:00:00.123Z``), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -20,6 +20,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -204,7 +205,8 @@ class LocalStore:
                 key = rel + filename
                 if key.startswith(prefix):
                     with contextlib.suppress(FileNotFoundError):
-                        found.append(ObjectMeta(key, *_size_etag(os.stat(os.path.join(dirpath, filename)))))
+                        st = os.stat(os.path.join(dirpath, filename))
+                        found.append(ObjectMeta(key, *_size_etag(st), modified=_modified(st)))
         found.sort(key=lambda m: m.key)
         return iter(found)
 
@@ -222,3 +224,7 @@ class LocalStore:
 
 def _size_etag(st: os.stat_result) -> tuple[int, str]:
     return st.st_size, etag_of(st)
+
+
+def _modified(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, UTC)

@@ -172,7 +172,13 @@ class S3Store:
             response = await self._call("list_objects_v2", None, **params)
             for item in response.get("Contents", []):
                 key = str(item["Key"])[len(self.prefix) :]
-                yield ObjectMeta(key=key, size=int(item["Size"]), etag=_etag(item["ETag"]))
+                modified = item.get("LastModified")
+                yield ObjectMeta(
+                    key=key,
+                    size=int(item["Size"]),
+                    etag=_etag(item["ETag"]),
+                    modified=modified if isinstance(modified, datetime) else None,
+                )
             if not response.get("IsTruncated"):
                 return
             params["ContinuationToken"] = response["NextContinuationToken"]
