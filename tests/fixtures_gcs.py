@@ -7,8 +7,8 @@ ends. ``STORAGE_EMULATOR_HOST`` is set only inside the tests that ask for a GCS 
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -80,12 +80,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _emulator_command() -> str:
-    beside = Path(sys.executable).parent / "gcp-storage-emulator"
-    found = str(beside) if beside.exists() else shutil.which("gcp-storage-emulator")
-    if found is None:
+# The emulator with GCS's write preconditions added (it ignores ifGenerationMatch by itself).
+LAUNCHER = Path(__file__).with_name("gcs_emulator.py")
+
+
+def _emulator_command() -> list[str]:
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
         pytest.skip("gcp-storage-emulator is not installed (pip install gcp-storage-emulator)")
-    return found
+    return [sys.executable, str(LAUNCHER)]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -107,7 +109,7 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulat
         port = _free_port()
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [command, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+                [*command, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

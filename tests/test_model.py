@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import posixpath
+import unicodedata
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +14,14 @@ from hypothesis import strategies as st
 import lorry
 from lorry.model.manifest import Entry, Manifest, normalize_entry_path
 from lorry.model.metadata import validate_metadata
-from lorry.model.names import parse_artifact_path, validate_alias, validate_artifact_name
+from lorry.model.names import (
+    parse_artifact_path,
+    validate_alias,
+    validate_artifact_name,
+    validate_segment,
+    validate_type,
+)
+from lorry.registry.records import VersionRecord
 
 NAME_CHARS = st.sampled_from("abcXYZ019_-.")
 names = st.text(NAME_CHARS, min_size=1, max_size=40)
@@ -107,3 +116,233 @@ def test_manifests_round_trip_and_ignore_order(items: list[Entry]) -> None:
     assert dict(again) == dict(manifest)
     assert Manifest(reversed(items)).digest == manifest.digest
     assert again.digest == manifest.digest
+
+
+# -- arbitrary text: every input is accepted in a form that round-trips, or refused naming the problem --
+
+SPECIAL = st.sampled_from(["/", "\\", ".", " ", ":", "\x00", "\t", "\n", "\x7f", "\x85", "\ud800", "é", "名"])
+# Any code point, lone surrogates included (they cannot be written as UTF-8, so JSON cannot hold them).
+any_char = st.characters(exclude_categories=())
+wild_text = st.one_of(
+    st.text(max_size=40),
+    st.text(st.one_of(any_char, SPECIAL), max_size=40),
+    st.lists(st.one_of(names, SPECIAL, st.just("..")), max_size=8).map("".join),
+    st.text(st.sampled_from("ab/."), min_size=200, max_size=400),
+)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@given(wild_text)
+def test_aliases_are_accepted_exactly_when_valid(text: str) -> None:
+    try:
+        assert validate_alias(text) == text
+    except lorry.InvalidNameError as error:
+        assert "alias" in str(error)
+        return
+    assert 1 <= len(text) <= 128 and text not in (".", "..")
+    assert all(c.isascii() and (c.isalnum() or c in "_-.") for c in text)
+
+
+@given(wild_text)
+def test_types_are_accepted_exactly_when_storable(text: str) -> None:
+    try:
+        assert validate_type(text) == text
+    except lorry.InvalidNameError as error:
+        assert "type" in str(error)
+        return
+    assert text.strip() and len(text) <= 128 and _encodable(text)
+    assert not any(c in text for c in "/:") and not any(unicodedata.category(c) == "Cc" for c in text)
+    assert orjson.loads(orjson.dumps(text)) == text
+
+
+@given(wild_text)
+def test_artifact_names_refuse_dot_segments(text: str) -> None:
+    try:
+        validate_artifact_name(text)
+    except lorry.InvalidNameError as error:
+        assert "artifact name" in str(error)
+        return
+    assert text not in (".", "..")  # a name is one segment of a store key
+
+
+@given(wild_text)
+def test_entry_names_are_normalised_or_refused(text: str) -> None:
+    try:
+        normal = normalize_entry_path(text)
+    except lorry.InvalidPathError as error:
+        assert "entry name" in str(error)
+        return
+    assert _encodable(normal)
+    parts = normal.split("/")
+    assert all(parts) and "." not in parts and ".." not in parts
+    assert all(len(p.encode()) <= 255 for p in parts)  # each part can be a file name
+    assert not any(ord(c) < 32 for c in normal)
+    assert posixpath.normpath(normal) == normal
+    assert normalize_entry_path(normal) == normal
+    if "\\" not in text and "//" not in text and "/./" not in f"/{text}/" and not text.endswith("/"):
+        assert normal == text  # a name already in normal form is kept exactly
+
+
+hostile_values = st.one_of(
+    st.integers(min_value=-(1 << 70), max_value=1 << 70),
+    st.floats(),
+    st.binary(max_size=4),
+    st.text(st.one_of(any_char, SPECIAL), max_size=6),
+    st.sets(st.integers(), max_size=2),
+    st.tuples(st.integers(), st.text(max_size=3)),
+)
+hostile_keys = st.one_of(st.text(st.one_of(any_char, SPECIAL), max_size=6), st.integers(), st.none(), st.binary())
+hostile_metadata = st.recursive(
+    hostile_values | json_values,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_keys, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(hostile_keys, hostile_metadata, max_size=4))
+def test_any_metadata_is_stored_as_json_or_refused(metadata: dict[object, object]) -> None:
+    try:
+        plain = validate_metadata(metadata)
+    except lorry.InvalidMetadataError as error:
+        assert str(error).startswith("metadata")  # names where in the metadata the problem is
+        return
+    assert orjson.loads(orjson.dumps(plain)) == plain  # what is accepted is exactly what is read back
+    assert validate_metadata(plain) == plain
+
+
+class _Text(str):
+    pass
+
+
+class _Real(float):
+    pass
+
+
+class _Count(int):
+    pass
+
+
+def test_metadata_subclasses_become_plain_json_values() -> None:
+    plain = validate_metadata({_Text("k"): [_Real(1.5), _Count(3), (1, 2)]})
+    assert plain == {"k": [1.5, 3, [1, 2]]}
+    assert orjson.loads(orjson.dumps(plain)) == plain
+    assert type(next(iter(plain))) is str
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"n": 1 << 64}, r"metadata\['n'\] .*64"),
+        ({"n": [-(1 << 63) - 1]}, r"metadata\['n'\]\[0\] .*64"),
+        ({"s": "\ud800"}, r"metadata\['s'\] .*UTF-8"),
+        ({"\udcff": 1}, "UTF-8"),
+        ({"b": b"x"}, r"metadata\['b'\] holds a bytes"),
+    ],
+)
+def test_metadata_json_cannot_hold_is_refused(metadata: dict[str, object], problem: str) -> None:
+    with pytest.raises(lorry.InvalidMetadataError, match=problem):
+        validate_metadata(metadata)
+
+
+def test_metadata_limits_are_inclusive() -> None:
+    plain = {"max": (1 << 64) - 1, "min": -(1 << 63)}
+    assert validate_metadata(plain) == plain
+    assert orjson.loads(orjson.dumps(plain)) == plain
+
+
+@given(st.lists(st.sampled_from(["a", "a/b", "a/b/c", "b", "a.txt", "a b", "ab"]), min_size=1, unique=True))
+def test_a_manifest_never_holds_a_file_where_a_folder_is(paths: list[str]) -> None:
+    items = [Entry(p, "blake3:" + "0" * 64, 1) for p in paths]
+    clash = any(q.startswith(p + "/") for p in paths for q in paths)
+    if clash:
+        with pytest.raises(lorry.InvalidPathError, match="folder"):
+            Manifest(items)
+    else:
+        assert sorted(Manifest(items)) == sorted(paths)
+
+
+# -- hostile bytes: parsers answer CorruptRecordError naming the object, never a bare exception -------
+
+raw_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 63), (1 << 64) - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+GOOD_ENTRY = {"path": "a/b.txt", "digest": "blake3:" + "1" * 64, "size": 3}
+entry_fields = st.sampled_from(["path", "digest", "size", "ref", "version_id"])
+
+
+@st.composite
+def damaged_entries(draw: st.DrawFn) -> object:
+    entry: dict[str, object] = dict(GOOD_ENTRY)
+    for _ in range(draw(st.integers(0, 3))):
+        field = draw(entry_fields)
+        if draw(st.booleans()):
+            entry.pop(field, None)
+        else:
+            entry[field] = draw(
+                raw_json
+                | st.sampled_from(["../x", "/abs", "a\\b", "a\x00b", "a//b", "", ".", "C:/x", -1, 1 << 63])
+            )
+    return draw(st.one_of(st.just(entry), raw_json))
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        st.lists(damaged_entries(), max_size=4).map(lambda es: orjson.dumps({"format": 1, "entries": es})),
+        raw_json.map(orjson.dumps),
+    )
+)
+def test_manifest_parser_refuses_damage_by_name(payload: bytes) -> None:
+    try:
+        manifest = Manifest.from_bytes(payload, name="manifest manifests/blake3/ab/abc.json")
+    except lorry.CorruptRecordError as error:
+        assert "manifests/blake3/ab/abc.json" in str(error)
+        return
+    for path, entry in manifest.items():
+        assert normalize_entry_path(path) == path and entry.path == path
+        assert entry.size is None or entry.size >= 0
+
+
+GOOD_RECORD = {
+    "version": 0,
+    "manifest": "blake3:" + "2" * 64,
+    "type": "dataset",
+    "size": 3,
+    "file_count": 1,
+    "created_at": "2026-01-01T00:00:00+00:00",
+    "logged_by": "abc123",
+    "description": None,
+    "metadata": {},
+}
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(GOOD_RECORD)),
+        st.one_of(st.none(), raw_json, st.sampled_from(["../../x", "a/b", "", "v1", -5])),
+        max_size=3,
+    ),
+    st.lists(st.sampled_from(sorted(GOOD_RECORD)), max_size=2),
+)
+def test_version_record_parser_refuses_damage_by_name(changes: dict[str, object], drop: list[str]) -> None:
+    doc = {**GOOD_RECORD, **changes}
+    for name in drop:
+        doc.pop(name, None)
+    key = "e/p/artifacts/n/versions/0.json"
+    try:
+        record = VersionRecord.from_bytes(orjson.dumps(doc), key)
+    except lorry.CorruptRecordError as error:
+        assert key in str(error)
+        return
+    assert record.size >= 0 and record.file_count >= 0 and record.version >= 0
+    assert validate_type(record.type) == record.type
+    assert record.logged_by is None or validate_segment(record.logged_by, "run id") == record.logged_by

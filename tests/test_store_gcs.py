@@ -27,17 +27,9 @@ from lorry.storage.gcs import GCSStore
 from tests.conformance import StoreConformance, listing, run
 from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory
 
-EMULATOR_IGNORES_PRECONDITIONS = (
-    "gcp-storage-emulator ignores ifGenerationMatch (covered by the request-level tests below)"
-)
-
 
 class TestGCSStore(StoreConformance):
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
-        "test_create": EMULATOR_IGNORES_PRECONDITIONS,
-        "test_update_with_stale_etag": EMULATOR_IGNORES_PRECONDITIONS,
-        "test_update_of_deleted_key": EMULATOR_IGNORES_PRECONDITIONS,
-        "test_concurrent_create_has_one_winner": EMULATOR_IGNORES_PRECONDITIONS,
         "test_special_keys": (
             "gcp-storage-emulator cuts object paths at ';' (it parses URLs with urllib's urlparse, which "
             "takes ';' as a parameter separator), and aiohttp sends ';' unescaped; the other special "

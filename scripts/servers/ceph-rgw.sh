@@ -5,10 +5,15 @@
 #   ceph-rgw.sh start DIR [PORT]     start mon, one memstore OSD and rgw under DIR; rgw listens on PORT
 #                                    (default: a free port). Prints KEY=VALUE lines (also in DIR/env):
 #                                    LORRY_RGW_ENDPOINT, LORRY_RGW_ACCESS_KEY, LORRY_RGW_SECRET_KEY,
-#                                    LORRY_RGW_PIDS, LORRY_RGW_START_SECONDS
+#                                    LORRY_RGW_PIDS, LORRY_RGW_START_SECONDS, and with TLS (below)
+#                                    LORRY_RGW_SSL_ENDPOINT
 #   ceph-rgw.sh stop DIR             end exactly the processes that `start DIR` started (DIR/pids)
 #
 # Runs as root, non-interactively (CI). Data lives in RAM (memstore): delete what a run uploads.
+# TLS: with LORRY_RGW_SSL_CERTIFICATE and LORRY_RGW_SSL_PRIVATE_KEY (PEM files) set, rgw also listens
+# with TLS on a second free port (LORRY_RGW_SSL_PORT to choose it). Server-side encryption (SSE-C, and
+# SSE-KMS with the test-only key "lorry-testkey" of ceph.conf.in) is accepted on the TLS port only, as
+# rgw_crypt_require_ssl is left at its default.
 # Settings that matter, learnt the hard way:
 #   - cephx off, and ms_mon_client_mode = crc: without it rgw waits 300 s for the mon;
 #   - pool size 1 (one OSD);
@@ -85,6 +90,11 @@ s3_answers() {
     [[ $status == HTTP/1.1\ 200* ]]
 }
 
+ssl_listens() {
+    exec 3<>"/dev/tcp/127.0.0.1/$SSL_PORT" || return 1
+    exec 3>&-
+}
+
 osd_up() { ceph -c "$CONF" osd stat 2>/dev/null | grep -q "1 up"; }
 
 start() {
@@ -93,6 +103,15 @@ start() {
     local started
     started=$(date +%s.%N)
     PORT=${PORT:-$(free_port)}
+    local ssl_frontend=""
+    SSL_PORT=""
+    if [[ -n ${LORRY_RGW_SSL_CERTIFICATE:-} ]]; then
+        [[ -r $LORRY_RGW_SSL_CERTIFICATE && -r ${LORRY_RGW_SSL_PRIVATE_KEY:-} ]] \
+            || die "LORRY_RGW_SSL_CERTIFICATE and LORRY_RGW_SSL_PRIVATE_KEY must name readable PEM files"
+        SSL_PORT=${LORRY_RGW_SSL_PORT:-$(free_port)}
+        ssl_frontend=" ssl_endpoint=127.0.0.1:$SSL_PORT ssl_certificate=$LORRY_RGW_SSL_CERTIFICATE"
+        ssl_frontend+=" ssl_private_key=$LORRY_RGW_SSL_PRIVATE_KEY"
+    fi
     local mon_port fsid osd_uuid
     mon_port=$(free_port)
     fsid=$(cat /proc/sys/kernel/random/uuid)
@@ -102,7 +121,7 @@ start() {
     trap stop EXIT  # a start that fails part-way ends what it started
     CONF=$DIR/ceph.conf
     sed -e "s|@DIR@|$DIR|g" -e "s|@FSID@|$fsid|g" -e "s|@MON_PORT@|$mon_port|g" \
-        -e "s|@PORT@|$PORT|g" -e "s|@MEMSTORE_BYTES@|$MEMSTORE_BYTES|g" \
+        -e "s|@PORT@|$PORT|g" -e "s|@MEMSTORE_BYTES@|$MEMSTORE_BYTES|g" -e "s|@SSL_FRONTEND@|$ssl_frontend|g" \
         "$(dirname "$0")/ceph.conf.in" >"$CONF"
 
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$DIR/monmap" >/dev/null
@@ -124,6 +143,7 @@ start() {
         || die "radosgw-admin user create failed: $(tail -5 "$DIR/log/user.out")"
     launch rgw radosgw -c "$CONF" -n client.rgw.lorry
     wait_for "S3 on 127.0.0.1:$PORT" s3_answers
+    [[ -z $SSL_PORT ]] || wait_for "TLS on 127.0.0.1:$SSL_PORT" ssl_listens
 
     local seconds
     seconds=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
@@ -133,6 +153,7 @@ start() {
         echo "LORRY_RGW_SECRET_KEY=$SECRET_KEY"
         echo "LORRY_RGW_PIDS=\"$(tr '\n' ' ' <"$DIR/pids" | sed 's/ $//')\""
         echo "LORRY_RGW_START_SECONDS=$seconds"
+        [[ -z $SSL_PORT ]] || echo "LORRY_RGW_SSL_ENDPOINT=https://127.0.0.1:$SSL_PORT"
     } | tee "$DIR/env"
     trap - EXIT
 }

@@ -31,6 +31,8 @@ from lorry.errors import (
     RunNotFoundError,
     SourceChangedError,
     StoreError,
+    UnsafeStoreError,
+    UntrustedCertificateError,
     UsageError,
     ValidationError,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "Settings",
     "SourceChangedError",
     "StoreError",
+    "UnsafeStoreError",
+    "UntrustedCertificateError",
     "UsageError",
     "ValidationError",
     "__version__",

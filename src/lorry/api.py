@@ -14,6 +14,7 @@ from lorry import _bridge
 from lorry.artifact import AliasTable, Artifact, LoggedRun
 from lorry.errors import ArtifactNotFoundError, ValidationError
 from lorry.model.names import parse_artifact_path, validate_artifact_name, validate_segment
+from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
 from lorry.registry.registry import Collection, Registry
 from lorry.runs import resolve_artifact
 from lorry.settings import Settings
@@ -65,7 +66,7 @@ class Api:
 
     @property
     def _registry(self) -> Registry:
-        return engine(self.settings).registry(self.settings.store)
+        return engine(self.settings).registry(self.settings)
 
     def artifact(self, name: str, type: str | None = None) -> Artifact:
         """``[[entity/]project/]name[:alias]`` (alias defaults to ``latest``) → that version."""
@@ -126,15 +127,28 @@ class Api:
     def stale_uploads(self, older_than: timedelta = DEFAULT_GRACE) -> list[Upload]:
         """Multipart uploads on the store left open for longer than ``older_than`` (by crashed
         processes: lorry aborts those it abandons itself)."""
-        store = engine(self.settings).store(self.settings.store)
+        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
         return _bridge.run_sync(stale_uploads(store, older_than))
 
     def abort_stale_uploads(self, older_than: timedelta = DEFAULT_GRACE) -> list[Upload]:
         """Abort what ``stale_uploads`` finds, freeing the space their parts hold; return them."""
-        store = engine(self.settings).store(self.settings.store)
+        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
         found = _bridge.run_sync(stale_uploads(store, older_than))
         _bridge.run_sync(abort_uploads(store, found))
         return found
+
+    def collect_garbage(self, older_than: timedelta = DEFAULT_GRACE, *, dry_run: bool = False) -> GcReport:
+        """Remove what no committed version needs (blobs and manifests of crashed or failed logs,
+        multipart uploads never completed) once it is older than ``older_than``; with ``dry_run``, only
+        report it. Safe while other processes log: see ``lorry.registry.maintenance``."""
+        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        return _bridge.run_sync(collect_garbage(store, grace=older_than, dry_run=dry_run))
+
+    def verify_store(self, *, quick: bool = False) -> StoreReport:
+        """Check every committed version of the store: record, manifest, and each blob's presence, size
+        and (unless ``quick``) bytes. The report lists every problem found; nothing is changed."""
+        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        return _bridge.run_sync(verify_store(store, quick=quick))
 
     def _collection(self, name: str) -> Collection:
         path = parse_artifact_path(name)

@@ -19,6 +19,7 @@ import fcntl
 import os
 import posixpath
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ from lorry.errors import (
 from lorry.model.manifest import Entry, Manifest, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_type, version_alias
+from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import Collection, Registry
 from lorry.settings import Settings
@@ -478,7 +480,12 @@ class Artifact:
         except (FileExistsError, NotADirectoryError):
             raise LocalFileError(f"download root {target} exists and is not a folder") from None
         await fetch_entries(
-            eng, eng.store(state.settings.store), Cache(state.settings.cache_dir), entries, target, counters
+            eng,
+            eng.store(state.settings.store, state.settings.store_options),
+            Cache(state.settings.cache_dir),
+            entries,
+            target,
+            counters,
         )
         return str(target)
 
@@ -615,7 +622,11 @@ class ArtifactEntry:
         eng = engine(state.settings)
         folder.mkdir(parents=True, exist_ok=True)
         path = await fetch_entry(
-            eng, eng.store(state.settings.store), Cache(state.settings.cache_dir), self._entry, folder
+            eng,
+            eng.store(state.settings.store, state.settings.store_options),
+            Cache(state.settings.cache_dir),
+            self._entry,
+            folder,
         )
         return str(path)
 
@@ -629,7 +640,7 @@ class LoggedRun:
 
     @classmethod
     def load(cls, settings: Settings, entity: str, project: str, run_id: str) -> LoggedRun:
-        registry = Registry(engine(settings).store(settings.store))
+        registry = engine(settings).registry(settings)
         return cls(settings, _bridge.run_sync(registry.get_run(entity, project, run_id)))
 
     def __repr__(self) -> str:
@@ -664,7 +675,7 @@ def load_version(settings: Settings, ref: ArtifactRef) -> Artifact:
 
 async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
     collection = Collection(ref.entity, ref.project, ref.name)
-    record = await engine(settings).registry(settings.store).read_version(collection, ref.version)
+    record = await engine(settings).registry(settings).read_version(collection, ref.version)
     return await Artifact._load(settings, collection, record)
 
 
@@ -692,7 +703,7 @@ async def _aliases_of(state: _Logged) -> list[str]:
 
 
 def _registry(state: _Logged) -> Registry:
-    return engine(state.settings).registry(state.settings.store)
+    return engine(state.settings).registry(state.settings)
 
 
 @dataclass(frozen=True)
@@ -715,12 +726,20 @@ class _LogPlan:
 async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
     """Store the files and the manifest (in parallel with other artifacts), then commit in turn."""
     try:
-        store = eng.store(plan.settings.store)
-        registry = Registry(store)
+        store = eng.store(plan.settings.store, plan.settings.store_options)
+        registry = eng.registry(plan.settings)
+        fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
         stored = await store_files(eng, store, plan.files, plan.counters, Journal(plan.settings.cache_dir))
         manifest = Manifest([*stored, *plan.refs])
         await registry.put_manifest(manifest)
+
+        async def restore() -> None:  # a gc ran meanwhile: store again whatever it removed
+            await store_files(eng, store, plan.files, Counters(), Journal(plan.settings.cache_dir))
+            await registry.put_manifest(manifest)
+
         async with eng.assigner.turn(ticket):
+            fence = await guard_commit(store, fence, restore)
+            started = time.monotonic()
             record, _ = await registry.commit(
                 plan.collection,
                 plan.artifact_type,
@@ -730,6 +749,8 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
                 description=plan.description,
                 metadata=plan.metadata,
             )
+            if time.monotonic() - started > SETTLE / 2:
+                await repair_if_gc_ran(store, fence, restore)
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
         await plan.run._record_output(
             ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)

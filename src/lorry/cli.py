@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.secret import redact_uri
 
 log = logging.getLogger("lorry")
 
@@ -382,7 +383,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
     width = max((len(human_size(e.size)) for e in files[:MAX_FILES_SHOWN]), default=0)
     for entry in files[:MAX_FILES_SHOWN]:
         ref = entry.ref()
-        out.line(f"  {human_size(entry.size):>{width}}  {entry.path}" + (s.dim(f"  -> {ref}") if ref else ""))
+        shown = s.dim(f"  -> {redact_uri(ref)}") if ref else ""  # a signed URL without its signature
+        out.line(f"  {human_size(entry.size):>{width}}  {entry.path}{shown}")
     if len(files) > MAX_FILES_SHOWN:
         out.line(s.dim(f"  ... and {len(files) - MAX_FILES_SHOWN} more (lorry show --json lists all)"))
     out.line(s.bold("lineage"))
@@ -568,6 +570,10 @@ def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    if args.artifact is None:
+        return _verify_store(args, out)
+    if args.quick:
+        raise lorry.ValidationError("--quick applies to the whole store: give no NAME with it")
     artifact = _api(args).artifact(args.artifact)
     folder = Path(args.root) if args.root is not None else artifact.default_root()
     artifact.verify(folder)
@@ -578,6 +584,63 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
             f"{out.style.green('ok')}: {folder} matches {artifact.qualified_name} "
             f"({_files_text(artifact.file_count)}, {human_size(artifact.size)})"
         )
+    return 0
+
+
+def _verify_store(args: argparse.Namespace, out: Output) -> int:
+    if args.root is not None:
+        raise lorry.ValidationError("--root needs the NAME of the version to check the folder against")
+    report = _api(args).verify_store(quick=args.quick)
+    if out.json:
+        out.document(
+            {
+                "store": args.store or lorry.Settings.load().store,
+                "versions": report.versions,
+                "manifests": report.manifests,
+                "blobs": report.blobs,
+                "bytes_hashed": report.blob_bytes,
+                "problems": [{"key": p.key, "problem": p.message} for p in report.problems],
+                "ok": report.ok,
+            }
+        )
+        return 0 if report.ok else 1
+    checked = "sizes checked" if args.quick else f"{human_size(report.blob_bytes)} hashed"
+    summary = f"{report.versions} versions, {report.blobs} blobs ({checked})"
+    for problem in report.problems:
+        out.line(f"{out.style.red('problem')}: {problem}")
+    if report.ok:
+        out.line(f"{out.style.green('ok')}: {summary}")
+        return 0
+    out.line(f"{len(report.problems)} problem(s) in {summary}")
+    return 1
+
+
+def cmd_gc(args: argparse.Namespace, out: Output) -> int:
+    report = lorry.Api(store=args.store).collect_garbage(args.older_than, dry_run=args.dry_run)
+    if out.json:
+        out.document(
+            {
+                "dry_run": report.dry_run,
+                "versions": report.versions,
+                "blobs": report.blobs,
+                "blob_bytes": report.blob_bytes,
+                "manifests": report.manifests,
+                "uploads": report.uploads,
+                "spared": report.spared,
+                "keys": list(report.keys),
+            }
+        )
+        return 0
+    verb = "would remove" if report.dry_run else "removed"
+    if report.dry_run:
+        for key in report.keys:
+            out.line(f"{verb} {key}")
+    spared = f", and {report.spared} unreferenced objects younger than {args.older_than}"
+    out.line(
+        f"{verb} {report.blobs} blobs ({human_size(report.blob_bytes)}), {report.manifests} manifests and "
+        f"{report.uploads} stale uploads; kept everything {report.versions} versions need"
+        + (spared if report.spared else "")
+    )
     return 0
 
 
@@ -867,14 +930,24 @@ lorry alias rm bike-model production
         commands,
         "verify",
         cmd_verify,
-        "check that a folder holds exactly a version's files, byte for byte",
+        "check a folder against a version, or (without NAME) every version in the store",
         """
 lorry verify bike-model:best                 # checks ./artifacts/bike-model:vN
 lorry verify bike-model:best --root /srv/model
+lorry verify                                 # every version's manifest and blobs, bytes hashed
+lorry verify --quick --store s3://bucket/team  # presence and sizes only
 """,
         [common],
     )
-    verify.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
+    verify.add_argument(
+        "artifact",
+        metavar="NAME[:ALIAS]",
+        nargs="?",
+        help="[[entity/]project/]name[:alias or vN]; without it, the whole store is checked",
+    )
+    verify.add_argument(
+        "--quick", action="store_true", help="whole store: check presence and sizes, do not read the bytes"
+    )
     verify.add_argument(
         "--root", metavar="DIR", help="folder to check (default ./artifacts/<name>:<version>)"
     )
@@ -916,6 +989,24 @@ lorry cache cleanup --max-size 10G
         help="like 10G, 500M, 0 (1K = 1024 bytes)",
     )
 
+    _add_maintenance_commands(commands)
+
+    _add(
+        commands,
+        "config",
+        cmd_config,
+        "show the effective settings and where each came from (secrets redacted)",
+        """
+lorry config
+lorry config --store s3://bucket/team --json
+""",
+        [common],
+    )
+    return parser
+
+
+def _add_maintenance_commands(commands: Any) -> None:
+    """Commands that look after a whole store rather than one artifact."""
     uploads = _add(
         commands,
         "abort-uploads",
@@ -936,18 +1027,25 @@ lorry abort-uploads --older-than 6h --store s3://bucket/team
     )
     uploads.add_argument("--dry-run", action="store_true", help="list them, abort nothing")
 
-    _add(
+    gc = _add(
         commands,
-        "config",
-        cmd_config,
-        "show the effective settings and where each came from (secrets redacted)",
+        "gc",
+        cmd_gc,
+        "remove what no version needs (crashed or failed logs, stale uploads), after a grace period",
         """
-lorry config
-lorry config --store s3://bucket/team --json
+lorry gc --dry-run
+lorry gc --older-than 6h --store s3://bucket/team
 """,
-        [common],
+        [_options(project=False, entity=False)],
     )
-    return parser
+    gc.add_argument(
+        "--older-than",
+        type=_duration,
+        default=timedelta(hours=24),
+        metavar="AGE",
+        help="only objects written longer ago than this (default 24h; spares logs still running)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
 
 
 def _configure_logging(debug: bool) -> None:

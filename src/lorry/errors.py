@@ -19,7 +19,9 @@
     ├── StoreError                            the store failed (I/O error, server error, bad record)
     │   ├── TransientError                    may succeed if tried again: reset, timeout, 5xx, 429, SlowDown
     │   ├── AccessDeniedError                 credentials refused or missing: retrying cannot help
-    │   └── CorruptRecordError                a record or manifest on the store cannot be parsed
+    │   ├── UntrustedCertificateError         the server's TLS certificate failed verification
+    │   ├── CorruptRecordError                a record or manifest on the store cannot be parsed
+    │   └── UnsafeStoreError                  the server ignores conditional writes: versions refused
     └── ArtifactFailedError                   logging an artifact failed; ``__cause__`` says why
 
 Backend exceptions are mapped at the boundary with ``raise ... from``, so the original stays attached.
@@ -103,8 +105,18 @@ class AccessDeniedError(StoreError):
     """The server refused the credentials, or they are missing; trying again cannot help."""
 
 
+class UntrustedCertificateError(StoreError):
+    """The server's TLS certificate failed verification (unknown authority, wrong name, expired); the
+    message names the endpoint and the setting (``ca_bundle``) that makes a private CA trusted."""
+
+
 class CorruptRecordError(StoreError):
     """A record or manifest on the store that cannot be parsed or breaks its own rules."""
+
+
+class UnsafeStoreError(StoreError):
+    """The store's server ignores conditional writes, so concurrent writers could overwrite each other's
+    versions; lorry refuses to assign versions there unless told that only one process writes."""
 
 
 class ArtifactFailedError(LorryError):

@@ -25,7 +25,7 @@ from lorry.errors import ArtifactFailedError, UsageError, ValidationError
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import LATEST, parse_artifact_path, validate_artifact_name
 from lorry.registry.records import ArtifactRef, RunRecord
-from lorry.registry.registry import Collection, Registry
+from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from lorry.transfer.engine import shutdown as shutdown_engine
@@ -67,7 +67,7 @@ class Run:
         self._tracked_lock = threading.Lock()
         self._record_lock: asyncio.Lock | None = None
         self._finished = False
-        self._registry = Registry(engine(settings).store(settings.store))
+        self._registry = engine(settings).registry(settings)
         _bridge.run_sync(self._registry.put_run(self._record, create=True))
         log.info("run %s started (job_type=%s, store=%s)", self.path, job_type, settings.store)
 
@@ -252,7 +252,7 @@ async def resolve_artifact(settings: Settings, text: str, type_: str | None = No
     """``[[entity/]project/]name[:alias]`` → the logged version it names."""
     path = parse_artifact_path(text)
     collection = Collection(path.entity or settings.entity, path.project or settings.project, path.name)
-    registry = engine(settings).registry(settings.store)
+    registry = engine(settings).registry(settings)
     record = await registry.resolve(collection, path.alias or LATEST)
     artifact = await Artifact._load(settings, collection, record)
     if type_ is not None and artifact.type != type_:

@@ -15,6 +15,8 @@ from typing import Any
 
 from lorry.errors import ValidationError
 from lorry.model.names import validate_segment
+from lorry.model.secret import Secret
+from lorry.storage.options import StoreOptions
 
 MiB = 1 << 20
 
@@ -48,6 +50,21 @@ class Settings:
     max_open_files: int = 128
     progress: bool | None = None
     """Progress bars: None shows them when stderr is a terminal."""
+    single_writer: bool = False
+    """Promise that one process at a time writes to the store: lets lorry assign versions on a server
+    that ignores conditional writes (it checks them client-side instead, which is safe only then)."""
+    ca_bundle: str | None = None
+    """A PEM file of the certificate authorities that TLS trusts, instead of the default ones."""
+    verify_tls: bool = True
+    """Verify TLS certificates. Off only when set so explicitly, and every store opened then warns."""
+    s3_sse: str | None = None
+    """Server-side encryption of S3 objects: ``AES256`` (SSE-S3) or ``aws:kms`` (SSE-KMS)."""
+    s3_sse_kms_key_id: str | None = None
+    """The KMS key of ``s3_sse="aws:kms"`` (default: the server's own)."""
+    s3_sse_c_key: Secret | None = None
+    """SSE-C: a base64 256-bit key of the user's, sent with every write and read; never shown."""
+    gcs_kms_key: str | None = None
+    """A Cloud KMS key name for GCS objects (customer-managed encryption)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     _ENV = {  # noqa: RUF012 - a class-level table, never mutated
@@ -59,6 +76,13 @@ class Settings:
         "max_memory": "LORRY_MAX_MEMORY",
         "max_open_files": "LORRY_MAX_OPEN_FILES",
         "progress": "LORRY_PROGRESS",
+        "single_writer": "LORRY_SINGLE_WRITER",
+        "ca_bundle": "LORRY_CA_BUNDLE",
+        "verify_tls": "LORRY_VERIFY_TLS",
+        "s3_sse": "LORRY_S3_SSE",
+        "s3_sse_kms_key_id": "LORRY_S3_SSE_KMS_KEY_ID",
+        "s3_sse_c_key": "LORRY_S3_SSE_C_KEY",
+        "gcs_kms_key": "LORRY_GCS_KMS_KEY",
     }
 
     @classmethod
@@ -86,6 +110,10 @@ class Settings:
                 sources[name] = "default"
         values["cache_dir"] = Path(values["cache_dir"]).expanduser()
         values["store"] = str(values["store"])
+        if values.get("ca_bundle") is not None:
+            values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser())
+        if isinstance(values.get("s3_sse_c_key"), str):
+            values["s3_sse_c_key"] = Secret(values["s3_sse_c_key"])
         settings = cls(**values, sources=sources)
         settings.check()
         return settings
@@ -99,6 +127,25 @@ class Settings:
                 raise ValidationError(f"setting {name} must be a positive integer, not {value!r}")
         if self.max_memory < 8 * MiB:
             raise ValidationError("setting max_memory must be at least 8 MiB")
+        if not isinstance(self.verify_tls, bool):
+            raise ValidationError(f"setting verify_tls must be True or False, not {self.verify_tls!r}")
+        if self.s3_sse_c_key is not None and not isinstance(self.s3_sse_c_key, Secret):
+            raise ValidationError("setting s3_sse_c_key must be given as a string or a lorry Secret")
+        if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
+            raise ValidationError(f"setting ca_bundle names no file: {self.ca_bundle}")
+        self.store_options  # noqa: B018 - refuses contradictory or malformed encryption settings
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """What remote stores need from these settings: TLS trust and server-side encryption."""
+        return StoreOptions(
+            ca_bundle=self.ca_bundle,
+            verify_tls=self.verify_tls,
+            s3_sse=self.s3_sse,
+            s3_sse_kms_key_id=self.s3_sse_kms_key_id,
+            s3_sse_c_key=self.s3_sse_c_key,
+            gcs_kms_key=self.gcs_kms_key,
+        )
 
     def with_(self, **changes: Any) -> Settings:
         updated = replace(self, **changes)
@@ -120,11 +167,20 @@ def _parse(name: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ValidationError(f"${Settings._ENV[name]} must be an integer, not {raw!r}") from None
-    if name == "progress":
+    if name in ("progress", "single_writer"):
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
+        if name == "single_writer":
+            raise ValidationError(f"$LORRY_SINGLE_WRITER must be 1 or 0, not {raw!r}")
         return None
+    if name == "verify_tls":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return lowered in ("1", "true", "yes", "on")
+        raise ValidationError(f"$LORRY_VERIFY_TLS must be 1 or 0, not {raw!r}")
+    if name == "s3_sse_c_key":
+        return Secret(raw.strip())
     return raw

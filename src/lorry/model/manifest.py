@@ -7,6 +7,7 @@ and so hash to the same manifest digest, whatever order the files were added in.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,26 +16,44 @@ import orjson
 
 from lorry.errors import CorruptRecordError, InvalidPathError
 from lorry.model.digest import digest_bytes, is_content_digest
+from lorry.model.secret import redact_uri
 
 FORMAT = 1
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # the Unicode category Cc
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_PART_BYTES = 255
+"""The longest file name most filesystems take: a longer part of an entry name could not be downloaded."""
+
+
 def normalize_entry_path(path: object) -> str:
-    """``'a//b/./c'`` → ``'a/b/c'``; absolute paths, ``..`` and control characters are refused."""
+    """``'a//b/./c'`` → ``'a/b/c'``; absolute paths, ``..``, control characters, text that is not UTF-8
+    and parts too long for a file name are refused."""
     if not isinstance(path, str):
         raise InvalidPathError(f"entry name must be a string, not {type(path).__name__}")
     if not path:
         raise InvalidPathError("entry name must not be empty")
-    if "\x00" in path or any(ord(c) < 32 for c in path):
-        raise InvalidPathError(f"entry name {path!r} contains a control character")
+    shown = _shown(path)
+    if _CONTROL.search(path):
+        raise InvalidPathError(f"entry name {shown} contains a control character")
+    if _SURROGATE.search(path):
+        raise InvalidPathError(f"entry name {shown} holds a lone surrogate, which UTF-8 cannot encode")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":" and path[0].isalpha()):
-        raise InvalidPathError(f"entry name {path!r} is absolute; entry names are relative to the artifact")
+        raise InvalidPathError(f"entry name {shown} is absolute; entry names are relative to the artifact")
     parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise InvalidPathError(f"entry name {path!r} escapes the artifact root with '..'")
+        raise InvalidPathError(f"entry name {shown} escapes the artifact root with '..'")
     if not parts:
-        raise InvalidPathError(f"entry name {path!r} names no file")
+        raise InvalidPathError(f"entry name {shown} names no file")
+    if any(len(p.encode()) > MAX_PART_BYTES for p in parts):
+        raise InvalidPathError(f"entry name {shown} has a part longer than {MAX_PART_BYTES} bytes")
     return posixpath.join(*parts)
+
+
+def _shown(path: str) -> str:
+    """``path`` for a message: quoted, and cut short if it is long."""
+    return repr(path) if len(path) <= 100 else f"{path[:60]!r}...{path[-20:]!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,14 @@ class Entry:
     size: int | None
     ref: str | None = None
     version_id: str | None = None
+
+    def __repr__(self) -> str:
+        # A reference may be a signed URL: its repr shows the URI without the signature.
+        ref = "None" if self.ref is None else repr(redact_uri(self.ref))
+        return (
+            f"Entry(path={self.path!r}, digest={self.digest!r}, size={self.size!r}, ref={ref}, "
+            f"version_id={self.version_id!r})"
+        )
 
     @property
     def is_reference(self) -> bool:
@@ -67,14 +94,17 @@ class Entry:
     def from_json(cls, raw: object) -> Entry:
         if not isinstance(raw, dict):
             raise CorruptRecordError(f"manifest entry is not an object: {str(raw)[:80]}")
+        for required in ("path", "digest", "size"):
+            if required not in raw:
+                raise CorruptRecordError(f"manifest entry {str(raw)[:120]} has no {required!r}")
         try:
             path = normalize_entry_path(raw["path"])
-            digest, size = raw["digest"], raw["size"]
-            ref, version_id = raw.get("ref"), raw.get("version_id")
-        except (KeyError, InvalidPathError) as exc:
+        except InvalidPathError as exc:
             raise CorruptRecordError(f"manifest entry {str(raw)[:120]} is invalid: {exc}") from exc
+        digest, size = raw["digest"], raw["size"]
+        ref, version_id = raw.get("ref"), raw.get("version_id")
         if path != raw["path"]:
-            raise CorruptRecordError(f"manifest entry path {raw['path']!r} is not in normal form")
+            raise CorruptRecordError(f"manifest entry path {_shown(raw['path'])} is not in normal form")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise CorruptRecordError(f"manifest entry {path!r} has an invalid size {size!r}")
         if digest is not None and not isinstance(digest, str):
@@ -99,6 +129,15 @@ class Manifest(Mapping[str, Entry]):
             if entry.path in by_path and by_path[entry.path] != entry:
                 raise InvalidPathError(f"two different contents under one entry name {entry.path!r}")
             by_path[entry.path] = entry
+        for path in by_path:  # on disk a name is a file or a folder, not both
+            folder = path
+            while (cut := folder.rfind("/")) > 0:
+                folder = folder[:cut]
+                if folder in by_path:
+                    raise InvalidPathError(
+                        f"entry name {_shown(path)} is inside {_shown(folder)}, which is a file: "
+                        "one name cannot be both a file and a folder"
+                    )
         self._entries = dict(sorted(by_path.items()))
         self._payload: bytes | None = None
         self._digest: str | None = None
@@ -140,7 +179,13 @@ class Manifest(Mapping[str, Entry]):
             or not isinstance(doc.get("entries"), list)
         ):
             raise CorruptRecordError(f"{name} is not a lorry manifest of format {FORMAT}")
+        entries: dict[str, Entry] = {}
         try:
-            return cls(Entry.from_json(raw) for raw in doc["entries"])
-        except InvalidPathError as exc:
+            for raw in doc["entries"]:
+                entry = Entry.from_json(raw)
+                if entry.path in entries:
+                    raise CorruptRecordError(f"entry {_shown(entry.path)} appears more than once")
+                entries[entry.path] = entry
+            return cls(entries.values())
+        except (CorruptRecordError, InvalidPathError) as exc:
             raise CorruptRecordError(f"{name}: {exc}") from exc

@@ -10,6 +10,7 @@ ArtifactPath(entity=None, project='my-project', name='bike-dataset', alias='v1')
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from lorry.errors import InvalidNameError
@@ -29,20 +30,26 @@ LATEST = "latest"
 
 def validate_artifact_name(name: object) -> str:
     """Return ``name`` if it is a valid artifact name, else raise ``InvalidNameError``."""
-    return _check(name, "artifact name", _NAME, "letters, digits, '_', '-' and '.'")
+    text = _check(name, "artifact name", _NAME, "letters, digits, '_', '-' and '.'")
+    if text in (".", ".."):  # the name is one segment of the collection's store keys
+        raise InvalidNameError(f"artifact name {text!r} is not allowed")
+    return text
 
 
 def validate_type(artifact_type: object) -> str:
-    """Types are free text (``dataset``, ``model``...) without ``/`` or ``:``, at most 128 characters."""
+    """Types are free text (``dataset``, ``model``...) without ``/``, ``:`` or control characters, at
+    most 128 characters."""
     if not isinstance(artifact_type, str):
         raise InvalidNameError(f"artifact type must be a string, not {type(artifact_type).__name__}")
     if not artifact_type.strip():
         raise InvalidNameError("artifact type must not be empty")
     if len(artifact_type) > MAX_NAME_LENGTH:
         raise InvalidNameError(f"artifact type is longer than {MAX_NAME_LENGTH} characters")
-    for bad in ("/", ":", "\x00", "\n"):
-        if bad in artifact_type:
-            raise InvalidNameError(f"artifact type {artifact_type!r} must not contain {bad!r}")
+    for char in artifact_type:
+        kind = unicodedata.category(char)
+        if char in "/:" or kind in ("Cc", "Cs"):
+            what = {"Cc": "the control character ", "Cs": "the lone surrogate "}.get(kind, "")
+            raise InvalidNameError(f"artifact type {artifact_type!r} must not contain {what}{char!r}")
     return artifact_type
 
 

@@ -6,14 +6,15 @@ the key, never a ``KeyError`` from deep inside.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from lorry.errors import CorruptRecordError
+from lorry.errors import CorruptRecordError, ValidationError
 from lorry.model.digest import is_content_digest
+from lorry.model.names import validate_artifact_name, validate_segment, validate_type
 
 
 def load_json(payload: bytes, key: str) -> dict[str, Any]:
@@ -37,6 +38,26 @@ def _field(doc: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key
     return value
 
 
+def _count(doc: Mapping[str, Any], name: str, key: str) -> int:
+    """A field holding a number that cannot be negative (a version, a size, a count)."""
+    value: int = _field(doc, name, int, key)
+    if value < 0:
+        raise CorruptRecordError(f"record {key} has a negative {name!r}")
+    return value
+
+
+def _checked(doc: Mapping[str, Any], name: str, check: Callable[[object], str], key: str) -> str:
+    """A string field that must pass a name rule: it becomes part of store keys and folder names."""
+    try:
+        return check(doc.get(name))
+    except ValidationError as exc:
+        raise CorruptRecordError(f"record {key} has an invalid {name!r}: {exc}") from exc
+
+
+def _segment(what: str) -> Callable[[object], str]:
+    return lambda value: validate_segment(value, what)
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
     """One version of one collection: what runs record as their inputs and outputs."""
@@ -54,10 +75,10 @@ class ArtifactRef:
         if not isinstance(doc, dict):
             raise CorruptRecordError(f"record {key} holds an invalid artifact reference")
         return cls(
-            entity=_field(doc, "entity", str, key),
-            project=_field(doc, "project", str, key),
-            name=_field(doc, "name", str, key),
-            version=_field(doc, "version", int, key),
+            entity=_checked(doc, "entity", _segment("entity"), key),
+            project=_checked(doc, "project", _segment("project"), key),
+            name=_checked(doc, "name", validate_artifact_name, key),
+            version=_count(doc, "version", key),
         )
 
     def __str__(self) -> str:
@@ -100,16 +121,16 @@ class VersionRecord:
             raise CorruptRecordError(f"record {key} names an invalid manifest digest")
         logged_by = doc.get("logged_by")
         description = doc.get("description")
-        if logged_by is not None and not isinstance(logged_by, str):
-            raise CorruptRecordError(f"record {key} has an invalid 'logged_by'")
+        if logged_by is not None:  # a run id: part of the key of the run's record
+            logged_by = _checked(doc, "logged_by", _segment("run id"), key)
         if description is not None and not isinstance(description, str):
             raise CorruptRecordError(f"record {key} has an invalid 'description'")
         return cls(
-            version=_field(doc, "version", int, key),
+            version=_count(doc, "version", key),
             manifest=manifest,
-            type=_field(doc, "type", str, key),
-            size=_field(doc, "size", int, key),
-            file_count=_field(doc, "file_count", int, key),
+            type=_checked(doc, "type", validate_type, key),
+            size=_count(doc, "size", key),
+            file_count=_count(doc, "file_count", key),
             created_at=_field(doc, "created_at", str, key),
             logged_by=logged_by,
             description=description,
@@ -157,9 +178,9 @@ class RunRecord:
         if finished is not None and not isinstance(finished, str):
             raise CorruptRecordError(f"record {key} has an invalid 'finished_at'")
         return cls(
-            id=_field(doc, "id", str, key),
-            entity=_field(doc, "entity", str, key),
-            project=_field(doc, "project", str, key),
+            id=_checked(doc, "id", _segment("run id"), key),
+            entity=_checked(doc, "entity", _segment("entity"), key),
+            project=_checked(doc, "project", _segment("project"), key),
             name=_field(doc, "name", str, key),
             job_type=job_type,
             config=_field(doc, "config", dict, key),

@@ -35,6 +35,7 @@ from lorry.model.digest import digest_bytes, hex_part
 from lorry.model.manifest import Manifest
 from lorry.model.names import LATEST, version_number
 from lorry.registry.records import RunRecord, VersionRecord, dump_json, load_json
+from lorry.registry.safety import SingleWriterStore, require_conditional_writes
 from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
 
 _CAS_ATTEMPTS = 64
@@ -73,8 +74,10 @@ def run_key(entity: str, project: str, run_id: str) -> str:
 class Registry:
     """The records of one store. Stateless apart from the store: safe to share between tasks."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, *, single_writer: bool = False) -> None:
+        """``single_writer``: the user promises one writer at a time (see ``safety``); preconditions
+        are then checked here, not trusted to the server."""
+        self.store: Store = SingleWriterStore(store) if single_writer else store
 
     # -- manifests ----------------------------------------------------------------------------------
 
@@ -120,12 +123,16 @@ class Registry:
         A reader sees a version once its record exists, and that record is created only after its
         manifest and every blob are stored, so it never sees half a version.
         """
+        await require_conditional_writes(self.store)
         await self._check_type(collection, artifact_type)
+        # Head before index: head passes N only after N's index entry is written, so an index entry
+        # missing now belongs to a version at or above the head read here, which the walk will meet.
+        # (Read the other way round, a writer of the same content could commit in between and be missed.)
+        head = await self._head_count(collection)
         index = self._digest_key(collection, manifest.digest)
         existing = await self._read_index(collection, manifest.digest)
         if existing is not None:
             return existing, False
-        head = await self._head_count(collection)
 
         def record_for(number: int) -> VersionRecord:
             return VersionRecord(
@@ -318,6 +325,7 @@ class Registry:
     ) -> VersionRecord:
         """Apply ``change`` to the latest state of the record, by compare-and-swap, retrying on races
         so that two concurrent updates of different fields both survive."""
+        await require_conditional_writes(self.store)
         for _ in range(_CAS_ATTEMPTS):
             record, etag = await self._read_version_for_update(collection, number)
             updated = change(record)

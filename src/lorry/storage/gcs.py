@@ -16,6 +16,10 @@ and sends no credentials; otherwise gcloud-aio-auth finds credentials the usual 
 (``GOOGLE_APPLICATION_CREDENTIALS``, the gcloud SDK's application default credentials, then the GCE
 metadata server). The endpoint is resolved once, when the store is built.
 
+TLS and encryption at rest come from ``options`` (``StoreOptions``): the session verifies certificates
+against ``ca_bundle`` (else the system's), and with ``gcs_kms_key`` every upload names that Cloud KMS
+key (``kmsKeyName``); reads of such objects need nothing more.
+
 Why only ``Store`` and not ``MultipartStore``: GCS has no S3-style multipart upload. The two things
 that look like it do not honour the contract, which lets the transfer layer send numbered parts in any
 order, in parallel, replace a part, and list the parts stored so far:
@@ -68,6 +72,8 @@ from lorry.storage.base import (
     VersionedMeta,
     check_key,
 )
+from lorry.storage.options import StoreOptions
+from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 GCS_API_ROOT = "https://storage.googleapis.com"
@@ -99,6 +105,7 @@ class GCSStore:
         read_timeout: float = 300.0,
         max_connections: int = 256,
         list_page_size: int | None = None,
+        options: StoreOptions | None = None,
     ) -> None:
         """Build a store; nothing is contacted until the first call.
 
@@ -106,7 +113,7 @@ class GCSStore:
         GCS itself). ``service_file``: a credentials JSON file (default: the usual discovery).
         ``read_timeout`` bounds each wait for bytes from the server, not a whole transfer, so large
         objects can stream for as long as they keep moving. ``list_page_size``: ``maxResults`` for
-        ``list`` (default: the server's, 1000 on GCS).
+        ``list`` (default: the server's, 1000 on GCS). ``options``: TLS trust and the KMS key.
         """
         if not bucket or "/" in bucket:
             raise ValidationError(f"invalid GCS bucket name {bucket!r}")
@@ -126,17 +133,25 @@ class GCSStore:
         )
         self._max_connections = max_connections
         self._list_page_size = list_page_size
+        self._options = options or StoreOptions()
         self._session: aiohttp.ClientSession | None = None
         self._storage: Storage | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint: str | None = None, service_file: str | None = None) -> GCSStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        service_file: str | None = None,
+        options: StoreOptions | None = None,
+    ) -> GCSStore:
         """A store for ``gs://bucket`` or ``gs://bucket/prefix``."""
         parts = urlsplit(url)
         if parts.scheme != "gs" or not parts.netloc or parts.query or parts.fragment:
             raise ValidationError(f"not a gs://bucket/prefix URL: {url!r}")
-        return cls(parts.netloc, parts.path, endpoint=endpoint, service_file=service_file)
+        return cls(parts.netloc, parts.path, endpoint=endpoint, service_file=service_file, options=options)
 
     @property
     def url(self) -> str:
@@ -203,6 +218,8 @@ class GCSStore:
                 # Every etag this store hands out is a generation; anything else cannot match.
                 raise ConflictError(f"{key} has no generation {mode.etag!r} in {self.url}")
             parameters["ifGenerationMatch"] = mode.etag
+        if self._options.gcs_kms_key is not None:
+            parameters["kmsKeyName"] = self._options.gcs_kms_key
         storage = await self._client()
         with self._mapped(key, conflict=mode):
             resource = await storage.upload(
@@ -369,8 +386,10 @@ class GCSStore:
                     f"{self!r} is bound to another event loop; close() it there, or use one store per loop"
                 )
             return self._storage
+        trust = aiohttp_ssl(self._options)
+        warn_unverified(self._options, endpoint_of(self.endpoint or GCS_API_ROOT))
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections), timeout=self._timeout
+            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=trust), timeout=self._timeout
         )
         try:
             storage = Storage(
@@ -469,6 +488,10 @@ class GCSStore:
                     f"GCS request for {what} failed (HTTP {status}): {detail}", retry_after=_retry_after(exc)
                 ) from exc
             raise StoreError(f"GCS request for {what} failed (HTTP {status}): {detail}") from exc
+        except aiohttp.ClientSSLError as exc:
+            # A certificate that is not trusted stays untrusted: final, unlike other connection failures.
+            tls = tls_error(exc, endpoint_of(self.endpoint or GCS_API_ROOT))
+            raise (tls or StoreError(f"GCS request for {what} failed: {exc}")) from exc
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             # Resets, refused connections, timeouts: no answer from the server, worth another try.
             raise TransientError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc

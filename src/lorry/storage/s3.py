@@ -5,6 +5,11 @@ not given explicitly come from the standard AWS configuration exactly as botocor
 (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``, the config and
 credentials files, ...), plus ``AWS_REGION``, which botocore itself does not read.
 
+TLS and encryption at rest come from ``options`` (``StoreOptions``): certificates are verified against
+``ca_bundle`` (else botocore's own choice: ``AWS_CA_BUNDLE``, the config file, certifi); SSE-S3 and
+SSE-KMS parameters go with every request that creates an object, and an SSE-C key with those and with
+every request that reads one (``HEAD``, ``GET``, ``UploadPart``), as S3 requires.
+
 Preconditions map onto S3's conditional writes: ``Create`` sends ``If-None-Match: *`` and
 ``Update(etag)`` sends ``If-Match``. The client does not retry: retries live in ``lorry.transfer``,
 and a conditional PUT retried after a lost response would report its own success as a conflict.
@@ -58,6 +63,8 @@ from lorry.storage.base import (
     VersionedMeta,
     check_key,
 )
+from lorry.storage.options import StoreOptions
+from lorry.storage.tls import botocore_verify, endpoint_of, tls_error, warn_unverified
 
 STREAM_CHUNK = 1 << 20
 DEFAULT_REGION = "us-east-1"
@@ -100,6 +107,7 @@ class S3Store:
         session_token: str | None = None,
         profile: str | None = None,
         max_pool_connections: int = 64,
+        options: StoreOptions | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
@@ -118,6 +126,9 @@ class S3Store:
         self._credentials = (access_key_id, secret_access_key, session_token)
         self._profile = profile
         self._max_pool_connections = max_pool_connections
+        self._options = options or StoreOptions()
+        self._sse_write, self._sse_read = _sse_parameters(self._options)
+        self._endpoint_shown = endpoint_of(endpoint_url) if endpoint_url else "S3"
         self._client_task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,7 +142,7 @@ class S3Store:
     # -- the Store contract -------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectMeta:
-        response = await self._call("head_object", key, Key=self._key(key))
+        response = await self._call("head_object", key, Key=self._key(key), **self._sse_read)
         return ObjectMeta(key=key, size=int(response["ContentLength"]), etag=_etag(response["ETag"]))
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
@@ -143,7 +154,7 @@ class S3Store:
         if end is not None and end <= start:
             await self.head(key)  # nothing to read, but a missing key is still an error
             return
-        params: dict[str, Any] = {"Key": self._key(key)}
+        params: dict[str, Any] = {"Key": self._key(key), **self._sse_read}
         if start or end is not None:
             params["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
@@ -159,7 +170,7 @@ class S3Store:
     async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
         md5 = await _content_md5(data)
         response = await self._conditional(
-            mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5
+            mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5, **self._sse_write
         )
         return ObjectMeta(key=key, size=len(data), etag=_etag(response["ETag"]))
 
@@ -196,7 +207,7 @@ class S3Store:
     # -- multipart ----------------------------------------------------------------------------------
 
     async def create_multipart(self, key: str) -> str:
-        response = await self._call("create_multipart_upload", key, Key=self._key(key))
+        response = await self._call("create_multipart_upload", key, Key=self._key(key), **self._sse_write)
         return str(response["UploadId"])
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
@@ -209,6 +220,7 @@ class S3Store:
             PartNumber=number,
             Body=data,
             ContentMD5=md5,
+            **self._sse_read,
         )
         return Part(number=number, etag=_etag(response["ETag"]), size=len(data))
 
@@ -346,7 +358,7 @@ class S3Store:
     def _version_params(self, key: str, version_id: str | None, raw: bool) -> dict[str, Any]:
         if raw and not key:
             raise ValidationError("invalid store key ''")
-        params: dict[str, Any] = {"Key": self.prefix + key if raw else self._key(key)}
+        params: dict[str, Any] = {"Key": self.prefix + key if raw else self._key(key), **self._sse_read}
         if version_id is not None:
             params["VersionId"] = version_id
         return params
@@ -400,6 +412,9 @@ class S3Store:
 
     def _error(self, exc: BaseException, operation: str, key: str | None) -> Exception:
         where = f"{self.url}/{key}" if key is not None else self.url
+        tls = tls_error(exc, self._endpoint_shown)
+        if tls is not None:
+            return tls
         code = _code(exc)
         if code == "NoSuchBucket":
             return StoreError(f"bucket {self.bucket!r} does not exist ({operation} {where})")
@@ -458,8 +473,31 @@ class S3Store:
             aws_secret_access_key=secret_key,
             aws_session_token=token,
             config=config,
+            verify=botocore_verify(self._options),
         )
-        return await context.__aenter__()
+        client = await context.__aenter__()
+        self._endpoint_shown = endpoint_of(str(client.meta.endpoint_url))
+        warn_unverified(self._options, self._endpoint_shown)
+        return client
+
+
+def _sse_parameters(options: StoreOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The encryption parameters of requests that create an object, and of those that read one.
+
+    SSE-S3 and SSE-KMS are named when an object is created and never again (S3 refuses them on
+    ``UploadPart``, ``GET`` and ``HEAD``). An SSE-C key goes with both: the server does not keep it.
+    botocore adds the key's MD5 and base64-encodes it.
+    """
+    customer_key = options.sse_customer_key()
+    if customer_key is not None:
+        sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
+        return sse_c, dict(sse_c)
+    write: dict[str, Any] = {}
+    if options.s3_sse is not None:
+        write["ServerSideEncryption"] = options.s3_sse
+    if options.s3_sse_kms_key_id is not None:
+        write["SSEKMSKeyId"] = options.s3_sse_kms_key_id
+    return write, {}
 
 
 def _configured_endpoint(session: Any) -> str | None:

@@ -21,6 +21,7 @@ from lorry.settings import Settings
 from lorry.storage import open_store
 from lorry.storage.base import Store
 from lorry.storage.local import LocalStore
+from lorry.storage.options import StoreOptions
 from lorry.transfer.retry import with_retries
 
 T = TypeVar("T")
@@ -81,19 +82,24 @@ class Engine:
 
     settings: Settings
     assigner: Assigner = field(default_factory=Assigner)
-    _stores: dict[str, Store] = field(default_factory=dict)
+    _stores: dict[tuple[str, StoreOptions], Store] = field(default_factory=dict)
     _limits: Limits | None = None
     _pool: ThreadPoolExecutor | None = None
 
-    def store(self, url: str) -> Store:
-        """The store at ``url``; a remote one has its calls retried (a local one has nothing to retry)."""
-        if url not in self._stores:
-            store = open_store(url)
-            self._stores[url] = store if isinstance(store, LocalStore) else with_retries(store)
-        return self._stores[url]
+    def store(self, url: str, options: StoreOptions | None = None) -> Store:
+        """The store at ``url``, opened with ``options`` (default: those of the engine's settings); a
+        remote one has its calls retried (a local one has nothing to retry)."""
+        key = (url, self.settings.store_options if options is None else options)
+        if key not in self._stores:
+            store = open_store(url, key[1])
+            self._stores[key] = store if isinstance(store, LocalStore) else with_retries(store)
+        return self._stores[key]
 
-    def registry(self, url: str) -> Registry:
-        return Registry(self.store(url))
+    def registry(self, settings: Settings) -> Registry:
+        """The records of the store ``settings`` name, in its single-writer mode if the settings say so."""
+        return Registry(
+            self.store(settings.store, settings.store_options), single_writer=settings.single_writer
+        )
 
     @property
     def limits(self) -> Limits:

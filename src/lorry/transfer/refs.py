@@ -20,6 +20,11 @@ With ``checksum=False`` the URI is recorded as one entry and nothing is contacte
 ``resolve`` runs on the caller's thread and hands remote work to the engine's loop through the bridge;
 ``fetch`` runs on that loop. A fetch streams into a temporary file beside its target and renames it
 only once verified, so no partial or unverified file ever stands under a final name.
+
+Remote sources are reached with the settings' TLS trust (``StoreOptions.for_references``: the CA bundle,
+or verification off, but none of the store's encryption settings, which belong to its own objects).
+A reference records URIs, checksums and versions, never bytes. URIs are shown in messages and logs
+through ``redact_uri``, so a signed URL's signature never appears there.
 """
 
 from __future__ import annotations
@@ -48,7 +53,10 @@ from lorry.errors import (
     ValidationError,
 )
 from lorry.model.manifest import Entry, normalize_entry_path
+from lorry.model.secret import redact_text, redact_uri
 from lorry.settings import Settings
+from lorry.storage.options import StoreOptions
+from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
 from lorry.transfer.files import DOWNLOAD_MODE, copy_hashing, discard, hash_file, local_error, temp_beside
@@ -73,16 +81,20 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
     if scheme == "file":
         return _resolve_file(uri, name, checksum, limit)
     if scheme not in REMOTE_SCHEMES:
-        raise ValidationError(f"cannot add a reference to {uri!r}: unsupported scheme {scheme or '(none)'!r}")
+        raise ValidationError(
+            f"cannot add a reference to {redact_uri(uri)!r}: unsupported scheme {scheme or '(none)'!r}"
+        )
     entry_name = normalize_entry_path(name) if name is not None else None
     if scheme in ("s3", "gs"):
         _split_bucket(uri)  # refuse a URI without a bucket before anything else
     if not checksum:
         return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
-    eng = engine_module.engine(Settings.load())
+    settings = Settings.load()
+    options = settings.store_options.for_references()
+    eng = engine_module.engine(settings)
     if scheme in ("s3", "gs"):
-        return _bridge.run_sync(_resolve_bucket(eng, uri, scheme, entry_name, limit))
-    return [_bridge.run_sync(_resolve_http(uri, entry_name or _basename(uri)))]
+        return _bridge.run_sync(_resolve_bucket(eng, options, uri, scheme, entry_name, limit))
+    return [_bridge.run_sync(_resolve_http(options, uri, entry_name or _basename(uri)))]
 
 
 async def fetch(engine: Engine, entry: Entry, target: Path) -> None:
@@ -91,14 +103,19 @@ async def fetch(engine: Engine, entry: Entry, target: Path) -> None:
     scheme = urlsplit(entry.ref).scheme.lower()
     if scheme == "file":
         await engine.in_thread(_fetch_file, entry, target)
-    elif scheme in ("http", "https"):
-        await _fetch_http(engine, entry, target)
+        return
+    # The TLS settings in force now (as when the reference was resolved), not only the engine's first.
+    options = Settings.load().store_options.for_references()
+    if scheme in ("http", "https"):
+        await _fetch_http(engine, options, entry, target)
     elif scheme == "s3":
-        await _fetch_s3(engine, entry, target)
+        await _fetch_s3(engine, options, entry, target)
     elif scheme == "gs":
-        await _fetch_gcs(engine, entry, target)
+        await _fetch_gcs(engine, options, entry, target)
     else:
-        raise ValidationError(f"cannot download reference {entry.ref!r}: unsupported scheme {scheme!r}")
+        raise ValidationError(
+            f"cannot download reference {redact_uri(entry.ref)!r}: unsupported scheme {scheme!r}"
+        )
 
 
 # -- names ------------------------------------------------------------------------------------------
@@ -112,7 +129,9 @@ def _basename(uri: str) -> str:
         path = unquote(urlsplit(uri).path)
     base = posixpath.basename(path.rstrip("/"))
     if not base:
-        raise ValidationError(f"cannot infer an entry name from the reference {uri!r}; pass name=")
+        raise ValidationError(
+            f"cannot infer an entry name from the reference {redact_uri(uri)!r}; pass name="
+        )
     return normalize_entry_path(base)
 
 
@@ -178,10 +197,10 @@ async def _expand(
     return entries
 
 
-def _unwrapped(engine: Engine, url: str) -> tuple[Store, RetryPolicy]:
+def _unwrapped(engine: Engine, url: str, options: StoreOptions) -> tuple[Store, RetryPolicy]:
     """The engine's store for a bucket (one client per bucket, closed with the engine), without its
     retrying wrapper: the calls here retry themselves with the same policy."""
-    store = engine.store(url)
+    store = engine.store(url, options)
     if isinstance(store, RetryingStore):
         return store.inner, store.policy
     return store, RetryPolicy()
@@ -205,9 +224,13 @@ def _content_digest(scheme: str, meta: VersionedMeta) -> str | None:
     return f"md5:{meta.md5}" if meta.md5 else f"crc32c:{meta.crc32c}" if meta.crc32c else None
 
 
-async def _resolve_bucket(engine: Engine, uri: str, scheme: str, name: str | None, limit: int) -> list[Entry]:
+async def _resolve_bucket(
+    engine: Engine, options: StoreOptions, uri: str, scheme: str, name: str | None, limit: int
+) -> list[Entry]:
     bucket, key = _split_bucket(uri)
-    store, policy = _s3_store(engine, bucket) if scheme == "s3" else _gcs_store(engine, bucket)
+    store, policy = (
+        _s3_store(engine, options, bucket) if scheme == "s3" else _gcs_store(engine, options, bucket)
+    )
     # Resolving only reads, so a transient failure retries the whole of it.
     return await policy.run(
         f"resolve {uri}", lambda: _resolve_bucket_once(store, uri, scheme, bucket, key, name, limit)
@@ -286,10 +309,7 @@ async def _install(
         finally:
             await engine.in_thread(handle.close)
         if entry.size is not None and count != entry.size:
-            raise IntegrityError(
-                f"reference {entry.ref} of entry {entry.path!r} changed since it was logged: "
-                f"{count} bytes where {entry.size} were recorded"
-            )
+            raise _changed(entry, f"{count} bytes where {entry.size} were recorded")
         if verify is not None:
             verify()
         await engine.in_thread(os.replace, temp, target)
@@ -300,13 +320,18 @@ async def _install(
 
 def _changed(entry: Entry, detail: str) -> IntegrityError:
     return IntegrityError(
-        f"reference {entry.ref} of entry {entry.path!r} changed since it was logged: {detail}"
+        f"reference {_shown(entry)} of entry {entry.path!r} changed since it was logged: {detail}"
     )
 
 
 def _gone(entry: Entry) -> IntegrityError:
     version = f" (version {entry.version_id})" if entry.version_id else ""
-    return IntegrityError(f"reference {entry.ref}{version} of entry {entry.path!r} no longer exists")
+    return IntegrityError(f"reference {_shown(entry)}{version} of entry {entry.path!r} no longer exists")
+
+
+def _shown(entry: Entry) -> str:
+    """The entry's URI as messages show it: a signed URL without its signature."""
+    return redact_uri(entry.ref or "")
 
 
 # -- http(s):// -------------------------------------------------------------------------------------
@@ -316,10 +341,13 @@ _IDENTITY = {"Accept-Encoding": "identity"}
 _GONE_STATUSES = (404, 410)
 
 
-def _http_session() -> aiohttp.ClientSession:
-    # Certificates are verified (aiohttp's default); the read timeout bounds each wait, not a transfer.
+def _http_session(options: StoreOptions, uri: str) -> aiohttp.ClientSession:
+    # Certificates are verified unless the settings say otherwise (which warns); the read timeout bounds
+    # each wait, not a transfer.
+    trust = aiohttp_ssl(options)
+    warn_unverified(options, endpoint_of(uri))
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
-    return aiohttp.ClientSession(timeout=timeout)
+    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=trust))
 
 
 def _http_etag(headers: Mapping[str, str]) -> str | None:
@@ -342,9 +370,10 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
 
 
 def _http_status_error(uri: str, status: int, headers: Mapping[str, str], what: str) -> StoreError:
+    shown = redact_uri(uri)
     if status == 429 or status >= 500:
-        return TransientError(f"{what} {uri} answered HTTP {status}", retry_after=_retry_after(headers))
-    return StoreError(f"{what} {uri} answered HTTP {status}")
+        return TransientError(f"{what} {shown} answered HTTP {status}", retry_after=_retry_after(headers))
+    return StoreError(f"{what} {shown} answered HTTP {status}")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -352,24 +381,25 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return float(raw) if raw.isdecimal() else None
 
 
-def _http_failure(exc: Exception, what: str) -> StoreError:
+def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
     """A failure without an answer: a certificate that fails verification is final, a dropped
-    connection or a timeout is worth another try."""
+    connection or a timeout is worth another try. The library's text may hold the URI: redacted."""
     if isinstance(exc, aiohttp.ClientSSLError):
-        return StoreError(f"{what}: TLS verification failed: {exc}")
+        return tls_error(exc, endpoint_of(uri)) or StoreError(f"{what}: TLS failed: {redact_text(str(exc))}")
+    detail = f"{type(exc).__name__}: {redact_text(str(exc))}"
     if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError):
-        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
-    return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+        return TransientError(f"{what}: {detail}")
+    return StoreError(f"{what}: {detail}")
 
 
-async def _resolve_http(uri: str, entry_name: str) -> Entry:
-    headers = await RetryPolicy().run(f"HEAD {uri}", lambda: _http_head(uri))
+async def _resolve_http(options: StoreOptions, uri: str, entry_name: str) -> Entry:
+    headers = await RetryPolicy().run(f"HEAD {redact_uri(uri)}", lambda: _http_head(options, uri))
     etag, size = _http_etag(headers), _content_length(headers)
     missing = [what for what, value in (("ETag", etag), ("Content-Length", size)) if value is None]
     if missing:
         log.warning(
             "reference %s: the server sends no %s; %s",
-            uri,
+            redact_uri(uri),
             " and no ".join(missing),
             "only the URI is recorded, so a change of its content cannot be detected"
             if len(missing) == 2
@@ -378,10 +408,10 @@ async def _resolve_http(uri: str, entry_name: str) -> Entry:
     return Entry(path=entry_name, digest=f"etag:{etag}" if etag else None, size=size, ref=uri)
 
 
-async def _http_head(uri: str) -> Mapping[str, str]:
+async def _http_head(options: StoreOptions, uri: str) -> Mapping[str, str]:
     """The headers of a HEAD, or of a GET whose body is never read if HEAD is refused."""
     try:
-        async with _http_session() as session:
+        async with _http_session(options, uri) as session:
             async with session.head(uri, headers=_IDENTITY, allow_redirects=True) as response:
                 status, headers = response.status, response.headers.copy()
             if status >= 400 and status not in _GONE_STATUSES:
@@ -390,27 +420,29 @@ async def _http_head(uri: str) -> Mapping[str, str]:
                     status, headers = response.status, response.headers.copy()
                     response.close()  # drop the connection rather than read the body
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise _http_failure(exc, f"cannot reach the reference {uri}") from exc
+        raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
     if status in _GONE_STATUSES:
-        raise ObjectNotFoundError(f"reference {uri} not found (HTTP {status})")
+        raise ObjectNotFoundError(f"reference {redact_uri(uri)} not found (HTTP {status})")
     if status >= 400:
         raise _http_status_error(uri, status, headers, "reference")
     return headers
 
 
-async def _fetch_http(engine: Engine, entry: Entry, target: Path) -> None:
+async def _fetch_http(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     # A failed attempt leaves nothing behind, so a transient failure starts the download again.
-    await RetryPolicy().run(f"GET {entry.ref}", lambda: _fetch_http_once(engine, entry, target))
+    await RetryPolicy().run(
+        f"GET {_shown(entry)}", lambda: _fetch_http_once(engine, options, entry, target)
+    )
 
 
-async def _fetch_http_once(engine: Engine, entry: Entry, target: Path) -> None:
+async def _fetch_http_once(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     uri = entry.ref
     try:
         async with (
             engine.limits.requests,
-            _http_session() as session,
+            _http_session(options, uri) as session,
             session.get(uri, headers=_IDENTITY) as response,
         ):
             if response.status in _GONE_STATUSES:
@@ -427,7 +459,8 @@ async def _fetch_http_once(engine: Engine, entry: Entry, target: Path) -> None:
                 raise _changed(entry, f"{length} bytes where {entry.size} were recorded")
             await _install(engine, entry, target, response.content.iter_chunked(STREAM_CHUNK))
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise _http_failure(exc, f"cannot download the reference {uri} of entry {entry.path!r}") from exc
+        what = f"cannot download the reference {_shown(entry)} of entry {entry.path!r}"
+        raise _http_failure(exc, what, uri) from exc
 
 
 # -- s3:// ------------------------------------------------------------------------------------------
@@ -436,18 +469,18 @@ async def _fetch_http_once(engine: Engine, entry: Entry, target: Path) -> None:
 # with ``//`` or ``.`` segments that ``check_key`` refuses for lorry's own keys.
 
 
-def _s3_store(engine: Engine, bucket: str) -> tuple[S3Store, RetryPolicy]:
+def _s3_store(engine: Engine, options: StoreOptions, bucket: str) -> tuple[S3Store, RetryPolicy]:
     from lorry.storage.s3 import S3Store
 
-    store, policy = _unwrapped(engine, f"s3://{bucket}")
+    store, policy = _unwrapped(engine, f"s3://{bucket}", options)
     assert isinstance(store, S3Store)
     return store, policy
 
 
-async def _fetch_s3(engine: Engine, entry: Entry, target: Path) -> None:
+async def _fetch_s3(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
-    store, policy = _s3_store(engine, bucket)
+    store, policy = _s3_store(engine, options, bucket)
     # A failed attempt leaves nothing behind, so a transient failure starts the object again.
     await policy.run(f"GET {entry.ref}", lambda: _fetch_s3_once(engine, store, entry, key, target))
 
@@ -470,10 +503,10 @@ async def _fetch_s3_once(engine: Engine, store: S3Store, entry: Entry, key: str,
 # Names are passed with ``raw=True``, as for s3:// above.
 
 
-def _gcs_store(engine: Engine, bucket: str) -> tuple[GCSStore, RetryPolicy]:
+def _gcs_store(engine: Engine, options: StoreOptions, bucket: str) -> tuple[GCSStore, RetryPolicy]:
     from lorry.storage.gcs import GCSStore
 
-    store, policy = _unwrapped(engine, f"gs://{bucket}")
+    store, policy = _unwrapped(engine, f"gs://{bucket}", options)
     assert isinstance(store, GCSStore)
     return store, policy
 
@@ -493,10 +526,10 @@ def _gcs_hasher(digest: str | None) -> _Hasher | None:
     return None
 
 
-async def _fetch_gcs(engine: Engine, entry: Entry, target: Path) -> None:
+async def _fetch_gcs(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
-    store, policy = _gcs_store(engine, bucket)
+    store, policy = _gcs_store(engine, options, bucket)
     await policy.run(f"GET {entry.ref}", lambda: _fetch_gcs_once(engine, store, entry, key, target))
 
 

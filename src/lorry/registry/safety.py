@@ -1,0 +1,123 @@
+"""Can this store carry many writers? The conditional-write probe, and the single-writer mode.
+
+Versions are safe with many writers only because the server refuses a create-only write to a key that
+exists (``If-None-Match: *``, ``ifGenerationMatch=0``, ``link(2)``) and a compare-and-swap against a
+stale etag (``If-Match``). Some S3-compatible servers accept those headers and ignore them (rclone's
+``serve s3`` does): every write then wins, and two writers can both "create" ``v7``. Nothing in a
+single response shows it, so before its first version write a process asks the store once, on a
+throwaway key, whether it honours both; a store that does not is refused with ``UnsafeStoreError``.
+
+A user who knows that only one process at a time writes may opt in to ``single_writer``: the
+registry then checks each precondition itself (a HEAD before the write), which is exact for one
+writer and racy for two, the documented price of that mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+
+from lorry.errors import ConflictError, ObjectNotFoundError, UnsafeStoreError
+from lorry.storage.base import CREATE, OVERWRITE, Create, ObjectMeta, PutMode, Store, Update
+
+PROBE_PREFIX = "_lorry/probe/"
+
+# One probe per store object (so per process and store URL); concurrent callers share it.
+_probes: weakref.WeakKeyDictionary[Store, asyncio.Future[str | None]] = weakref.WeakKeyDictionary()
+
+
+async def probe_conditional_writes(store: Store) -> str | None:
+    """None if ``store`` honours create-only writes and compare-and-swap, else what it got wrong.
+
+    Four small writes and a delete on a key of its own: create, create again (must conflict),
+    swap against the current etag (must succeed), swap against the first, now stale, etag (must
+    conflict).
+    """
+    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    try:
+        first = await store.put(key, b"probe 1", CREATE)
+        try:
+            await store.put(key, b"probe 2", CREATE)
+        except ConflictError:
+            pass
+        else:
+            return "a create-only write (If-None-Match: *) replaced an object that already existed"
+        second = await store.put(key, b"probe 3", Update(first.etag))
+        if second.etag == first.etag:
+            return "an object's etag did not change when its bytes did"
+        try:
+            await store.put(key, b"probe 4", Update(first.etag))
+        except ConflictError:
+            return None
+        return "a compare-and-swap write (If-Match) succeeded against an etag that was out of date"
+    finally:
+        with contextlib.suppress(Exception):
+            await store.delete(key)
+
+
+async def require_conditional_writes(store: Store) -> None:
+    """Raise ``UnsafeStoreError`` unless ``store`` honours conditional writes (asked once per store)."""
+    probe = _probes.get(store)
+    if probe is None or (probe.done() and (probe.cancelled() or probe.exception() is not None)):
+        probe = asyncio.ensure_future(probe_conditional_writes(store))
+        _probes[store] = probe
+    problem = await asyncio.shield(probe)
+    if problem is not None:
+        raise UnsafeStoreError(
+            f"the server behind {store.url} ignores conditional writes ({problem}); "
+            "concurrent writers could overwrite each other's versions there, so lorry assigns none. "
+            "If only one process at a time ever writes to this store, set LORRY_SINGLE_WRITER=1 "
+            "(or Settings single_writer=True)."
+        )
+
+
+class SingleWriterStore:
+    """``store`` with every precondition checked by the client instead of the server.
+
+    Exact while one writer uses the store; two writers can interleave between the check and the write.
+    Only the registry's small record writes go through it: content-addressed blobs are the same bytes
+    whoever writes them.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"SingleWriterStore({self.inner!r})"
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    async def head(self, key: str) -> ObjectMeta:
+        return await self.inner.head(key)
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return await self.inner.get(key, start, end)
+
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return self.inner.stream(key, start, end)
+
+    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        if isinstance(mode, Create | Update):
+            try:
+                current: str | None = (await self.inner.head(key)).etag
+            except ObjectNotFoundError:
+                current = None
+            if isinstance(mode, Create) and current is not None:
+                raise ConflictError(f"{key} already exists in {self.url}")
+            if isinstance(mode, Update) and current != mode.etag:
+                raise ConflictError(f"{key} changed in {self.url}")
+        return await self.inner.put(key, data, OVERWRITE)
+
+    async def delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
+        return self.inner.list(prefix)
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -1,0 +1,75 @@
+"""How a remote store is reached and what it is asked to do with the bytes: TLS trust and server-side
+encryption. One frozen value, built by ``Settings.store_options`` and given to ``open_store``.
+
+TLS: certificates are verified by default, against ``ca_bundle`` when one is given, else against what
+the client library trusts by default (botocore: ``AWS_CA_BUNDLE``, the ``ca_bundle`` of the AWS config
+file, then certifi's bundle; aiohttp: the system's, which ``SSL_CERT_FILE`` can point elsewhere).
+``verify_tls=False`` turns verification off; every store opened that way logs a warning.
+
+Encryption at rest, on every write that creates an object (and, for a customer key, on every read):
+
+- ``s3_sse="AES256"``: SSE-S3, keys managed by the server;
+- ``s3_sse="aws:kms"``, with ``s3_sse_kms_key_id`` or the server's default key: SSE-KMS;
+- ``s3_sse_c_key``: SSE-C, a 256-bit key of the customer's (base64), held as a ``Secret``. The server
+  keeps only a salted hash of it, so every read and ``HEAD`` must send it again;
+- ``gcs_kms_key``: a Cloud KMS key name (``projects/.../cryptoKeys/...``) for GCS objects; reads need
+  nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from lorry.errors import ValidationError
+from lorry.model.secret import Secret
+
+SSE_MODES = ("AES256", "aws:kms")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """TLS and encryption options of a remote store; the defaults verify TLS and ask for no encryption.
+
+    >>> StoreOptions(s3_sse_c_key=Secret(base64.b64encode(bytes(32)).decode()))
+    StoreOptions(ca_bundle=None, verify_tls=True, s3_sse=None, s3_sse_kms_key_id=None, s3_sse_c_key=Secret('***'), gcs_kms_key=None)
+    """  # noqa: E501 - a doctest's output is one line
+
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    s3_sse_c_key: Secret | None = None
+    gcs_kms_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.s3_sse is not None and self.s3_sse not in SSE_MODES:
+            modes = ", ".join(SSE_MODES)
+            raise ValidationError(f"setting s3_sse must be one of {modes}, not {self.s3_sse!r}")
+        if self.s3_sse_kms_key_id is not None and self.s3_sse != "aws:kms":
+            raise ValidationError("setting s3_sse_kms_key_id needs s3_sse='aws:kms'")
+        if self.s3_sse_c_key is not None:
+            if self.s3_sse is not None:
+                raise ValidationError("settings s3_sse and s3_sse_c_key exclude each other: choose one")
+            self.sse_customer_key()  # refuses a malformed key now, not at the first write
+        if self.gcs_kms_key is not None and not self.gcs_kms_key.strip():
+            raise ValidationError("setting gcs_kms_key is empty")
+
+    def sse_customer_key(self) -> bytes | None:
+        """The SSE-C key's 32 bytes (None without one). The error never shows the key."""
+        if self.s3_sse_c_key is None:
+            return None
+        try:
+            key = base64.b64decode(self.s3_sse_c_key.reveal(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("setting s3_sse_c_key is not valid base64") from None
+        if len(key) != 32:
+            raise ValidationError(f"setting s3_sse_c_key must be 32 bytes (AES-256), not {len(key)}")
+        return key
+
+    def for_references(self) -> StoreOptions:
+        """The options for reading objects lorry did not write: the same TLS trust, no encryption
+        settings (those belong to this store's own objects; a customer key sent with a read of an
+        object not encrypted with it is refused)."""
+        return StoreOptions(ca_bundle=self.ca_bundle, verify_tls=self.verify_tls)

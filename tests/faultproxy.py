@@ -1,0 +1,384 @@
+"""A fault-injecting HTTP/1.1 proxy between lorry and a real S3 server, for the fault tests.
+
+The client's endpoint is the proxy, and the proxy forwards the client's bytes unchanged (the ``Host``
+header included, so SigV4 signatures still match). It parses just enough HTTP/1.1 to know where each
+request and response starts and ends, and at chosen rates (from a seeded random source) it:
+
+- ``reset_request``: cuts the connection (RST) in the middle of a request body; the server never
+  receives the whole request;
+- ``reset_response``: forwards the request, then cuts the connection in the middle of the response body;
+- ``error_500``: answers ``500 InternalError`` itself (the request never reaches the server);
+- ``slowdown``: answers ``503 SlowDown`` with ``Retry-After`` itself;
+- ``stall``: stops answering, either before the response or in the middle of its body, for longer than
+  the client waits; then closes;
+- ``truncate``: sends the response with its full ``Content-Length`` but only part of the body, then
+  closes (FIN, not RST);
+- adds latency: a uniform random delay before each request is forwarded.
+
+``down()`` stops listening and cuts every open connection (the server "crashes"); ``up()`` listens
+again on the same port. ``counts`` tallies connections, requests, bytes and each fault injected.
+
+It runs on its own event loop in a daemon thread, so the code under test (which has its own loop
+thread) and the test's own thread both stay free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+import threading
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+HEAD_LIMIT = 1 << 20
+CHUNK = 64 << 10
+
+REQUEST_FAULTS = ("error_500", "slowdown", "stall", "reset_request")
+RESPONSE_FAULTS = ("reset_response", "truncate", "stall")
+
+
+@dataclass
+class Faults:
+    """Rates (probabilities per request) of each fault, and how they behave."""
+
+    reset_request: float = 0.0
+    reset_response: float = 0.0
+    error_500: float = 0.0
+    slowdown: float = 0.0
+    stall: float = 0.0
+    truncate: float = 0.0
+    latency: float = 0.0
+    """Upper bound, in seconds, of the uniform delay added before each request is forwarded."""
+    retry_after: int = 1
+    """The ``Retry-After`` (seconds) that ``503 SlowDown`` asks for."""
+    stall_seconds: float = 30.0
+    """How long a stalled connection is held open (unless the client gives up first)."""
+
+
+@dataclass
+class _Message:
+    """One parsed request or response head."""
+
+    raw: bytes
+    start: list[str]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in (self.header("transfer-encoding") or "").lower()
+
+    @property
+    def length(self) -> int | None:
+        value = self.header("content-length")
+        return int(value) if value is not None else None
+
+
+def _parse(raw: bytes) -> _Message:
+    lines = raw.decode("latin-1").split("\r\n")
+    message = _Message(raw=raw, start=lines[0].split(" ", 2))
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            message.headers.append((name.strip(), value.strip()))
+    return message
+
+
+class _Cut(Exception):
+    """The proxy decided to end this connection."""
+
+
+class FaultProxy:
+    """``FaultProxy(("127.0.0.1", 7480), seed=1)``: start it with ``start()``, point the client at
+    ``endpoint``, set ``faults``, read ``counts``; ``close()`` at the end."""
+
+    def __init__(self, upstream: tuple[str, int], seed: int = 0, faults: Faults | None = None) -> None:
+        self.upstream = upstream
+        self.faults = faults or Faults()
+        self.counts: Counter[str] = Counter()
+        self._random = random.Random(seed)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="faultproxy", daemon=True)
+        self._server: asyncio.Server | None = None
+        self._sock: socket.socket | None = None
+        self._address: tuple[str, int] = ("127.0.0.1", 0)
+        self._open: set[asyncio.StreamWriter] = set()
+
+    # -- control, from the test's thread ------------------------------------------------------------
+
+    def start(self, sock: socket.socket | None = None) -> FaultProxy:
+        """Listen on 127.0.0.1 (a free port), or on ``sock``, a listening socket made by the caller."""
+        self._thread.start()
+        self._sock = sock
+        self._call(self._listen())
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._address
+        return f"http://{host}:{port}"
+
+    def down(self) -> None:
+        """Stop listening (new connections are refused) and cut every open connection."""
+        self._call(self._down())
+
+    def up(self) -> None:
+        """Listen again, on the same address."""
+        self._call(self._listen())
+
+    def quiet(self) -> None:
+        """No more faults (latency included) from now on."""
+        self.faults = Faults()
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._call(self._down())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    @property
+    def faults_injected(self) -> int:
+        return sum(self.counts[kind] for kind in (*REQUEST_FAULTS, *RESPONSE_FAULTS) if kind != "stall") + (
+            self.counts["stall"]
+        )
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    # -- the server, on the proxy's loop --------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        if self._server is not None:
+            return
+        if self._sock is not None:
+            self._server = await asyncio.start_server(self._serve, sock=self._sock, limit=HEAD_LIMIT)
+        else:
+            self._server = await asyncio.start_server(
+                self._serve, *self._address, limit=HEAD_LIMIT, reuse_address=True
+            )
+        self._address = self._server.sockets[0].getsockname()[:2]
+
+    async def _down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            self._sock = None
+        for writer in list(self._open):
+            _reset(writer)
+        self._open.clear()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.counts["connections"] += 1
+        self._open.add(client_w)
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            while True:
+                raw = await _read_head(client_r)
+                if raw is None:
+                    return
+                request = _parse(raw)
+                self.counts["requests"] += 1
+                if upstream is None:
+                    upstream = await asyncio.open_connection(*self.upstream, limit=HEAD_LIMIT)
+                    self._open.add(upstream[1])
+                if not await self._exchange(request, client_r, client_w, *upstream):
+                    return
+        except (_Cut, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            return
+        finally:
+            for writer in (client_w, *(upstream[1:] if upstream else ())):
+                self._open.discard(writer)
+                _reset(writer)
+
+    async def _exchange(
+        self,
+        request: _Message,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        server_r: asyncio.StreamReader,
+        server_w: asyncio.StreamWriter,
+    ) -> bool:
+        """One request and its response; False when the connection must end afterwards."""
+        faults = self.faults
+        if faults.latency:
+            await asyncio.sleep(self._random.uniform(0, faults.latency))
+        has_body = request.chunked or (request.length or 0) > 0
+        fault = self._pick(REQUEST_FAULTS, faults, allowed={"reset_request"} if not has_body else set())
+        if fault in ("error_500", "slowdown"):
+            await _relay_body(request, client_r, None)  # the request is read whole, then refused
+            client_w.write(_error(request, fault, faults.retry_after))
+            await client_w.drain()
+            return True
+        if fault == "stall":
+            await _relay_body(request, client_r, None)
+            await self._stall(client_r)
+            return False
+        server_w.write(request.raw)
+        if fault == "reset_request":
+            cut = self._random.randrange(0, max(1, request.length or CHUNK))
+            await _relay_body(request, client_r, server_w, cut=cut)
+            raise _Cut
+        await _relay_body(request, client_r, server_w)
+        await server_w.drain()
+        while True:  # interim answers (100 Continue) go through as they are
+            raw = await _read_head(server_r)
+            if raw is None:
+                raise _Cut
+            response = _parse(raw)
+            status = int(response.start[1])
+            if status >= 200:
+                break
+            client_w.write(raw)
+        bodiless = request.start[0] == "HEAD" or status in (204, 304)
+        length = 0 if bodiless else response.length
+        has_body = response.chunked or (length or 0) > 0
+        fault = self._pick(RESPONSE_FAULTS, faults, allowed=set() if has_body else set(RESPONSE_FAULTS))
+        client_w.write(raw)
+        if fault is None:
+            if bodiless:
+                await client_w.drain()
+            else:
+                await _relay_body(response, server_r, client_w, until_eof=length is None)
+            keep = (response.header("connection") or "").lower() != "close" and (bodiless or length is not None)
+            return keep or response.chunked
+        cut = self._random.randrange(0, max(1, length or CHUNK))
+        await _relay_body(response, server_r, client_w, cut=cut)
+        await client_w.drain()
+        if fault == "stall":
+            await self._stall(client_r)
+        elif fault == "truncate":
+            client_w.close()  # a clean FIN after too few bytes
+            with contextlib.suppress(ConnectionError):
+                await client_w.wait_closed()
+        raise _Cut
+
+    def _pick(self, kinds: tuple[str, ...], faults: Faults, allowed: set[str]) -> str | None:
+        """One fault of ``kinds`` (not in ``allowed``... i.e. excluded), drawn by the rates, or None."""
+        roll = self._random.random()
+        for kind in kinds:
+            rate: float = getattr(faults, kind)
+            if kind == "stall" and kinds is RESPONSE_FAULTS:
+                rate /= 2  # a stall is drawn once per exchange: half before, half during the response
+            elif kind == "stall":
+                rate /= 2
+            if roll < rate:
+                if kind in allowed:
+                    return None
+                self.counts[kind] += 1
+                return kind
+            roll -= rate
+        return None
+
+    async def _stall(self, client_r: asyncio.StreamReader) -> None:
+        """Say nothing until the client gives up (it closes) or ``stall_seconds`` pass."""
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(self.faults.stall_seconds or 30.0):
+                while await client_r.read(CHUNK):
+                    pass
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
+    """The next message head, or None when the peer closed cleanly between messages."""
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise
+
+
+async def _relay_body(
+    message: _Message,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter | None,
+    *,
+    cut: int | None = None,
+    until_eof: bool = False,
+) -> None:
+    """Copy ``message``'s body from ``reader`` to ``writer`` (None: discard it). With ``cut``, copy
+    only that many bytes of it and stop."""
+    budget = cut if cut is not None else -1
+
+    def send(data: bytes) -> bool:
+        nonlocal budget
+        if budget >= 0:
+            data = data[:budget]
+            budget -= len(data)
+        if writer is not None and data:
+            writer.write(data)
+        return budget != 0
+
+    async def copy(count: int) -> bool:
+        while count > 0:
+            data = await reader.readexactly(min(CHUNK, count))
+            count -= len(data)
+            if not send(data):
+                return False
+            if writer is not None:
+                await writer.drain()
+        return True
+
+    if message.chunked:
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            if not send(line):
+                return
+            size = int(line.split(b";")[0], 16)
+            if not await copy(size + 2):
+                return
+            if size == 0:
+                # Trailers (rare) end with an empty line; 'size + 2' already took an empty one.
+                return
+    elif until_eof:
+        while data := await reader.read(CHUNK):
+            if not send(data):
+                return
+            if writer is not None:
+                await writer.drain()
+    else:
+        await copy(message.length or 0)
+
+
+_ERRORS = {
+    "error_500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
+    "slowdown": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+}
+
+
+def _error(request: _Message, kind: str, retry_after: int) -> bytes:
+    status, reason, code, text = _ERRORS[kind]
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{text}</Message>'
+        f"<RequestId>faultproxy</RequestId></Error>"
+    ).encode()
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: application/xml",
+        f"Content-Length: {len(body)}",
+    ]
+    if kind == "slowdown":
+        head.append(f"Retry-After: {retry_after}")
+    raw = ("\r\n".join(head) + "\r\n\r\n").encode()
+    return raw if request.start[0] == "HEAD" else raw + body
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a RST, as a crashed peer or a dropped route does, not a polite FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -1,0 +1,66 @@
+"""gcp-storage-emulator with GCS's write preconditions: ``python tests/gcs_emulator.py start ...``.
+
+Real GCS refuses an upload whose ``ifGenerationMatch`` does not name the object's live generation
+(``0``: no live object) with ``412 Precondition Failed``; the emulator accepts the parameter and
+ignores it. Many writers on one bucket are safe only because GCS enforces it, and lorry refuses a
+store whose server does not (``lorry.registry.safety``), so the tests run the emulator with that one
+check added in front of its upload handler and everything else unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from http import HTTPStatus
+from typing import Any
+
+from gcp_storage_emulator import __main__ as emulator  # type: ignore[import-untyped]
+from gcp_storage_emulator import server  # type: ignore[import-untyped]
+from gcp_storage_emulator.exceptions import NotFound  # type: ignore[import-untyped]
+from gcp_storage_emulator.handlers import objects  # type: ignore[import-untyped]
+
+_insert = objects.insert
+_lock = threading.Lock()
+
+
+def _object_name(request: Any) -> str | None:
+    if "name" in request.query:
+        return str(request.query["name"][0])
+    data = request.data
+    if isinstance(data, dict):  # a multipart upload's metadata part, or a resumable upload's JSON
+        meta = data.get("meta", data)
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return name if isinstance(name, str) else None
+    return None
+
+
+def insert_with_preconditions(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+    wanted = request.query.get("ifGenerationMatch")
+    if not wanted:
+        return _insert(request, response, storage, *args, **kwargs)
+    with _lock:  # the check and the write as one step, as GCS does it
+        try:
+            live = storage.get_file_obj(request.params["bucket_name"], _object_name(request))
+            generation = str(live.get("generation") or "0")
+        except NotFound:
+            generation = "0"
+        if generation != wanted[0]:
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            response.json(
+                {"error": {"code": 412, "message": "Precondition Failed", "errors": [{"reason": "conditionNotMet"}]}}
+            )
+            return None
+        return _insert(request, response, storage, *args, **kwargs)
+
+
+def main() -> None:
+    objects.insert = insert_with_preconditions  # the route the server falls back to for bare POSTs
+    for _pattern, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is _insert:
+                handlers[method] = insert_with_preconditions
+    emulator.main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
