@@ -17,7 +17,7 @@ from lorry import runs
 if TYPE_CHECKING:
     from tests.fixtures_gcs import GCSEmulator
 
-pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_gcs"]
+pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_gcs", "tests.fixtures_tls"]
 
 
 @pytest.fixture(autouse=True)
@@ -74,14 +74,20 @@ def project_dir() -> Path:
 @pytest.fixture(params=["ceph", "moto", "gcs"])
 def remote_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """A URL of a fresh remote store, set as ``$LORRY_STORE``."""
-    if request.param == "gcs":
+    return use_remote_store(request.param, request, monkeypatch)
+
+
+def use_remote_store(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make a fresh bucket on the server ``kind`` (ceph, moto or gcs), point ``$LORRY_STORE`` (and the
+    server's own variables) at it, and return its URL."""
+    if kind == "gcs":
         emulator: GCSEmulator = request.getfixturevalue("gcs_emulator")
         bucket = f"lorry-api-{uuid.uuid4().hex[:10]}"
         emulator.create_bucket(bucket)
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
         url = f"gs://{bucket}/team-store"
     else:
-        server = request.getfixturevalue("ceph_rgw" if request.param == "ceph" else "moto_server")
+        server = request.getfixturevalue("ceph_rgw" if kind == "ceph" else "moto_server")
         url = request.getfixturevalue("s3_bucket")(server)
     monkeypatch.setenv("LORRY_STORE", url)
     return url

@@ -6,17 +6,21 @@ request and response starts and ends, and at chosen rates (from a seeded random 
 
 - ``reset_request``: cuts the connection (RST) in the middle of a request body; the server never
   receives the whole request;
-- ``reset_response``: forwards the request, then cuts the connection in the middle of the response body;
+- ``reset_response``: forwards the request, then cuts the connection before or in the middle of the
+  response: the server acted on the request, the client does not learn the outcome;
 - ``error_500``: answers ``500 InternalError`` itself (the request never reaches the server);
 - ``slowdown``: answers ``503 SlowDown`` with ``Retry-After`` itself;
-- ``stall``: stops answering, either before the response or in the middle of its body, for longer than
-  the client waits; then closes;
+- ``stall``: stops answering for longer than the client waits, then closes: while the request body
+  comes in (it stops reading), after it (without passing it on, or after the server acted on it), or in
+  the middle of the response body;
 - ``truncate``: sends the response with its full ``Content-Length`` but only part of the body, then
   closes (FIN, not RST);
 - adds latency: a uniform random delay before each request is forwarded.
 
 ``down()`` stops listening and cuts every open connection (the server "crashes"); ``up()`` listens
-again on the same port. ``counts`` tallies connections, requests, bytes and each fault injected.
+again on the same port. ``counts`` tallies connections, requests and each fault injected.
+``Faults.only`` and ``Faults.limit`` aim faults at chosen requests; ``down_when`` takes the server away
+when a chosen request arrives.
 
 It runs on its own event loop in a daemon thread, so the code under test (which has its own loop
 thread) and the test's own thread both stay free.
@@ -31,7 +35,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -42,6 +46,7 @@ CHUNK = 64 << 10
 
 REQUEST_FAULTS = ("error_500", "slowdown", "stall", "reset_request")
 RESPONSE_FAULTS = ("reset_response", "truncate", "stall")
+FAULT_KINDS = ("reset_request", "reset_response", "error_500", "slowdown", "stall", "truncate")
 
 
 @dataclass
@@ -60,6 +65,10 @@ class Faults:
     """The ``Retry-After`` (seconds) that ``503 SlowDown`` asks for."""
     stall_seconds: float = 30.0
     """How long a stalled connection is held open (unless the client gives up first)."""
+    only: Callable[[str], bool] | None = None
+    """Break only the requests whose first line (``PUT /bucket/key?... HTTP/1.1``) this accepts."""
+    limit: int | None = None
+    """Break at most this many requests in all."""
 
 
 @dataclass
@@ -79,6 +88,14 @@ class _Message:
     @property
     def chunked(self) -> bool:
         return "chunked" in (self.header("transfer-encoding") or "").lower()
+
+    @property
+    def line(self) -> str:
+        return self.raw.split(b"\r\n", 1)[0].decode("latin-1")
+
+    @property
+    def status(self) -> int:
+        return int(self.start[1])
 
     @property
     def length(self) -> int | None:
@@ -115,6 +132,11 @@ class FaultProxy:
         self._sock: socket.socket | None = None
         self._address: tuple[str, int] = ("127.0.0.1", 0)
         self._open: set[asyncio.StreamWriter] = set()
+        self._trip: Callable[[str], bool] | None = None
+        self.tripped = threading.Event()
+        self.before: Callable[[str], None] | None = None
+        """Called with each request's first line before the request is forwarded (on the proxy's
+        thread): a test's way to change the server's state at a chosen moment."""
 
     # -- control, from the test's thread ------------------------------------------------------------
 
@@ -138,22 +160,26 @@ class FaultProxy:
         """Listen again, on the same address."""
         self._call(self._listen())
 
+    def down_when(self, matches: Callable[[str], bool]) -> None:
+        """Go down, as ``down()`` does, when a request whose first line ``matches`` arrives (it is not
+        forwarded); ``tripped`` is set then."""
+        self.tripped.clear()
+        self._trip = matches
+
     def quiet(self) -> None:
         """No more faults (latency included) from now on."""
         self.faults = Faults()
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):
-            self._call(self._down())
+            self._call(self._end())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
 
     @property
     def faults_injected(self) -> int:
-        return sum(self.counts[kind] for kind in (*REQUEST_FAULTS, *RESPONSE_FAULTS) if kind != "stall") + (
-            self.counts["stall"]
-        )
+        return sum(self.counts[kind] for kind in FAULT_KINDS)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
@@ -180,6 +206,13 @@ class FaultProxy:
             _reset(writer)
         self._open.clear()
 
+    async def _end(self) -> None:
+        await self._down()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.counts["connections"] += 1
         self._open.add(client_w)
@@ -191,12 +224,21 @@ class FaultProxy:
                     return
                 request = _parse(raw)
                 self.counts["requests"] += 1
+                if self.before is not None:
+                    self.before(request.line)
+                if self._trip is not None and self._trip(request.line):
+                    self._trip = None
+                    await self._down()
+                    self.tripped.set()
+                    raise _Cut
                 if upstream is None:
                     upstream = await asyncio.open_connection(*self.upstream, limit=HEAD_LIMIT)
                     self._open.add(upstream[1])
                 if not await self._exchange(request, client_r, client_w, *upstream):
                     return
         except (_Cut, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            return
+        except asyncio.CancelledError:  # the proxy is closing: this connection ends with it
             return
         finally:
             for writer in (client_w, *(upstream[1:] if upstream else ())):
@@ -212,80 +254,134 @@ class FaultProxy:
         server_w: asyncio.StreamWriter,
     ) -> bool:
         """One request and its response; False when the connection must end afterwards."""
-        faults = self.faults
-        if faults.latency:
-            await asyncio.sleep(self._random.uniform(0, faults.latency))
+        if self.faults.latency:
+            await asyncio.sleep(self._random.uniform(0, self.faults.latency))
         has_body = request.chunked or (request.length or 0) > 0
-        fault = self._pick(REQUEST_FAULTS, faults, allowed={"reset_request"} if not has_body else set())
-        if fault in ("error_500", "slowdown"):
-            await _relay_body(request, client_r, None)  # the request is read whole, then refused
-            client_w.write(_error(request, fault, faults.retry_after))
-            await client_w.drain()
-            return True
-        if fault == "stall":
-            await _relay_body(request, client_r, None)
-            await self._stall(client_r)
-            return False
+        # With "Expect: 100-continue" the client sends its body only after an interim "100 Continue".
+        expect = has_body and (request.header("expect") or "").lower() == "100-continue"
+        fault = self._pick(REQUEST_FAULTS, request, impossible=set() if has_body else {"reset_request"})
+        if fault in ("error_500", "slowdown", "stall"):
+            return await self._refuse(fault, request, client_r, client_w, expect=expect)
         server_w.write(request.raw)
+        if expect:
+            response, raw = await self._response_head(server_r, client_w, until_continue=True)
+            client_w.write(raw)
+            if response.status != 100:  # refused before the body: pass the answer on and close
+                await _relay_body(response, server_r, client_w, until_eof=response.length is None)
+                return False
         if fault == "reset_request":
             cut = self._random.randrange(0, max(1, request.length or CHUNK))
             await _relay_body(request, client_r, server_w, cut=cut)
             raise _Cut
         await _relay_body(request, client_r, server_w)
         await server_w.drain()
-        while True:  # interim answers (100 Continue) go through as they are
-            raw = await _read_head(server_r)
-            if raw is None:
-                raise _Cut
-            response = _parse(raw)
-            status = int(response.start[1])
-            if status >= 200:
-                break
-            client_w.write(raw)
-        bodiless = request.start[0] == "HEAD" or status in (204, 304)
+        return await self._respond(request, client_r, client_w, server_r)
+
+    async def _refuse(
+        self,
+        fault: str,
+        request: _Message,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        *,
+        expect: bool,
+    ) -> bool:
+        """Answer in the server's place: an error, or nothing at all (a stall)."""
+        if fault == "stall":
+            if expect:  # the client waits for "100 Continue", which never comes
+                await self._stall(client_r, reading=False)
+            elif request.length and self._random.random() < 0.5:  # stop taking the body halfway
+                await _relay_body(request, client_r, None, cut=self._random.randrange(0, request.length))
+                await self._stall(client_r, reading=False)
+            else:  # take the whole request, never answer
+                await _relay_body(request, client_r, None)
+                await self._stall(client_r, reading=True)
+            return False
+        if expect:  # refused before the body was sent: the connection cannot be reused
+            client_w.write(_error(request, fault, self.faults.retry_after, close=True))
+            await client_w.drain()
+            return False
+        await _relay_body(request, client_r, None)  # the request is read whole, then refused
+        client_w.write(_error(request, fault, self.faults.retry_after))
+        await client_w.drain()
+        return True
+
+    async def _respond(
+        self,
+        request: _Message,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        server_r: asyncio.StreamReader,
+    ) -> bool:
+        """Pass the server's response on, or break it on the way."""
+        response, raw = await self._response_head(server_r, client_w, until_continue=False)
+        bodiless = request.start[0] == "HEAD" or response.status in (204, 304)
         length = 0 if bodiless else response.length
-        has_body = response.chunked or (length or 0) > 0
-        fault = self._pick(RESPONSE_FAULTS, faults, allowed=set() if has_body else set(RESPONSE_FAULTS))
+        has_body = response.chunked or length is None or length > 0
+        fault = self._pick(RESPONSE_FAULTS, request, impossible=set() if has_body else {"truncate"})
+        if fault in ("reset_response", "stall") and (not has_body or self._random.random() < 0.5):
+            # The server has acted on the request; the client hears nothing of it.
+            if fault == "stall":
+                await self._stall(client_r, reading=True)
+            raise _Cut
         client_w.write(raw)
         if fault is None:
             if bodiless:
                 await client_w.drain()
             else:
                 await _relay_body(response, server_r, client_w, until_eof=length is None)
-            keep = (response.header("connection") or "").lower() != "close" and (bodiless or length is not None)
-            return keep or response.chunked
-        cut = self._random.randrange(0, max(1, length or CHUNK))
-        await _relay_body(response, server_r, client_w, cut=cut)
+            closing = (response.header("connection") or "").lower() == "close"
+            return not closing and (length is not None or response.chunked)
+        await _relay_body(response, server_r, client_w, cut=self._random.randrange(0, length or CHUNK))
         await client_w.drain()
         if fault == "stall":
-            await self._stall(client_r)
+            await self._stall(client_r, reading=True)
         elif fault == "truncate":
             client_w.close()  # a clean FIN after too few bytes
             with contextlib.suppress(ConnectionError):
                 await client_w.wait_closed()
         raise _Cut
 
-    def _pick(self, kinds: tuple[str, ...], faults: Faults, allowed: set[str]) -> str | None:
-        """One fault of ``kinds`` (not in ``allowed``... i.e. excluded), drawn by the rates, or None."""
+    async def _response_head(
+        self, server_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, *, until_continue: bool
+    ) -> tuple[_Message, bytes]:
+        """The server's next final answer (or its "100 Continue", if ``until_continue``); other
+        interim answers go to the client as they are."""
+        while True:
+            raw = await _read_head(server_r)
+            if raw is None:
+                raise _Cut
+            response = _parse(raw)
+            if response.status >= 200 or (until_continue and response.status == 100):
+                return response, raw
+            client_w.write(raw)
+
+    def _pick(self, kinds: tuple[str, ...], request: _Message, impossible: set[str]) -> str | None:
+        """One of ``kinds``, drawn by the rates, or None; a draw that cannot apply here is no fault."""
+        faults = self.faults
+        if faults.only is not None and not faults.only(request.line):
+            return None
+        if faults.limit is not None and self.faults_injected >= faults.limit:
+            return None
         roll = self._random.random()
         for kind in kinds:
-            rate: float = getattr(faults, kind)
-            if kind == "stall" and kinds is RESPONSE_FAULTS:
-                rate /= 2  # a stall is drawn once per exchange: half before, half during the response
-            elif kind == "stall":
-                rate /= 2
+            # A stall can come before the response or during it: half of its rate each.
+            rate: float = getattr(self.faults, kind) / (2 if kind == "stall" else 1)
             if roll < rate:
-                if kind in allowed:
+                if kind in impossible:
                     return None
                 self.counts[kind] += 1
                 return kind
             roll -= rate
         return None
 
-    async def _stall(self, client_r: asyncio.StreamReader) -> None:
-        """Say nothing until the client gives up (it closes) or ``stall_seconds`` pass."""
+    async def _stall(self, client_r: asyncio.StreamReader, *, reading: bool) -> None:
+        """Say nothing for ``stall_seconds``. ``reading``: keep taking (and dropping) what the client
+        sends, and end early when it gives up; else take nothing more, as a server that hangs."""
         with contextlib.suppress(TimeoutError, ConnectionError):
-            async with asyncio.timeout(self.faults.stall_seconds or 30.0):
+            async with asyncio.timeout(self.faults.stall_seconds):
+                if not reading:
+                    await asyncio.sleep(self.faults.stall_seconds)
                 while await client_r.read(CHUNK):
                     pass
 
@@ -358,7 +454,7 @@ _ERRORS = {
 }
 
 
-def _error(request: _Message, kind: str, retry_after: int) -> bytes:
+def _error(request: _Message, kind: str, retry_after: int, *, close: bool = False) -> bytes:
     status, reason, code, text = _ERRORS[kind]
     body = (
         f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{text}</Message>'
@@ -371,6 +467,8 @@ def _error(request: _Message, kind: str, retry_after: int) -> bytes:
     ]
     if kind == "slowdown":
         head.append(f"Retry-After: {retry_after}")
+    if close:
+        head.append("Connection: close")
     raw = ("\r\n".join(head) + "\r\n\r\n").encode()
     return raw if request.start[0] == "HEAD" else raw + body
 

@@ -7,6 +7,7 @@ ends. ``STORAGE_EMULATOR_HOST`` is set only inside the tests that ask for a GCS 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import socket
@@ -100,11 +101,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
-    """Start gcp-storage-emulator on a free port; stop it when the session ends."""
-    command = _emulator_command()
-    log_path = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
+@contextlib.contextmanager
+def start_emulator(log_dir: Path, *, preconditions: bool = True) -> Iterator[GCSEmulator]:
+    """Run gcp-storage-emulator on a free port until the block ends; with ``preconditions`` (the
+    default) it enforces ``ifGenerationMatch`` as GCS does, else it runs exactly as it ships."""
+    command = _emulator_command() if preconditions else [sys.executable, "-m", "gcp_storage_emulator"]
+    log_path = log_dir / "emulator.log"
     for _attempt in range(3):  # the free port may be taken between choosing and binding it
         port = _free_port()
         with log_path.open("ab") as log:
@@ -132,6 +134,13 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulat
         _stop(proc)
     tail = log_path.read_text(errors="replace")[-2000:]
     raise RuntimeError(f"gcp-storage-emulator did not start; its log ({log_path}) ends:\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
+    """The emulator (with GCS's preconditions) for the whole session, on a free port."""
+    with start_emulator(tmp_path_factory.mktemp("gcs-emulator")) as emulator:
+        yield emulator
 
 
 GCSStoreFactory = Callable[..., GCSStore]

@@ -456,7 +456,7 @@ def test_api_overrides_and_state() -> None:
         lorry.Api(overrides={"colour": "blue"})
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o077])
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
 def test_store_files_are_private_and_downloads_follow_the_umask(
     umask: int, store_dir: Path, tmp_path: Path
 ) -> None:
@@ -467,6 +467,8 @@ def test_store_files_are_private_and_downloads_follow_the_umask(
             folder = Path(artifact.download(tmp_path / "down"))
     finally:
         os.umask(previous)
-    stored = [p for p in store_dir.rglob("*") if p.is_file() and ".lorry" not in p.parts]
+    stored = [p for p in store_dir.rglob("*") if p.is_file()]  # lorry's own lock files too
+    folders = [store_dir, *(p for p in store_dir.rglob("*") if p.is_dir())]
     assert stored and {p.stat().st_mode & 0o777 for p in stored} == {0o600}
+    assert {p.stat().st_mode & 0o777 for p in folders} == {0o700}
     assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o666 & ~umask}

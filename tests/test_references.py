@@ -226,7 +226,7 @@ def test_http_checksum_false_contacts_nothing(http_server: HttpSource, tmp_path:
 
 def test_https_certificates_are_verified(https_self_signed: HttpSource) -> None:
     uri = https_self_signed.put("secure/data.bin", b"behind a self-signed certificate")
-    with pytest.raises(lorry.StoreError, match="TLS verification failed"):
+    with pytest.raises(lorry.UntrustedCertificateError, match=r"https://127\.0\.0\.1:\d+ is not trusted"):
         lorry.Artifact("tls", type="dataset").add_reference(uri)
     assert https_self_signed.requests == []  # the handshake failed: no request reached the server
 

@@ -97,3 +97,116 @@ def test_a_dropped_download_resumes_from_its_byte_offset(tmp_path: Path) -> None
     inner.starts.clear()
     assert asyncio.run(store.get("blob", 10, 5000)) == data[10:5000]
     assert inner.starts == [10, 1010]
+
+
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def timed_policy(clock: FakeClock, deadline: float = 30.0) -> RetryPolicy:
+    return RetryPolicy(deadline=deadline, base=0.5, cap=4.0, rand=lambda: 1.0, sleep=clock.sleep, clock=clock)
+
+
+def test_a_call_is_retried_until_the_deadline_then_fails_naming_it() -> None:
+    clock = FakeClock()
+    retry = timed_policy(clock)
+    tries = 0
+
+    async def down() -> None:
+        nonlocal tries
+        tries += 1
+        raise TransientError("connection refused")
+
+    with pytest.raises(TransientError, match=r"retry deadline \(LORRY_RETRY_DEADLINE\)") as failed:
+        asyncio.run(retry.run("PUT x", down))
+    assert clock.now == 30.0  # the last wait is cut short to end exactly at the deadline
+    assert tries == 11  # waits of 0.5, 1, 2, then 4 s each: 0.5 + 1 + 2 + 4 * 6 = 27.5, then 2.5
+    assert "connection refused" in str(failed.value)
+    assert (retry.stats.retries, retry.stats.gave_up, retry.stats.longest) == (10, 1, 30.0)
+
+
+def test_a_server_back_before_the_deadline_costs_only_time() -> None:
+    clock = FakeClock()
+    retry = timed_policy(clock)
+
+    async def back_at_20_s() -> str:
+        if clock.now < 20:
+            raise TransientError("503 SlowDown")
+        return "stored"
+
+    assert asyncio.run(retry.run("PUT x", back_at_20_s)) == "stored"
+    assert retry.stats.gave_up == 0
+    assert retry.stats.longest == clock.now >= 20
+
+
+def test_once_the_store_is_gone_past_the_deadline_later_calls_fail_at_their_first_try() -> None:
+    clock = FakeClock()
+    retry = timed_policy(clock)
+
+    async def down() -> None:
+        raise TransientError("connection refused")
+
+    async def scenario() -> list[float]:
+        with pytest.raises(TransientError):
+            await retry.run("PUT blob", down)
+        ends = [clock.now]
+        with pytest.raises(TransientError, match="retry deadline"):
+            await retry.run("PUT run record", down)  # no second wait of 30 s
+        ends.append(clock.now)
+        return ends
+
+    assert asyncio.run(scenario()) == [30.0, 30.0]
+
+
+def test_any_answer_ends_an_outage() -> None:
+    clock = FakeClock()
+    retry = timed_policy(clock)
+    outage = True
+
+    async def call() -> None:
+        if outage:
+            raise TransientError("connection refused")
+        raise ObjectNotFoundError("no such key")  # an answer, if not a happy one
+
+    async def scenario() -> None:
+        nonlocal outage
+        task = asyncio.create_task(retry.run("HEAD x", call))
+        while clock.now < 10:
+            await asyncio.sleep(0)
+        outage = False
+        with pytest.raises(ObjectNotFoundError):
+            await task
+        clock.now += 100  # long after: a new failure starts a new count
+        outage = True
+        with pytest.raises(TransientError, match="retry deadline"):
+            await retry.run("HEAD y", call)
+
+    asyncio.run(scenario())
+    assert clock.now == 130.0
+
+
+def test_a_resumed_download_has_its_own_deadline_too(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    class Dropping(LocalStore):
+        async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+            yield b"x"
+            raise TransientError("connection reset by peer")
+
+    inner = Dropping(tmp_path / "store")
+    inner.put_sync("blob", b"xyz")
+    store = RetryingStore(inner, timed_policy(clock, deadline=5))
+    with pytest.raises(TransientError, match="retry deadline"):
+        asyncio.run(store.get("blob"))
+    # Each resumption brought a byte, which counts as an answer: but never more than the deadline
+    # passes between two bytes.
+    assert store.policy.stats.gave_up == 1

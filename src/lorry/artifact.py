@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import fcntl
 import os
 import posixpath
@@ -36,7 +37,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.model.manifest import Entry, Manifest, normalize_entry_path
+from lorry.model.manifest import Entry, EntryLayout, Manifest, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_type, version_alias
 from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
@@ -46,7 +47,7 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine
-from lorry.transfer.files import FileStamp, matches, safe_target
+from lorry.transfer.files import FileStamp, local_error, matches, safe_target
 from lorry.transfer.journal import Journal
 from lorry.transfer.progress import progress
 from lorry.transfer.upload import FileSource, store_files
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from lorry.runs import Run
 
 POLICIES = ("mutable", "immutable")
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a snapshot that failed for want of room
 _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) instead of copying
 
 
@@ -93,6 +95,7 @@ class Artifact:
         self._files: dict[str, FileSource] = {}
         self._refs: dict[str, Entry] = {}
         self._origins: dict[str, tuple[int, int]] = {}
+        self._layout = EntryLayout()  # no name both a file and a folder
         self._staging: Path | None = None  # entry → (device, inode) of the file added
         self._pending: concurrent.futures.Future[_Logged] | None = None
         self._logged: _Logged | None = None
@@ -130,6 +133,8 @@ class Artifact:
     def description(self, value: str | None) -> None:
         if value is not None and not isinstance(value, str):
             raise ValidationError(f"description must be a string, not {type(value).__name__}")
+        if value is not None and not _utf8(value):
+            raise ValidationError("description holds a lone surrogate, which UTF-8 cannot encode")
         self._description = value
 
     @property
@@ -198,9 +203,13 @@ class Artifact:
         prefix = normalize_entry_path(name) if name else ""
         found = list(_walk_files(root))
         names = [normalize_entry_path(posixpath.join(prefix, rel) if prefix else rel) for rel, _ in found]
-        for entry_name in names:  # refuse clashes before adding anything
+        trial = self._layout.copy()
+        for entry_name, (_, path) in zip(names, found, strict=True):  # refuse clashes before adding any
             if entry_name in self._refs:
                 raise ValidationError(f"entry {entry_name!r} is already a reference in this artifact")
+            if entry_name in self._files and self._origins.get(entry_name) != _identity(path):
+                raise ValidationError(f"two different files under one entry name {entry_name!r}")
+            trial.add(entry_name)
         for entry_name, (_, path) in zip(names, found, strict=True):
             self._add_source(entry_name, path, policy)
 
@@ -211,12 +220,16 @@ class Artifact:
         entry_name = normalize_entry_path(name)
         if entry_name in self._files or entry_name in self._refs:
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
+        self._layout.check(entry_name)
         if not set(mode) <= set("wxab+t") or not set(mode) & set("wxa"):
             raise ValidationError(f"new_file mode must be a write mode such as 'w' or 'wb', not {mode!r}")
         staged = self._staged_path()
         with open(staged, mode, encoding=encoding) as handle:
             yield handle
         os.chmod(staged, 0o600)
+        if entry_name in self._files or entry_name in self._refs:  # taken while the block ran
+            raise ValidationError(f"entry {entry_name!r} is already in this artifact")
+        self._layout.add(entry_name)
         self._files[entry_name] = FileSource(entry_name, staged, FileStamp.of(staged), owned=True)
 
     def add_reference(
@@ -229,11 +242,14 @@ class Artifact:
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):
             raise ValidationError(f"max_objects must be a positive integer, not {max_objects!r}")
         entries = refs.resolve(uri, name, checksum, max_objects)
+        trial = self._layout.copy()
         for entry in entries:
             if entry.path in self._files or (entry.path in self._refs and self._refs[entry.path] != entry):
                 raise ValidationError(f"entry {entry.path!r} is already in this artifact with other content")
+            trial.add(entry.path)
         for entry in entries:
             self._refs[entry.path] = entry
+        self._layout = trial
         return [ArtifactEntry(self, entry) for entry in entries]
 
     def remove(self, name: str) -> None:
@@ -245,6 +261,7 @@ class Artifact:
             for key in [k for k in table if k == target or k.startswith(target + "/")]:
                 del table[key]
                 self._origins.pop(key, None)
+                self._layout.discard(key)
                 removed = True
         if not removed:
             raise LocalFileError(f"artifact {self._name} has no entry {target!r}")
@@ -256,6 +273,8 @@ class Artifact:
             if self._origins.get(entry_name) == _identity(path):
                 return  # the same file added twice
             raise ValidationError(f"two different files under one entry name {entry_name!r}")
+        self._layout.check(entry_name)
+        staged: Path | None = None
         try:
             if policy == "mutable":
                 staged = self._staged_path()
@@ -264,9 +283,14 @@ class Artifact:
             else:
                 source = FileSource(entry_name, path, FileStamp.of(path), owned=False)
         except OSError as exc:
-            raise LocalFileError(f"cannot add {path}: {exc.strerror or exc}") from exc
+            if staged is not None:  # a partial snapshot is no use to anyone
+                with contextlib.suppress(OSError):
+                    staged.unlink()
+            where = f" (its snapshot in {self._staging})" if exc.errno in _NO_ROOM else ""
+            raise local_error(exc, f"cannot add {path}{where}") from exc
         self._files[entry_name] = source
         self._origins[entry_name] = _identity(path)
+        self._layout.add(entry_name)
 
     def _staged_path(self) -> Path:
         """A fresh name in this artifact's staging folder (made on first use, removed once logged)."""
@@ -289,6 +313,10 @@ class Artifact:
                 f"artifact {self._name} is already logged; create a new Artifact for a new version"
             )
         checked = _dedupe([LATEST, *(validate_alias(a) for a in aliases if a != LATEST)])
+        # The dict may have been changed in place since it was set: check it again, and freeze a deep
+        # copy, so that later changes to it do not reach this version.
+        metadata = validate_metadata(self._metadata)
+        Manifest.check_size(((f.path, f.stamp.size) for f in self._files.values()), self._refs.values())
         collection = Collection(run.entity, run.project, self._name)
         eng = engine(run.settings)
         ticket = eng.assigner.draw(str(collection))
@@ -300,7 +328,7 @@ class Artifact:
             files=tuple(self._files.values()),
             refs=tuple(self._refs.values()),
             description=self.description,
-            metadata=dict(self._metadata),
+            metadata=metadata,
             aliases=tuple(checked),
             counters=self._counters,
             staging=self._staging,
@@ -351,6 +379,7 @@ class Artifact:
         self._description = logged.record.description
         self._metadata = dict(logged.record.metadata)
         self._files, self._refs, self._origins = {}, {}, {}
+        self._layout = EntryLayout()
         self._aliases = aliases
         self._saved_aliases = list(aliases)
 
@@ -479,6 +508,8 @@ class Artifact:
             target.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise LocalFileError(f"download root {target} exists and is not a folder") from None
+        except OSError as exc:
+            raise local_error(exc, f"cannot make the download folder {target}") from exc
         await fetch_entries(
             eng,
             eng.store(state.settings.store, state.settings.store_options),
@@ -520,7 +551,9 @@ class Artifact:
         if self.is_draft():
             from lorry.runs import current_or_new_run
 
-            current_or_new_run().log_artifact(self)
+            # Aliases set on the draft go with it; log_artifact checks them, and the metadata, before
+            # anything is written.
+            current_or_new_run().log_artifact(self, aliases=list(self._aliases))
 
     async def save_async(self) -> Artifact:
         self._log_if_draft()
@@ -620,7 +653,10 @@ class ArtifactEntry:
         state = artifact._state()
         folder = Path(root) if root is not None else artifact.default_root()
         eng = engine(state.settings)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise local_error(exc, f"cannot make the download folder {folder}") from exc
         path = await fetch_entry(
             eng,
             eng.store(state.settings.store, state.settings.store_options),
@@ -767,6 +803,14 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
 def _identity(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_dev, st.st_ino
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_policy(policy: str) -> None:

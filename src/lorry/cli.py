@@ -708,6 +708,124 @@ def cmd_config(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, out: Output) -> int:
+    from lorry import benchmark
+
+    store = args.url or lorry.Settings.load().store
+    specs = [
+        benchmark.DatasetSpec("small", args.small, args.small_size),
+        benchmark.DatasetSpec("medium", args.medium, args.medium_size),
+        benchmark.DatasetSpec("large", 1, args.large),
+    ]
+    specs = [spec for spec in specs if spec.files > 0 and spec.file_size > 0]
+    if not specs:
+        raise lorry.ValidationError("nothing to measure: every dataset has no files or no bytes")
+    shown = redact("store", store)
+    if not out.json:
+        sizes = ", ".join(f"{s.name} {s.files:,} x {human_size(s.file_size)}" for s in specs)
+        out.line(f"lorry bench on {shown}: {sizes}; {args.runs} run(s) each, medians")
+
+    def progress(m: benchmark.Measurement) -> None:
+        if not out.json:
+            print(f"  {m.dataset} {m.direction} run {m.run}: {m.seconds:.2f} s", file=sys.stderr)
+
+    results = benchmark.run_benchmark(
+        store, specs, runs=args.runs, workdir=args.workdir, entity=args.entity, on_result=progress
+    )
+    summaries = benchmark.summarize(results)
+    ok = all(s.verified for s in summaries)
+    if out.json:
+        out.document(
+            {
+                "store": shown,
+                "runs": args.runs,
+                "verified": ok,
+                "results": [
+                    {
+                        "dataset": s.dataset,
+                        "direction": s.direction,
+                        "files": s.files,
+                        "bytes": s.bytes,
+                        "seconds": s.seconds,
+                        "seconds_min": s.seconds_min,
+                        "seconds_max": s.seconds_max,
+                        "mb_per_s": s.mb_per_s,
+                        "files_per_s": s.files_per_s,
+                        "cpu_seconds": s.cpu_seconds,
+                        "peak_rss": s.peak_rss,
+                        "verified": s.verified,
+                    }
+                    for s in summaries
+                ],
+            }
+        )
+        return 0 if ok else 1
+    s = out.style
+    spread = args.runs > 1
+    out.table(
+        ["DATASET", "DIRECTION", "FILES", "SIZE", "SECONDS", "MB/S", "FILES/S", "CPU S", "PEAK RSS", "BYTES"],
+        [
+            [
+                r.dataset,
+                r.direction,
+                f"{r.files:,}",
+                human_size(r.bytes),
+                f"{r.seconds:.2f}" + (f" [{r.seconds_min:.2f}-{r.seconds_max:.2f}]" if spread else ""),
+                f"{r.mb_per_s:,.1f}",
+                f"{r.files_per_s:,.0f}",
+                f"{r.cpu_seconds:.2f}",
+                human_size(r.peak_rss),
+                ("verified" if r.direction == "download" else "committed") if r.verified else "FAILED",
+            ]
+            for r in summaries
+        ],
+        [s.cyan, None, None, None, s.bold, s.green, s.green, None, None, None],
+    )
+    out.line(s.dim("everything the benchmark wrote was removed from the store"))
+    return 0 if ok else 1
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}")
+    return value
+
+
+def _add_bench_command(commands: Any) -> None:
+    bench = _add(
+        commands,
+        "bench",
+        cmd_bench,
+        "measure logging and downloading on a store (MB/s, files/s, CPU, memory); removes what it wrote",
+        """
+lorry bench                                    # the configured store
+lorry bench s3://bucket/scratch --runs 3
+lorry bench /mnt/nfs/store --small 10000 --medium 0 --large 2G --json
+""",
+        [_options(store=False, project=False)],
+    )
+    bench.add_argument("url", nargs="?", metavar="URL", help="the store (default: the configured one)")
+    bench.add_argument("--small", type=_count, default=1000, metavar="N", help="small files (default 1000)")
+    bench.add_argument(
+        "--small-size", type=parse_size, default=4 << 10, metavar="SIZE", help="of each (default 4K)"
+    )
+    bench.add_argument("--medium", type=_count, default=64, metavar="N", help="medium files (default 64)")
+    bench.add_argument(
+        "--medium-size", type=parse_size, default=4 << 20, metavar="SIZE", help="of each (default 4M)"
+    )
+    bench.add_argument(
+        "--large", type=parse_size, default=512 << 20, metavar="SIZE", help="one file (default 512M; 0 skips)"
+    )
+    bench.add_argument("--runs", type=_positive_int, default=1, metavar="N", help="runs of each (default 1)")
+    bench.add_argument(
+        "--workdir", metavar="DIR", help="where to generate the datasets (default: the temporary folder)"
+    )
+
+
 # -- the parser ----------------------------------------------------------------------------------------
 
 
@@ -1002,6 +1120,8 @@ lorry config --store s3://bucket/team --json
 """,
         [common],
     )
+
+    _add_bench_command(commands)
     return parser
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from lorry import _bridge
 from lorry.artifact import Artifact, LoggedRun, now_iso
-from lorry.errors import ArtifactFailedError, UsageError, ValidationError
+from lorry.errors import ArtifactFailedError, ConflictError, StoreError, UsageError, ValidationError
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import LATEST, parse_artifact_path, validate_artifact_name
 from lorry.registry.records import ArtifactRef, RunRecord
@@ -67,8 +67,15 @@ class Run:
         self._tracked_lock = threading.Lock()
         self._record_lock: asyncio.Lock | None = None
         self._finished = False
+        self._retries_at_start = engine(settings).retries.copy()  # for the report at the end
         self._registry = engine(settings).registry(settings)
-        _bridge.run_sync(self._registry.put_run(self._record, create=True))
+        try:
+            _bridge.run_sync(self._registry.put_run(self._record, create=True))
+        except ConflictError:
+            # A try whose response was lost may have created it: then the record there is this one.
+            there = _bridge.run_sync(self._registry.get_run(self.entity, self.project, self.id))
+            if (there.created_at, there.name) != (self._record.created_at, self.name):
+                raise
         log.info("run %s started (job_type=%s, store=%s)", self.path, job_type, settings.store)
 
     def __repr__(self) -> str:
@@ -214,15 +221,37 @@ class Run:
             except ArtifactFailedError as exc:
                 failures.append((artifact, exc))
         state = "failed" if failures or exit_code not in (None, 0) else "finished"
-        async with self._lock():
-            self._record = replace(self._record, state=state, finished_at=now_iso())
-            await self._registry.put_run(self._record)
-        log.info("run %s %s", self.path, state)
+        try:
+            async with self._lock():
+                self._record = replace(self._record, state=state, finished_at=now_iso())
+                await self._registry.put_run(self._record)
+        except StoreError as exc:
+            if not failures:
+                raise
+            # The store is gone (that is likely why artifacts failed): their error says more.
+            log.warning("run %s: its end could not be recorded: %s", self.path, exc)
+        self._report(state, len(tracked) - len(failures), len(failures))
         if failures:
             names = ", ".join(artifact.name for artifact, _ in failures)
             raise ArtifactFailedError(
-                f"run {self.path}: {len(failures)} artifact(s) failed: {names}"
+                f"run {self.path}: {len(failures)} artifact(s) failed: {names} (first: {failures[0][1]})"
             ) from failures[0][1]
+
+    def _report(self, state: str, logged: int, failed: int) -> None:
+        """One line on how the run ended, with what failures of the store cost on the way."""
+        spent = engine(self.settings).retries.since(self._retries_at_start)
+        line = f"run {self.path} {state}: {logged} artifact(s) logged"
+        if failed:
+            line += f", {failed} failed"
+        if not spent.retries and not spent.gave_up:
+            log.info("%s", line)
+            return
+        line += f"; {spent.retries} request(s) retried after transient failures"
+        if spent.longest:
+            line += f", the longest failure lasted {spent.longest:.1f} s"
+        if spent.gave_up:
+            line += f"; {spent.gave_up} request(s) gave up"
+        log.warning("%s", line)
 
     def __enter__(self) -> Run:
         return self

@@ -65,6 +65,12 @@ class Settings:
     """SSE-C: a base64 256-bit key of the user's, sent with every write and read; never shown."""
     gcs_kms_key: str | None = None
     """A Cloud KMS key name for GCS objects (customer-managed encryption)."""
+    request_timeout: float = 60.0
+    """Seconds an S3 request may make no progress (connecting, sending, receiving) before it is
+    abandoned and tried again."""
+    retry_deadline: float = 600.0
+    """Seconds that failing requests are tried again (a store that does not answer for that long
+    fails what waits on it)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     _ENV = {  # noqa: RUF012 - a class-level table, never mutated
@@ -83,6 +89,8 @@ class Settings:
         "s3_sse_kms_key_id": "LORRY_S3_SSE_KMS_KEY_ID",
         "s3_sse_c_key": "LORRY_S3_SSE_C_KEY",
         "gcs_kms_key": "LORRY_GCS_KMS_KEY",
+        "request_timeout": "LORRY_REQUEST_TIMEOUT",
+        "retry_deadline": "LORRY_RETRY_DEADLINE",
     }
 
     @classmethod
@@ -145,6 +153,8 @@ class Settings:
             s3_sse_kms_key_id=self.s3_sse_kms_key_id,
             s3_sse_c_key=self.s3_sse_c_key,
             gcs_kms_key=self.gcs_kms_key,
+            request_timeout=self.request_timeout,
+            retry_deadline=self.retry_deadline,
         )
 
     def with_(self, **changes: Any) -> Settings:
@@ -183,4 +193,10 @@ def _parse(name: str, raw: str) -> Any:
         raise ValidationError(f"$LORRY_VERIFY_TLS must be 1 or 0, not {raw!r}")
     if name == "s3_sse_c_key":
         return Secret(raw.strip())
+    if name in ("request_timeout", "retry_deadline"):
+        try:
+            return float(raw)
+        except ValueError:
+            env = Settings._ENV[name]
+            raise ValidationError(f"${env} must be a number of seconds, not {raw!r}") from None
     return raw

@@ -10,11 +10,11 @@ import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
-from lorry.errors import CorruptRecordError, InvalidPathError
+from lorry.errors import CorruptRecordError, InvalidPathError, ValidationError
 from lorry.model.digest import digest_bytes, is_content_digest
 from lorry.model.secret import redact_uri
 
@@ -54,6 +54,65 @@ def normalize_entry_path(path: object) -> str:
 def _shown(path: str) -> str:
     """``path`` for a message: quoted, and cut short if it is long."""
     return repr(path) if len(path) <= 100 else f"{path[:60]!r}...{path[-20:]!r}"
+
+
+def folders_of(path: str) -> Iterator[str]:
+    """The folders an entry name lies in, innermost first: ``'a/b/c'`` → ``'a/b'``, ``'a'``."""
+    cut = path.rfind("/")
+    while cut > 0:
+        path = path[:cut]
+        yield path
+        cut = path.rfind("/")
+
+
+def _file_or_folder(path: str, file: str) -> InvalidPathError:
+    return InvalidPathError(
+        f"entry name {_shown(path)} is inside {_shown(file)}, which is a file: "
+        "one name cannot be both a file and a folder"
+    )
+
+
+class EntryLayout:
+    """The entry names of an artifact being built and the folders they make: a name that would put a
+    file where a folder is, or inside a file, is refused when it is added, as it could not be
+    downloaded."""
+
+    __slots__ = ("_folders", "_names")
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._folders: dict[str, int] = {}  # folder → how many names lie below it
+
+    def copy(self) -> EntryLayout:
+        other = EntryLayout()
+        other._names, other._folders = set(self._names), dict(self._folders)
+        return other
+
+    def check(self, path: str) -> None:
+        """Refuse ``path`` if it clashes with a name already here (the same name is not a clash)."""
+        if path in self._names:
+            return
+        if path in self._folders:
+            inside = next(n for n in self._names if n.startswith(path + "/"))
+            raise _file_or_folder(inside, path)
+        for folder in folders_of(path):
+            if folder in self._names:
+                raise _file_or_folder(path, folder)
+
+    def add(self, path: str) -> None:
+        self.check(path)
+        if path not in self._names:
+            self._names.add(path)
+            for folder in folders_of(path):
+                self._folders[folder] = self._folders.get(folder, 0) + 1
+
+    def discard(self, path: str) -> None:
+        if path in self._names:
+            self._names.remove(path)
+            for folder in folders_of(path):
+                self._folders[folder] -= 1
+                if not self._folders[folder]:
+                    del self._folders[folder]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +182,10 @@ class Manifest(Mapping[str, Entry]):
 
     __slots__ = ("_digest", "_entries", "_payload")
 
+    MAX_BYTES: ClassVar[int] = 128 << 20
+    """The largest manifest lorry writes or reads: about a million entries, whose parsing takes seconds
+    and most of a GiB. A larger one on a store is refused after reading at most this much of it."""
+
     def __init__(self, entries: Iterable[Entry]) -> None:
         by_path: dict[str, Entry] = {}
         for entry in entries:
@@ -130,14 +193,9 @@ class Manifest(Mapping[str, Entry]):
                 raise InvalidPathError(f"two different contents under one entry name {entry.path!r}")
             by_path[entry.path] = entry
         for path in by_path:  # on disk a name is a file or a folder, not both
-            folder = path
-            while (cut := folder.rfind("/")) > 0:
-                folder = folder[:cut]
+            for folder in folders_of(path):
                 if folder in by_path:
-                    raise InvalidPathError(
-                        f"entry name {_shown(path)} is inside {_shown(folder)}, which is a file: "
-                        "one name cannot be both a file and a folder"
-                    )
+                    raise _file_or_folder(path, folder)
         self._entries = dict(sorted(by_path.items()))
         self._payload: bytes | None = None
         self._digest: str | None = None
@@ -158,8 +216,27 @@ class Manifest(Mapping[str, Entry]):
     def to_bytes(self) -> bytes:
         if self._payload is None:
             doc = {"format": FORMAT, "entries": [e.to_json() for e in self._entries.values()]}
-            self._payload = orjson.dumps(doc)
+            payload = orjson.dumps(doc)
+            if len(payload) > self.MAX_BYTES:
+                raise ValidationError(_too_large(len(self), f"{len(payload)} bytes", self.MAX_BYTES))
+            self._payload = payload
         return self._payload
+
+    @classmethod
+    def check_size(cls, files: Iterable[tuple[str, int]], refs: Iterable[Entry]) -> None:
+        """Refuse, before anything is stored, entries whose manifest would exceed ``MAX_BYTES``:
+        ``files`` are (name, size) of files to store, ``refs`` the references. The estimate leaves out
+        JSON escapes, so it never exceeds the real size (``to_bytes`` checks that)."""
+        count, total = 0, _EMPTY_MANIFEST
+        for name, size in files:
+            count += 1
+            total += _FILE_ENTRY + len(name.encode()) + len(str(size))
+        for entry in refs:
+            count += 1
+            total += len(orjson.dumps(entry.to_json())) + 1
+        total -= 1 if count else 0  # no comma after the last entry
+        if total > cls.MAX_BYTES:
+            raise ValidationError(_too_large(count, f"at least {total} bytes", cls.MAX_BYTES))
 
     @property
     def digest(self) -> str:
@@ -189,3 +266,15 @@ class Manifest(Mapping[str, Entry]):
             return cls(entries.values())
         except (CorruptRecordError, InvalidPathError) as exc:
             raise CorruptRecordError(f"{name}: {exc}") from exc
+
+
+# What one stored file's entry costs besides its name and the digits of its size, a comma included.
+_FILE_ENTRY = len(orjson.dumps(Entry("", "blake3:" + "0" * 64, 0).to_json())) - len("0") + len(",")
+_EMPTY_MANIFEST = len(orjson.dumps({"format": FORMAT, "entries": []}))
+
+
+def _too_large(count: int, size: str, limit: int) -> str:
+    return (
+        f"{count} entries make a manifest of {size}, more than the {limit} bytes "
+        "lorry stores in one version; split the files into several artifacts"
+    )

@@ -43,6 +43,7 @@ from lorry.model.digest import digest_bytes, hex_part, is_content_digest, new_ha
 from lorry.registry.records import VersionRecord, dump_json, load_json
 from lorry.registry.registry import Registry, blob_key, manifest_key
 from lorry.storage.base import CREATE, ObjectMeta, Store, Update, Upload
+from lorry.storage.local import LocalStore
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 
 GC_STATE_KEY = "_lorry/gc/state.json"
@@ -227,7 +228,7 @@ class GcReport:
     blob_bytes: int
     manifests: int
     uploads: int
-    """Multipart uploads aborted."""
+    """Multipart uploads aborted (on a local store: unfinished temporary files removed)."""
     spared: int
     """Unreferenced objects younger than the grace period: maybe a log still in progress."""
     keys: tuple[str, ...]
@@ -272,9 +273,13 @@ async def _collect(
     unreferenced += scan.probes
     doomed = [meta for meta in unreferenced if old(meta)]
     uploads: list[Upload] = await stale_uploads(store, grace, now())
+    # A local store's unfinished temporary files are its uploads in progress.
+    temps = await asyncio.to_thread(store.stale_temp_files, cutoff) if isinstance(store, LocalStore) else []
     if not dry_run:
         await _bounded(doomed, lambda meta: store.delete(meta.key))
         await abort_uploads(store, uploads)
+        for temp in temps:
+            temp.unlink(missing_ok=True)
     blobs = [meta for meta in doomed if meta.key.startswith("blobs/")]
     return GcReport(
         dry_run=dry_run,
@@ -282,9 +287,13 @@ async def _collect(
         blobs=len(blobs),
         blob_bytes=sum(meta.size for meta in blobs),
         manifests=sum(1 for meta in doomed if meta.key.startswith("manifests/")),
-        uploads=len(uploads),
+        uploads=len(uploads) + len(temps),
         spared=len(unreferenced) - len(doomed),
-        keys=tuple(sorted(meta.key for meta in doomed)) + tuple(f"upload:{u.key}" for u in uploads),
+        keys=(
+            *sorted(meta.key for meta in doomed),
+            *(f"upload:{u.key}" for u in uploads),
+            *(f"upload:{temp.name}" for temp in temps),
+        ),
     )
 
 

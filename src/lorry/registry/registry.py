@@ -87,10 +87,14 @@ class Registry:
 
     async def get_manifest(self, digest: str) -> Manifest:
         key = manifest_key(digest)
-        try:
-            payload = await self.store.get(key)
+        try:  # read at most one byte past the limit: a huge manifest is refused, not read whole
+            payload = await self.store.get(key, 0, Manifest.MAX_BYTES + 1)
         except ObjectNotFoundError as exc:
             raise CorruptRecordError(f"manifest {key} is missing from the store") from exc
+        if len(payload) > Manifest.MAX_BYTES:
+            raise CorruptRecordError(
+                f"manifest {key} is larger than {Manifest.MAX_BYTES} bytes, the most lorry reads"
+            )
         if digest_bytes(payload) != digest:
             raise CorruptRecordError(f"manifest {key} does not match its digest")
         return Manifest.from_bytes(payload, name=f"manifest {key}")
@@ -281,6 +285,11 @@ class Registry:
         except ArtifactNotFoundError:
             if not await self.exists(collection):
                 raise ArtifactNotFoundError(f"artifact {collection} does not exist") from None
+            if alias != LATEST and version_number(alias) is None:  # the alias record names no version
+                raise ArtifactNotFoundError(
+                    f"alias {alias!r} of {collection} ({self._alias_key(collection, alias)}) names "
+                    f"v{number}, which does not exist"
+                ) from None
             raise
         return record
 

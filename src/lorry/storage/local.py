@@ -14,6 +14,7 @@ readable by their owner only, whatever the umask.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -116,6 +117,17 @@ class LocalStore:
     def temp_path(self) -> Path:
         """A fresh name in the store's own temporary folder (same filesystem, so renames are atomic)."""
         return self.root / _INTERNAL / "tmp" / uuid.uuid4().hex
+
+    def stale_temp_files(self, cutoff: datetime) -> builtins.list[Path]:
+        """Temporary files last written before ``cutoff``: what killed writers left behind."""
+        folder = self.root / _INTERNAL / "tmp"
+        found: builtins.list[Path] = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder):
+                with contextlib.suppress(FileNotFoundError):
+                    if _modified(entry.stat(follow_symlinks=False)) < cutoff:
+                        found.append(Path(entry.path))
+        return found
 
     def commit_file(self, temp: Path, key: str, mode: PutMode) -> ObjectMeta:
         """Give a finished temporary file its key's name, honouring ``mode``; the temp file is consumed."""

@@ -1,5 +1,6 @@
-"""How a remote store is reached and what it is asked to do with the bytes: TLS trust and server-side
-encryption. One frozen value, built by ``Settings.store_options`` and given to ``open_store``.
+"""How a remote store is reached and what it is asked to do with the bytes: TLS trust, server-side
+encryption, and how long to wait for it. One frozen value, built by ``Settings.store_options`` and
+given to ``open_store``.
 
 TLS: certificates are verified by default, against ``ca_bundle`` when one is given, else against what
 the client library trusts by default (botocore: ``AWS_CA_BUNDLE``, the ``ca_bundle`` of the AWS config
@@ -14,6 +15,10 @@ Encryption at rest, on every write that creates an object (and, for a customer k
   keeps only a salted hash of it, so every read and ``HEAD`` must send it again;
 - ``gcs_kms_key``: a Cloud KMS key name (``projects/.../cryptoKeys/...``) for GCS objects; reads need
   nothing.
+
+Waiting: ``request_timeout`` is how long an S3 request may make no progress (connecting, sending,
+or between bytes received) before it is abandoned and tried again; ``retry_deadline`` is how long
+failing calls are tried again before they fail (see ``lorry.transfer.retry``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class StoreOptions:
     """TLS and encryption options of a remote store; the defaults verify TLS and ask for no encryption.
 
     >>> StoreOptions(s3_sse_c_key=Secret(base64.b64encode(bytes(32)).decode()))
-    StoreOptions(ca_bundle=None, verify_tls=True, s3_sse=None, s3_sse_kms_key_id=None, s3_sse_c_key=Secret('***'), gcs_kms_key=None)
+    StoreOptions(ca_bundle=None, verify_tls=True, s3_sse=None, s3_sse_kms_key_id=None, s3_sse_c_key=Secret('***'), gcs_kms_key=None, request_timeout=60.0, retry_deadline=600.0)
     """  # noqa: E501 - a doctest's output is one line
 
     ca_bundle: str | None = None
@@ -42,8 +47,14 @@ class StoreOptions:
     s3_sse_kms_key_id: str | None = None
     s3_sse_c_key: Secret | None = None
     gcs_kms_key: str | None = None
+    request_timeout: float = 60.0
+    retry_deadline: float = 600.0
 
     def __post_init__(self) -> None:
+        for name in ("request_timeout", "retry_deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ValidationError(f"setting {name} must be a positive number of seconds, not {value!r}")
         if self.s3_sse is not None and self.s3_sse not in SSE_MODES:
             modes = ", ".join(SSE_MODES)
             raise ValidationError(f"setting s3_sse must be one of {modes}, not {self.s3_sse!r}")
@@ -69,7 +80,12 @@ class StoreOptions:
         return key
 
     def for_references(self) -> StoreOptions:
-        """The options for reading objects lorry did not write: the same TLS trust, no encryption
-        settings (those belong to this store's own objects; a customer key sent with a read of an
+        """The options for reading objects lorry did not write: the same TLS trust and waiting, no
+        encryption settings (those belong to this store's own objects; a customer key sent with a read of an
         object not encrypted with it is refused)."""
-        return StoreOptions(ca_bundle=self.ca_bundle, verify_tls=self.verify_tls)
+        return StoreOptions(
+            ca_bundle=self.ca_bundle,
+            verify_tls=self.verify_tls,
+            request_timeout=self.request_timeout,
+            retry_deadline=self.retry_deadline,
+        )

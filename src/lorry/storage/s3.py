@@ -25,8 +25,11 @@ import base64
 import builtins
 import contextlib
 import hashlib
+import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -41,6 +44,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ClientError,
     NoCredentialsError,
 )
+from botocore.handlers import add_expect_header  # type: ignore[import-untyped]
 
 from lorry.errors import (
     AccessDeniedError,
@@ -51,6 +55,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.model.secret import REDACTED
 from lorry.storage.base import (
     OVERWRITE,
     Create,
@@ -464,6 +469,11 @@ class S3Store:
             # Virtual-hosted addressing needs DNS for every bucket: servers other than AWS use paths.
             s3={"addressing_style": "path" if endpoint_url else "auto"},
             retries={"total_max_attempts": 1},
+            # A request that makes no progress for this long fails (and is retried by lorry): waiting
+            # to connect, between bytes received, and (TCP_USER_TIMEOUT) for sent bytes to be taken.
+            connect_timeout=self._options.request_timeout,
+            read_timeout=self._options.request_timeout,
+            connector_args={"socket_factory": _socket_factory(self._options.request_timeout)},
         )
         access_key, secret_key, token = self._credentials
         context = session.create_client(
@@ -476,6 +486,9 @@ class S3Store:
             verify=botocore_verify(self._options),
         )
         client = await context.__aenter__()
+        # No "Expect: 100-continue": aiohttp waits for the "100 Continue" without any timeout, so a
+        # server that never sends it would hold the request forever.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
         self._endpoint_shown = endpoint_of(str(client.meta.endpoint_url))
         warn_unverified(self._options, self._endpoint_shown)
         return client
@@ -486,10 +499,15 @@ def _sse_parameters(options: StoreOptions) -> tuple[dict[str, Any], dict[str, An
 
     SSE-S3 and SSE-KMS are named when an object is created and never again (S3 refuses them on
     ``UploadPart``, ``GET`` and ``HEAD``). An SSE-C key goes with both: the server does not keep it.
-    botocore adds the key's MD5 and base64-encodes it.
+    botocore adds the key's MD5 and base64-encodes it; every form of the key is kept out of botocore's
+    DEBUG logs (below).
     """
     customer_key = options.sse_customer_key()
     if customer_key is not None:
+        assert options.s3_sse_c_key is not None  # or there would be no key
+        _hide_in_botocore_logs(
+            options.s3_sse_c_key.reveal(), base64.b64encode(customer_key).decode(), repr(customer_key)[2:-1]
+        )
         sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
         return sse_c, dict(sse_c)
     write: dict[str, Any] = {}
@@ -498,6 +516,61 @@ def _sse_parameters(options: StoreOptions) -> tuple[dict[str, Any], dict[str, An
     if options.s3_sse_kms_key_id is not None:
         write["SSEKMSKeyId"] = options.s3_sse_kms_key_id
     return write, {}
+
+
+# botocore's DEBUG logging (off unless an application turns it on; lorry never does) shows each request's
+# parameters and canonical headers, an SSE-C key among them. These loggers get a filter that replaces the
+# secrets lorry handed to botocore with ``***``; it only runs for records a handler would receive.
+_BOTOCORE_LOGGERS = (
+    "botocore.endpoint",
+    "botocore.auth",
+    "botocore.parsers",
+    "botocore.hooks",
+    "botocore.httpsession",
+    "aiobotocore.endpoint",
+    "aiobotocore.httpsession",
+)
+
+
+class _HideSecrets(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: frozenset[str] = frozenset()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        hidden = text
+        for secret in self.secrets:
+            hidden = hidden.replace(secret, REDACTED)
+        if hidden != text:
+            record.msg, record.args = hidden, None
+        return True
+
+
+_hide_secrets = _HideSecrets()
+_hide_secrets_lock = threading.Lock()
+
+
+def _hide_in_botocore_logs(*secrets: str) -> None:
+    with _hide_secrets_lock:
+        if not _hide_secrets.secrets:
+            for name in _BOTOCORE_LOGGERS:
+                logging.getLogger(name).addFilter(_hide_secrets)
+        _hide_secrets.secrets |= {secret for secret in secrets if len(secret) >= 8}
+
+
+def _socket_factory(timeout: float) -> Callable[[tuple[Any, ...]], socket.socket]:
+    """Sockets whose sent bytes must be acknowledged (and taken from a full window) within ``timeout``
+    seconds, or the connection fails: aiohttp has no timeout of its own for sending a body."""
+
+    def make(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, kind, proto = addr_info[:3]
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        if hasattr(socket, "TCP_USER_TIMEOUT") and family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeout * 1000)))
+        return sock
+
+    return make
 
 
 def _configured_endpoint(session: Any) -> str | None:

@@ -7,6 +7,7 @@ trust the same certificates and fail the same way.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import threading
@@ -30,9 +31,15 @@ def aiohttp_ssl(options: StoreOptions) -> ssl.SSLContext | bool:
     if options.ca_bundle is None:
         return True
     try:
-        return ssl.create_default_context(cafile=options.ca_bundle)
+        return _trusting(options.ca_bundle)
     except (OSError, ssl.SSLError) as exc:
         raise StoreError(f"cannot load the CA bundle {options.ca_bundle}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=8)
+def _trusting(ca_bundle: str) -> ssl.SSLContext:
+    # Loading a bundle reads and parses a file: done once per bundle, and the context shared (it may be).
+    return ssl.create_default_context(cafile=ca_bundle)
 
 
 def botocore_verify(options: StoreOptions) -> str | bool | None:

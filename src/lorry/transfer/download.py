@@ -8,11 +8,15 @@ copied straight from the store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import shutil
-from collections.abc import Sequence
+import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from lorry.cache import Cache
 from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, StoreError
@@ -38,6 +42,9 @@ from lorry.transfer.files import (
 )
 from lorry.transfer.plan import RANGE_SIZE, RANGES_IN_FLIGHT, SMALL_OBJECT, plan_parts
 
+log = logging.getLogger("lorry")
+T = TypeVar("T")
+
 
 async def fetch_entries(
     engine: Engine, store: Store, cache: Cache, entries: Sequence[Entry], root: Path, counters: Counters
@@ -60,38 +67,54 @@ async def fetch_entries(
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
     target = safe_target(root, entry.path)
-    if await engine.in_thread(matches, target, entry.size, entry.digest):
+    if await _settled(engine, matches, target, entry.size, entry.digest):
         return target
-    await engine.in_thread(make_parents, target, root)
+    await _settled(engine, make_parents, target, root)
     if entry.ref is not None:
         await refs.fetch(engine, entry, target)
     elif isinstance(store, LocalStore):
         source = store.path_of(blob_key(_digest(entry)))
-        await engine.in_thread(_install_from_store, source, target, entry)
-    else:
-        cached = cache.lookup(_digest(entry), entry.size)
-        if cached is not None:
-            what = f"cached blob of {entry.path!r}"
-            await engine.in_thread(install_verified, cached, target, _digest(entry), what)
-        elif (entry.size or 0) <= SMALL_OBJECT:
+        await _settled(engine, _install_from_store, source, target, entry)
+    elif not await _install_from_cache(engine, cache, entry, target):
+        if (entry.size or 0) <= SMALL_OBJECT:
             await _fetch_small(engine, store, cache, entry, target)
         else:
             cached = await _fill_cache(engine, store, cache, entry)
-            await engine.in_thread(_copy_fresh, cached, target)
+            await _settled(engine, _copy_fresh, cached, target)
     return target
+
+
+async def _install_from_cache(engine: Engine, cache: Cache, entry: Entry, target: Path) -> bool:
+    """Install the cached copy of the entry's blob, checked on the way; False if there is none. A
+    copy that does not match its digest (a damaged disk, a stray write) is removed, so that the blob
+    is fetched again and the cache repaired, never served."""
+    cached = cache.lookup(_digest(entry), entry.size)
+    if cached is None:
+        return False
+    what = f"cached blob {cached} of entry {entry.path!r}"
+    try:
+        await _settled(engine, install_verified, cached, target, _digest(entry), what)
+    except IntegrityError as exc:
+        log.warning("%s; removed from the cache, fetching it again", exc)
+        await _settled(engine, discard, cached)
+        return False
+    return True
 
 
 async def _fetch_small(engine: Engine, store: Store, cache: Cache, entry: Entry, target: Path) -> None:
     """One GET, checked in memory; the target and the cache written in one trip to a thread."""
     key = blob_key(_digest(entry))
-    try:
+    size = entry.size or 0
+    try:  # one byte more than recorded, to see a longer blob without reading all of it
         async with engine.limits.requests:
-            data = await store.get(key)
+            data = await store.get(key, 0, size + 1)
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
+    if len(data) != size:
+        raise _wrong_size(key, entry, "longer than" if len(data) > size else f"{len(data)} bytes, not")
     if digest_bytes(data) != entry.digest:
         raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
-    await engine.in_thread(_write_twice, data, target, cache, _digest(entry))
+    await _settled(engine, _write_twice, data, target, cache, _digest(entry))
 
 
 def _write_twice(data: bytes, target: Path, cache: Cache, digest: str) -> None:
@@ -114,9 +137,22 @@ def _copy_fresh(cached: Path, target: Path) -> None:
 
 
 def _install_from_store(source: Path, target: Path, entry: Entry) -> None:
-    if not source.is_file():
-        raise StoreError(f"blob {source} of entry {entry.path!r} is missing from the store")
-    install_verified(source, target, _digest(entry), f"stored blob of entry {entry.path!r}")
+    key = blob_key(_digest(entry))
+    try:
+        st = source.stat()
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store")
+    if entry.size is not None and st.st_size != entry.size:
+        raise _wrong_size(key, entry, f"{st.st_size} bytes, not")
+    install_verified(source, target, _digest(entry), f"blob {key} of entry {entry.path!r}")
+
+
+def _wrong_size(key: str, entry: Entry, how: str) -> IntegrityError:
+    return IntegrityError(
+        f"blob {key} of entry {entry.path!r} is {how} the {entry.size} bytes recorded in the manifest"
+    )
 
 
 async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) -> Path:
@@ -124,11 +160,27 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
     digest = _digest(entry)
     key = blob_key(digest)
     size = entry.size or 0
-    temp = await engine.in_thread(cache.temp_path)
+    try:  # a size that lies would make a huge sparse file and a request per missing range
+        async with engine.limits.requests:
+            stored = (await store.head(key)).size
+    except ObjectNotFoundError as exc:
+        raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
+    if stored != size:
+        raise _wrong_size(key, entry, f"{stored} bytes, not")
     try:
-        fd = await engine.in_thread(os.open, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        temp = await _settled(engine, cache.temp_path)
+    except OSError as exc:
+        raise local_error(exc, f"cannot write to the cache {cache.root}") from exc
+    opened: list[int] = []  # the descriptor, kept here so that it is closed even if a cancel hits the open
+
+    def open_sized() -> None:
+        opened.append(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        os.ftruncate(opened[0], size)
+
+    try:
         try:
-            await engine.in_thread(os.ftruncate, fd, size)
+            await _settled(engine, open_sized)
+            fd = opened[0]
             todo = iter(plan_parts(size, RANGE_SIZE).ranges())
 
             async def worker() -> None:
@@ -136,21 +188,22 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
                     offset = part.start
                     async with engine.limits.requests:
                         async for chunk in store.stream(key, part.start, part.end):
-                            await engine.in_thread(_pwrite_all, fd, chunk, offset)
+                            await _settled(engine, _pwrite_all, fd, chunk, offset)
                             offset += len(chunk)
                     if offset != part.end:
-                        raise IntegrityError(f"blob {key} of entry {entry.path!r} is shorter than recorded")
+                        raise _wrong_size(key, entry, "shorter than")
 
             in_flight = max(
                 1, min(-(-size // RANGE_SIZE), engine.settings.max_memory // RANGE_SIZE, RANGES_IN_FLIGHT)
             )
             await gather_all(worker() for _ in range(in_flight))
         finally:
-            await engine.in_thread(os.close, fd)
-        actual = await engine.in_thread(hash_file, temp)
+            if opened:
+                await _settled(engine, os.close, opened[0])
+        actual = await _settled(engine, hash_file, temp)
         if actual != digest:
             raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
-        return await engine.in_thread(cache.admit, temp, digest)
+        return await _settled(engine, cache.admit, temp, digest)
     except ObjectNotFoundError as exc:
         discard(temp)
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
@@ -159,6 +212,20 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
         raise local_error(exc, f"cannot write to the cache {cache.root}") from exc
     except BaseException:
         discard(temp)
+        raise
+
+
+async def _settled(engine: Engine, func: Callable[..., T], *args: object) -> T:
+    """``engine.in_thread(func, *args)``, and if the caller is cancelled meanwhile (a sibling entry
+    failed), the thread's work is let finish before the cancel goes on: when a download returns, no
+    thread of it is still writing below its root or in the cache."""
+    task = asyncio.ensure_future(engine.in_thread(func, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # seen: the cancel is what goes on
         raise
 
 

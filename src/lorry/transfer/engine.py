@@ -22,7 +22,7 @@ from lorry.storage import open_store
 from lorry.storage.base import Store
 from lorry.storage.local import LocalStore
 from lorry.storage.options import StoreOptions
-from lorry.transfer.retry import with_retries
+from lorry.transfer.retry import RetryPolicy, RetryStats, with_retries
 
 T = TypeVar("T")
 
@@ -85,6 +85,8 @@ class Engine:
     _stores: dict[tuple[str, StoreOptions], Store] = field(default_factory=dict)
     _limits: Limits | None = None
     _pool: ThreadPoolExecutor | None = None
+    retries: RetryStats = field(default_factory=RetryStats)
+    """What retrying has cost the stores of this engine so far (read by ``Run.finish``)."""
 
     def store(self, url: str, options: StoreOptions | None = None) -> Store:
         """The store at ``url``, opened with ``options`` (default: those of the engine's settings); a
@@ -92,7 +94,8 @@ class Engine:
         key = (url, self.settings.store_options if options is None else options)
         if key not in self._stores:
             store = open_store(url, key[1])
-            self._stores[key] = store if isinstance(store, LocalStore) else with_retries(store)
+            policy = RetryPolicy(deadline=key[1].retry_deadline, stats=self.retries)
+            self._stores[key] = store if isinstance(store, LocalStore) else with_retries(store, policy)
         return self._stores[key]
 
     def registry(self, settings: Settings) -> Registry:

@@ -2,9 +2,18 @@
 
 Only ``TransientError`` is retried (connection resets, timeouts, 5xx, 429, ``SlowDown``); the delay is
 at least what the server asked for in ``Retry-After``. Authentication, permission and not-found errors
-fail at once. Every call lorry makes is idempotent or conditional, so retrying one blindly is safe: a
-conditional write whose first response was lost comes back as a conflict, which the registry's commit
-and compare-and-swap loops already resolve by reading what is there.
+fail at once.
+
+A call is retried until the retry deadline (``LORRY_RETRY_DEADLINE``, 10 minutes by default) has passed
+since its first failure, so a server that is down for a while costs time, not the work. The deadline
+also counts from the start of an outage of the whole store: once no call has succeeded for that long,
+calls fail after their first try, so that everything waiting on a server that is gone ends within the
+deadline instead of each call waiting it out in turn.
+
+Every call lorry makes is idempotent or conditional, so retrying one blindly is safe: a conditional
+write whose first response was lost comes back as a conflict, which the registry's commit and
+compare-and-swap loops already resolve by reading what is there. (Creating a multipart upload is the
+exception; see ``RetryingMultipartStore``.)
 
 A retry happens inside the task that made the call, so retried work keeps its place in the order:
 one flaky file never sends its artifact to the back of the queue.
@@ -13,29 +22,69 @@ one flaky file never sends its artifact to the back of the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
-from lorry.errors import TransientError
+from lorry.errors import ObjectNotFoundError, TransientError
 from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, Part, PutMode, Store, Upload
 
 T = TypeVar("T")
 log = logging.getLogger("lorry")
 
 
+@dataclass
+class RetryStats:
+    """What retrying has cost so far; shared by the stores of one engine and read by reports."""
+
+    retries: int = 0
+    """Tries that failed with a transient error and were made again."""
+    waited: float = 0.0
+    """Seconds spent waiting between tries."""
+    gave_up: int = 0
+    """Calls that still failed at the retry deadline."""
+    longest: float = 0.0
+    """The longest that one call kept failing before it succeeded or gave up, in seconds."""
+
+    def copy(self) -> RetryStats:
+        return RetryStats(self.retries, self.waited, self.gave_up, self.longest)
+
+    def since(self, earlier: RetryStats) -> RetryStats:
+        """What was spent after ``earlier`` (a copy); ``longest`` only if a longer failure came since."""
+        return RetryStats(
+            self.retries - earlier.retries,
+            self.waited - earlier.waited,
+            self.gave_up - earlier.gave_up,
+            self.longest if self.longest > earlier.longest else 0.0,
+        )
+
+
+@dataclass
+class _Outage:
+    """When the calls of one store started failing with no success since (None: it answers)."""
+
+    since: float | None = None
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many tries, and how long to wait between them. ``rand`` and ``sleep`` are injectable so
-    tests are deterministic."""
+    """How long to keep trying, and how long to wait between tries. ``rand``, ``sleep`` and ``clock``
+    are injectable so tests are deterministic. ``attempts`` (default: no limit) caps the tries too."""
 
-    attempts: int = 10
+    deadline: float = 600.0
+    attempts: int | None = None
     base: float = 0.05
     cap: float = 10.0
     rand: Callable[[], float] = field(default=random.random, compare=False)
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+    stats: RetryStats = field(default_factory=RetryStats, compare=False)
+    _outage: _Outage = field(default_factory=_Outage, compare=False, repr=False)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)], but never less than Retry-After."""
@@ -43,16 +92,59 @@ class RetryPolicy:
         return max(backoff, min(retry_after, self.cap * 6)) if retry_after is not None else backoff
 
     async def run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(self.attempts):
+        first_failure: float | None = None
+        attempt = 0
+        while True:
             try:
-                return await call()
+                result = await call()
             except TransientError as exc:
-                if attempt + 1 == self.attempts:
-                    raise
-                pause = self.delay(attempt, exc.retry_after)
-                log.debug("retrying %s in %.2fs after: %s", what, pause, exc)
-                await self.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
+                first_failure = await self.failed(what, exc, attempt, first_failure)
+                attempt += 1
+            except Exception:  # an answer, if not the one hoped for (not found, conflict, ...)
+                self.succeeded(first_failure)
+                raise
+            else:
+                self.succeeded(first_failure)
+                return result
+
+    def succeeded(self, first_failure: float | None) -> None:
+        """Record a call that got an answer (after failing since ``first_failure``, if not None)."""
+        self._outage.since = None
+        if first_failure is not None:
+            self.stats.longest = max(self.stats.longest, self.clock() - first_failure)
+
+    async def failed(
+        self, what: str, exc: TransientError, attempt: int, first_failure: float | None
+    ) -> float:
+        """Wait before the next try of a call that failed ``attempt + 1`` times, the first of them at
+        ``first_failure`` (None: this one); or, past the deadline or the attempts, raise. Returns when
+        the call first failed."""
+        now = self.clock()
+        if first_failure is None:
+            first_failure = now
+        if self._outage.since is None:
+            self._outage.since = now
+        failing = now - min(first_failure, self._outage.since)
+        if failing >= self.deadline or (self.attempts is not None and attempt + 1 >= self.attempts):
+            self.stats.gave_up += 1
+            self.stats.longest = max(self.stats.longest, now - first_failure)
+            if failing < self.deadline:
+                raise exc
+            raise TransientError(
+                f"{exc}; gave up after {attempt + 1} tries over {_seconds(failing)}: the retry deadline "
+                "(LORRY_RETRY_DEADLINE) passed",
+                retry_after=exc.retry_after,
+            ) from exc
+        pause = min(self.delay(attempt, exc.retry_after), self.deadline - failing)
+        log.debug("retrying %s in %.2fs after: %s", what, pause, exc)
+        self.stats.retries += 1
+        self.stats.waited += pause
+        await self.sleep(pause)
+        return first_failure
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 60 else str(timedelta(seconds=round(value)))
 
 
 class RetryingStore:
@@ -80,18 +172,28 @@ class RetryingStore:
 
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         offset = start
-        for attempt in range(self.policy.attempts):
+        first_failure: float | None = None
+        attempt = 0
+        while True:
+            answered = False
             try:
                 async for chunk in self.inner.stream(key, offset, end):
+                    if not answered:  # bytes again: any failure before is over
+                        self.policy.succeeded(first_failure)
+                        first_failure, attempt, answered = None, 0, True
                     offset += len(chunk)
                     yield chunk
+                if not answered:
+                    self.policy.succeeded(first_failure)
                 return
             except TransientError as exc:
-                if attempt + 1 == self.policy.attempts:
-                    raise
-                pause = self.policy.delay(attempt, exc.retry_after)
-                log.debug("resuming GET %s at byte %d in %.2fs after: %s", key, offset, pause, exc)
-                await self.policy.sleep(pause)
+                what = f"GET {key} (resuming at byte {offset})"
+                first_failure = await self.policy.failed(what, exc, attempt, first_failure)
+                attempt += 1
+            except Exception:
+                if not answered:
+                    self.policy.succeeded(first_failure)
+                raise
 
     async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
         return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
@@ -112,8 +214,10 @@ class RetryingStore:
 class RetryingMultipartStore(RetryingStore):
     """``RetryingStore`` over a ``MultipartStore``.
 
-    Creating an upload is the one call that is not idempotent: a retry after a lost response leaves
-    an unused upload behind, which ``abort`` of stale uploads (``lorry gc``) removes.
+    Creating an upload is the one call that is not idempotent: a try whose response was lost may have
+    created an upload that nobody knows of. So when a create had to be retried, the uploads of the same
+    key that the server started while it was being tried are aborted once it succeeds. (Another writer
+    of the same content, whose upload could be among them, starts its own again: see ``upload.py``.)
     """
 
     def __init__(self, inner: MultipartStore, policy: RetryPolicy | None = None) -> None:
@@ -121,7 +225,32 @@ class RetryingMultipartStore(RetryingStore):
         self.mp = inner
 
     async def create_multipart(self, key: str) -> str:
-        return await self.policy.run(f"create upload {key}", lambda: self.mp.create_multipart(key))
+        started = self.policy.clock()
+        tries = 0
+
+        async def create() -> str:
+            nonlocal tries
+            tries += 1
+            return await self.mp.create_multipart(key)
+
+        upload_id = await self.policy.run(f"create upload {key}", create)
+        if tries > 1:
+            await self._abort_lost(key, upload_id, self.policy.clock() - started)
+        return upload_id
+
+    async def _abort_lost(self, key: str, upload_id: str, took: float) -> None:
+        """Abort the uploads of ``key`` started (by the server's clock) in the ``took`` seconds before
+        ``upload_id``: those that tries whose responses were lost created."""
+        with contextlib.suppress(TransientError, ObjectNotFoundError):
+            uploads = [u for u in await _collect(self.mp.list_multipart(key)) if u.key == key]
+            ours = next((u for u in uploads if u.upload_id == upload_id), None)
+            if ours is None:
+                return
+            window = timedelta(seconds=took + 1)  # listings give the time to the second
+            for upload in uploads:
+                if upload is not ours and ours.initiated - window <= upload.initiated <= ours.initiated:
+                    log.debug("aborting upload %s of %s: a lost response's", upload.upload_id, key)
+                    await self.mp.abort_multipart(key, upload.upload_id)
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
         return await self.policy.run(

@@ -140,7 +140,26 @@ async def _store_multipart(
     engine: Engine, store: MultipartStore, item: FileSource, key: str, journal: Journal
 ) -> None:
     """Parts in parallel, bounded by the memory budget; resumed from the journal when a killed
-    process left one; aborted on failure, so no orphaned upload stays behind."""
+    process left one; aborted on failure, so no orphaned upload stays behind.
+
+    An upload can vanish under its writer: completed by a try whose response was lost, or aborted by
+    another writer of the same content (see ``retry.py``) or by ``abort-uploads``. If the blob is then
+    stored, the work is done; if not, the upload starts again, once."""
+    for again in (False, True):
+        try:
+            await _upload_parts(engine, store, item, key, journal)
+            return
+        except ObjectNotFoundError:  # no such upload
+            if await _stored(engine, store, key):
+                return
+            if again:
+                raise
+            log.info("the upload of %s was removed while in progress; starting it again", item.source)
+
+
+async def _upload_parts(
+    engine: Engine, store: MultipartStore, item: FileSource, key: str, journal: Journal
+) -> None:
     plan = plan_parts(item.stamp.size)
     upload_id, done = await _resume(engine, store, item, key, plan.part_size, journal)
     if upload_id is None:
@@ -183,9 +202,14 @@ async def _store_multipart(
     except asyncio.CancelledError:
         raise  # interrupted, not failed: the journal lets the next attempt resume
     except BaseException:
-        with contextlib.suppress(Exception):
+        try:
             await store.abort_multipart(key, upload_id)
-        await engine.in_thread(journal.remove, store.url, key)
+        except Exception:
+            # The server cannot be reached (that may be why the upload failed): the journal keeps
+            # the upload, for the next attempt to resume, or abort-uploads to remove.
+            log.info("the upload of %s stays open, for the next attempt to resume", item.source)
+        else:
+            await engine.in_thread(journal.remove, store.url, key)
         raise
     await engine.in_thread(journal.remove, store.url, key)
 

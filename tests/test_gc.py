@@ -1,0 +1,143 @@
+"""``lorry gc`` and ``lorry verify`` of a whole store, on a local store (the protocol is the same on
+every store; test_many_writers runs them on the remote ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import lorry
+from lorry.errors import ConflictError, CorruptRecordError
+from lorry.registry.maintenance import GC_STATE_KEY, collect_garbage, read_fence
+from lorry.registry.registry import blob_key, manifest_key
+from lorry.storage.base import OVERWRITE
+from lorry.storage.local import LocalStore
+from tests.conftest import logged
+
+ORPHAN = "blake3:" + "ab" * 32
+
+
+def lorry_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lorry.cli", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def store_path() -> Path:
+    return Path(os.environ["LORRY_STORE"])
+
+
+def make_old(path: Path, hours: float = 48) -> None:
+    then = (datetime.now(UTC) - timedelta(hours=hours)).timestamp()
+    os.utime(path, (then, then))
+
+
+@pytest.fixture
+def history() -> lorry.Artifact:
+    """A store with one version (two blobs), an old orphan blob, and a fresh orphan blob."""
+    with lorry.init(job_type="setup") as run:
+        artifact = logged(run, "kept", {"a.bin": b"a" * 5000, "b.txt": b"bee"})
+    orphan = store_path() / blob_key(ORPHAN)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a crashed log")
+    make_old(orphan)
+    fresh = store_path() / blob_key("blake3:" + "cd" * 32)
+    fresh.parent.mkdir(parents=True, exist_ok=True)
+    fresh.write_bytes(b"a log still running elsewhere")
+    return artifact
+
+
+def test_gc_dry_run_lists_then_gc_removes_only_old_garbage(history: lorry.Artifact) -> None:
+    orphan = store_path() / blob_key(ORPHAN)
+    dry = lorry_cli("gc", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["keys"] == [blob_key(ORPHAN)] and report["blobs"] == 1 and report["spared"] == 1
+    assert orphan.exists()
+
+    done = lorry_cli("gc")
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 blobs" in done.stdout and "1 unreferenced objects younger than 1 day" in done.stdout
+    assert not orphan.exists()
+    assert (store_path() / blob_key("blake3:" + "cd" * 32)).exists()  # young: spared
+    # what the version needs is untouched
+    check = lorry_cli("verify")
+    assert check.returncode == 0 and "ok: 1 versions, 2 blobs" in check.stdout, check.stdout
+    history.download("out")
+    history.verify("out")
+
+
+def test_verify_reports_missing_and_corrupt_blobs(history: lorry.Artifact) -> None:
+    entries = {entry.path: entry for entry in history.files()}
+    missing = store_path() / blob_key(f"blake3:{entries['b.txt'].digest.partition(':')[2]}")
+    corrupt = store_path() / blob_key(f"blake3:{entries['a.bin'].digest.partition(':')[2]}")
+    missing.unlink()
+    corrupt.write_bytes(b"b" * 5000)  # same size, other bytes
+
+    quick = lorry_cli("verify", "--quick", "--json")
+    assert quick.returncode == 1
+    problems = {p["key"]: p["problem"] for p in json.loads(quick.stdout)["problems"]}
+    assert list(problems) == [str(missing.relative_to(store_path()))]  # sizes cannot see the corruption
+
+    full = lorry_cli("verify")
+    assert full.returncode == 1
+    assert f"{missing.relative_to(store_path())}: missing" in full.stdout
+    assert f"{corrupt.relative_to(store_path())}: corrupt" in full.stdout
+    assert "2 problem(s)" in full.stdout
+
+
+def test_gc_removes_nothing_when_a_manifest_is_unreadable(history: lorry.Artifact) -> None:
+    (store_path() / manifest_key(f"blake3:{history.digest}")).unlink()
+    result = lorry_cli("gc", "--older-than", "0s")
+    assert result.returncode == 1
+    assert "gc stopped before removing anything" in result.stderr
+    assert (store_path() / blob_key(ORPHAN)).exists()
+
+
+def test_gc_cleans_up_a_killed_writers_temporary_files() -> None:
+    store = LocalStore(store_path())
+    temp = store.temp_path()
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"half a blob")
+    make_old(temp)
+    report = asyncio.run(collect_garbage(store, settle=0))
+    assert report.uploads == 1 and not temp.exists()
+
+
+def test_one_gc_at_a_time_and_a_dead_one_expires() -> None:
+    store = LocalStore(store_path())
+
+    async def scenario() -> None:
+        running = {
+            "state": "running",
+            "host": "other",
+            "pid": 1,
+            "started": datetime.now(UTC).isoformat(),
+            "refreshed": datetime.now(UTC).isoformat(),
+        }
+        await store.put(GC_STATE_KEY, json.dumps(running).encode(), OVERWRITE)
+        assert (await read_fence(store)).running
+        with pytest.raises(ConflictError, match="another gc is running"):
+            await collect_garbage(store, settle=0)
+        running["refreshed"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()  # it died
+        await store.put(GC_STATE_KEY, json.dumps(running).encode(), OVERWRITE)
+        await collect_garbage(store, settle=0)
+        assert not (await read_fence(store)).running
+
+    asyncio.run(scenario())
+
+
+def test_gc_refuses_a_corrupt_version_record(history: lorry.Artifact) -> None:
+    record = next(store_path().glob("*/*/artifacts/kept/versions/0.json"))
+    record.write_text("{not json")
+    with pytest.raises(CorruptRecordError, match=r"versions/0\.json"):
+        asyncio.run(collect_garbage(LocalStore(store_path()), grace=timedelta(0), settle=0))
+    report = lorry.Api().verify_store(quick=True)
+    assert not report.ok and report.problems[0].key.endswith("versions/0.json")
