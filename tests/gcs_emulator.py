@@ -4,11 +4,12 @@ Real GCS refuses an upload whose ``ifGenerationMatch`` does not name the object'
 (``0``: no live object) with ``412 Precondition Failed``; the emulator accepts the parameter and
 ignores it. Many writers on one bucket are safe only because GCS enforces it, and lorry refuses a
 store whose server does not (``lorry.registry.safety``), so the tests run the emulator with that one
-check added in front of its upload handler and everything else unchanged.
+check added in front of its upload handler, and a longer listen queue (below); nothing else changes.
 """
 
 from __future__ import annotations
 
+import socketserver
 import sys
 import threading
 from http import HTTPStatus
@@ -46,14 +47,16 @@ def insert_with_preconditions(request: Any, response: Any, storage: Any, *args: 
             generation = "0"
         if generation != wanted[0]:
             response.status = HTTPStatus.PRECONDITION_FAILED
-            response.json(
-                {"error": {"code": 412, "message": "Precondition Failed", "errors": [{"reason": "conditionNotMet"}]}}
-            )
+            reasons = [{"reason": "conditionNotMet"}]
+            response.json({"error": {"code": 412, "message": "Precondition Failed", "errors": reasons}})
             return None
         return _insert(request, response, storage, *args, **kwargs)
 
 
 def main() -> None:
+    # The server answers one request at a time and listens with socketserver's backlog of 5: a client
+    # with more connections than that waits on the ones the kernel dropped. Queue them instead.
+    socketserver.TCPServer.request_queue_size = 256
     objects.insert = insert_with_preconditions  # the route the server falls back to for bare POSTs
     for _pattern, handlers in server.HANDLERS:
         for method, handler in list(handlers.items()):
