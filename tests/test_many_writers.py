@@ -355,8 +355,10 @@ def rclone_store(tmp_path: Path, aws_isolated: Path, monkeypatch: pytest.MonkeyP
         port = probe.getsockname()[1]
     (tmp_path / "rclone" / "bucket").mkdir(parents=True)
     server = subprocess.Popen(
-        [str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{RCLONE_KEY},{RCLONE_SECRET}",
-         str(tmp_path / "rclone")],
+        [
+            *(str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}"),
+            *("--auth-key", f"{RCLONE_KEY},{RCLONE_SECRET}", str(tmp_path / "rclone")),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
