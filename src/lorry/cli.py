@@ -1138,14 +1138,7 @@ lorry abort-uploads --older-than 6h --store s3://bucket/team
 """,
         [_options(project=False, entity=False)],
     )
-    uploads.add_argument(
-        "--older-than",
-        type=_duration,
-        default=timedelta(hours=24),
-        metavar="AGE",
-        help="only uploads started longer ago than this (default 24h; protects uploads still running)",
-    )
-    uploads.add_argument("--dry-run", action="store_true", help="list them, abort nothing")
+    _add_grace(uploads, "uploads started", "list them, abort nothing")
 
     gc = _add(
         commands,
@@ -1158,14 +1151,19 @@ lorry gc --older-than 6h --store s3://bucket/team
 """,
         [_options(project=False, entity=False)],
     )
-    gc.add_argument(
+    _add_grace(gc, "objects written", "list what would go, remove nothing")
+
+
+def _add_grace(command: argparse.ArgumentParser, what: str, dry_run: str) -> None:
+    """--older-than and --dry-run, for commands that remove what others may still be writing."""
+    command.add_argument(
         "--older-than",
         type=_duration,
         default=timedelta(hours=24),
         metavar="AGE",
-        help="only objects written longer ago than this (default 24h; spares logs still running)",
+        help=f"only {what} longer ago than this (default 24h; spares work still in progress elsewhere)",
     )
-    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    command.add_argument("--dry-run", action="store_true", help=dry_run)
 
 
 def _configure_logging(debug: bool) -> None:
