@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import posixpath
 import unicodedata
+from datetime import timedelta
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lorry
@@ -119,6 +120,8 @@ def test_manifests_round_trip_and_ignore_order(items: list[Entry]) -> None:
 
 # -- arbitrary text: every input is accepted in a form that round-trips, or refused naming the problem --
 
+PURE = settings(deadline=timedelta(seconds=2))  # pure functions, but the machine may be busy
+
 
 def _encodable(text: str) -> bool:
     try:
@@ -128,6 +131,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
+@PURE
 @given(wild_text)
 def test_aliases_are_accepted_exactly_when_valid(text: str) -> None:
     try:
@@ -139,6 +143,7 @@ def test_aliases_are_accepted_exactly_when_valid(text: str) -> None:
     assert all(c.isascii() and (c.isalnum() or c in "_-.") for c in text)
 
 
+@PURE
 @given(wild_text)
 def test_types_are_accepted_exactly_when_storable(text: str) -> None:
     try:
@@ -151,6 +156,7 @@ def test_types_are_accepted_exactly_when_storable(text: str) -> None:
     assert orjson.loads(orjson.dumps(text)) == text
 
 
+@PURE
 @given(wild_text)
 def test_artifact_names_refuse_dot_segments(text: str) -> None:
     try:
@@ -161,6 +167,7 @@ def test_artifact_names_refuse_dot_segments(text: str) -> None:
     assert text not in (".", "..")  # a name is one segment of a store key
 
 
+@PURE
 @given(wild_text)
 def test_entry_names_are_normalised_or_refused(text: str) -> None:
     try:
@@ -179,6 +186,7 @@ def test_entry_names_are_normalised_or_refused(text: str) -> None:
         assert normal == text  # a name already in normal form is kept exactly
 
 
+@PURE
 @given(st.dictionaries(hostile_keys, hostile_metadata, max_size=4))
 def test_any_metadata_is_stored_as_json_or_refused(metadata: dict[object, object]) -> None:
     try:
@@ -230,6 +238,7 @@ def test_metadata_limits_are_inclusive() -> None:
     assert orjson.loads(orjson.dumps(plain)) == plain
 
 
+@PURE
 @given(st.lists(st.sampled_from(["a", "a/b", "a/b/c", "b", "a.txt", "a b", "ab"]), min_size=1, unique=True))
 def test_a_manifest_never_holds_a_file_where_a_folder_is(paths: list[str]) -> None:
     items = [Entry(p, "blake3:" + "0" * 64, 1) for p in paths]
@@ -271,6 +280,7 @@ def damaged_entries(draw: st.DrawFn) -> object:
     return draw(st.one_of(st.just(entry), raw_json))
 
 
+@PURE
 @given(
     st.one_of(
         st.binary(max_size=64),
@@ -302,6 +312,7 @@ GOOD_RECORD = {
 }
 
 
+@PURE
 @given(
     st.dictionaries(
         st.sampled_from(sorted(GOOD_RECORD)),
