@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ from lorry.registry.safety import SingleWriterStore, require_conditional_writes
 from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
 
 _CAS_ATTEMPTS = 64
+
+log = logging.getLogger("lorry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +377,10 @@ class Registry:
                 )
             except ObjectNotFoundError:
                 continue  # removed while listing
+            except CorruptRecordError as exc:
+                # One damaged pointer must not hide every version of the collection; `lorry verify`
+                # and resolving that alias by name still report it.
+                log.warning("skipping alias record: %s", exc)
         return found
 
     # -- runs and lineage -----------------------------------------------------------------------------
