@@ -141,3 +141,14 @@ def test_gc_refuses_a_corrupt_version_record(history: lorry.Artifact) -> None:
         asyncio.run(collect_garbage(LocalStore(store_path()), grace=timedelta(0), settle=0))
     report = lorry.Api().verify_store(quick=True)
     assert not report.ok and report.problems[0].key.endswith("versions/0.json")
+
+
+def test_verify_reports_damaged_and_dangling_aliases(history: lorry.Artifact) -> None:
+    aliases = next(store_path().glob("*/*/artifacts/kept")) / "aliases"
+    aliases.mkdir(exist_ok=True)
+    (aliases / "broken.json").write_text("{")
+    (aliases / "dangling.json").write_text('{"version": 7}')
+    report = lorry.Api().verify_store(quick=True)
+    problems = {problem.key.rpartition("/")[2]: problem.message for problem in report.problems}
+    assert set(problems) == {"broken.json", "dangling.json"}
+    assert problems["dangling.json"] == "names v7, which does not exist"

@@ -21,7 +21,8 @@ be referenced. The **gc fence** closes that gap without locks:
 
 So whatever a committed version needs is either reached by gc's reading or stored again by its log.
 
-``verify_store`` reads every version and checks that its manifest and blobs are present and intact.
+``verify_store`` reads every version and checks that its manifest and blobs are present and intact,
+and that every alias names a version that exists.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any, TypeVar
 from lorry.errors import ConflictError, CorruptRecordError, LorryError, ObjectNotFoundError
 from lorry.model.digest import digest_bytes, hex_part, is_content_digest, new_hasher
 from lorry.registry.records import VersionRecord, dump_json, load_json
-from lorry.registry.registry import Registry, blob_key, manifest_key
+from lorry.registry.registry import Registry, blob_key, manifest_key, pointer_version
 from lorry.storage.base import CREATE, ObjectMeta, Store, Update, Upload
 from lorry.storage.local import LocalStore
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
@@ -54,6 +55,7 @@ LEASE = 600.0
 POLL = 1.0
 
 _VERSION_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/versions/[0-9]+\.json")
+_ALIAS_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/aliases/[^/]+\.json")
 _BLOB_KEY = re.compile(r"blobs/blake3/[0-9a-f]{2}/([0-9a-f]{64})")
 _MANIFEST_KEY = re.compile(r"manifests/blake3/[0-9a-f]{2}/([0-9a-f]{64})\.json")
 _PROBE_PREFIX = "_lorry/probe/"
@@ -143,6 +145,7 @@ class _Scan:
     blobs: dict[str, ObjectMeta] = field(default_factory=dict)  # digest -> meta
     manifests: dict[str, ObjectMeta] = field(default_factory=dict)  # digest -> meta
     versions: list[str] = field(default_factory=list)  # version record keys
+    aliases: list[str] = field(default_factory=list)  # alias pointer keys
     probes: list[ObjectMeta] = field(default_factory=list)
 
     @classmethod
@@ -155,6 +158,8 @@ class _Scan:
                 scan.manifests[f"blake3:{match[1]}"] = meta
             elif _VERSION_KEY.fullmatch(meta.key):
                 scan.versions.append(meta.key)
+            elif _ALIAS_KEY.fullmatch(meta.key):
+                scan.aliases.append(meta.key)
             elif meta.key.startswith(_PROBE_PREFIX):
                 scan.probes.append(meta)
         return scan
@@ -415,7 +420,22 @@ async def verify_store(store: Store, *, quick: bool = False) -> StoreReport:
         if hasher.hexdigest() != hex_part(digest):
             problems.append(Problem(key, "corrupt: its bytes do not match its digest"))
 
+    versions = set(scan.versions)
+
+    async def check_alias(key: str) -> None:
+        try:
+            number = pointer_version(await store.get(key), key)
+        except ObjectNotFoundError:
+            return  # removed since the listing
+        except CorruptRecordError as exc:
+            problems.append(Problem(key, str(exc)))
+            return
+        collection_prefix = key[: key.index("/aliases/") + 1]
+        if f"{collection_prefix}versions/{number}.json" not in versions:
+            problems.append(Problem(key, f"names v{number}, which does not exist"))
+
     await _bounded(sorted(reach.blobs), check_blob, limit=8)
+    await _bounded(scan.aliases, check_alias)
     return StoreReport(
         versions=reach.versions,
         manifests=len(reach.manifests),

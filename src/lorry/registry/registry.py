@@ -194,7 +194,7 @@ class Registry:
     async def _read_index(self, collection: Collection, digest: str) -> VersionRecord | None:
         key = self._digest_key(collection, digest)
         try:
-            number = _pointer_version(await self.store.get(key), key)
+            number = pointer_version(await self.store.get(key), key)
         except ObjectNotFoundError:
             return None
         record = await self.read_version(collection, number)
@@ -278,7 +278,7 @@ class Registry:
         elif number is None:
             key = self._alias_key(collection, alias)
             try:
-                number = _pointer_version(await self.store.get(key), key)
+                number = pointer_version(await self.store.get(key), key)
             except ObjectNotFoundError as exc:
                 if not await self.exists(collection):
                     raise ArtifactNotFoundError(f"artifact {collection} does not exist") from exc
@@ -361,7 +361,7 @@ class Registry:
         """Remove ``alias`` if it still names ``number`` (if it moved meanwhile, it is not ours)."""
         key = self._alias_key(collection, alias)
         try:
-            if _pointer_version(await self.store.get(key), key) == number:
+            if pointer_version(await self.store.get(key), key) == number:
                 await self.store.delete(key)
         except ObjectNotFoundError:
             pass
@@ -372,7 +372,7 @@ class Registry:
         found: dict[str, int] = {}
         async for meta in self.store.list(prefix):
             try:
-                found[meta.key[len(prefix) :].removesuffix(".json")] = _pointer_version(
+                found[meta.key[len(prefix) :].removesuffix(".json")] = pointer_version(
                     await self.store.get(meta.key), meta.key
                 )
             except ObjectNotFoundError:
@@ -437,7 +437,7 @@ def _pointer(number: int) -> bytes:
     return dump_json({"version": number})
 
 
-def _pointer_version(payload: bytes, key: str) -> int:
+def pointer_version(payload: bytes, key: str) -> int:
     version = load_json(payload, key).get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise CorruptRecordError(f"record {key} has no valid 'version'")
