@@ -78,6 +78,8 @@ class _Message:
     raw: bytes
     start: list[str]
     headers: list[tuple[str, str]] = field(default_factory=list)
+    aimed: bool = True
+    """A request that faults may hit (``Faults.only`` is asked once per request)."""
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -226,6 +228,7 @@ class FaultProxy:
                 self.counts["requests"] += 1
                 if self.before is not None:
                     self.before(request.line)
+                request.aimed = self.faults.only is None or self.faults.only(request.line)
                 if self._trip is not None and self._trip(request.line):
                     self._trip = None
                     await self._down()
@@ -359,9 +362,7 @@ class FaultProxy:
     def _pick(self, kinds: tuple[str, ...], request: _Message, impossible: set[str]) -> str | None:
         """One of ``kinds``, drawn by the rates, or None; a draw that cannot apply here is no fault."""
         faults = self.faults
-        if faults.only is not None and not faults.only(request.line):
-            return None
-        if faults.limit is not None and self.faults_injected >= faults.limit:
+        if not request.aimed or (faults.limit is not None and self.faults_injected >= faults.limit):
             return None
         roll = self._random.random()
         for kind in kinds:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +44,15 @@ from tests.fixtures_s3 import S3Server
 MiB = 1 << 20
 T = TypeVar("T")
 
-# Rates per request. About one request in six goes wrong; each kind is common enough to occur many
-# times in the workload below.
+# Rates per request. About one request in six goes wrong; each kind is common enough to occur several
+# times in the workload below (one that can only hit some requests has a higher rate).
 FLAKY = Faults(
-    reset_request=0.03,
+    reset_request=0.06,  # only requests with a body can be cut in their body
     reset_response=0.03,
     error_500=0.03,
     slowdown=0.03,
     stall=0.02,
-    truncate=0.03,
+    truncate=0.04,  # only responses with a body can be truncated
     latency=0.02,
     retry_after=1,
     stall_seconds=5.0,
@@ -231,14 +232,32 @@ def test_workload_under_faults_loses_nothing(rig: Rig, tmp_path: Path) -> None:
 
 # -- one lost answer at the worst moment ---------------------------------------------------------------------
 
-LOST_ANSWERS = {
-    # what the server did, whose answer never reached lorry: the first request line it matches
-    "create multipart upload": lambda line: line.startswith("POST ") and "?uploads " in line,
-    "complete multipart upload": lambda line: line.startswith("POST ") and "?uploadId=" in line,
-    "create run record": lambda line: line.startswith("PUT ") and "/runs/" in line,
-    "create version record": lambda line: line.startswith("PUT ") and "/versions/0.json" in line,
-    "move head": lambda line: line.startswith("PUT ") and "/head.json" in line,
+def _put(part: str) -> Callable[[str], bool]:
+    return lambda line: line.startswith("PUT ") and part in line
+
+
+# What the server did, whose answer never reaches lorry: the n-th request whose first line matches.
+LOST_ANSWERS: dict[str, tuple[Callable[[str], bool], int]] = {
+    "create multipart upload": (lambda line: line.startswith("POST ") and "?uploads " in line, 1),
+    "complete multipart upload": (lambda line: line.startswith("POST ") and "?uploadId=" in line, 1),
+    "create run record": (_put("/runs/"), 1),
+    "create version record": (_put("/versions/0.json"), 1),
+    "move head": (_put("/head.json"), 1),
+    # the conditional-write probe: its create, and its compare-and-swap (after a create that conflicts)
+    "create probe object": (_put("/_lorry/probe/"), 1),
+    "swap probe object": (_put("/_lorry/probe/"), 3),
 }
+
+
+def nth(n: int, matches: Callable[[str], bool]) -> Callable[[str], bool]:
+    seen = 0
+
+    def check(line: str) -> bool:
+        nonlocal seen
+        seen += matches(line)
+        return matches(line) and seen == n
+
+    return check
 
 
 @pytest.mark.parametrize("lost", sorted(LOST_ANSWERS))
@@ -249,7 +268,8 @@ def test_a_lost_answer_is_retried_without_harm(rig: Rig, tmp_path: Path, lost: s
     rng = random.Random(17)
     files = {"model.bin": write_random(tmp_path / "model.bin", 34 * MiB, rng),
              "notes.txt": write_random(tmp_path / "notes.txt", 100, rng)}
-    rig.proxy.faults = Faults(reset_response=1.0, only=LOST_ANSWERS[lost], limit=1)
+    matches, n = LOST_ANSWERS[lost]
+    rig.proxy.faults = Faults(reset_response=1.0, only=nth(n, matches), limit=1)
     with lorry.init(job_type="lost") as run:
         artifact = lorry.Artifact("model", type="model")
         for entry, path in files.items():
@@ -355,8 +375,10 @@ def test_training_loop_keeps_running_while_the_server_is_down(
     for step in (0, outage.down_at, outage.down_at + 1, steps - 1):
         version = lorry.Api().artifact(f"checkpoints:v{step}")
         assert version.metadata == {"step": step}
-        sources = {"weights.bin": write_random(tmp_path / "expected" / str(step), 0, rng)}
-        sources["weights.bin"].write_bytes(contents[step])
+        expected = tmp_path / "expected" / f"weights-{step}.bin"
+        expected.parent.mkdir(exist_ok=True)
+        expected.write_bytes(contents[step])
+        sources = {"weights.bin": expected}
         if step == outage.down_at + 1:
             sources["full.ckpt"] = big
         check_download(version, sources, tmp_path / f"v{step}", 60)
@@ -626,7 +648,7 @@ def lossy_link() -> Iterator[LossyLink]:
     missing = [tool for tool in ("ip", "nft") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} missing (scripts/servers/install.sh installs them)")
-    tag = f"lf{os.getpid() % 100000}"
+    tag = f"lf{uuid.uuid4().hex[:6]}"  # interface names have at most 15 characters
     link = LossyLink(client_ns=f"{tag}c", server_ns=f"{tag}s")
     made: list[str] = []
     try:

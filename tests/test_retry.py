@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lorry.errors import AccessDeniedError, ObjectNotFoundError, TransientError
+from lorry.errors import AccessDeniedError, ObjectNotFoundError, TransientError, ValidationError
+from lorry.settings import Settings
 from lorry.storage.local import LocalStore
 from lorry.transfer.retry import RetryingStore, RetryPolicy
 
@@ -170,43 +171,50 @@ def test_once_the_store_is_gone_past_the_deadline_later_calls_fail_at_their_firs
 def test_any_answer_ends_an_outage() -> None:
     clock = FakeClock()
     retry = timed_policy(clock)
-    outage = True
 
     async def call() -> None:
-        if outage:
-            raise TransientError("connection refused")
-        raise ObjectNotFoundError("no such key")  # an answer, if not a happy one
+        if 10 <= clock.now < 100:  # the server is there between 10 s and 100 s
+            raise ObjectNotFoundError("no such key")  # an answer, if not a happy one
+        raise TransientError("connection refused")
 
     async def scenario() -> None:
-        nonlocal outage
-        task = asyncio.create_task(retry.run("HEAD x", call))
-        while clock.now < 10:
-            await asyncio.sleep(0)
-        outage = False
         with pytest.raises(ObjectNotFoundError):
-            await task
-        clock.now += 100  # long after: a new failure starts a new count
-        outage = True
+            await retry.run("HEAD x", call)
+        assert clock.now == 11.5  # 0.5 + 1 + 2 + 4 + 4
+        clock.now = 200.0  # gone again: a new outage, counted from its own start
         with pytest.raises(TransientError, match="retry deadline"):
             await retry.run("HEAD y", call)
 
     asyncio.run(scenario())
-    assert clock.now == 130.0
+    assert clock.now == 230.0
 
 
-def test_a_resumed_download_has_its_own_deadline_too(tmp_path: Path) -> None:
+def test_a_download_that_stops_bringing_bytes_fails_at_the_deadline(tmp_path: Path) -> None:
     clock = FakeClock()
 
-    class Dropping(LocalStore):
+    class Stuck(LocalStore):  # a first byte, then only resets
         async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-            yield b"x"
+            if start == 0:
+                yield b"x"
             raise TransientError("connection reset by peer")
 
-    inner = Dropping(tmp_path / "store")
+    inner = Stuck(tmp_path / "store")
     inner.put_sync("blob", b"xyz")
     store = RetryingStore(inner, timed_policy(clock, deadline=5))
     with pytest.raises(TransientError, match="retry deadline"):
         asyncio.run(store.get("blob"))
-    # Each resumption brought a byte, which counts as an answer: but never more than the deadline
-    # passes between two bytes.
-    assert store.policy.stats.gave_up == 1
+    assert clock.now == 5.0 and store.policy.stats.gave_up == 1
+
+
+def test_the_deadline_and_the_request_timeout_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORRY_RETRY_DEADLINE", "90")
+    monkeypatch.setenv("LORRY_REQUEST_TIMEOUT", "2.5")
+    options = Settings.load().store_options
+    assert (options.retry_deadline, options.request_timeout) == (90.0, 2.5)
+    assert options.for_references().retry_deadline == 90.0
+    monkeypatch.setenv("LORRY_RETRY_DEADLINE", "0")
+    with pytest.raises(ValidationError, match="retry_deadline must be a positive number of seconds"):
+        Settings.load()
+    monkeypatch.setenv("LORRY_RETRY_DEADLINE", "ten minutes")
+    with pytest.raises(ValidationError, match=r"\$LORRY_RETRY_DEADLINE must be a number of seconds"):
+        Settings.load()

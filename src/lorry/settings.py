@@ -1,7 +1,9 @@
 """One frozen ``Settings`` value: where the store and cache are, who logs, and the engine's limits.
 
 Each field comes from an explicit argument, else its environment variable, else a default; ``sources``
-records which, so ``lorry config`` can say where every value came from.
+records which, so ``lorry config`` can say where every value came from. A secret (the SSE-C key) is
+held as a ``Secret``: the settings' ``repr``, ``describe()`` and any message show ``***`` for it.
+``store_options`` is what remote stores are opened with: TLS trust and server-side encryption.
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ def _unwrapped(engine: Engine, url: str, options: StoreOptions) -> tuple[Store, 
     store = engine.store(url, options)
     if isinstance(store, RetryingStore):
         return store.inner, store.policy
-    return store, RetryPolicy()
+    return store, RetryPolicy(deadline=options.retry_deadline)
 
 
 class _VersionedStore(Protocol):
@@ -393,7 +393,8 @@ def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
 
 
 async def _resolve_http(options: StoreOptions, uri: str, entry_name: str) -> Entry:
-    headers = await RetryPolicy().run(f"HEAD {redact_uri(uri)}", lambda: _http_head(options, uri))
+    retry = RetryPolicy(deadline=options.retry_deadline)
+    headers = await retry.run(f"HEAD {redact_uri(uri)}", lambda: _http_head(options, uri))
     etag, size = _http_etag(headers), _content_length(headers)
     missing = [what for what, value in (("ETag", etag), ("Content-Length", size)) if value is None]
     if missing:
@@ -431,7 +432,7 @@ async def _http_head(options: StoreOptions, uri: str) -> Mapping[str, str]:
 async def _fetch_http(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     # A failed attempt leaves nothing behind, so a transient failure starts the download again.
-    await RetryPolicy().run(
+    await RetryPolicy(deadline=options.retry_deadline).run(
         f"GET {_shown(entry)}", lambda: _fetch_http_once(engine, options, entry, target)
     )
 
