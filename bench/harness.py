@@ -82,9 +82,25 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def settle() -> None:
-    """Flush what earlier runs left in the page cache, so no run pays for another's write-back."""
+QUIET_SERVER = 0.10  # cores
+QUIET_OTHERS = 0.50  # cores
+QUIET_WAIT = 20.0  # seconds at most
+
+
+def settle(server_pids: Sequence[int] = ()) -> None:
+    """Before a measured run: flush what earlier runs left in the page cache (so no run pays for
+    another's write-back), then wait, up to 20 s, until the server has finished its own work (Ceph
+    collects deleted objects' data in the background) and other work on the machine is light. What
+    the machine did anyway is recorded with each run."""
     os.sync()
+    deadline = time.monotonic() + QUIET_WAIT
+    while time.monotonic() < deadline:
+        server, busy = measure.process_cpu(server_pids), measure.machine_cpu()
+        time.sleep(0.5)
+        server = measure.process_cpu(server_pids) - server
+        others = measure.machine_cpu() - busy - server
+        if server < QUIET_SERVER * 0.5 and others < QUIET_OTHERS * 0.5:
+            return
 
 
 def last_json(text: str) -> dict[str, Any]:
@@ -173,7 +189,7 @@ def s3_round(ctx: Context, dataset: Dataset, client: str, number: int, fields: d
     server = ctx.server
     prefix = f"{client}-{dataset.spec.name}-{number}"
     admin(ctx, "empty")
-    settle()
+    settle(server.pids)
     cache = fresh(ctx.work_dir / "cache")
     up = clients.s3_upload(client, ctx.tools, server, dataset.root, prefix, cache)
     measured = measure.run(up.command, env=up.env, cwd=up.cwd, server_pids=server.pids)
@@ -183,7 +199,7 @@ def s3_round(ctx: Context, dataset: Dataset, client: str, number: int, fields: d
     ctx.say(line(record))
     if problem:
         return
-    settle()
+    settle(server.pids)
     target = fresh(ctx.work_dir / "download")
     cache = fresh(ctx.work_dir / "cache")
     try:
@@ -319,7 +335,7 @@ def background_round(ctx: Context, plan: LoopPlan, fields: dict[str, Any]) -> No
         env["LORRY_STORE"] = str(local_store)
     env.update(LORRY_CACHE_DIR=str(cache), LORRY_PROGRESS="0")
     try:
-        settle()
+        settle(ctx.server.pids if store == "s3" and ctx.server else ())
         command = [
             str(ctx.tools.lorry_python), driver, "loop", kind, str(plan.steps), str(fields["every"]),
             str(fields["iterations"]), str(folder),
@@ -506,6 +522,7 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
             "Upload: the folder to an empty bucket prefix. Download: into an empty folder (lorry: an "
             "empty cache), every byte checked against the dataset's digests."
         )
+        lines.append(f"Other work on the machine meanwhile: {other_load(scenario_records(records, 's3'))}.")
         lines += report.s3_tables(records, labels)
         used = [
             n for n in clients.S3_CLIENTS if any(r["client"] == n and r["scenario"] == "s3" for r in records)
@@ -518,7 +535,8 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
             "",
             "## The local store: logging a folder",
             "",
-            "Seconds from spawn to exit [the runs' rates: median, min-max], CPU seconds, peak RSS.",
+            "Seconds from spawn to exit [the runs' rates: median, min-max], CPU seconds, peak RSS. "
+            f"Other work on the machine meanwhile: {other_load(scenario_records(records, 'local'))}.",
             "",
             *local,
         ]
@@ -529,7 +547,9 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
         lines += [
             f"A loop of {first['steps']} pure-Python CPU-bound steps (holding the GIL) logs a checkpoint "
             'every few steps with `policy="immutable"`; the checkpoints exist before the loop starts. '
-            "Latency is the `log_artifact` call alone; `finish` then waits for the uploads.",
+            "Latency is the `log_artifact` call alone; `finish` then waits for the uploads. Against S3 the "
+            "server shares the two cores with the loop. Other work on the machine meanwhile: "
+            f"{other_load(scenario_records(records, 'background'))}.",
             "",
         ]
         lines += report.background_table(rows, BACKGROUND_KINDS)
@@ -546,6 +566,10 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
             for r in failures
         ]
     return "\n".join(lines) + "\n"
+
+
+def scenario_records(records: Sequence[dict[str, Any]], scenario: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["scenario"] == scenario]
 
 
 def other_load(records: Sequence[dict[str, Any]]) -> str:

@@ -343,7 +343,7 @@ def local_tables(records: Sequence[Record], datasets: dict[str, str]) -> list[st
                 continue
             rel = ""
             if client == "lorry" and best is not None:
-                rel = f", {best.seconds / f.seconds:.1f}x faster than {best.client}"
+                rel = f", {best.seconds / f.seconds:.2f}x the speed of {best.client}"
             row.append(f"{f.seconds:.2f} s [{_spread(f)}], {f.cpu:.1f} CPU s, {_mib(f.peak_rss)} MiB{rel}")
         rows.append(row)
     return table(headers, rows)

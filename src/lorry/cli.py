@@ -772,7 +772,7 @@ def cmd_bench(args: argparse.Namespace, out: Output) -> int:
                 human_size(r.bytes),
                 f"{r.seconds:.2f}" + (f" [{r.seconds_min:.2f}-{r.seconds_max:.2f}]" if spread else ""),
                 f"{r.mb_per_s:,.1f}",
-                f"{r.files_per_s:,.0f}",
+                f"{r.files_per_s:,.0f}" if r.files_per_s >= 10 else f"{r.files_per_s:.2f}",
                 f"{r.cpu_seconds:.2f}",
                 human_size(r.peak_rss),
                 ("verified" if r.direction == "download" else "committed") if r.verified else "FAILED",
