@@ -71,8 +71,25 @@ DEFAULT_DATASETS = (
 )
 
 
+class _Rates:
+    """Throughput of anything that moved ``files`` files of ``bytes`` bytes in ``seconds``."""
+
+    __slots__ = ()
+    files: int
+    bytes: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / MB / self.seconds if self.seconds else 0.0
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files / self.seconds if self.seconds else 0.0
+
+
 @dataclass(frozen=True, slots=True)
-class Measurement:
+class Measurement(_Rates):
     """One transfer of one dataset: ``direction`` is ``"log"`` or ``"download"``.
 
     ``seconds`` runs from the first call (``add_dir`` for a log, the lookup for a download) until the
@@ -90,17 +107,9 @@ class Measurement:
     peak_rss: int
     verified: bool
 
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes / MB / self.seconds if self.seconds else 0.0
-
-    @property
-    def files_per_s(self) -> float:
-        return self.files / self.seconds if self.seconds else 0.0
-
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(_Rates):
     """The runs of one dataset and direction: medians, and the range of the seconds."""
 
     dataset: str
@@ -114,14 +123,6 @@ class Summary:
     cpu_seconds: float
     peak_rss: int
     verified: bool
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes / MB / self.seconds if self.seconds else 0.0
-
-    @property
-    def files_per_s(self) -> float:
-        return self.files / self.seconds if self.seconds else 0.0
 
 
 def summarize(results: Iterable[Measurement]) -> list[Summary]:

@@ -8,6 +8,7 @@ held as a ``Secret``: the settings' ``repr``, ``describe()`` and any message sho
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from collections.abc import Mapping
@@ -145,19 +146,11 @@ class Settings:
             raise ValidationError(f"setting ca_bundle names no file: {self.ca_bundle}")
         self.store_options  # noqa: B018 - refuses contradictory or malformed encryption settings
 
-    @property
+    @functools.cached_property
     def store_options(self) -> StoreOptions:
-        """What remote stores need from these settings: TLS trust and server-side encryption."""
-        return StoreOptions(
-            ca_bundle=self.ca_bundle,
-            verify_tls=self.verify_tls,
-            s3_sse=self.s3_sse,
-            s3_sse_kms_key_id=self.s3_sse_kms_key_id,
-            s3_sse_c_key=self.s3_sse_c_key,
-            gcs_kms_key=self.gcs_kms_key,
-            request_timeout=self.request_timeout,
-            retry_deadline=self.retry_deadline,
-        )
+        """What remote stores need from these settings: TLS trust, server-side encryption, timeouts
+        (the settings of the same names). Built once: every store lookup keys on it."""
+        return StoreOptions(**{f.name: getattr(self, f.name) for f in fields(StoreOptions)})
 
     def with_(self, **changes: Any) -> Settings:
         updated = replace(self, **changes)
