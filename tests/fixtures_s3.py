@@ -63,8 +63,10 @@ class S3Server:
         )
 
 
-@pytest.fixture(scope="session")
-def ceph_rgw() -> Iterator[S3Server]:
+@contextlib.contextmanager
+def running_ceph(what: str, env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Start a one-node Ceph with RGW by ``ceph-rgw.sh`` (``env`` adds its settings), yield the
+    ``LORRY_RGW_*`` values it prints, and stop it afterwards. A start that fails fails the test."""
     # A short directory: Ceph's admin sockets live under it and socket paths are limited to 107 bytes.
     directory = tempfile.mkdtemp(prefix="lorry-rgw-")
     try:
@@ -74,26 +76,31 @@ def ceph_rgw() -> Iterator[S3Server]:
             text=True,
             timeout=900,  # includes apt-get on a fresh machine
             check=False,
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired as exc:
         subprocess.run([str(CEPH_SCRIPT), "stop", directory], check=False)
-        pytest.fail(f"ceph-rgw.sh start timed out: {exc.stderr!r}")
+        pytest.fail(f"ceph-rgw.sh start ({what}) timed out: {exc.stderr!r}")
     if result.returncode != 0:
         pytest.fail(
-            f"Ceph RGW did not start (exit {result.returncode}); logs in {directory}/log\n{result.stderr}"
+            f"{what} did not start (exit {result.returncode}); logs in {directory}/log\n{result.stderr}"
         )
-    env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    server = S3Server(
-        name="ceph-rgw",
-        endpoint=env["LORRY_RGW_ENDPOINT"],
-        access_key=env["LORRY_RGW_ACCESS_KEY"],
-        secret_key=env["LORRY_RGW_SECRET_KEY"],
-    )
     try:
-        yield server
+        yield dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     finally:
         subprocess.run([str(CEPH_SCRIPT), "stop", directory], check=True, timeout=60)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw() -> Iterator[S3Server]:
+    with running_ceph("Ceph RGW") as env:
+        yield S3Server(
+            name="ceph-rgw",
+            endpoint=env["LORRY_RGW_ENDPOINT"],
+            access_key=env["LORRY_RGW_ACCESS_KEY"],
+            secret_key=env["LORRY_RGW_SECRET_KEY"],
+        )
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.fixtures_s3 import CEPH_SCRIPT, S3Server
+from tests.fixtures_s3 import S3Server, running_ceph
 
 KMS_KEY_ID = "lorry-testkey"
 
@@ -128,44 +124,20 @@ def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 
 @pytest.fixture(scope="session")
 def ceph_rgw_tls(tls_certificates: Certificates) -> Iterator[TLSCeph]:
-    # A short directory: Ceph's admin sockets live under it and socket paths are limited to 107 bytes.
-    directory = tempfile.mkdtemp(prefix="lorry-rgw-tls-")
     env = {
         "LORRY_RGW_SSL_CERTIFICATE": str(tls_certificates.certificate),
         "LORRY_RGW_SSL_PRIVATE_KEY": str(tls_certificates.private_key),
         # Small objects only: far less RAM than the main cluster's memstore.
         "LORRY_RGW_MEMSTORE_BYTES": str(1 << 30),
     }
-    try:
-        result = subprocess.run(
-            [str(CEPH_SCRIPT), "start", directory],
-            capture_output=True,
-            text=True,
-            timeout=900,  # includes apt-get on a fresh machine
-            check=False,
-            env={**os.environ, **env},
+    with running_ceph("Ceph RGW with TLS", env) as found:
+        yield TLSCeph(
+            plain=S3Server(
+                name="ceph-rgw-tls",
+                endpoint=found["LORRY_RGW_ENDPOINT"],
+                access_key=found["LORRY_RGW_ACCESS_KEY"],
+                secret_key=found["LORRY_RGW_SECRET_KEY"],
+            ),
+            https_endpoint=found["LORRY_RGW_SSL_ENDPOINT"],
+            certificates=tls_certificates,
         )
-    except subprocess.TimeoutExpired as exc:
-        subprocess.run([str(CEPH_SCRIPT), "stop", directory], check=False)
-        pytest.fail(f"ceph-rgw.sh start (TLS) timed out: {exc.stderr!r}")
-    if result.returncode != 0:
-        pytest.fail(
-            f"Ceph RGW with TLS did not start (exit {result.returncode}); logs in {directory}/log\n"
-            f"{result.stderr}"
-        )
-    found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    server = TLSCeph(
-        plain=S3Server(
-            name="ceph-rgw-tls",
-            endpoint=found["LORRY_RGW_ENDPOINT"],
-            access_key=found["LORRY_RGW_ACCESS_KEY"],
-            secret_key=found["LORRY_RGW_SECRET_KEY"],
-        ),
-        https_endpoint=found["LORRY_RGW_SSL_ENDPOINT"],
-        certificates=tls_certificates,
-    )
-    try:
-        yield server
-    finally:
-        subprocess.run([str(CEPH_SCRIPT), "stop", directory], check=True, timeout=60)
-        shutil.rmtree(directory, ignore_errors=True)
