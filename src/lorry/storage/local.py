@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -159,6 +160,36 @@ class LocalStore:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
 
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Store a content-addressed object (same key, same bytes: a blob or a manifest) unless it is
+        there already: one exclusive create and one write, with no temporary file to create, link and
+        remove (which cost more than the write). A process killed mid-write can leave the object short,
+        never different: the size says whether it is complete, and a short one is replaced whole,
+        through a temporary file, by the next writer."""
+        path = self.path_of(key)
+        try:
+            if _complete(path.stat(), len(data)):
+                return
+            torn = True
+        except (FileNotFoundError, NotADirectoryError):
+            torn = False
+        if not torn:
+            try:
+                fd = _create_exclusive(path)
+            except FileExistsError:  # another writer's, complete or not yet
+                torn = not _complete(path.stat(), len(data))
+            else:
+                try:
+                    write_all(fd, data)
+                except OSError as exc:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+                finally:
+                    os.close(fd)
+        if torn:
+            self.put_sync(key, data, OVERWRITE)
+
     def head_sync(self, key: str) -> ObjectMeta:
         st = self._stat(key)
         return ObjectMeta(key=key, size=st.st_size, etag=etag_of(st))
@@ -232,6 +263,29 @@ class LocalStore:
             yield
         finally:
             os.close(fd)
+
+
+def _complete(st: os.stat_result, size: int) -> bool:
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
+
+
+def _create_exclusive(path: Path) -> int:
+    """Open a new file at ``path`` (its folder made if need be), owner-only whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except FileNotFoundError:
+        make_dirs(path.parent)
+        fd = os.open(path, flags, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``write(2)`` until every byte is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _size_etag(st: os.stat_result) -> tuple[int, str]:

@@ -40,7 +40,14 @@ from lorry.transfer.files import (
     temp_beside,
     write_new,
 )
-from lorry.transfer.plan import RANGE_SIZE, RANGES_IN_FLIGHT, SMALL_OBJECT, plan_parts
+from lorry.transfer.plan import (
+    BATCH_FILES,
+    RANGE_SIZE,
+    RANGES_IN_FLIGHT,
+    SMALL_OBJECT,
+    batched,
+    plan_parts,
+)
 
 log = logging.getLogger("lorry")
 T = TypeVar("T")
@@ -49,20 +56,44 @@ T = TypeVar("T")
 async def fetch_entries(
     engine: Engine, store: Store, cache: Cache, entries: Sequence[Entry], root: Path, counters: Counters
 ) -> None:
-    """Make ``root`` hold every entry, byte for byte."""
+    """Make ``root`` hold every entry, byte for byte.
+
+    Small blobs go in batches, as in ``upload.py``: one trip to a thread settles a whole batch (what is
+    already there, what the cache or a local store holds), its GETs go out together, and one more trip
+    writes what they brought."""
     if await engine.in_thread(lambda: root.exists() and not root.is_dir()):
         raise LocalFileError(f"download root {root} exists and is not a folder")
     counters.files_total += len(entries)
     counters.bytes_total += sum(e.size or 0 for e in entries)
-    todo = iter(entries)
 
-    async def worker() -> None:
-        for entry in todo:
+    def is_small(entry: Entry) -> bool:
+        return entry.ref is None and (entry.size or 0) <= SMALL_OBJECT
+
+    small = iter(batched([e for e in entries if is_small(e)], lambda e: e.size or 0))
+    others = iter([e for e in entries if not is_small(e)])
+
+    def done(entry: Entry) -> None:
+        counters.files_done += 1
+        counters.bytes_done += entry.size or 0
+
+    async def small_worker() -> None:
+        for batch in small:
+            await _fetch_batch(engine, store, cache, batch, root)
+            for entry in batch:
+                done(entry)
+
+    async def other_worker() -> None:
+        for entry in others:
             await fetch_entry(engine, store, cache, entry, root)
-            counters.files_done += 1
-            counters.bytes_done += entry.size or 0
+            done(entry)
 
-    await gather_all(worker() for _ in range(min(len(entries), engine.settings.max_open_files)))
+    small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
+    await gather_all(
+        [
+            *(small_worker() for _ in range(small_workers)),
+            *(other_worker() for _ in range(min(len(entries), engine.settings.max_open_files))),
+        ]
+    )
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
@@ -75,16 +106,51 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
     elif isinstance(store, LocalStore):
         source = store.path_of(blob_key(_digest(entry)))
         await _settled(engine, _install_from_store, source, target, entry)
-    elif not await _install_from_cache(engine, cache, entry, target):
+    elif not await _settled(engine, _install_from_cache, cache, entry, target):
         if (entry.size or 0) <= SMALL_OBJECT:
-            await _fetch_small(engine, store, cache, entry, target)
+            data = await _get_small(engine, store, entry)
+            await _settled(engine, _write_twice, data, target, cache, _digest(entry))
         else:
             cached = await _fill_cache(engine, store, cache, entry)
             await _settled(engine, _copy_fresh, cached, target)
     return target
 
 
-async def _install_from_cache(engine: Engine, cache: Cache, entry: Entry, target: Path) -> bool:
+async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[Entry], root: Path) -> None:
+    """Fetch a batch of small stored (not referenced) entries."""
+
+    def settle() -> list[tuple[Entry, Path]]:
+        """What is neither in place already nor installed now from a local store or the cache."""
+        missing = []
+        for entry in batch:
+            target = safe_target(root, entry.path)
+            if matches(target, entry.size, entry.digest):
+                continue
+            make_parents(target, root)
+            if isinstance(store, LocalStore):
+                _install_from_store(store.path_of(blob_key(_digest(entry))), target, entry)
+            elif not _install_from_cache(cache, entry, target):
+                missing.append((entry, target))
+        return missing
+
+    missing = await _settled(engine, settle)
+    if not missing:
+        return
+    fetched: list[bytes] = [b""] * len(missing)
+
+    async def get(index: int, entry: Entry) -> None:
+        fetched[index] = await _get_small(engine, store, entry)
+
+    await gather_all(get(i, entry) for i, (entry, _) in enumerate(missing))
+
+    def write() -> None:
+        for (entry, target), data in zip(missing, fetched, strict=True):
+            _write_twice(data, target, cache, _digest(entry))
+
+    await _settled(engine, write)
+
+
+def _install_from_cache(cache: Cache, entry: Entry, target: Path) -> bool:
     """Install the cached copy of the entry's blob, checked on the way; False if there is none. A
     copy that does not match its digest (a damaged disk, a stray write) is removed, so that the blob
     is fetched again and the cache repaired, never served."""
@@ -93,16 +159,16 @@ async def _install_from_cache(engine: Engine, cache: Cache, entry: Entry, target
         return False
     what = f"cached blob {cached} of entry {entry.path!r}"
     try:
-        await _settled(engine, install_verified, cached, target, _digest(entry), what)
+        install_verified(cached, target, _digest(entry), what)
     except IntegrityError as exc:
         log.warning("%s; removed from the cache, fetching it again", exc)
-        await _settled(engine, discard, cached)
+        discard(cached)
         return False
     return True
 
 
-async def _fetch_small(engine: Engine, store: Store, cache: Cache, entry: Entry, target: Path) -> None:
-    """One GET, checked in memory; the target and the cache written in one trip to a thread."""
+async def _get_small(engine: Engine, store: Store, entry: Entry) -> bytes:
+    """One GET of a small blob, checked in memory."""
     key = blob_key(_digest(entry))
     size = entry.size or 0
     try:  # one byte more than recorded, to see a longer blob without reading all of it
@@ -114,7 +180,7 @@ async def _fetch_small(engine: Engine, store: Store, cache: Cache, entry: Entry,
         raise _wrong_size(key, entry, "longer than" if len(data) > size else f"{len(data)} bytes, not")
     if digest_bytes(data) != entry.digest:
         raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
-    await _settled(engine, _write_twice, data, target, cache, _digest(entry))
+    return data
 
 
 def _write_twice(data: bytes, target: Path, cache: Cache, digest: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, SourceChangedError
 from lorry.model.digest import format_digest, new_hasher
+from lorry.storage.local import write_all
 
 CHUNK = 8 << 20
 FILE_MODE = 0o600
@@ -32,7 +33,14 @@ class FileStamp:
 
     @classmethod
     def of(cls, path: Path) -> FileStamp:
-        st = os.stat(path)
+        return cls._of(os.stat(path))
+
+    @classmethod
+    def of_fd(cls, fd: int) -> FileStamp:
+        return cls._of(os.fstat(fd))
+
+    @classmethod
+    def _of(cls, st: os.stat_result) -> FileStamp:
         return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
@@ -41,6 +49,10 @@ def check_unchanged(path: Path, stamp: FileStamp, entry: str) -> None:
         now = FileStamp.of(path)
     except FileNotFoundError:
         raise SourceChangedError(f"{path} (entry {entry!r}) was removed after it was added") from None
+    check_stamp(now, stamp, path, entry)
+
+
+def check_stamp(now: FileStamp, stamp: FileStamp, path: Path, entry: str) -> None:
     if now != stamp:
         raise SourceChangedError(
             f"{path} (entry {entry!r}) changed after it was added with policy='immutable'; "
@@ -52,15 +64,38 @@ def hash_file(path: Path) -> str:
     """The content digest of a file, read once in chunks. (Not mmap: mapped pages count towards the
     process's resident memory, and a 2 GiB file would show as 2 GiB of RSS.)"""
     hasher = new_hasher()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
     try:
         with open(path, "rb", buffering=0) as handle:
+            buffer = _buffer_for(handle.fileno())
+            view = memoryview(buffer)
             while count := handle.readinto(buffer):
                 hasher.update(view[:count])
     except OSError as exc:
         raise local_error(exc, f"cannot read {path}") from exc
     return format_digest(hasher.hexdigest())
+
+
+def _buffer_for(fd: int) -> bytearray:
+    """A read buffer no larger than the file needs (one byte more, so that a second read sees its
+    end): a 4 KiB file must not pay for zeroing an 8 MiB buffer, which cost more than the file's I/O."""
+    return bytearray(min(CHUNK, os.fstat(fd).st_size + 1))
+
+
+def read_checked(path: Path, stamp: FileStamp, entry: str) -> bytes:
+    """The whole content of a file that must still be as ``stamp`` saw it, before and after the read
+    (checked on the open descriptor: no second lookup of the path)."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            check_stamp(FileStamp.of_fd(handle.fileno()), stamp, path, entry)
+            data = handle.read(stamp.size + 1)
+            check_stamp(FileStamp.of_fd(handle.fileno()), stamp, path, entry)
+    except FileNotFoundError:
+        raise SourceChangedError(f"{path} (entry {entry!r}) was removed after it was added") from None
+    except OSError as exc:
+        raise local_error(exc, f"cannot read {path}") from exc
+    if len(data) != stamp.size:
+        raise SourceChangedError(f"{path} (entry {entry!r}) changed while it was being logged")
+    return data
 
 
 def temp_beside(target: Path) -> Path:
@@ -71,27 +106,21 @@ def temp_beside(target: Path) -> Path:
 def copy_hashing(source: Path, temp: Path, mode: int = FILE_MODE) -> str:
     """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
     hasher = new_hasher()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
     try:
         with open(source, "rb", buffering=0) as src:
+            buffer = _buffer_for(src.fileno())
+            view = memoryview(buffer)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             with open(fd, "wb", buffering=0) as dst:
                 while count := src.readinto(buffer):
                     chunk = view[:count]
                     hasher.update(chunk)
-                    _write_all(dst.fileno(), chunk)
+                    write_all(dst.fileno(), chunk)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
     return format_digest(hasher.hexdigest())
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
 
 
 def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FILE_MODE) -> None:
@@ -101,7 +130,7 @@ def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FIL
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with open(fd, "wb", buffering=0) as handle:
-            _write_all(handle.fileno(), memoryview(data))
+            write_all(handle.fileno(), memoryview(data))
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

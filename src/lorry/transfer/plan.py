@@ -7,7 +7,11 @@ PartRange(number=3, start=33554432, end=41943040)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MiB = 1 << 20
 MAX_PARTS = 10_000
@@ -24,6 +28,10 @@ RANGES_IN_FLIGHT = 16
 SMALL_OBJECT = 1 * MiB
 """At or below this size a blob is sent with a conditional create at once (one request; a conflict
 means it is already stored); above it a HEAD first saves sending bytes the store already has."""
+BATCH_FILES = 64
+BATCH_BYTES = 8 * MiB
+"""Small files travel in batches of at most this many files and (past the first) bytes: one trip to a
+thread per batch, not per file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +70,21 @@ def plan_parts(size: int, part_size: int = PART_SIZE) -> PartPlan:
     if grown > MAX_PART:
         raise ValueError(f"an object of {size} bytes is larger than S3 multipart allows")
     return PartPlan(size=size, part_size=grown)
+
+
+def batched(items: Iterable[T], size_of: Callable[[T], int]) -> Iterator[list[T]]:
+    """Consecutive groups of at most ``BATCH_FILES`` items and, past an item's own size, ``BATCH_BYTES``.
+
+    >>> [len(b) for b in batched(range(130), lambda _: 1)]
+    [64, 64, 2]
+    """
+    batch: list[T] = []
+    size = 0
+    for item in items:
+        if batch and (len(batch) == BATCH_FILES or size + size_of(item) > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += size_of(item)
+    if batch:
+        yield batch
