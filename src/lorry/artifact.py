@@ -49,11 +49,13 @@ from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine
 from lorry.transfer.files import FileStamp, local_error, matches, safe_target
 from lorry.transfer.journal import Journal
+from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.progress import progress
 from lorry.transfer.upload import FileSource, store_files
 
 if TYPE_CHECKING:
     from lorry.runs import Run
+    from lorry.storage.base import Store
 
 POLICIES = ("mutable", "immutable")
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a snapshot that failed for want of room
@@ -765,12 +767,12 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         store = eng.store(plan.settings.store, plan.settings.store_options)
         registry = eng.registry(plan.settings)
         fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
-        stored = await store_files(eng, store, plan.files, plan.counters, Journal(plan.settings.cache_dir))
+        stored = await _store_files(eng, store, plan, plan.counters)
         manifest = Manifest([*stored, *plan.refs])
         await registry.put_manifest(manifest)
 
         async def restore() -> None:  # a gc ran meanwhile: store again whatever it removed
-            await store_files(eng, store, plan.files, Counters(), Journal(plan.settings.cache_dir))
+            await _store_files(eng, store, plan, Counters())
             await registry.put_manifest(manifest)
 
         async with eng.assigner.turn(ticket):
@@ -798,6 +800,13 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         if plan.staging is not None:  # logged or failed, an artifact is never logged again
             await eng.in_thread(shutil.rmtree, plan.staging, True)
     return _Logged(plan.settings, plan.collection, record)
+
+
+async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> list[Entry]:
+    """The files' entries, stored here or by the helper process (see ``transfer/offload.py``)."""
+    if wants_helper(plan.settings, plan.files):
+        return await helper().store_files(plan.settings, plan.files, counters, eng.retries)
+    return await store_files(eng, store, plan.files, counters, Journal(plan.settings.cache_dir))
 
 
 def _identity(path: Path) -> tuple[int, int]:

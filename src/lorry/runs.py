@@ -29,6 +29,7 @@ from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from lorry.transfer.engine import shutdown as shutdown_engine
+from lorry.transfer.offload import close_helper
 
 log = logging.getLogger("lorry")
 
@@ -381,6 +382,8 @@ def _finish_at_exit() -> None:
             log.exception("lorry: run %s did not finish cleanly", run.path)
     with contextlib.suppress(Exception):
         shutdown_engine()
+    with contextlib.suppress(Exception):
+        close_helper()
 
 
 # Registered with threading's exit hooks, not atexit: those run before the thread pools refuse new

@@ -22,6 +22,7 @@ from lorry.model.secret import Secret
 from lorry.storage.options import StoreOptions
 
 MiB = 1 << 20
+TRANSFER_PROCESS = ("auto", "always", "never")
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -74,6 +75,10 @@ class Settings:
     retry_deadline: float = 600.0
     """Seconds that failing requests are tried again (a store that does not answer for that long
     fails what waits on it)."""
+    transfer_process: str = "auto"
+    """Where an artifact's files are hashed and stored: ``auto`` in a helper process for artifacts of
+    at least 256 files or 64 MiB (so that a job logging in the background keeps its interpreter lock
+    and its core), ``always``, or ``never`` (in the calling process)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     _ENV = {  # noqa: RUF012 - a class-level table, never mutated
@@ -94,6 +99,7 @@ class Settings:
         "gcs_kms_key": "LORRY_GCS_KMS_KEY",
         "request_timeout": "LORRY_REQUEST_TIMEOUT",
         "retry_deadline": "LORRY_RETRY_DEADLINE",
+        "transfer_process": "LORRY_TRANSFER_PROCESS",
     }
 
     @classmethod
@@ -144,6 +150,11 @@ class Settings:
             raise ValidationError("setting s3_sse_c_key must be given as a string or a lorry Secret")
         if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
             raise ValidationError(f"setting ca_bundle names no file: {self.ca_bundle}")
+        if self.transfer_process not in TRANSFER_PROCESS:
+            raise ValidationError(
+                f"setting transfer_process must be one of {', '.join(TRANSFER_PROCESS)}, "
+                f"not {self.transfer_process!r}"
+            )
         self.store_options  # noqa: B018 - refuses contradictory or malformed encryption settings
 
     @functools.cached_property

@@ -24,15 +24,15 @@ import asyncio
 import base64
 import builtins
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -69,8 +69,11 @@ from lorry.storage.base import (
     check_key,
 )
 from lorry.storage.options import StoreOptions
-from lorry.storage.tls import botocore_verify, endpoint_of, tls_error, warn_unverified
+from lorry.storage.s3_http import Answer, DirectS3, S3ResponseError, content_md5, content_md5_async
+from lorry.storage.sigv4 import Credentials
+from lorry.storage.tls import aiohttp_ssl, botocore_verify, endpoint_of, tls_error, warn_unverified
 
+T = TypeVar("T")
 STREAM_CHUNK = 1 << 20
 DEFAULT_REGION = "us-east-1"
 
@@ -133,6 +136,7 @@ class S3Store:
         self._max_pool_connections = max_pool_connections
         self._options = options or StoreOptions()
         self._sse_write, self._sse_read = _sse_parameters(self._options)
+        self._sse_write_headers, self._sse_read_headers = _sse_headers(self._options)
         self._endpoint_shown = endpoint_of(endpoint_url) if endpoint_url else "S3"
         self._client_task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,11 +151,27 @@ class S3Store:
     # -- the Store contract -------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectMeta:
-        response = await self._call("head_object", key, Key=self._key(key), **self._sse_read)
-        return ObjectMeta(key=key, size=int(response["ContentLength"]), etag=_etag(response["ETag"]))
+        direct = await self._direct()
+        if direct is not None:
+            answer = await self._send(direct, "HeadObject", "HEAD", key, headers=self._sse_read_headers)
+            size, etag = answer.headers.get("Content-Length", "0"), answer.headers.get("ETag", "")
+        else:
+            response = await self._call("head_object", key, Key=self._key(key), **self._sse_read)
+            size, etag = response["ContentLength"], response["ETag"]
+        return ObjectMeta(key=key, size=int(size), etag=_etag(etag))
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        return b"".join([chunk async for chunk in self.stream(key, start, end)])
+        direct = await self._direct()
+        if direct is None or not _valid_range(start, end):
+            return b"".join([chunk async for chunk in self.stream(key, start, end)])
+        headers = {**self._sse_read_headers, **_range_header(start, end)}
+        try:
+            answer = await self._send(direct, "GetObject", "GET", key, headers=headers, read=True)
+        except StoreError as exc:
+            if _code(exc.__cause__) in ("InvalidRange", "416"):
+                return b""  # the range starts at or past the end of the object
+            raise
+        return answer.body
 
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         if start < 0 or (end is not None and end < 0):
@@ -159,9 +179,14 @@ class S3Store:
         if end is not None and end <= start:
             await self.head(key)  # nothing to read, but a missing key is still an error
             return
+        direct = await self._direct()
+        if direct is not None:
+            async for chunk in self._stream_direct(direct, key, start, end):
+                yield chunk
+            return
         params: dict[str, Any] = {"Key": self._key(key), **self._sse_read}
         if start or end is not None:
-            params["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            params["Range"] = _range_header(start, end)["range"]
         try:
             response = await self._call("get_object", key, **params)
         except StoreError as exc:
@@ -173,11 +198,18 @@ class S3Store:
                 yield chunk
 
     async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        md5 = await _content_md5(data)
-        response = await self._conditional(
-            mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5, **self._sse_write
-        )
-        return ObjectMeta(key=key, size=len(data), etag=_etag(response["ETag"]))
+        md5 = await content_md5_async(data)
+        direct = await self._direct()
+        if direct is not None:
+            headers = {"content-md5": md5, **self._sse_write_headers, **_precondition_headers(mode)}
+            sent = self._send(direct, "PutObject", "PUT", key, headers=headers, body=data)
+            etag = (await self._guarded(mode, key, sent)).headers.get("ETag", "")
+        else:
+            response = await self._conditional(
+                mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5, **self._sse_write
+            )
+            etag = response["ETag"]
+        return ObjectMeta(key=key, size=len(data), etag=_etag(etag))
 
     async def delete(self, key: str) -> None:
         await self._call("delete_object", key, Key=self._key(key))
@@ -204,10 +236,12 @@ class S3Store:
         if task is None:
             return
         try:
-            client = await task
+            clients = await task
         except Exception:
             return  # never made: nothing to release (the error went to whoever asked for it)
-        await client.close()
+        await clients.boto.close()
+        if clients.direct is not None:
+            await clients.direct.close()
 
     # -- multipart ----------------------------------------------------------------------------------
 
@@ -216,7 +250,15 @@ class S3Store:
         return str(response["UploadId"])
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
-        md5 = await _content_md5(data)
+        md5 = await content_md5_async(data)
+        direct = await self._direct()
+        if direct is not None:
+            query = {"partNumber": str(number), "uploadId": upload_id}
+            headers = {"content-md5": md5, **self._sse_read_headers}
+            answer = await self._send(
+                direct, "UploadPart", "PUT", key, query=query, headers=headers, body=data
+            )
+            return Part(number=number, etag=_etag(answer.headers.get("ETag", "")), size=len(data))
         response = await self._call(
             "upload_part",
             key,
@@ -391,6 +433,27 @@ class S3Store:
             raise self._error(exc, operation, key) from exc
         return response
 
+    async def _send(self, direct: DirectS3, operation: str, method: str, key: str, **kwargs: Any) -> Answer:
+        try:
+            return await direct.call(method, self._key(key), **kwargs)
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError, S3ResponseError) as exc:
+            raise self._error(exc, operation, key) from exc
+
+    async def _stream_direct(
+        self, direct: DirectS3, key: str, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        headers = {**self._sse_read_headers, **_range_header(start, end)}
+        try:
+            async with direct.open("GET", self._key(key), headers=headers) as response:
+                async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+                    yield chunk
+        except S3ResponseError as exc:
+            if exc.code == "InvalidRange" or exc.status == 416:
+                return  # the range starts at or past the end of the object
+            raise self._error(exc, "GetObject", key) from exc
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
+            raise self._error(exc, "GetObject", key) from exc
+
     async def _chunks(self, body: Any, key: str) -> AsyncIterator[bytes]:
         """The chunks of a ``get_object`` body, with read failures mapped like every other call's."""
         try:
@@ -404,10 +467,13 @@ class S3Store:
         if isinstance(mode, Create):
             params["IfNoneMatch"] = "*"
         elif isinstance(mode, Update):
-            # Unquoted: RGW (and DigitalOcean Spaces) answer 412 to the quoted form; AWS takes both.
-            params["IfMatch"] = mode.etag
+            params["IfMatch"] = mode.etag  # unquoted: see _precondition_headers
+        return await self._guarded(mode, key, self._call(operation, key, **params))
+
+    async def _guarded(self, mode: PutMode, key: str, call: Awaitable[T]) -> T:
+        """A conditional write's outcome, with a vanished object read as the conflict it is."""
         try:
-            return await self._call(operation, key, **params)
+            return await call
         except ObjectNotFoundError as exc:
             if isinstance(mode, Update) and _code(exc.__cause__) != "NoSuchUpload":
                 # AWS and moto answer If-Match on a missing key with 404, RGW with 412: either way
@@ -444,6 +510,12 @@ class S3Store:
         return StoreError(f"{operation} {where} failed: {detail}")
 
     async def _client(self) -> Any:
+        return (await self._clients()).boto
+
+    async def _direct(self) -> DirectS3 | None:
+        return (await self._clients()).direct
+
+    async def _clients(self) -> _Clients:
         loop = asyncio.get_running_loop()
         if self._client_task is None:
             self._loop = loop
@@ -456,7 +528,7 @@ class S3Store:
             self._client_task = self._loop = None
             raise StoreError(f"cannot set up an S3 client for {self.url}: {exc}") from exc
 
-    async def _create_client(self) -> Any:
+    async def _create_client(self) -> _Clients:
         session = AioSession(profile=self._profile)
         endpoint_url = self._endpoint_url or _configured_endpoint(session)
         region = self._region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
@@ -491,17 +563,99 @@ class S3Store:
         client.meta.events.unregister("before-call.s3", add_expect_header)
         self._endpoint_shown = endpoint_of(str(client.meta.endpoint_url))
         warn_unverified(self._options, self._endpoint_shown)
-        return client
+        direct = None
+        if endpoint_url:  # an S3-compatible server, addressed by path: its object calls go direct
+            ca_bundle = self._options.ca_bundle or session.get_config_variable("ca_bundle")
+            direct = DirectS3(
+                endpoint_url,
+                self.bucket,
+                config.region_name,
+                await self._credentials_source(session),
+                ssl=aiohttp_ssl(replace(self._options, ca_bundle=ca_bundle)),
+                max_connections=self._max_pool_connections,
+                request_timeout=self._options.request_timeout,
+                socket_factory=_socket_factory(self._options.request_timeout),
+            )
+        return _Clients(client, direct)
+
+    async def _credentials_source(self, session: Any) -> Callable[[], Awaitable[Credentials]]:
+        """The credentials of every direct request: the ones given, else botocore's (refreshed as
+        botocore refreshes them)."""
+        access_key, secret_key, token = self._credentials
+        if access_key is not None and secret_key is not None:
+            given = Credentials(access_key, secret_key, token)
+
+            async def fixed() -> Credentials:
+                return given
+
+            return fixed
+        found = await session.get_credentials()
+
+        async def current() -> Credentials:
+            if found is None:
+                raise NoCredentialsError()
+            frozen = await found.get_frozen_credentials()
+            return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+        return current
 
 
-def _sse_parameters(options: StoreOptions) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The encryption parameters of requests that create an object, and of those that read one.
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    boto: Any
+    direct: DirectS3 | None
+
+
+def _valid_range(start: int, end: int | None) -> bool:
+    return start >= 0 and (end is None or end > start)
+
+
+def _range_header(start: int, end: int | None) -> dict[str, str]:
+    if not start and end is None:
+        return {}
+    return {"range": f"bytes={start}-{'' if end is None else end - 1}"}
+
+
+def _precondition_headers(mode: PutMode) -> dict[str, str]:
+    if isinstance(mode, Create):
+        return {"if-none-match": "*"}
+    if isinstance(mode, Update):
+        # Unquoted: RGW (and DigitalOcean Spaces) answer 412 to the quoted form; AWS takes both.
+        return {"if-match": mode.etag}
+    return {}
+
+
+def _sse_headers(options: StoreOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """The encryption headers of requests that create an object, and of those that read one.
 
     SSE-S3 and SSE-KMS are named when an object is created and never again (S3 refuses them on
     ``UploadPart``, ``GET`` and ``HEAD``). An SSE-C key goes with both: the server does not keep it.
-    botocore adds the key's MD5 and base64-encodes it; every form of the key is kept out of botocore's
-    DEBUG logs (below).
     """
+    customer_key = options.sse_customer_key()
+    if customer_key is not None:
+        sse_c = {
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": base64.b64encode(customer_key).decode(),
+            "x-amz-server-side-encryption-customer-key-md5": content_md5(customer_key),
+        }
+        return sse_c, dict(sse_c)
+    write: dict[str, str] = {}
+    if options.s3_sse is not None:
+        write["x-amz-server-side-encryption"] = options.s3_sse
+    if options.s3_sse_kms_key_id is not None:
+        write["x-amz-server-side-encryption-aws-kms-key-id"] = options.s3_sse_kms_key_id
+    return write, {}
+
+
+_BOTOCORE_SSE = {
+    "x-amz-server-side-encryption": "ServerSideEncryption",
+    "x-amz-server-side-encryption-aws-kms-key-id": "SSEKMSKeyId",
+}
+
+
+def _sse_parameters(options: StoreOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``_sse_headers`` as aiobotocore's parameters. botocore adds an SSE-C key's MD5 and base64-encodes
+    it itself; every form of the key is kept out of botocore's DEBUG logs (below)."""
     customer_key = options.sse_customer_key()
     if customer_key is not None:
         assert options.s3_sse_c_key is not None  # or there would be no key
@@ -510,12 +664,8 @@ def _sse_parameters(options: StoreOptions) -> tuple[dict[str, Any], dict[str, An
         )
         sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
         return sse_c, dict(sse_c)
-    write: dict[str, Any] = {}
-    if options.s3_sse is not None:
-        write["ServerSideEncryption"] = options.s3_sse
-    if options.s3_sse_kms_key_id is not None:
-        write["SSEKMSKeyId"] = options.s3_sse_kms_key_id
-    return write, {}
+    write, _ = _sse_headers(options)
+    return {_BOTOCORE_SSE[name]: value for name, value in write.items()}, {}
 
 
 # botocore's DEBUG logging (off unless an application turns it on; lorry never does) shows each request's
@@ -598,6 +748,8 @@ def _version(value: object) -> str | None:
 
 
 def _code(exc: BaseException | None) -> str | None:
+    if isinstance(exc, S3ResponseError):
+        return exc.code or str(exc.status)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -606,6 +758,8 @@ def _code(exc: BaseException | None) -> str | None:
 
 
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, S3ResponseError):
+        return exc.message
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Message") or "")
     return str(exc)
@@ -626,6 +780,8 @@ _TRANSIENT_CODES = {
 
 
 def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, S3ResponseError):
+        return exc.status
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return int(status) if status is not None else None
@@ -653,6 +809,8 @@ def _transient(exc: BaseException, code: str | None) -> bool:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    if isinstance(exc, S3ResponseError):
+        return exc.retry_after
     if not isinstance(exc, ClientError):
         return None
     headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -661,12 +819,3 @@ def _retry_after(exc: BaseException) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: rare from S3; the backoff applies
-
-
-async def _content_md5(data: bytes | bytearray) -> str:
-    """``Content-MD5``: the server checks the bytes it received against it and refuses a mismatch, so
-    a body damaged in transit is never stored. Large bodies are hashed off the event loop."""
-    if len(data) < 256 << 10:
-        return base64.b64encode(hashlib.md5(data).digest()).decode()
-    digest = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
-    return base64.b64encode(digest).decode()

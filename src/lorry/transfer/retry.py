@@ -54,6 +54,13 @@ class RetryStats:
     def copy(self) -> RetryStats:
         return RetryStats(self.retries, self.waited, self.gave_up, self.longest)
 
+    def merge(self, other: RetryStats) -> None:
+        """Add what ``other`` (another process's engine) spent."""
+        self.retries += other.retries
+        self.waited += other.waited
+        self.gave_up += other.gave_up
+        self.longest = max(self.longest, other.longest)
+
     def since(self, earlier: RetryStats) -> RetryStats:
         """What was spent after ``earlier`` (a copy); ``longest`` only if a longer failure came since."""
         return RetryStats(

@@ -1,0 +1,297 @@
+"""Storing an artifact's files in a helper process, so that the job that logs it keeps its own core.
+
+A training loop that logs in the background shares one interpreter lock with lorry's engine: every
+file the engine reads, hashes and sends costs the loop the Python time spent on it, and on a small
+machine the engine's threads compete with the loop for cores as well. So large artifacts (at least
+``OFFLOAD_FILES`` files or ``OFFLOAD_BYTES`` bytes, by the ``transfer_process`` setting) are stored by a
+helper process instead: one per process, started on first use, running the same ``store_files`` on an
+engine of its own, at a lower CPU priority (``NICE``) so that a busy machine serves the job first.
+
+Only storing moves there: the calling process still draws the version's place, writes the manifest
+and commits, so the order of versions and every guarantee of the commit protocol are unchanged. The
+helper dies with its parent (``PR_SET_PDEATHSIG``): a job killed mid-log leaves exactly what an
+in-process log leaves, blobs that no version names yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import functools
+import itertools
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from lorry.errors import StoreError
+from lorry.model.manifest import Entry
+from lorry.settings import Settings
+from lorry.transfer.engine import Counters
+from lorry.transfer.journal import Journal
+from lorry.transfer.retry import RetryStats
+from lorry.transfer.upload import FileSource, store_files
+
+OFFLOAD_FILES = 256
+OFFLOAD_BYTES = 64 << 20
+NICE = 10
+"""How much less CPU priority the helper has than its parent: enough for the job to come first."""
+_PR_SET_PDEATHSIG = 1
+
+
+def wants_helper(settings: Settings, files: Sequence[FileSource]) -> bool:
+    """Whether ``files`` are stored by the helper process under ``settings``."""
+    if settings.transfer_process == "auto":
+        return len(files) >= OFFLOAD_FILES or sum(f.stamp.size for f in files) >= OFFLOAD_BYTES
+    return settings.transfer_process == "always"
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the helper sends back for one job: the entries, and what retrying cost it."""
+
+    entries: list[Entry]
+    retries: RetryStats
+
+
+class Helper:
+    """The helper process of one process: started on first use, started again if it died.
+
+    Jobs go to its stdin and answers come back on its stdout, each a pickled frame with a length in
+    front; a reader thread hands each answer to the job that waits for it. The helper is a plain
+    ``python -c`` of this module's ``serve``, not a ``multiprocessing`` child: those import the
+    caller's main module again, which a script without ``if __name__ == "__main__"`` cannot survive.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[_Stored]]] = {}
+        self._jobs = itertools.count()
+
+    async def store_files(
+        self, settings: Settings, files: Sequence[FileSource], counters: Counters, retries: RetryStats
+    ) -> list[Entry]:
+        """``upload.store_files`` in the helper. ``counters`` advance when the helper is done."""
+        counters.files_total += len(files)
+        counters.bytes_total += sum(f.stamp.size for f in files)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[_Stored] = loop.create_future()
+        job = next(self._jobs)
+        level = logging.getLogger("lorry").getEffectiveLevel()  # the helper logs what would be seen here
+        frame = pickle.dumps((job, settings, tuple(files), level), protocol=pickle.HIGHEST_PROTOCOL)
+        process = await loop.run_in_executor(None, self._start)
+        with self._lock:
+            self._waiting[job] = (loop, answer)
+        try:
+            await loop.run_in_executor(None, self._send, process, frame)
+            stored = await answer
+        finally:
+            with self._lock:
+                self._waiting.pop(job, None)
+        counters.files_done += len(files)
+        counters.bytes_done += sum(f.stamp.size for f in files)
+        retries.merge(stored.retries)
+        return stored.entries
+
+    def close(self) -> None:
+        """Let the helper finish what it was given and end (it ends when its stdin closes)."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                path = f"import sys; sys.path[:0] = {sys.path!r}"  # lorry found where the caller found it
+                code = f"{path}; from lorry.transfer.offload import serve; serve()"
+                self._process = subprocess.Popen(
+                    [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+                threading.Thread(
+                    target=self._read, args=(self._process,), name="lorry-helper-reader", daemon=True
+                ).start()
+            return self._process
+
+    def _send(self, process: subprocess.Popen[bytes], frame: bytes) -> None:
+        assert process.stdin is not None
+        try:
+            with self._send_lock:
+                _write_frame(process.stdin, frame)
+        except OSError as exc:
+            raise StoreError("the helper process that stores files is gone; nothing was committed") from exc
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        """The reader thread: every answer to its job and every log record to this process's loggers,
+        then (at the end) a failure to the jobs left."""
+        assert process.stdout is not None
+        while (frame := _read_frame(process.stdout)) is not None:
+            kind, *rest = pickle.loads(frame)
+            if kind == "log":
+                record = logging.makeLogRecord(rest[0])
+                logging.getLogger(record.name).handle(record)
+                continue
+            job, ok, value = rest
+            with self._lock:
+                waiting = self._waiting.get(job)
+            if waiting is not None:
+                loop, answer = waiting
+                loop.call_soon_threadsafe(_settle, answer, ok, value)
+        process.wait()
+        gone = StoreError(
+            f"the helper process that stores files ended (exit status {process.returncode}) before it "
+            "finished; nothing was committed"
+        )
+        with self._lock:
+            left = [] if self._process not in (process, None) else list(self._waiting.values())
+        for loop, answer in left:
+            loop.call_soon_threadsafe(_settle, answer, False, gone)
+
+
+def _settle(answer: asyncio.Future[_Stored], ok: bool, value: Any) -> None:
+    if answer.done():
+        return
+    if ok:
+        answer.set_result(value)
+    else:
+        answer.set_exception(value)
+
+
+_helpers: dict[int, Helper] = {}
+_helpers_lock = threading.Lock()
+
+
+def helper() -> Helper:
+    """The helper of this process (a forked child gets its own: its parent's pipes are not its own)."""
+    with _helpers_lock:
+        pid = os.getpid()
+        if pid not in _helpers:
+            _helpers.clear()
+            _helpers[pid] = Helper()
+        return _helpers[pid]
+
+
+def close_helper() -> None:
+    with _helpers_lock:
+        current = _helpers.pop(os.getpid(), None)
+    if current is not None:
+        current.close()
+
+
+# -- the helper's side -----------------------------------------------------------------------------------
+
+
+def serve() -> None:
+    """The helper's main: run every job that arrives on stdin, answer each on stdout, end at EOF."""
+    from lorry import _bridge
+
+    _setup()
+    jobs = sys.stdin.buffer
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever else prints goes to stderr, never into the answers
+    lock = threading.Lock()
+    pending: list[concurrent.futures.Future[_Stored]] = []
+
+    def send(frame: tuple[Any, ...]) -> None:
+        with lock:
+            _write_frame(answers, pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def reply(job: int, done: concurrent.futures.Future[_Stored]) -> None:
+        error = done.exception()
+        send(
+            ("answer", job, True, done.result())
+            if error is None
+            else ("answer", job, False, _portable(error))
+        )
+
+    logger = logging.getLogger("lorry")
+    logger.addHandler(_ForwardLogs(send))
+    logger.propagate = False
+    while (frame := _read_frame(jobs)) is not None:
+        job, settings, files, level = pickle.loads(frame)
+        logger.setLevel(level)
+        future = _bridge.bridge().submit(_store(settings, files))
+        future.add_done_callback(functools.partial(reply, job))
+        pending.append(future)
+    concurrent.futures.wait(pending)
+
+
+class _ForwardLogs(logging.Handler):
+    """The helper's log records, sent to the parent to be handled there as its own."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record) if record.exc_info else record.getMessage()
+            fields = {"name": record.name, "levelno": record.levelno, "levelname": record.levelname}
+            self._send(("log", {**fields, "msg": message, "created": record.created}))
+        except Exception:
+            self.handleError(record)
+
+
+def _setup() -> None:
+    """Die with the parent; step back in CPU priority."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(1)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
+
+
+async def _store(settings: Settings, files: tuple[FileSource, ...]) -> _Stored:
+    from lorry.transfer.engine import engine
+
+    eng = engine(settings)
+    before = eng.retries.copy()
+    store = eng.store(settings.store, settings.store_options)
+    entries = await store_files(eng, store, files, Counters(), Journal(settings.cache_dir))
+    return _Stored(entries, eng.retries.since(before))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as an error that survives the trip back: as itself if it pickles, else as an error of
+    the same class with its message, else as a ``StoreError`` with its message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        pass
+    try:
+        return type(exc)(str(exc))
+    except Exception:
+        return StoreError(f"{type(exc).__name__}: {exc}")
+
+
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(len(payload).to_bytes(8, "big") + payload)
+    stream.flush()
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "big")
+    payload = stream.read(size)
+    return payload if len(payload) == size else None

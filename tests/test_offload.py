@@ -1,0 +1,137 @@
+"""Large artifacts are stored by a helper process: same entries, same errors, and a caller that keeps
+its interpreter lock. The helper is a plain child process, so scripts without a main guard work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import lorry
+from lorry.errors import ArtifactFailedError, SourceChangedError, ValidationError
+from lorry.settings import Settings
+from lorry.transfer import offload
+from tests.conftest import write
+
+
+def _folder(root: Path, files: int) -> Path:
+    for i in range(files):
+        write(root / f"d{i % 7}" / f"f{i}.bin", f"content {i}" * (i % 5 + 1))
+    return root
+
+
+def test_a_large_artifact_is_stored_by_the_helper_and_round_trips(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "data", offload.OFFLOAD_FILES)
+    with lorry.init() as run:
+        artifact = lorry.Artifact("many", type="dataset")
+        artifact.add_dir(folder)
+        run.log_artifact(artifact)
+        artifact.wait()
+        process = offload.helper()._process
+        assert process is not None and process.poll() is None  # the helper did it, and waits for more
+        assert process.pid != os.getpid()
+    down = Path(lorry.Api().artifact("many:latest").download(tmp_path / "down"))
+    assert sorted(p.relative_to(down) for p in down.rglob("*.bin")) == sorted(
+        p.relative_to(folder) for p in folder.rglob("*.bin")
+    )
+    for path in folder.rglob("*.bin"):
+        assert (down / path.relative_to(folder)).read_bytes() == path.read_bytes()
+
+
+def test_small_artifacts_stay_in_process_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    offload.close_helper()
+    folder = _folder(tmp_path / "data", 3)
+    with lorry.init() as run:
+        artifact = lorry.Artifact("few", type="dataset")
+        artifact.add_dir(folder)
+        run.log_artifact(artifact)
+        artifact.wait()
+    assert offload.helper()._process is None
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "always")
+    with lorry.init() as run:
+        again = lorry.Artifact("few", type="dataset")
+        again.add_dir(folder)
+        write(folder / "new.bin", "new")
+        again.add_file(folder / "new.bin", name="new.bin")
+        run.log_artifact(again)
+        assert again.wait().version == "v1"
+    assert offload.helper()._process is not None
+
+
+def test_a_failure_in_the_helper_keeps_its_class_and_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "always")
+    source = write(tmp_path / "weights.bin", b"w" * 1000)
+    with lorry.init() as run:
+        artifact = lorry.Artifact("changing", type="model")
+        artifact.add_file(source, policy="immutable")
+        write(source, b"changed after it was added")
+        run.log_artifact(artifact)
+        with pytest.raises(ArtifactFailedError) as failed:
+            artifact.wait()
+        assert isinstance(failed.value.__cause__, SourceChangedError)
+        assert "weights.bin" in str(failed.value)
+        with pytest.raises(ArtifactFailedError):
+            run.finish()
+
+
+def test_a_helper_that_dies_fails_its_log_clearly_and_the_next_log_starts_another(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "always")
+    big = write(tmp_path / "big.bin", os.urandom(1 << 20))
+    run = lorry.init()
+    first = lorry.Artifact("doomed", type="model")
+    first.add_file(big)
+    process = offload.helper()._start()
+    process.send_signal(signal.SIGSTOP)  # holds the job until the kill below
+    run.log_artifact(first)
+    time.sleep(0.5)
+    process.kill()
+    with pytest.raises(ArtifactFailedError, match="helper process"):
+        first.wait(timeout=60)
+    second = lorry.Artifact("doomed", type="model")
+    second.add_file(big)
+    run.log_artifact(second)
+    assert second.wait(timeout=60).version == "v0"
+    assert offload.helper()._process is not process
+    with pytest.raises(ArtifactFailedError):
+        run.finish()  # the first log's failure is still reported
+
+
+def test_a_script_without_a_main_guard_can_use_the_helper(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import lorry
+            with lorry.init(project="p") as run:
+                artifact = lorry.Artifact("data", type="dataset")
+                with artifact.new_file("a.txt") as handle:
+                    handle.write("hello")
+                run.log_artifact(artifact)
+                print(artifact.wait().version)
+            """
+        )
+    )
+    env = {**os.environ, "LORRY_TRANSFER_PROCESS": "always"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "v0"
+
+
+def test_the_setting_is_checked() -> None:
+    assert Settings.load(transfer_process="never").transfer_process == "never"
+    with pytest.raises(ValidationError, match="transfer_process"):
+        Settings.load(transfer_process="sometimes")
