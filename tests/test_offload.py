@@ -108,6 +108,27 @@ def test_a_helper_that_dies_fails_its_log_clearly_and_the_next_log_starts_anothe
         run.finish()  # the first log's failure is still reported
 
 
+def test_a_helper_is_replaced_when_the_environment_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Endpoints and credentials come from the environment: a job must see what the caller sees."""
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "always")
+    with lorry.init() as run:
+        first = lorry.Artifact("env", type="dataset")
+        first.add_file(write(tmp_path / "a.bin", "a"))
+        run.log_artifact(first)
+        first.wait()
+        before = offload.helper()._process
+        monkeypatch.setenv("AWS_PROFILE", "another-profile")
+        second = lorry.Artifact("env", type="dataset")
+        second.add_file(write(tmp_path / "b.bin", "b"))
+        run.log_artifact(second)
+        assert second.wait().version == "v1"
+        after = offload.helper()._process
+    assert before is not None and after is not None and after is not before
+    assert before.wait(timeout=30) == 0  # the replaced helper ended once its stdin closed
+
+
 def test_a_script_without_a_main_guard_can_use_the_helper(tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(

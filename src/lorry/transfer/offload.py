@@ -62,6 +62,15 @@ class _Stored:
     retries: RetryStats
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A job sent to a helper, and where its answer goes."""
+
+    loop: asyncio.AbstractEventLoop
+    answer: asyncio.Future[_Stored]
+    process: subprocess.Popen[bytes]
+
+
 class Helper:
     """The helper process of one process: started on first use, started again if it died.
 
@@ -73,9 +82,10 @@ class Helper:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self._environ: dict[str, str] = {}
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[_Stored]]] = {}
+        self._waiting: dict[int, _Waiting] = {}
         self._jobs = itertools.count()
 
     async def store_files(
@@ -91,7 +101,7 @@ class Helper:
         frame = pickle.dumps((job, settings, tuple(files), level), protocol=pickle.HIGHEST_PROTOCOL)
         process = await loop.run_in_executor(None, self._start)
         with self._lock:
-            self._waiting[job] = (loop, answer)
+            self._waiting[job] = _Waiting(loop, answer, process)
         try:
             await loop.run_in_executor(None, self._send, process, frame)
             stored = await answer
@@ -117,24 +127,34 @@ class Helper:
                 process.wait()
 
     def _start(self) -> subprocess.Popen[bytes]:
+        """The helper, started if there is none, if it died, or if the environment changed since it
+        started: endpoints and credentials come from the environment, and a job must see what the
+        caller sees now. A replaced helper finishes what it was given, then ends."""
+        environ = dict(os.environ)
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
+            current = self._process
+            if current is None or current.poll() is not None or environ != self._environ:
+                if current is not None and current.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        current.stdin.close()
                 path = f"import sys; sys.path[:0] = {sys.path!r}"  # lorry found where the caller found it
                 code = f"{path}; from lorry.transfer.offload import serve; serve()"
                 self._process = subprocess.Popen(
-                    [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                    [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environ
                 )
+                self._environ = environ
                 threading.Thread(
                     target=self._read, args=(self._process,), name="lorry-helper-reader", daemon=True
                 ).start()
-            return self._process
+                current = self._process
+            return current
 
     def _send(self, process: subprocess.Popen[bytes], frame: bytes) -> None:
         assert process.stdin is not None
         try:
             with self._send_lock:
                 _write_frame(process.stdin, frame)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: its pipe closed (the helper was replaced)
             raise StoreError("the helper process that stores files is gone; nothing was committed") from exc
 
     def _read(self, process: subprocess.Popen[bytes]) -> None:
@@ -151,17 +171,16 @@ class Helper:
             with self._lock:
                 waiting = self._waiting.get(job)
             if waiting is not None:
-                loop, answer = waiting
-                loop.call_soon_threadsafe(_settle, answer, ok, value)
+                waiting.loop.call_soon_threadsafe(_settle, waiting.answer, ok, value)
         process.wait()
         gone = StoreError(
             f"the helper process that stores files ended (exit status {process.returncode}) before it "
             "finished; nothing was committed"
         )
         with self._lock:
-            left = [] if self._process not in (process, None) else list(self._waiting.values())
-        for loop, answer in left:
-            loop.call_soon_threadsafe(_settle, answer, False, gone)
+            left = [waiting for waiting in self._waiting.values() if waiting.process is process]
+        for waiting in left:
+            waiting.loop.call_soon_threadsafe(_settle, waiting.answer, False, gone)
 
 
 def _settle(answer: asyncio.Future[_Stored], ok: bool, value: Any) -> None:
