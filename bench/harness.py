@@ -525,7 +525,9 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
         lines.append(f"Other work on the machine meanwhile: {other_load(scenario_records(records, 's3'))}.")
         lines += report.s3_tables(records, labels)
         used = [
-            n for n in clients.S3_CLIENTS if any(r["client"] == n and r["scenario"] == "s3" for r in records)
+            n
+            for n in clients.S3_CLIENTS
+            if any(r.get("client") == n and r["scenario"] == "s3" for r in records)
         ]
         settings = "; ".join(f"{name}: {clients.PEER_SETTINGS[name]}" for name in used)
         lines += ["", f"Settings: {settings}."]
