@@ -4,7 +4,6 @@ person sees them are tested in a real browser in test_ui_browser.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,22 +21,12 @@ from tests.ui_support import (
     HOSTILE,
     HOSTILE_CELL,
     HOSTILE_FILE,
+    HOSTILE_FOLDER,
     SIGNATURE,
     UiServer,
-    log_hostile,
+    build_demo,
     ui_server,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_demo() -> object:
-    spec = importlib.util.spec_from_file_location("ui_demo", ROOT / "examples" / "ui_demo.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 # -- the filter language --------------------------------------------------------------------------------
 
@@ -185,15 +174,9 @@ def test_lineage_layout_puts_inputs_left_and_outputs_right() -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo example's artifacts and a hostile one, in a store of this module's own."""
-    store = tmp_path_factory.mktemp("ui") / "store"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LORRY_STORE", str(store))
-        patch.setenv("LORRY_ENTITY", "tester")
-        load_demo().build("bikes")  # type: ignore[attr-defined]
-        log_hostile("bikes")
-    yield store
+    return build_demo(tmp_path_factory.mktemp("ui") / "store")
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +197,7 @@ def test_every_value_from_the_store_is_escaped(demo: UiServer) -> None:
         page(demo, "/"),
         page(demo, base),
         page(demo, base + "/v/v0"),
-        page(demo, base + "/v/v0?dir=" + quote("dir <i>x</i>")),
+        page(demo, base + "/v/v0?dir=" + quote(HOSTILE_FOLDER)),
         page(demo, base + "/v/v0/lineage"),
         page(demo, base + "/diff?from=v0&to=v0"),
     ]
@@ -223,7 +206,7 @@ def test_every_value_from_the_store_is_escaped(demo: UiServer) -> None:
     pages.append(page(demo, run_link.group(1)))
     for text in pages:
         assert "<script>window" not in text and "<img" not in text and "<svg onload" not in text
-        assert "<b>key" not in text and "<b>job" not in text and "<i>x" not in text and "<i>k" not in text
+        assert "<b>key" not in text and "<b>job" not in text and "<em" not in text and "<i>k" not in text
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in pages[2]  # the description, as text
     assert "&lt;img src=x onerror=&#34;window.__pwned = 3&#34;&gt;.txt" in pages[2]  # the file name
     assert "&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;" in pages[1]  # a metadata value in the table

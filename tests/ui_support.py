@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import os
 import re
 import subprocess
@@ -11,9 +12,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import lorry
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Playwright
+
+ROOT = Path(__file__).resolve().parent.parent
 
 _URL = re.compile(r"at (http://\S+)")
 
@@ -82,6 +90,7 @@ def ui_server(*args: str, env: dict[str, str] | None = None) -> Iterator[UiServe
 # What a hostile writer could put in a store: markup and script in every field a page shows.
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 HOSTILE_FILE = '<img src=x onerror="window.__pwned = 3">.txt'
+HOSTILE_FOLDER = '<em onmouseover="window.__pwned = 6">dir'
 HOSTILE_CELL = "</td></tr></table><script>window.__pwned = 4</script>"
 SIGNATURE = "S3CR3TSIGNATURE"
 
@@ -97,7 +106,7 @@ def log_hostile(project: str) -> None:
         )
         with artifact.new_file(HOSTILE_FILE) as handle:
             handle.write(HOSTILE)
-        with artifact.new_file("dir <i>x</i>/inner.txt") as handle:
+        with artifact.new_file(f"{HOSTILE_FOLDER}/inner.txt") as handle:
             handle.write("inside")
         artifact.add_reference(
             f"https://example.com/data.bin?X-Amz-Signature={SIGNATURE}&X-Amz-Expires=60",
@@ -105,3 +114,45 @@ def log_hostile(project: str) -> None:
             checksum=False,
         )
         run.log_artifact(artifact)
+
+
+def build_demo(store: Path, entity: str = "tester") -> Path:
+    """Log examples/ui_demo.py's artifacts and ``hostile:v0`` into project ``bikes`` of ``store``."""
+    spec = importlib.util.spec_from_file_location("ui_demo", ROOT / "examples" / "ui_demo.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    saved = {name: os.environ.get(name) for name in ("LORRY_STORE", "LORRY_ENTITY")}
+    os.environ.update(LORRY_STORE=str(store), LORRY_ENTITY=entity)
+    try:
+        demo.build("bikes")
+        log_hostile("bikes")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return store
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/servers/install.sh
+
+
+def launch_chromium(playwright: Playwright, profile: Path) -> BrowserContext:
+    """Headless chromium with a fresh profile that makes no connection of its own."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+        viewport={"width": 1280, "height": 800},
+        accept_downloads=True,
+    )
