@@ -44,6 +44,9 @@ META = [
         ("", [0, 1, 2, 3]),
         ("loss < 0.3", [0]),  # a string loss is not less than a number; a missing one neither
         ("loss >= 0.2", [0, 1]),
+        ("loss > 0.2", [1]),
+        ("loss < 0.35", [0]),
+        ("loss <= 0.35", [0, 1]),
         ('split = "train"', [0, 2]),
         ("split = train", [0, 2]),  # a bare word is a string
         ("split != train", [1, 3]),  # a missing or different value
