@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 import lorry
+from lorry.cli import build_parser
 from lorry.errors import CorruptRecordError, ValidationError
 from lorry.ui import query, views
 from lorry.ui.entries import EntryTable
@@ -272,6 +273,23 @@ def test_headers_forbid_inline_script_and_other_hosts(demo: UiServer) -> None:
     assert demo.get("/", headers={"Host": "localhost"}).status == 200
 
 
+def test_collections_by_project_and_a_version_with_the_runs_around_it(
+    demo: UiServer, demo_store: Path
+) -> None:
+    listed = page(demo, "/?project=tester/bikes")
+    assert all(f">{name}</a>" in listed for name in ("bike-rides", "ride-time-model", "evaluation"))
+    assert "bike-rides" not in page(demo, "/?project=tester/other")
+    best = lorry.Api(store=str(demo_store)).artifact("tester/bikes/ride-time-model:best")
+    producer, consumers = best.logged_by(), best.used_by()
+    assert producer is not None and len(consumers) == 1
+    text = page(demo, "/a/tester/bikes/ride-time-model/v/best")
+    assert (
+        f'href="/r/tester/bikes/{producer.id}"' in text
+        and f'href="/r/tester/bikes/{consumers[0].id}"' in text
+    )
+    assert f"ride-time-model:{best.version}" in text
+
+
 def test_missing_things_and_bad_input_are_pages_that_say_so(demo: UiServer) -> None:
     assert "artifact tester/bikes/nothing does not exist" in page(demo, "/a/tester/bikes/nothing", 404)
     assert "has no alias &#39;nope&#39;" in page(demo, "/a/tester/bikes/bike-rides/v/nope", 404)
@@ -300,8 +318,11 @@ def test_the_token_is_required_when_bound_beyond_localhost(demo_store: Path) -> 
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert server.get("/", headers={"Cookie": cookie.split(";")[0]}).status == 200
         assert server.get("/", headers={"Authorization": f"Bearer {token.group(1)}"}).status == 200
-    with ui_server("--store", str(demo_store)) as local:
-        assert "token" not in local.url and local.get("/").status == 200
+    with ui_server("--store", str(demo_store)) as local:  # the default address: this machine only
+        assert local.url.startswith("http://127.0.0.1:") and "token" not in local.url
+        assert local.get("/").status == 200
+    defaults = build_parser().parse_args(["ui"])
+    assert (defaults.host, defaults.port) == ("127.0.0.1", 8765)
 
 
 def test_new_versions_appear_without_a_restart() -> None:

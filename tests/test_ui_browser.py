@@ -56,11 +56,14 @@ def page(browser: BrowserContext) -> Iterator[Page]:
     page = browser.new_page()
     page.set_default_timeout(10_000)
     problems: list[str] = []
+    requests: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
     yield page
     page.close()
     assert not problems  # no script error, no refused inline script, no missing resource
+    assert requests and all(url.startswith("http://127.0.0.1:") for url in requests)  # nothing from elsewhere
 
 
 def rows(page: Page, table: str) -> list[str]:

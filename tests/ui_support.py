@@ -116,8 +116,8 @@ def log_hostile(project: str) -> None:
         run.log_artifact(artifact)
 
 
-def build_demo(store: Path, entity: str = "tester") -> Path:
-    """Log examples/ui_demo.py's artifacts and ``hostile:v0`` into project ``bikes`` of ``store``."""
+def build_demo(store: Path, entity: str = "tester", *, hostile: bool = True) -> Path:
+    """Log examples/ui_demo.py's artifacts (and ``hostile:v0``) into project ``bikes`` of ``store``."""
     spec = importlib.util.spec_from_file_location("ui_demo", ROOT / "examples" / "ui_demo.py")
     assert spec is not None and spec.loader is not None
     demo = importlib.util.module_from_spec(spec)
@@ -126,7 +126,8 @@ def build_demo(store: Path, entity: str = "tester") -> Path:
     os.environ.update(LORRY_STORE=str(store), LORRY_ENTITY=entity)
     try:
         demo.build("bikes")
-        log_hostile("bikes")
+        if hostile:
+            log_hostile("bikes")
     finally:
         for name, value in saved.items():
             if value is None:
