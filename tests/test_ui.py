@@ -4,6 +4,7 @@ person sees them are tested in a real browser in test_ui_browser.py."""
 
 from __future__ import annotations
 
+import http.client
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import lorry
 from lorry.cli import build_parser
 from lorry.errors import CorruptRecordError, ValidationError
+from lorry.registry.registry import blob_key
 from lorry.ui import query, views
 from lorry.ui.entries import EntryTable
 from tests.conftest import logged, use_remote_store
@@ -238,6 +240,22 @@ def test_a_file_downloads_as_an_attachment_with_its_stored_bytes(demo: UiServer)
     assert reply.headers["Content-Disposition"].startswith("attachment;")
     nested = demo.get("/a/tester/bikes/bike-rides/v/raw/file/rides/train/part-0.csv")
     assert nested.status == 200 and nested.body.startswith(b"km,minutes\n")
+
+
+def test_a_damaged_file_is_never_served_whole(store_dir: Path) -> None:
+    with lorry.init(project="p") as run:
+        artifact = logged(run, "data", {"big.bin": bytes(range(256)) * 4096})
+    digest = artifact.files()[0].digest
+    assert digest is not None
+    blob = store_dir / blob_key(digest)
+    damaged = bytearray(blob.read_bytes())
+    damaged[-1] ^= 1
+    blob.write_bytes(bytes(damaged))
+    with ui_server() as server:
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            server.get("/a/tester/p/data/v/v0/file/big.bin")
+        assert len(cut.value.partial) < len(damaged)
+        assert server.get("/").status == 200  # and the server goes on
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ from lorry.transfer.engine import engine
 from lorry.ui.entries import EntryTable
 
 T = TypeVar("T")
-_MANIFESTS_KEPT = 4  # a 100,000-file manifest is ~50 MB as JSON objects: keep the few being browsed
+# Parsed entries cost ~500 bytes each: keep the manifests being browsed, up to about 500 MB of them.
+_ENTRIES_KEPT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ class Reader:
         payload = await self.on_engine(self.registry.get_manifest_bytes(digest))
         manifest = EntryTable(payload, f"manifest {manifest_key(digest)}")
         self._manifests[digest] = manifest
-        while len(self._manifests) > _MANIFESTS_KEPT:
+        while len(self._manifests) > 1 and sum(map(len, self._manifests.values())) > _ENTRIES_KEPT:
             self._manifests.popitem(last=False)
         return manifest
 

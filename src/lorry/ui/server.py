@@ -16,6 +16,7 @@ import hmac
 import importlib.resources
 import ipaddress
 import json
+import logging
 import math
 import secrets
 import shlex
@@ -38,6 +39,7 @@ from lorry.errors import (
     NotFoundError,
     ValidationError,
 )
+from lorry.model.digest import format_digest, new_hasher
 from lorry.model.manifest import normalize_entry_path
 from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_segment, version_alias
 from lorry.model.secret import redact_text, redact_uri
@@ -46,6 +48,8 @@ from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.ui import query, views
 from lorry.ui.reader import Reader, VersionView
+
+log = logging.getLogger("lorry")
 
 VERSIONS_PER_PAGE = 50
 FILES_PER_PAGE = 100
@@ -417,12 +421,23 @@ class Pages:
         )
         if entry.size is not None:
             response.content_length = entry.size
+        # Hash while sending and hold the last chunk back until the bytes match their digest: a
+        # damaged blob ends the download short (the browser reports it failed), never complete.
+        hasher = new_hasher()
         chunks = self.reader.blob(entry.digest)
-        first = await anext(chunks, b"")  # a missing blob fails here, before the headers are sent
+        held = await anext(chunks, b"")  # a missing blob fails here, before the headers are sent
         await response.prepare(request)
-        await response.write(first)
         async for chunk in chunks:
-            await response.write(chunk)
+            hasher.update(held)
+            await response.write(held)
+            held = chunk
+        hasher.update(held)
+        if format_digest(hasher.hexdigest()) != entry.digest:
+            log.warning("%s: %r on the store does not match its digest; download cut short", found.name, path)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write(held)
         await response.write_eof()
         return response
 
