@@ -3,6 +3,9 @@ click, hostile content shown as text with no script run, and big stores opening 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from tests.ui_support import (
     HOSTILE_CELL,
     HOSTILE_FILE,
     HOSTILE_FOLDER,
+    ROOT,
     UiServer,
     build_demo,
     launch_chromium,
@@ -268,3 +272,23 @@ def test_a_1000_version_collection_and_a_100000_file_version_open_in_under_a_sec
         page.goto(server.base + "/a/tester/big/many")
         expect(page.locator(".pager").first).to_contain_text("1\N{EN DASH}50 of 1000 · page 1 of 20")
         assert len(rows(page, "versions")) == 50
+
+
+def test_after_the_quickstart_the_ui_shows_its_artifact_metadata_and_lineage(
+    tmp_path: Path, page: Page
+) -> None:
+    store = tmp_path / "quickstart-store"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        cwd=tmp_path, env={**os.environ, "LORRY_STORE": str(store)}, check=True, capture_output=True,
+    )  # fmt: skip
+    with ui_server("--store", str(store)) as server:
+        page.goto(server.url)
+        page.click("a:text-is('quickstart-images')")
+        page.click("table#versions a:text-is('v0')")
+        expect(page.locator("h1")).to_contain_text("quickstart-images:v0")
+        expect(page.locator("#metadata")).to_contain_text("classes")
+        page.click("#lineage-link")
+        expect(page.locator("svg#lineage .node.run")).to_have_count(2)  # made by preprocess, used by train
+        expect(page.locator("svg#lineage")).to_contain_text("preprocess")
+        expect(page.locator("svg#lineage")).to_contain_text("train")
