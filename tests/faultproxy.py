@@ -143,6 +143,9 @@ class FaultProxy:
         self.abandoned: list[float] = []
         """Seconds each stall that reads on lasted until the client gave up (closed the connection);
         one the client sat out to the end is counted in ``counts["stalls waited out"]`` instead."""
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        """Requests between their first byte and the end of their answer, now and at most."""
         self.expect_continue: list[str] = []
         """First lines of the requests that carried ``Expect: 100-continue``."""
         self.before: Callable[[str], None] | None = None
@@ -246,8 +249,13 @@ class FaultProxy:
                 if upstream is None:
                     upstream = await asyncio.open_connection(*self.upstream, limit=HEAD_LIMIT)
                     self._open.add(upstream[1])
-                if not await self._exchange(request, client_r, client_w, *upstream):
-                    return
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                try:
+                    if not await self._exchange(request, client_r, client_w, *upstream):
+                        return
+                finally:
+                    self.in_flight -= 1
         except (_Cut, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             return
         except asyncio.CancelledError:  # the proxy is closing: this connection ends with it

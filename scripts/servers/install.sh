@@ -11,7 +11,7 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then
-        echo "install.sh: ${missing[*]} missing (run as root to install); the packet loss test will skip" >&2
+        echo "install.sh: ${missing[*]} missing (run as root to install); the packet loss test will fail" >&2
         exit 0
     fi
     echo "install.sh: installing ${missing[*]}" >&2
