@@ -14,7 +14,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then
-        echo "install.sh: ${missing[*]} missing (run as root to install); the packet loss and browser tests will skip" >&2
+        echo "install.sh: ${missing[*]} missing (run as root to install); the packet loss and browser tests will fail" >&2
         exit 0
     fi
     echo "install.sh: installing ${missing[*]}" >&2
