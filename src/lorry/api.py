@@ -21,6 +21,7 @@ from lorry.model.names import (
     validate_segment,
     validate_tags,
 )
+from lorry.model.retention import Candidate, Decision, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
 from lorry.registry.registry import Collection, CollectionInfo, Registry
 from lorry.runs import resolve_artifact
@@ -46,6 +47,8 @@ class ArtifactCollection:
         self._type = info.type
         self.description = info.description
         self._tags = list(info.tags)
+        self.retention: RetentionPolicy | None = info.retention
+        """The collection's retention policy (``save()`` stores it; ``apply_retention`` applies it)."""
 
     @classmethod
     def load(cls, settings: Any, collection: Collection) -> ArtifactCollection:
@@ -103,16 +106,57 @@ class ArtifactCollection:
         if self.description is not None and not isinstance(self.description, str):
             raise ValidationError("description must be a string or None")
         old, tags, description = self._info, validate_tags(self._tags), self.description
+        retention = self.retention
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             if description != old.description:
                 doc["description"] = description
             if tags != old.tags:
                 doc["tags"] = list(tags)
+            if retention != old.retention:
+                doc["retention"] = None if retention is None else retention.to_json()
             return doc
 
         self._info = _bridge.run_sync(self._api._registry.update_collection(self._collection, change))
         self.description, self._tags = self._info.description, list(self._info.tags)
+        self.retention = self._info.retention
+
+    def apply_retention(
+        self, policy: RetentionPolicy | None = None, *, dry_run: bool = False
+    ) -> list[Decision]:
+        """Delete the versions ``policy`` (default: the collection's own) does not keep, with their
+        aliases; return the decision for every live version, and why. ``dry_run``: delete nothing."""
+        chosen = policy or self.retention
+        if chosen is None:
+            raise UsageError(f"artifact {self._collection} has no retention policy; give one")
+        registry = self._api._registry
+
+        async def apply() -> list[Decision]:
+            records, aliases = await asyncio.gather(
+                registry.versions(self._collection), registry.aliases(self._collection)
+            )
+            named: dict[int, list[str]] = {}
+            for alias, number in sorted(aliases.items()):
+                named.setdefault(number, []).append(alias)
+            decisions = chosen.plan(
+                [Candidate(r.version, named.get(r.version, []), r.metadata) for r in records]
+            )
+            if dry_run:
+                return decisions
+            applied = []
+            for decision in decisions:
+                outcome = decision
+                if not decision.keep:
+                    try:  # aliases go with a version only if the policy does not protect them
+                        await registry.delete_version(
+                            self._collection, decision.version, delete_aliases=not chosen.keep_aliased
+                        )
+                    except UsageError:  # an alias was set on it meanwhile: it is kept after all
+                        outcome = Decision(decision.version, True, "alias set while the policy ran")
+                applied.append(outcome)
+            return applied
+
+        return _bridge.run_sync(apply())
 
     def delete(self) -> None:
         """Delete every version (aliases too). Numbers stay taken: a later log of this name starts
@@ -240,6 +284,10 @@ class Api:
         if info.type != type_name:
             raise ValidationError(f"artifact {collection} has type {info.type!r}, not {type_name!r}")
         return ArtifactCollection(self, collection, info)
+
+    def artifact_collection_type(self, name: str) -> str:
+        """The type of the collection ``[[entity/]project/]name``."""
+        return _bridge.run_sync(self._registry.collection_type(self._collection(name)))
 
     def artifact_collection_exists(self, name: str, type: str) -> bool:
         try:

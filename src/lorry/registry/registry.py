@@ -38,6 +38,7 @@ from lorry.errors import (
 from lorry.model.digest import digest_bytes, hex_part, is_content_digest
 from lorry.model.manifest import Manifest
 from lorry.model.names import LATEST, validate_tags, version_number
+from lorry.model.retention import RetentionPolicy
 from lorry.registry.records import RunRecord, VersionRecord, dump_json, load_json
 from lorry.registry.safety import SingleWriterStore, require_conditional_writes
 from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
@@ -607,6 +608,7 @@ class CollectionInfo:
     type: str
     description: str | None = None
     tags: tuple[str, ...] = ()
+    retention: RetentionPolicy | None = None
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], key: str) -> CollectionInfo:
@@ -617,7 +619,12 @@ class CollectionInfo:
             tags = validate_tags(doc.get("tags", []))
         except ValidationError as exc:
             raise CorruptRecordError(f"record {key} has invalid 'tags': {exc}") from exc
-        return cls(type=_field_str(doc, "type", key), description=description, tags=tags)
+        retention = doc.get("retention")
+        try:
+            policy = RetentionPolicy.from_json(retention) if isinstance(retention, dict) else None
+        except ValidationError as exc:
+            raise CorruptRecordError(f"record {key} has an invalid 'retention': {exc}") from exc
+        return cls(type=_field_str(doc, "type", key), description=description, tags=tags, retention=policy)
 
 
 @dataclass(frozen=True, slots=True)
