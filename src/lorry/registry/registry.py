@@ -228,7 +228,7 @@ class Registry:
             number = pointer_version(await self.store.get(key), key)
         except ObjectNotFoundError:
             return None
-        record = await self.read_version(collection, number)
+        record = await self.read_version(collection, number, include_gone=True)
         if record.manifest != digest:
             raise CorruptRecordError(f"digest index {key} points to v{number}, which holds other content")
         return record
