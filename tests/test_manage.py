@@ -112,6 +112,9 @@ def test_gc_frees_what_only_deleted_versions_reached_after_the_grace_period() ->
         new = logged(run, "ds", {"shared.txt": b"in both", "new.txt": b"only in v1"})
     old.delete()
     own, shared = digest_of(old, "own.txt"), digest_of(new, "shared.txt")
+    store = Path(os.environ["LORRY_STORE"])
+    then = time.time() - 48 * 3600  # written long ago: only the recent delete protects it now
+    os.utime(store / blob_key(own), (then, then))
     gc(timedelta(hours=1))  # deleted a moment ago: within the grace period, nothing goes
     assert store_has_blob(own)
     gc(timedelta(0))
@@ -259,6 +262,7 @@ run.finish()
 def test_distributed_shards_from_processes_become_one_version() -> None:
     for rank in range(3):
         subprocess.run([sys.executable, "-c", SHARD, str(rank)], check=True, timeout=60)
+    gc()  # stored shards wait for their finish: gc keeps what they hold
     with lorry.init(job_type="rank", group="job-7") as run:
         mine = lorry.Artifact("sharded", type="dataset", metadata={"ranks": 4})
         with mine.new_file("rank-3.txt") as handle:
@@ -473,3 +477,46 @@ def test_cli_rm_and_retain() -> None:
     everything = lorry_cli("rm", "ck", "--all", "--yes")
     assert everything.returncode == 0, everything.stderr
     assert "every version" in lorry_cli("get", "ck").stderr
+
+
+# -- the same on remote stores ----------------------------------------------------------------------------
+
+
+def test_management_on_remote_stores(remote_store: str, tmp_path: Path) -> None:
+    with lorry.init(job_type="make") as run:
+        v0 = logged(run, "remote", {"keep.txt": b"kept", "old.txt": b"only v0"})
+        v1 = lorry.Artifact("remote", type="dataset")
+        v1.ttl = timedelta(days=1)
+        with v1.new_file("keep.txt") as handle:
+            handle.write("kept")
+        run.log_artifact(v1, tags=["fresh"], aliases=["best"])
+        v1.wait()
+        draft = v1.new_draft()
+        with draft.new_file("added.txt") as handle:
+            handle.write("added")
+        run.log_artifact(draft).wait()
+        for rank in range(2):
+            shard = lorry.Artifact("spread", type="dataset")
+            with shard.new_file(f"rank-{rank}.txt") as handle:
+                handle.write(str(rank))
+            run.upsert_artifact(shard, distributed_id="job")
+        whole = run.finish_artifact(lorry.Artifact("spread", type="dataset"), distributed_id="job")
+    old_blob = digest_of(v0, "old.txt")
+    v0.delete()
+    api = lorry.Api()
+    with pytest.raises(ArtifactDeletedError):
+        api.artifact("remote:v0")
+    assert api.artifact("remote:best").tags == ["fresh"]
+    assert api.artifact("remote:v1").ttl == timedelta(days=1)
+    assert draft.version == "v2" and draft._counters.files_total == 1
+    assert sorted(whole.manifest) == ["rank-0.txt", "rank-1.txt"]
+    collection = api.artifact_collection("dataset", "remote")
+    collection.description = "on a bucket"
+    collection.save()
+    assert lorry.Api().artifact_collection("dataset", "remote").description == "on a bucket"
+    gc()
+    assert not store_has_blob(old_blob)
+    report = verify()
+    assert report.ok, report.problems
+    folder = Path(api.artifact("remote:latest").download(tmp_path / "down"))
+    assert sorted(p.name for p in folder.iterdir()) == ["added.txt", "keep.txt"]
