@@ -117,6 +117,7 @@ def test_ls_and_versions(data: Path) -> None:
     ]
     assert set(listing[0]) == {
         "name",
+        "tags",
         "entity",
         "project",
         "type",

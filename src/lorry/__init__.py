@@ -16,6 +16,7 @@ from typing import Any
 from lorry.api import Api, ArtifactCollection
 from lorry.artifact import Artifact, ArtifactEntry, LoggedRun
 from lorry.errors import (
+    ArtifactDeletedError,
     ArtifactFailedError,
     ArtifactNotFoundError,
     ConflictError,
@@ -36,7 +37,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.runs import Run, finish, init, log_artifact, use_artifact
+from lorry.runs import Run, finish, init, log, log_artifact, use_artifact
 from lorry.settings import Settings
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "Api",
     "Artifact",
     "ArtifactCollection",
+    "ArtifactDeletedError",
     "ArtifactEntry",
     "ArtifactFailedError",
     "ArtifactNotFoundError",
@@ -71,6 +73,7 @@ __all__ = [
     "__version__",
     "finish",
     "init",
+    "log",
     "log_artifact",
     "use_artifact",
 ]

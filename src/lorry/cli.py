@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.model.secret import redact_uri
 
 log = logging.getLogger("lorry")
@@ -269,6 +270,10 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     rows: list[dict[str, Any]] = []
     for collection in collections:
         versions = collection.versions()
+        if args.tag and not set(args.tag) <= set(collection.tags):  # tagged, or holding versions tagged so
+            versions = [v for v in versions if set(args.tag) <= set(v.tags)]
+            if not versions:
+                continue
         latest = versions[-1] if versions else None
         rows.append(
             {
@@ -276,6 +281,7 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
                 "entity": collection.entity,
                 "project": collection.project,
                 "type": collection.type,
+                "tags": collection.tags,
                 "versions": len(versions),
                 "latest": latest.version if latest else None,
                 "size": latest.size if latest else None,
@@ -312,8 +318,8 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
     api = _api(args)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
-    artifact_type = api.artifact(args.collection).type
-    versions = api.artifacts(artifact_type, args.collection)
+    artifact_type = api.artifact_collection_type(args.collection)
+    versions = api.artifacts(artifact_type, args.collection, tags=args.tag or None)
     described = [(a, _producer(a)) for a in versions]
     if out.json:
         out.document([_version_json(a, p) for a, p in described])
@@ -626,6 +632,74 @@ def _verify_store(args: argparse.Namespace, out: Output) -> int:
     return 1
 
 
+def cmd_rm(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    if args.all:
+        if ":" in args.artifact:
+            raise lorry.ValidationError(f"--all deletes every version: give {args.artifact!r}, no ':alias'")
+        collection = api.artifact_collection(api.artifact_collection_type(args.artifact), args.artifact)
+        doomed = collection.artifacts()
+    else:
+        if ":" not in args.artifact:
+            raise lorry.ValidationError(
+                f"give the version to delete ({args.artifact}:v3, {args.artifact}:old), or --all for all"
+            )
+        doomed = [api.artifact(args.artifact)]
+    aliased = [a for a in doomed if _user_aliases(a)]
+    if aliased and not (args.all or args.delete_aliases):
+        names = ", ".join(f"{a.qualified_name} ({', '.join(_user_aliases(a))})" for a in aliased)
+        raise lorry.UsageError(f"{names} has aliases; pass --delete-aliases to delete it with them")
+    if not out.json:
+        for artifact in doomed:
+            aliases = _user_aliases(artifact)
+            note = f" with its aliases {', '.join(aliases)}" if aliases else ""
+            out.line(f"{'would delete' if args.dry_run else 'delete'} {artifact.qualified_name}{note}")
+    if args.dry_run or not doomed:
+        if out.json:
+            out.document({"dry_run": True, "deleted": [a.qualified_name for a in doomed]})
+        return 0
+    if sys.stdin.isatty() and not args.yes:
+        answer = input(f"delete {len(doomed)} version(s)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.line("nothing deleted")
+            return 1
+    if args.all:
+        collection.delete()
+    else:
+        doomed[0].delete(delete_aliases=args.delete_aliases)
+    if out.json:
+        out.document({"dry_run": False, "deleted": [a.qualified_name for a in doomed]})
+    else:
+        out.line(f"deleted {len(doomed)} version(s); `lorry gc` frees their files after its grace period")
+    return 0
+
+
+def _user_aliases(artifact: lorry.Artifact) -> list[str]:
+    return [a for a in artifact.aliases if a != "latest"]
+
+
+def cmd_retain(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    collection = api.artifact_collection(api.artifact_collection_type(args.collection), args.collection)
+    policy = None
+    if args.keep_last is not None or args.keep_best is not None:
+        policy = RetentionPolicy(
+            keep_last=args.keep_last, keep_aliased=not args.no_keep_aliased, keep_best=args.keep_best
+        )
+        if args.save:
+            collection.retention = policy
+            collection.save()
+    decisions = collection.apply_retention(policy, dry_run=args.dry_run)
+    if out.json:
+        out.document([{"version": f"v{d.version}", "keep": d.keep, "reason": d.reason} for d in decisions])
+        return 0
+    gone = "would delete" if args.dry_run else "deleted"
+    for d in decisions:
+        verb = out.style.green("keep") if d.keep else out.style.red(gone)
+        out.line(f"{verb} {collection.name}:v{d.version}: {d.reason}")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     report = lorry.Api(store=args.store).collect_garbage(args.older_than, dry_run=args.dry_run)
     if out.json:
@@ -633,6 +707,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
             {
                 "dry_run": report.dry_run,
                 "versions": report.versions,
+                "expired": report.expired,
                 "blobs": report.blobs,
                 "blob_bytes": report.blob_bytes,
                 "manifests": report.manifests,
@@ -651,6 +726,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
         f"{verb} {report.blobs} blobs ({human_size(report.blob_bytes)}), {report.manifests} manifests and "
         f"{report.uploads} stale uploads; kept everything {report.versions} versions need"
         + (spared if report.spared else "")
+        + (f"; {report.expired} expired versions marked deleted" if report.expired else "")
     )
     return 0
 
@@ -978,6 +1054,13 @@ lorry ls other-team/bikes --type model --json
     )
     ls.add_argument("project_name", nargs="?", metavar="PROJECT", help="project or entity/project")
     ls.add_argument("--type", help="only artifacts of this type")
+    ls.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="only artifacts tagged T, or with versions tagged T (repeatable: all of them)",
+    )
 
     versions = _add(
         commands,
@@ -991,6 +1074,9 @@ lorry versions bikes/bike-dataset --json
         [common],
     )
     versions.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    versions.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
+    )
 
     show = _add(
         commands,
@@ -1132,9 +1218,14 @@ lorry config --store s3://bucket/team --json
         [common],
     )
 
+    _add_looking_commands(commands)
+    return parser
+
+
+def _add_looking_commands(commands: Any) -> None:
+    """Commands that look at a store rather than change it: the benchmark and the web UI."""
     _add_bench_command(commands)
     _add_ui_command(commands)
-    return parser
 
 
 def _add_ui_command(commands: Any) -> None:
@@ -1156,8 +1247,56 @@ lorry ui --host 0.0.0.0               # reachable from other machines: the URL c
     )
 
 
+def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Commands that delete versions: by name, or by a retention policy."""
+    rm = _add(
+        commands,
+        "rm",
+        cmd_rm,
+        "delete a version (or --all of them); its number is never given again",
+        """
+lorry rm bike-model:v3
+lorry rm bike-model:old --delete-aliases
+lorry rm bike-model --all --dry-run
+""",
+        [common],
+    )
+    rm.add_argument("artifact", metavar="NAME:VERSION", help="[[entity/]project/]name:version or alias")
+    rm.add_argument("--all", action="store_true", help="delete every version of NAME, aliases too")
+    rm.add_argument("--delete-aliases", action="store_true", help="delete a version that has aliases")
+    rm.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
+
+    retain = _add(
+        commands,
+        "retain",
+        cmd_retain,
+        "delete the versions a retention policy does not keep, saying why each one stays or goes",
+        """
+lorry retain checkpoints --keep-last 5 --dry-run
+lorry retain checkpoints --keep-last 2 --keep-best loss:min:3 --save
+lorry retain checkpoints             # apply the policy saved with --save
+""",
+        [common],
+    )
+    retain.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    retain.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N versions")
+    retain.add_argument(
+        "--keep-best",
+        type=BestRule.parse,
+        metavar="KEY:min|max:K",
+        help="keep the K versions with the lowest (min) or highest (max) metadata KEY",
+    )
+    retain.add_argument(
+        "--no-keep-aliased", action="store_true", help="versions with aliases may go too (default: kept)"
+    )
+    retain.add_argument("--save", action="store_true", help="store the policy with the artifact")
+    retain.add_argument("--dry-run", action="store_true", help="show what would go and why, delete nothing")
+
+
 def _add_maintenance_commands(commands: Any) -> None:
     """Commands that look after a whole store rather than one artifact."""
+    _add_deleting_commands(commands, _options())
     uploads = _add(
         commands,
         "abort-uploads",
