@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import http.client
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import pytest
@@ -341,6 +343,16 @@ def test_the_token_is_required_when_bound_beyond_localhost(demo_store: Path) -> 
         assert local.get("/").status == 200
     defaults = build_parser().parse_args(["ui"])
     assert (defaults.host, defaults.port) == ("127.0.0.1", 8765)
+
+
+def test_a_port_in_use_fails_with_one_line(demo: UiServer) -> None:
+    port = str(urlsplit(demo.url).port)
+    result = subprocess.run(
+        [sys.executable, "-m", "lorry.cli", "ui", "--port", port], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and not result.stdout
+    assert result.stderr.startswith("lorry: error: ") and "address already in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_new_versions_appear_without_a_restart() -> None:

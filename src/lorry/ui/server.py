@@ -383,8 +383,7 @@ class Pages:
         pager = Pager.of(rows, _page_number(request), FILES_PER_PAGE)
         # Only the entries shown are parsed and checked.
         pager = replace(pager, items=[entries.entry(r) if isinstance(r, int) else r for r in pager.items])
-        name = f"{collection}:{version_alias(record.version)}"
-        store = redact("store", self.reader.store_url)
+        name, store = found.name, redact("store", self.reader.store_url)
         return self.render(
             request,
             "version.html",
