@@ -166,7 +166,6 @@ def test_use_artifact_paths(path: str) -> None:
         logged(run, "paths", {"f": b"1"})
         run.log_artifact(lorry.Artifact("x", type="t"))
     with lorry.init(project="proj") as run:
-        lorry.Api(project="proj").artifact("paths:v0").aliases.append("stable")
         artifact = lorry.Api(project="proj").artifact("paths:v0")
         artifact.aliases.append("stable")
         artifact.save()
