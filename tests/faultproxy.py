@@ -15,10 +15,13 @@ request and response starts and ends, and at chosen rates (from a seeded random 
   the middle of the response body;
 - ``truncate``: sends the response with its full ``Content-Length`` but only part of the body, then
   closes (FIN, not RST);
+- ``denied``: answers ``403 AccessDenied`` itself, a failure no retry cures;
+- ``corrupt``: forwards the request with one byte of its body changed;
 - adds latency: a uniform random delay before each request is forwarded.
 
 ``down()`` stops listening and cuts every open connection (the server "crashes"); ``up()`` listens
-again on the same port. ``counts`` tallies connections, requests and each fault injected.
+again on the same port. ``counts`` tallies connections, requests, each fault injected and the
+server's answers by status.
 ``Faults.only`` and ``Faults.limit`` aim faults at chosen requests; ``down_when`` takes the server away
 when a chosen request arrives.
 
@@ -44,9 +47,11 @@ T = TypeVar("T")
 HEAD_LIMIT = 1 << 20
 CHUNK = 64 << 10
 
-REQUEST_FAULTS = ("error_500", "slowdown", "stall", "reset_request")
+REQUEST_FAULTS = ("error_500", "slowdown", "stall", "reset_request", "denied", "corrupt")
 RESPONSE_FAULTS = ("reset_response", "truncate", "stall")
 FAULT_KINDS = ("reset_request", "reset_response", "error_500", "slowdown", "stall", "truncate")
+"""The faults of a flaky network and a busy server (the workload's); ``denied`` and ``corrupt`` are
+aimed at single requests."""
 
 
 @dataclass
@@ -59,6 +64,10 @@ class Faults:
     slowdown: float = 0.0
     stall: float = 0.0
     truncate: float = 0.0
+    denied: float = 0.0
+    """Answer ``403 AccessDenied`` in the server's place: a failure that does not pass."""
+    corrupt: float = 0.0
+    """Forward the request with one byte of its body changed: damage on the way."""
     latency: float = 0.0
     """Upper bound, in seconds, of the uniform delay added before each request is forwarded."""
     retry_after: int = 1
@@ -193,7 +202,7 @@ class FaultProxy:
 
     @property
     def faults_injected(self) -> int:
-        return sum(self.counts[kind] for kind in FAULT_KINDS)
+        return sum(self.counts[kind] for kind in (*FAULT_KINDS, "denied", "corrupt"))
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
@@ -281,8 +290,9 @@ class FaultProxy:
         expect = has_body and (request.header("expect") or "").lower() == "100-continue"
         if (request.header("expect") or "").lower() == "100-continue":
             self.expect_continue.append(request.line)
-        fault = self._pick(REQUEST_FAULTS, request, impossible=set() if has_body else {"reset_request"})
-        if fault in ("error_500", "slowdown", "stall"):
+        bodiless = set() if has_body else {"reset_request", "corrupt"}
+        fault = self._pick(REQUEST_FAULTS, request, impossible=bodiless)
+        if fault in ("error_500", "slowdown", "stall", "denied"):
             return await self._refuse(fault, request, client_r, client_w, expect=expect)
         server_w.write(request.raw)
         if expect:
@@ -295,7 +305,8 @@ class FaultProxy:
             cut = self._random.randrange(0, max(1, request.length or CHUNK))
             await _relay_body(request, client_r, server_w, cut=cut)
             raise _Cut
-        await _relay_body(request, client_r, server_w)
+        flip = self._random.randrange(0, request.length) if fault == "corrupt" and request.length else None
+        await _relay_body(request, client_r, server_w, flip=flip)
         await server_w.drain()
         return await self._respond(request, client_r, client_w, server_r)
 
@@ -337,6 +348,7 @@ class FaultProxy:
     ) -> bool:
         """Pass the server's response on, or break it on the way."""
         response, raw = await self._response_head(server_r, client_w, until_continue=False)
+        self.counts[f"status {response.status}"] += 1
         bodiless = request.start[0] == "HEAD" or response.status in (204, 304)
         length = 0 if bodiless else response.length
         has_body = response.chunked or length is None or length > 0
@@ -435,13 +447,18 @@ async def _relay_body(
     *,
     cut: int | None = None,
     until_eof: bool = False,
+    flip: int | None = None,
 ) -> None:
     """Copy ``message``'s body from ``reader`` to ``writer`` (None: discard it). With ``cut``, copy
-    only that many bytes of it and stop."""
+    only that many bytes of it and stop; with ``flip``, change the byte at that offset."""
     budget = cut if cut is not None else -1
+    offset = 0
 
     def send(data: bytes) -> bool:
-        nonlocal budget
+        nonlocal budget, offset
+        if flip is not None and offset <= flip < offset + len(data):
+            data = data[: flip - offset] + bytes([data[flip - offset] ^ 0xFF]) + data[flip - offset + 1 :]
+        offset += len(data)
         if budget >= 0:
             data = data[:budget]
             budget -= len(data)
@@ -483,6 +500,7 @@ async def _relay_body(
 _ERRORS = {
     "error_500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
     "slowdown": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+    "denied": (403, "Forbidden", "AccessDenied", "Access Denied"),
 }
 
 

@@ -319,7 +319,7 @@ def test_downloads_never_write_through_a_symlink_planted_in_the_root(tmp_path: P
             (root / "sub").symlink_to(outside, target_is_directory=True)
         else:
             (root / "a.txt").symlink_to(victim)
-        with pytest.raises(lorry.InvalidPathError, match="symlink|outside"):
+        with pytest.raises(lorry.InvalidPathError, match=r"symlink|outside"):
             artifact.download(root)
         assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
         assert victim.read_bytes() == b"victim"
