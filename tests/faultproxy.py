@@ -93,6 +93,8 @@ class _Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     aimed: bool = True
     """A request that faults may hit (``Faults.only`` is asked once per request)."""
+    in_flight: bool = True
+    """Counted in the proxy's ``in_flight`` (until its answer starts on its way)."""
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -155,6 +157,9 @@ class FaultProxy:
         self.in_flight = 0
         self.peak_in_flight = 0
         """Requests between their first byte and the end of their answer, now and at most."""
+        self.body_bytes_in_flight = 0
+        self.peak_body_bytes = 0
+        """The request bodies (by ``Content-Length``) of those requests, in bytes, now and at most."""
         self.expect_continue: list[str] = []
         """First lines of the requests that carried ``Expect: 100-continue``."""
         self.before: Callable[[str], None] | None = None
@@ -259,12 +264,14 @@ class FaultProxy:
                     upstream = await asyncio.open_connection(*self.upstream, limit=HEAD_LIMIT)
                     self._open.add(upstream[1])
                 self.in_flight += 1
+                self.body_bytes_in_flight += request.length or 0
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                self.peak_body_bytes = max(self.peak_body_bytes, self.body_bytes_in_flight)
                 try:
                     if not await self._exchange(request, client_r, client_w, *upstream):
                         return
                 finally:
-                    self.in_flight -= 1
+                    self._answered(request)
         except (_Cut, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             return
         except asyncio.CancelledError:  # the proxy is closing: this connection ends with it
@@ -358,6 +365,7 @@ class FaultProxy:
             if fault == "stall":
                 await self._stall(client_r, reading=True)
             raise _Cut
+        self._answered(request)
         client_w.write(raw)
         if fault is None:
             if bodiless:
@@ -389,6 +397,14 @@ class FaultProxy:
             if response.status >= 200 or (until_continue and response.status == 100):
                 return response, raw
             client_w.write(raw)
+
+    def _answered(self, request: _Message) -> None:
+        """The request is no longer in flight: its answer is about to reach the client (which may
+        send its next request at once), or its connection ended."""
+        if request.in_flight:
+            request.in_flight = False
+            self.in_flight -= 1
+            self.body_bytes_in_flight -= request.length or 0
 
     def _pick(self, kinds: tuple[str, ...], request: _Message, impossible: set[str]) -> str | None:
         """One of ``kinds``, drawn by the rates, or None; a draw that cannot apply here is no fault."""
