@@ -69,6 +69,16 @@ def test_max_requests_bounds_the_requests_in_flight(
     assert 1 < proxy.peak_in_flight <= 3, proxy.peak_in_flight
 
 
+def test_a_large_file_goes_up_in_8_mib_parts_four_at_a_time(proxy: FaultProxy, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(random.Random(9).randbytes(40 * MiB))
+    lines: list[str] = []
+    proxy.before = lines.append
+    _log_and_download(tmp_path / "src", tmp_path / "down")
+    assert sum("partNumber=" in line for line in lines) == 5  # 40 MiB in 8 MiB parts
+    assert 2 * 8 * MiB < proxy.peak_body_bytes <= 4 * 8 * MiB, proxy.peak_body_bytes / MiB
+
+
 def test_max_memory_bounds_the_bytes_in_flight(
     proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
