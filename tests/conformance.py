@@ -14,10 +14,9 @@ A test that a given server cannot pass is named, with the reason, in the subclas
             "test_complete_create_on_existing_key": "RGW ignores preconditions on CompleteMultipartUpload",
         }
 
-A backend with S3-style multipart uploads says so (``MULTIPART = True``): its store must then be a
-``MultipartStore`` and the multipart tests run; the others declare it False and skip them by name.
-Parts other than the last are ``PART_SIZE`` bytes (S3's minimum is 5 MiB); a subclass may lower it
-if its server allows.
+A backend with S3-style multipart uploads subclasses ``MultipartConformance`` instead, which adds
+the multipart tests (its store must be a ``MultipartStore``). Parts other than the last are
+``PART_SIZE`` bytes (S3's minimum is 5 MiB); a subclass may lower it if its server allows.
 """
 
 from __future__ import annotations
@@ -78,24 +77,12 @@ class StoreConformance:
     """The behaviour every ``Store`` promises. Subclasses provide the ``store`` fixture."""
 
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {}
-    PART_SIZE: ClassVar[int] = 5 * MiB
-    MULTIPART: ClassVar[bool]
 
     @pytest.fixture(autouse=True)
     def _known_failures(self, request: pytest.FixtureRequest) -> None:
         reason = self.KNOWN_FAILURES.get(request.node.originalname)
         if reason is not None:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-
-    @pytest.fixture
-    def mstore(self, store: Store) -> MultipartStore:
-        if not self.MULTIPART:
-            pytest.skip(f"{type(store).__name__} has no multipart uploads (declared)")
-        multipart = {name for name in dir(MultipartStore) if not name.startswith("_")} - set(dir(Store))
-        missing = sorted(name for name in multipart if not callable(getattr(store, name, None)))
-        assert not missing, f"{type(store).__name__} lacks {missing}"
-        assert isinstance(store, MultipartStore)
-        return store
 
     # -- put / head / get ---------------------------------------------------------------------------
 
@@ -312,6 +299,21 @@ class StoreConformance:
 
         await asyncio.gather(*(put(k) for k in keys))
         assert [m.key for m in await listing(store, "many/")] == keys
+
+
+
+class MultipartConformance(StoreConformance):
+    """The suite, and S3-style multipart uploads."""
+
+    PART_SIZE: ClassVar[int] = 5 * MiB
+
+    @pytest.fixture
+    def mstore(self, store: Store) -> MultipartStore:
+        multipart = {name for name in dir(MultipartStore) if not name.startswith("_")} - set(dir(Store))
+        missing = sorted(name for name in multipart if not callable(getattr(store, name, None)))
+        assert not missing, f"{type(store).__name__} lacks {missing}"
+        assert isinstance(store, MultipartStore)
+        return store
 
     # -- multipart ----------------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory, start_emulator
 
 
 class TestGCSStore(StoreConformance):
-    MULTIPART = False
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
         "test_special_keys": (
             "gcp-storage-emulator cuts object paths at ';' (it parses URLs with urllib's urlparse, which "

@@ -765,8 +765,11 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-# Codes that mean "busy or broken for now": worth another try after a pause.
+# Codes that mean "busy or broken for now": worth another try after a pause. BadDigest and
+# IncompleteBody: the body was damaged or cut on the way (Content-MD5 caught it); the file is intact.
 _TRANSIENT_CODES = {
+    "BadDigest",
+    "IncompleteBody",
     "SlowDown",
     "RequestTimeout",
     "RequestTimeTooSkewed",

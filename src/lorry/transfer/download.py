@@ -78,13 +78,15 @@ async def fetch_entries(
 
     async def small_worker() -> None:
         for batch in small:
-            await _fetch_batch(engine, store, cache, batch, root)
+            async with engine.limits.files:  # a batch's files are written one after the other
+                await _fetch_batch(engine, store, cache, batch, root)
             for entry in batch:
                 done(entry)
 
     async def other_worker() -> None:
         for entry in others:
-            await fetch_entry(engine, store, cache, entry, root)
+            async with engine.limits.files:  # a copy from the cache holds its source and its target
+                await fetch_entry(engine, store, cache, entry, root)
             done(entry)
 
     small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES

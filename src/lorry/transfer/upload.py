@@ -82,12 +82,16 @@ async def store_files(
 
     async def small_worker() -> None:
         for batch in small:
-            for (index, _), entry in zip(batch, await _store_batch(engine, store, batch), strict=True):
+            async with engine.limits.files:  # a batch's files are read one after the other
+                stored = await _store_batch(engine, store, batch)
+            for (index, _), entry in zip(batch, stored, strict=True):
                 done(index, entry)
 
     async def large_worker() -> None:
         for index, item in large:
-            done(index, await _store_one(engine, store, item, journal))
+            async with engine.limits.files:
+                entry = await _store_one(engine, store, item, journal)
+            done(index, entry)
 
     small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
     await gather_all(
