@@ -520,3 +520,41 @@ def test_management_on_remote_stores(remote_store: str, tmp_path: Path) -> None:
     assert report.ok, report.problems
     folder = Path(api.artifact("remote:latest").download(tmp_path / "down"))
     assert sorted(p.name for p in folder.iterdir()) == ["added.txt", "keep.txt"]
+
+
+def test_the_same_content_logged_with_tags_tags_the_existing_version() -> None:
+    with lorry.init() as run:
+        first = logged(run, "same", {"a": b"a"})
+        again = lorry.Artifact("same", type="dataset")
+        with again.new_file("a", mode="wb") as handle:
+            handle.write(b"a")
+        run.log_artifact(again, tags=["checked"])
+        again.wait()
+    assert (first.version, again.version) == ("v0", "v0")
+    assert again.tags == ["checked"]
+    assert lorry.Api().artifact("same:v0").tags == ["checked"]
+    assert [e.path for e in again.files(names=["a"], per_page=10)] == ["a"]
+    assert Path(again.file("one")).read_bytes() == b"a"
+
+
+def test_cli_rm_asks_on_a_terminal() -> None:
+    import pty
+
+    with lorry.init() as run:
+        logged(run, "asked", {"a": b"a"})
+    parent, child = pty.openpty()
+    try:
+        os.write(parent, b"n\n")
+        answered_no = subprocess.run(
+            [sys.executable, "-m", "lorry.cli", "rm", "asked:v0"],
+            stdin=child,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(parent)
+        os.close(child)
+    assert answered_no.returncode == 1 and "nothing deleted" in answered_no.stdout
+    assert lorry.Api().artifact("asked:v0").state == "COMMITTED"

@@ -649,8 +649,26 @@ class Artifact:
             self._manifest = _bridge.run_sync(_registry(state).get_manifest(state.record.manifest))
         return self._manifest
 
-    def files(self) -> list[ArtifactEntry]:
-        return [ArtifactEntry(self, entry) for entry in self.manifest.values()]
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[ArtifactEntry]:
+        """Its entries (only those named in ``names``, if given)."""
+        accept_unused("Artifact.files", "per_page", per_page, 50, "the manifest is read whole")
+        wanted = None if names is None else {normalize_entry_path(n) for n in names}
+        return [ArtifactEntry(self, e) for e in self.manifest.values() if wanted is None or e.path in wanted]
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Download the one file of a single-file artifact and return its path."""
+        entries = list(self.manifest.values())
+        if len(entries) != 1:
+            raise ValidationError(f"artifact {self.qualified_name} holds {len(entries)} files, not one")
+        return ArtifactEntry(self, entries[0]).download(root)
+
+    def finalize(self) -> None:
+        """Accepted for the original's sake: lorry freezes an artifact when it is logged."""
+
+    @property
+    def updated_at(self) -> str:
+        """When the version was created (lorry keeps no separate time of the last ``save()``)."""
+        return self.created_at
 
     def get_entry(self, name: str) -> ArtifactEntry:
         entry_name = normalize_entry_path(name)
@@ -1075,7 +1093,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
                 await registry.put_manifest(manifest)
             fence = await guard_commit(store, fence, restore)
             started = time.monotonic()
-            record, _ = await registry.commit(
+            record, new = await registry.commit(
                 plan.collection,
                 plan.artifact_type,
                 manifest,
@@ -1088,6 +1106,12 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
             )
             if time.monotonic() - started > SETTLE / 2:
                 await repair_if_gc_ran(store, fence, restore)
+            if not new and not set(plan.tags) <= set(record.tags):  # the same content, logged with tags
+                record = await registry.update_version(
+                    plan.collection,
+                    record.version,
+                    lambda r: replace(r, tags=validate_tags([*r.tags, *plan.tags])),
+                )
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
         await plan.run._record_output(
             ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)
