@@ -558,3 +558,15 @@ def test_cli_rm_asks_on_a_terminal() -> None:
         os.close(child)
     assert answered_no.returncode == 1 and "nothing deleted" in answered_no.stdout
     assert lorry.Api().artifact("asked:v0").state == "COMMITTED"
+
+
+def test_cli_lineage_marks_a_deleted_input() -> None:
+    with lorry.init(job_type="ingest") as run:
+        raw = logged(run, "raw", {"x": b"x"})
+    with lorry.init(job_type="train") as run:
+        run.use_artifact("raw:v0")
+        logged(run, "made", {"m": b"m"})
+    raw.delete()
+    tree = lorry_cli("lineage", "made")
+    assert tree.returncode == 0, tree.stderr
+    assert "raw:v0 (dataset, deleted)" in tree.stdout

@@ -468,7 +468,8 @@ def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
 
 def _node_label(graph: Graph, node: str) -> str:
     if node in graph.artifacts:
-        return f"{node} ({graph.artifacts[node].type})"
+        artifact = graph.artifacts[node]
+        return f"{node} ({artifact.type}{', deleted' if artifact.state == 'DELETED' else ''})"
     run = graph.runs[node]
     return f"run {node} ({run.job_type or 'no job type'})"
 
