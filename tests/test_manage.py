@@ -4,6 +4,7 @@ retention, and the original's remaining arguments. Local store here; the same sc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -570,3 +571,18 @@ def test_cli_lineage_marks_a_deleted_input() -> None:
     tree = lorry_cli("lineage", "made")
     assert tree.returncode == 0, tree.stderr
     assert "raw:v0 (dataset, deleted)" in tree.stdout
+
+
+def test_cli_versions_says_which_were_deleted() -> None:
+    with lorry.init() as run:
+        first = logged(run, "listed", {"a": b"1"})
+        logged(run, "listed", {"a": b"2"})
+    first.delete()
+    table = lorry_cli("versions", "listed")
+    assert table.returncode == 0, table.stderr
+    assert "deleted: v0" in table.stdout and "\nv0 " not in table.stdout
+    everything = lorry_cli("versions", "listed", "--deleted", "--json")
+    assert [(v["version"], v["state"]) for v in json.loads(everything.stdout)] == [
+        ("v0", "DELETED"),
+        ("v1", "COMMITTED"),
+    ]

@@ -236,9 +236,12 @@ class Api:
         name: str,
         per_page: int = 50,
         tags: str | Sequence[str] | None = None,
+        *,
+        include_deleted: bool = False,
     ) -> list[Artifact]:
         """Every live version of the collection ``[[entity/]project/]name``, oldest first; with
-        ``tags``, only the versions that have all of them."""
+        ``tags``, only the versions that have all of them; with ``include_deleted``, deleted and
+        expired versions too (their ``state`` is ``"DELETED"``)."""
         accept_unused("Api.artifacts", "per_page", per_page, 50, _PER_PAGE)
         wanted = set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))
         collection = self._collection(name)
@@ -246,12 +249,14 @@ class Api:
         actual = _bridge.run_sync(registry.collection_type(collection))
         if actual != type_name:
             raise ValidationError(f"artifact {collection} has type {actual!r}, not {type_name!r}")
-        found = _bridge.run_sync(self._versions(registry, collection))
+        found = _bridge.run_sync(self._versions(registry, collection, include_deleted))
         return [a for a in found if wanted <= set(a.tags)]
 
-    async def _versions(self, registry: Registry, collection: Collection) -> list[Artifact]:
+    async def _versions(
+        self, registry: Registry, collection: Collection, include_deleted: bool = False
+    ) -> list[Artifact]:
         records, table = await asyncio.gather(
-            registry.versions(collection), AliasTable.read(registry, collection)
+            registry.versions(collection, include_gone=include_deleted), AliasTable.read(registry, collection)
         )
         return [await Artifact._load(self.settings, collection, record, table) for record in records]
 
