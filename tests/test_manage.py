@@ -586,3 +586,50 @@ def test_cli_versions_says_which_were_deleted() -> None:
         ("v0", "DELETED"),
         ("v1", "COMMITTED"),
     ]
+
+
+def test_the_original_documentation_examples(project_dir: Path) -> None:
+    """The original's documentation examples for these features, with ``import lorry as wandb``."""
+    write("my_file.txt", "data")
+    write("file_to_add.txt", "added")
+    write("dir_to_remove/x.txt", "x")
+    # Set a TTL policy when logging, then change it on a logged version.
+    run = wandb.init(project="docs", entity="me")
+    artifact = wandb.Artifact(name="my-artifact", type="dataset")
+    artifact.add_file("my_file.txt")
+    artifact.add_dir("dir_to_remove", name="dir_to_remove")
+    artifact.ttl = timedelta(days=30)
+    run.log_artifact(artifact, tags=["tag1", "tag2"])
+    artifact = run.use_artifact("me/docs/my-artifact:latest")
+    artifact.ttl = timedelta(days=365 * 2)
+    artifact.save()
+    artifact.ttl = wandb.ArtifactTTL.INHERIT
+    artifact.save()
+    # A new version from the latest, changed in place.
+    saved_artifact = run.use_artifact("my-artifact:latest")
+    draft_artifact = saved_artifact.new_draft()
+    draft_artifact.add_file("file_to_add.txt")
+    draft_artifact.remove("dir_to_remove/")
+    run.log_artifact(draft_artifact)
+    run.finish()
+    api = wandb.Api()
+    artifact = api.artifact("me/docs/my-artifact:v0")
+    assert (artifact.ttl, artifact.tags) == (None, ["tag1", "tag2"])
+    assert sorted(api.artifact("me/docs/my-artifact:v1").manifest) == ["file_to_add.txt", "my_file.txt"]
+    # Tags on a collection, and deleting every version without an alias but the latest.
+    collection = api.artifact_collection(type_name="dataset", name="me/docs/my-artifact")
+    collection.tags = ["tag-a"]
+    collection.save()
+    for v in api.artifact_versions("dataset", "me/docs/my-artifact"):
+        if len(v.aliases) == 0:
+            v.delete()
+    assert [a.version for a in api.artifacts(type_name="dataset", name="me/docs/my-artifact")] == ["v1"]
+    runs = api.runs("me/docs")
+    assert len(runs) == 1
+    for logged_run in runs:
+        for version in logged_run.logged_artifacts():
+            if version.state != "DELETED":
+                version.delete(delete_aliases=True)
+    with pytest.raises(ArtifactDeletedError):
+        api.artifact("me/docs/my-artifact:latest")
+    api.artifact_collection("dataset", "me/docs/my-artifact").delete()

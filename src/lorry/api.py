@@ -322,6 +322,26 @@ class Api:
             entity = validate_segment(parts[0], "entity") if len(parts) == 2 else entity
         return entity, project
 
+    def runs(
+        self,
+        path: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        order: str = "+created_at",
+        per_page: int = 50,
+        include_sweeps: bool = True,
+        lazy: bool = True,
+    ) -> list[LoggedRun]:
+        """The runs of a project (``project`` or ``entity/project``), oldest first (``order`` of
+        ``-created_at``: newest first). ``filters`` (a server query in the original) is not applied."""
+        accept_unused("Api.runs", "filters", filters, None, "there is no server to query: filter the list")
+        accept_unused("Api.runs", "per_page", per_page, 50, _PER_PAGE)
+        if order not in ("+created_at", "-created_at", "created_at"):
+            raise ValidationError(f"runs can be ordered by '+created_at' or '-created_at', not {order!r}")
+        entity, project = self._project(path)
+        records = _bridge.run_sync(self._registry.runs(entity, project))
+        found = [LoggedRun(self.settings, record) for record in records]
+        return sorted(found, key=lambda r: str(r.created_at), reverse=order == "-created_at")
+
     def run(self, path: str) -> LoggedRun:
         """``[[entity/]project/]run_id`` → the run as recorded."""
         parts = path.split("/")

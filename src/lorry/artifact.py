@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import errno
 import fcntl
 import logging
@@ -78,6 +79,13 @@ _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) in
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class ArtifactTTL(enum.Enum):
+    """``artifact.ttl = ArtifactTTL.INHERIT``: the original's team default. There are no teams here,
+    so it means what ``None`` means: no time to live."""
+
+    INHERIT = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +215,11 @@ class Artifact:
         return self._ttl
 
     @ttl.setter
-    def ttl(self, value: timedelta | None) -> None:
+    def ttl(self, value: timedelta | ArtifactTTL | None) -> None:
         self._sync()
+        if value is ArtifactTTL.INHERIT:
+            accept_unused("Artifact.ttl", "INHERIT", True, False, "there is no team default: no ttl")
+            value = None
         if value is not None and not isinstance(value, timedelta):
             raise ValidationError(f"ttl must be a datetime.timedelta or None, not {type(value).__name__}")
         if value is not None and value.total_seconds() <= 0:
@@ -1004,10 +1015,17 @@ class LoggedRun:
     def path(self) -> str:
         return f"{self.entity}/{self.project}/{self.id}"
 
-    def used_artifacts(self) -> list[Artifact]:
+    group = property(lambda self: self._record.group)
+    notes = property(lambda self: self._record.notes)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._record.tags)
+
+    def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.inputs]
 
-    def logged_artifacts(self) -> list[Artifact]:
+    def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.outputs]
 
 

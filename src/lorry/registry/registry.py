@@ -580,6 +580,19 @@ class Registry:
         except ObjectNotFoundError as exc:
             raise RunNotFoundError(f"run {entity}/{project}/{run_id} does not exist") from exc
 
+    async def runs(self, entity: str, project: str) -> list[RunRecord]:
+        """Every run recorded in a project."""
+        prefix = f"{entity}/{project}/runs/"
+        keys = [meta.key async for meta in self.store.list(prefix) if meta.key.endswith(".json")]
+
+        async def one(key: str) -> RunRecord | None:
+            try:
+                return RunRecord.from_bytes(await self.store.get(key), key)
+            except ObjectNotFoundError:
+                return None
+
+        return [r for r in await asyncio.gather(*map(one, keys)) if r is not None]
+
     async def add_consumer(self, collection: Collection, number: int, run: RunRecord) -> None:
         key = f"{collection.prefix}consumers/{number}/{run.entity}/{run.project}/{run.id}"
         await self.store.put(key, b"", OVERWRITE)
