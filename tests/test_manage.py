@@ -101,7 +101,9 @@ def test_deleting_every_version_and_a_collection() -> None:
     with pytest.raises(ArtifactDeletedError, match="every version"):
         api.artifact("gone")
     assert [c.name for c in api.artifact_collections()] == ["stays"]
-    assert not api.artifact_collection_exists("gone", "dataset") or not api.artifacts("dataset", "gone")
+    assert not api.artifact_collection_exists("gone", "dataset")
+    with pytest.raises(ArtifactDeletedError, match="every version"):
+        api.artifact_collection("dataset", "gone")
     with lorry.init() as run:
         fresh = logged(run, "gone", {"x": b"1"})
     assert fresh.version == "v2"
@@ -632,4 +634,4 @@ def test_the_original_documentation_examples(project_dir: Path) -> None:
                 version.delete(delete_aliases=True)
     with pytest.raises(ArtifactDeletedError):
         api.artifact("me/docs/my-artifact:latest")
-    api.artifact_collection("dataset", "me/docs/my-artifact").delete()
+    assert not api.artifact_collection_exists("me/docs/my-artifact", "dataset")

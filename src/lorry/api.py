@@ -16,6 +16,7 @@ from lorry._compat import accept_unused
 from lorry.artifact import AliasTable, Artifact, LoggedRun
 from lorry.errors import ArtifactNotFoundError, UsageError, ValidationError
 from lorry.model.names import (
+    LATEST,
     parse_artifact_path,
     validate_artifact_name,
     validate_segment,
@@ -286,6 +287,7 @@ class Api:
         """The collection ``[[entity/]project/]name`` of type ``type_name``."""
         collection = self._collection(name)
         info = _bridge.run_sync(self._registry.collection_info(collection))
+        _bridge.run_sync(self._registry.resolve(collection, LATEST))  # says so if every version is deleted
         if info.type != type_name:
             raise ValidationError(f"artifact {collection} has type {info.type!r}, not {type_name!r}")
         return ArtifactCollection(self, collection, info)
