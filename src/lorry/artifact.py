@@ -890,9 +890,8 @@ class Artifact:
         state = self._state()
         check_live(state.collection, state.record)
         draft = Artifact(self._name, self._type, self._description, dict(self._metadata))
-        for entry in self.manifest.values():
-            draft._carried[entry.path] = entry
-            draft._layout.add(entry.path)
+        draft._carried = dict(self.manifest.items())
+        draft._layout = EntryLayout.of(draft._carried)
         draft._tags = list(self._tags)
         return draft
 
