@@ -24,7 +24,7 @@ from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, v
 from lorry.registry.registry import Collection, blob_key
 from lorry.storage.base import Store
 from lorry.transfer.engine import engine
-from tests.conftest import logged, write
+from tests.conftest import logged, use_remote_store, write
 
 
 def current_store() -> Store:
@@ -590,8 +590,16 @@ def test_cli_versions_says_which_were_deleted() -> None:
     ]
 
 
-def test_the_original_documentation_examples(project_dir: Path) -> None:
-    """The original's documentation examples for these features, with ``import lorry as wandb``."""
+@pytest.fixture(params=["local", "ceph", "gcs"])
+def each_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "local":
+        return os.environ["LORRY_STORE"]
+    return use_remote_store(request.param, request, monkeypatch)
+
+
+def test_the_original_documentation_examples(each_store: str, project_dir: Path) -> None:
+    """The original's documentation examples for these features, with ``import lorry as wandb``, on
+    the local store, Ceph RGW and the GCS emulator."""
     write("my_file.txt", "data")
     write("file_to_add.txt", "added")
     write("dir_to_remove/x.txt", "x")
