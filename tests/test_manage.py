@@ -113,6 +113,7 @@ def test_gc_frees_what_only_deleted_versions_reached_after_the_grace_period() ->
     with lorry.init() as run:
         old = logged(run, "ds", {"shared.txt": b"in both", "own.txt": b"only in v0"})
         new = logged(run, "ds", {"shared.txt": b"in both", "new.txt": b"only in v1"})
+    reader = lorry.Api().artifact("ds:v0")  # a reader that found v0 before the delete
     old.delete()
     own, shared = digest_of(old, "own.txt"), digest_of(new, "shared.txt")
     store = Path(os.environ["LORRY_STORE"])
@@ -120,6 +121,7 @@ def test_gc_frees_what_only_deleted_versions_reached_after_the_grace_period() ->
     os.utime(store / blob_key(own), (then, then))
     gc(timedelta(hours=1))  # deleted a moment ago: within the grace period, nothing goes
     assert store_has_blob(own)
+    assert (Path(reader.download("late")) / "own.txt").read_bytes() == b"only in v0"  # it finishes
     gc(timedelta(0))
     assert not store_has_blob(own)
     assert store_has_blob(shared)  # a live version needs it
