@@ -4,6 +4,7 @@ retention, and the original's remaining arguments. Local store here; the same sc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -23,7 +24,7 @@ from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, v
 from lorry.registry.registry import Collection, blob_key
 from lorry.storage.base import Store
 from lorry.transfer.engine import engine
-from tests.conftest import logged, write
+from tests.conftest import logged, use_remote_store, write
 
 
 def current_store() -> Store:
@@ -100,7 +101,9 @@ def test_deleting_every_version_and_a_collection() -> None:
     with pytest.raises(ArtifactDeletedError, match="every version"):
         api.artifact("gone")
     assert [c.name for c in api.artifact_collections()] == ["stays"]
-    assert not api.artifact_collection_exists("gone", "dataset") or not api.artifacts("dataset", "gone")
+    assert not api.artifact_collection_exists("gone", "dataset")
+    with pytest.raises(ArtifactDeletedError, match="every version"):
+        api.artifact_collection("dataset", "gone")
     with lorry.init() as run:
         fresh = logged(run, "gone", {"x": b"1"})
     assert fresh.version == "v2"
@@ -110,6 +113,7 @@ def test_gc_frees_what_only_deleted_versions_reached_after_the_grace_period() ->
     with lorry.init() as run:
         old = logged(run, "ds", {"shared.txt": b"in both", "own.txt": b"only in v0"})
         new = logged(run, "ds", {"shared.txt": b"in both", "new.txt": b"only in v1"})
+    reader = lorry.Api().artifact("ds:v0")  # a reader that found v0 before the delete
     old.delete()
     own, shared = digest_of(old, "own.txt"), digest_of(new, "shared.txt")
     store = Path(os.environ["LORRY_STORE"])
@@ -117,6 +121,7 @@ def test_gc_frees_what_only_deleted_versions_reached_after_the_grace_period() ->
     os.utime(store / blob_key(own), (then, then))
     gc(timedelta(hours=1))  # deleted a moment ago: within the grace period, nothing goes
     assert store_has_blob(own)
+    assert (Path(reader.download("late")) / "own.txt").read_bytes() == b"only in v0"  # it finishes
     gc(timedelta(0))
     assert not store_has_blob(own)
     assert store_has_blob(shared)  # a live version needs it
@@ -520,3 +525,123 @@ def test_management_on_remote_stores(remote_store: str, tmp_path: Path) -> None:
     assert report.ok, report.problems
     folder = Path(api.artifact("remote:latest").download(tmp_path / "down"))
     assert sorted(p.name for p in folder.iterdir()) == ["added.txt", "keep.txt"]
+
+
+def test_the_same_content_logged_with_tags_tags_the_existing_version() -> None:
+    with lorry.init() as run:
+        first = logged(run, "same", {"a": b"a"})
+        again = lorry.Artifact("same", type="dataset")
+        with again.new_file("a", mode="wb") as handle:
+            handle.write(b"a")
+        run.log_artifact(again, tags=["checked"])
+        again.wait()
+    assert (first.version, again.version) == ("v0", "v0")
+    assert again.tags == ["checked"]
+    assert lorry.Api().artifact("same:v0").tags == ["checked"]
+    assert [e.path for e in again.files(names=["a"], per_page=10)] == ["a"]
+    assert Path(again.file("one")).read_bytes() == b"a"
+
+
+def test_cli_rm_asks_on_a_terminal() -> None:
+    import pty
+
+    with lorry.init() as run:
+        logged(run, "asked", {"a": b"a"})
+    parent, child = pty.openpty()
+    try:
+        os.write(parent, b"n\n")
+        answered_no = subprocess.run(
+            [sys.executable, "-m", "lorry.cli", "rm", "asked:v0"],
+            stdin=child,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(parent)
+        os.close(child)
+    assert answered_no.returncode == 1 and "nothing deleted" in answered_no.stdout
+    assert lorry.Api().artifact("asked:v0").state == "COMMITTED"
+
+
+def test_cli_lineage_marks_a_deleted_input() -> None:
+    with lorry.init(job_type="ingest") as run:
+        raw = logged(run, "raw", {"x": b"x"})
+    with lorry.init(job_type="train") as run:
+        run.use_artifact("raw:v0")
+        logged(run, "made", {"m": b"m"})
+    raw.delete()
+    tree = lorry_cli("lineage", "made")
+    assert tree.returncode == 0, tree.stderr
+    assert "raw:v0 (dataset, deleted)" in tree.stdout
+
+
+def test_cli_versions_says_which_were_deleted() -> None:
+    with lorry.init() as run:
+        first = logged(run, "listed", {"a": b"1"})
+        logged(run, "listed", {"a": b"2"})
+    first.delete()
+    table = lorry_cli("versions", "listed")
+    assert table.returncode == 0, table.stderr
+    assert "deleted: v0" in table.stdout and "\nv0 " not in table.stdout
+    everything = lorry_cli("versions", "listed", "--deleted", "--json")
+    assert [(v["version"], v["state"]) for v in json.loads(everything.stdout)] == [
+        ("v0", "DELETED"),
+        ("v1", "COMMITTED"),
+    ]
+
+
+@pytest.fixture(params=["local", "ceph", "gcs"])
+def each_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "local":
+        return os.environ["LORRY_STORE"]
+    return use_remote_store(request.param, request, monkeypatch)
+
+
+def test_the_original_documentation_examples(each_store: str, project_dir: Path) -> None:
+    """The original's documentation examples for these features, with ``import lorry as wandb``, on
+    the local store, Ceph RGW and the GCS emulator."""
+    write("my_file.txt", "data")
+    write("file_to_add.txt", "added")
+    write("dir_to_remove/x.txt", "x")
+    # Set a TTL policy when logging, then change it on a logged version.
+    run = wandb.init(project="docs", entity="me")
+    artifact = wandb.Artifact(name="my-artifact", type="dataset")
+    artifact.add_file("my_file.txt")
+    artifact.add_dir("dir_to_remove", name="dir_to_remove")
+    artifact.ttl = timedelta(days=30)
+    run.log_artifact(artifact, tags=["tag1", "tag2"])
+    artifact = run.use_artifact("me/docs/my-artifact:latest")
+    artifact.ttl = timedelta(days=365 * 2)
+    artifact.save()
+    artifact.ttl = wandb.ArtifactTTL.INHERIT
+    artifact.save()
+    # A new version from the latest, changed in place.
+    saved_artifact = run.use_artifact("my-artifact:latest")
+    draft_artifact = saved_artifact.new_draft()
+    draft_artifact.add_file("file_to_add.txt")
+    draft_artifact.remove("dir_to_remove/")
+    run.log_artifact(draft_artifact)
+    run.finish()
+    api = wandb.Api()
+    artifact = api.artifact("me/docs/my-artifact:v0")
+    assert (artifact.ttl, artifact.tags) == (None, ["tag1", "tag2"])
+    assert sorted(api.artifact("me/docs/my-artifact:v1").manifest) == ["file_to_add.txt", "my_file.txt"]
+    # Tags on a collection, and deleting every version without an alias but the latest.
+    collection = api.artifact_collection(type_name="dataset", name="me/docs/my-artifact")
+    collection.tags = ["tag-a"]
+    collection.save()
+    for v in api.artifact_versions("dataset", "me/docs/my-artifact"):
+        if len(v.aliases) == 0:
+            v.delete()
+    assert [a.version for a in api.artifacts(type_name="dataset", name="me/docs/my-artifact")] == ["v1"]
+    runs = api.runs("me/docs")
+    assert len(runs) == 1
+    for logged_run in runs:
+        for version in logged_run.logged_artifacts():
+            if version.state != "DELETED":
+                version.delete(delete_aliases=True)
+    with pytest.raises(ArtifactDeletedError):
+        api.artifact("me/docs/my-artifact:latest")
+    assert not api.artifact_collection_exists("me/docs/my-artifact", "dataset")

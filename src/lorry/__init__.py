@@ -14,7 +14,7 @@ it::
 from typing import Any
 
 from lorry.api import Api, ArtifactCollection
-from lorry.artifact import Artifact, ArtifactEntry, LoggedRun
+from lorry.artifact import Artifact, ArtifactEntry, ArtifactTTL, LoggedRun
 from lorry.errors import (
     ArtifactDeletedError,
     ArtifactFailedError,
@@ -50,6 +50,7 @@ __all__ = [
     "ArtifactEntry",
     "ArtifactFailedError",
     "ArtifactNotFoundError",
+    "ArtifactTTL",
     "ConflictError",
     "CorruptRecordError",
     "IntegrityError",

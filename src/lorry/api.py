@@ -16,6 +16,7 @@ from lorry._compat import accept_unused
 from lorry.artifact import AliasTable, Artifact, LoggedRun
 from lorry.errors import ArtifactNotFoundError, UsageError, ValidationError
 from lorry.model.names import (
+    LATEST,
     parse_artifact_path,
     validate_artifact_name,
     validate_segment,
@@ -236,9 +237,12 @@ class Api:
         name: str,
         per_page: int = 50,
         tags: str | Sequence[str] | None = None,
+        *,
+        include_deleted: bool = False,
     ) -> list[Artifact]:
         """Every live version of the collection ``[[entity/]project/]name``, oldest first; with
-        ``tags``, only the versions that have all of them."""
+        ``tags``, only the versions that have all of them; with ``include_deleted``, deleted and
+        expired versions too (their ``state`` is ``"DELETED"``)."""
         accept_unused("Api.artifacts", "per_page", per_page, 50, _PER_PAGE)
         wanted = set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))
         collection = self._collection(name)
@@ -246,12 +250,14 @@ class Api:
         actual = _bridge.run_sync(registry.collection_type(collection))
         if actual != type_name:
             raise ValidationError(f"artifact {collection} has type {actual!r}, not {type_name!r}")
-        found = _bridge.run_sync(self._versions(registry, collection))
+        found = _bridge.run_sync(self._versions(registry, collection, include_deleted))
         return [a for a in found if wanted <= set(a.tags)]
 
-    async def _versions(self, registry: Registry, collection: Collection) -> list[Artifact]:
+    async def _versions(
+        self, registry: Registry, collection: Collection, include_deleted: bool = False
+    ) -> list[Artifact]:
         records, table = await asyncio.gather(
-            registry.versions(collection), AliasTable.read(registry, collection)
+            registry.versions(collection, include_gone=include_deleted), AliasTable.read(registry, collection)
         )
         return [await Artifact._load(self.settings, collection, record, table) for record in records]
 
@@ -281,6 +287,7 @@ class Api:
         """The collection ``[[entity/]project/]name`` of type ``type_name``."""
         collection = self._collection(name)
         info = _bridge.run_sync(self._registry.collection_info(collection))
+        _bridge.run_sync(self._registry.resolve(collection, LATEST))  # says so if every version is deleted
         if info.type != type_name:
             raise ValidationError(f"artifact {collection} has type {info.type!r}, not {type_name!r}")
         return ArtifactCollection(self, collection, info)
@@ -316,6 +323,26 @@ class Api:
             project = validate_segment(parts[-1], "project")
             entity = validate_segment(parts[0], "entity") if len(parts) == 2 else entity
         return entity, project
+
+    def runs(
+        self,
+        path: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        order: str = "+created_at",
+        per_page: int = 50,
+        include_sweeps: bool = True,
+        lazy: bool = True,
+    ) -> list[LoggedRun]:
+        """The runs of a project (``project`` or ``entity/project``), oldest first (``order`` of
+        ``-created_at``: newest first). ``filters`` (a server query in the original) is not applied."""
+        accept_unused("Api.runs", "filters", filters, None, "there is no server to query: filter the list")
+        accept_unused("Api.runs", "per_page", per_page, 50, _PER_PAGE)
+        if order not in ("+created_at", "-created_at", "created_at"):
+            raise ValidationError(f"runs can be ordered by '+created_at' or '-created_at', not {order!r}")
+        entity, project = self._project(path)
+        records = _bridge.run_sync(self._registry.runs(entity, project))
+        found = [LoggedRun(self.settings, record) for record in records]
+        return sorted(found, key=lambda r: str(r.created_at), reverse=order == "-created_at")
 
     def run(self, path: str) -> LoggedRun:
         """``[[entity/]project/]run_id`` → the run as recorded."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import errno
 import fcntl
 import logging
@@ -78,6 +79,13 @@ _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) in
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class ArtifactTTL(enum.Enum):
+    """``artifact.ttl = ArtifactTTL.INHERIT``: the original's team default. There are no teams here,
+    so it means what ``None`` means: no time to live."""
+
+    INHERIT = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +215,11 @@ class Artifact:
         return self._ttl
 
     @ttl.setter
-    def ttl(self, value: timedelta | None) -> None:
+    def ttl(self, value: timedelta | ArtifactTTL | None) -> None:
         self._sync()
+        if value is ArtifactTTL.INHERIT:
+            accept_unused("Artifact.ttl", "INHERIT", True, False, "there is no team default: no ttl")
+            value = None
         if value is not None and not isinstance(value, timedelta):
             raise ValidationError(f"ttl must be a datetime.timedelta or None, not {type(value).__name__}")
         if value is not None and value.total_seconds() <= 0:
@@ -648,8 +659,26 @@ class Artifact:
             self._manifest = _bridge.run_sync(_registry(state).get_manifest(state.record.manifest))
         return self._manifest
 
-    def files(self) -> list[ArtifactEntry]:
-        return [ArtifactEntry(self, entry) for entry in self.manifest.values()]
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[ArtifactEntry]:
+        """Its entries (only those named in ``names``, if given)."""
+        accept_unused("Artifact.files", "per_page", per_page, 50, "the manifest is read whole")
+        wanted = None if names is None else {normalize_entry_path(n) for n in names}
+        return [ArtifactEntry(self, e) for e in self.manifest.values() if wanted is None or e.path in wanted]
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Download the one file of a single-file artifact and return its path."""
+        entries = list(self.manifest.values())
+        if len(entries) != 1:
+            raise ValidationError(f"artifact {self.qualified_name} holds {len(entries)} files, not one")
+        return ArtifactEntry(self, entries[0]).download(root)
+
+    def finalize(self) -> None:
+        """Accepted for the original's sake: lorry freezes an artifact when it is logged."""
+
+    @property
+    def updated_at(self) -> str:
+        """When the version was created (lorry keeps no separate time of the last ``save()``)."""
+        return self.created_at
 
     def get_entry(self, name: str) -> ArtifactEntry:
         entry_name = normalize_entry_path(name)
@@ -860,9 +889,8 @@ class Artifact:
         state = self._state()
         check_live(state.collection, state.record)
         draft = Artifact(self._name, self._type, self._description, dict(self._metadata))
-        for entry in self.manifest.values():
-            draft._carried[entry.path] = entry
-            draft._layout.add(entry.path)
+        draft._carried = dict(self.manifest.items())
+        draft._layout = EntryLayout.of(draft._carried)
         draft._tags = list(self._tags)
         return draft
 
@@ -985,10 +1013,17 @@ class LoggedRun:
     def path(self) -> str:
         return f"{self.entity}/{self.project}/{self.id}"
 
-    def used_artifacts(self) -> list[Artifact]:
+    group = property(lambda self: self._record.group)
+    notes = property(lambda self: self._record.notes)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._record.tags)
+
+    def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.inputs]
 
-    def logged_artifacts(self) -> list[Artifact]:
+    def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.outputs]
 
 
@@ -1074,7 +1109,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
                 await registry.put_manifest(manifest)
             fence = await guard_commit(store, fence, restore)
             started = time.monotonic()
-            record, _ = await registry.commit(
+            record, new = await registry.commit(
                 plan.collection,
                 plan.artifact_type,
                 manifest,
@@ -1087,6 +1122,12 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
             )
             if time.monotonic() - started > SETTLE / 2:
                 await repair_if_gc_ran(store, fence, restore)
+            if not new and not set(plan.tags) <= set(record.tags):  # the same content, logged with tags
+                record = await registry.update_version(
+                    plan.collection,
+                    record.version,
+                    lambda r: replace(r, tags=validate_tags([*r.tags, *plan.tags])),
+                )
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
         await plan.run._record_output(
             ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)

@@ -210,6 +210,7 @@ def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) ->
         "digest": artifact.digest,
         "created_at": artifact.created_at,
         "logged_by": producer.path if producer is not None else None,
+        "state": artifact.state,
     }
 
 
@@ -319,7 +320,10 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact_type = api.artifact_collection_type(args.collection)
-    versions = api.artifacts(artifact_type, args.collection, tags=args.tag or None)
+    versions = api.artifacts(artifact_type, args.collection, tags=args.tag or None, include_deleted=True)
+    gone = [a.version for a in versions if a.state == "DELETED"]
+    if not args.deleted:
+        versions = [a for a in versions if a.state != "DELETED"]
     described = [(a, _producer(a)) for a in versions]
     if out.json:
         out.document([_version_json(a, p) for a, p in described])
@@ -330,7 +334,7 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
         [
             [
                 a.version,
-                _aliases_text(a.aliases),
+                "(deleted)" if a.state == "DELETED" else _aliases_text(a.aliases),
                 human_size(a.size),
                 str(a.file_count),
                 a.digest[:12],
@@ -341,6 +345,8 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
         ],
         [s.green, s.yellow, None, None, s.dim, None, None],
     )
+    if gone and not args.deleted:
+        out.line(s.dim(f"deleted: {', '.join(gone)} (--deleted lists them)"))
     return 0
 
 
@@ -468,7 +474,8 @@ def walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
 
 def _node_label(graph: Graph, node: str) -> str:
     if node in graph.artifacts:
-        return f"{node} ({graph.artifacts[node].type})"
+        artifact = graph.artifacts[node]
+        return f"{node} ({artifact.type}{', deleted' if artifact.state == 'DELETED' else ''})"
     run = graph.runs[node]
     return f"run {node} ({run.job_type or 'no job type'})"
 
@@ -1074,9 +1081,7 @@ lorry versions bikes/bike-dataset --json
         [common],
     )
     versions.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
-    versions.add_argument(
-        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
-    )
+    _add_version_filters(versions)
 
     show = _add(
         commands,
@@ -1245,6 +1250,13 @@ lorry ui --host 0.0.0.0               # reachable from other machines: the URL c
     ui.add_argument(
         "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
     )
+
+
+def _add_version_filters(versions: argparse.ArgumentParser) -> None:
+    versions.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
+    )
+    versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
 
 
 def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:

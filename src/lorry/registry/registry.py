@@ -44,6 +44,7 @@ from lorry.registry.safety import SingleWriterStore, require_conditional_writes
 from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
 
 _CAS_ATTEMPTS = 64
+_LATEST_BATCH = 16  # version records read at once when looking for the newest live one below deleted
 
 log = logging.getLogger("lorry")
 
@@ -302,10 +303,23 @@ class Registry:
     async def latest(self, collection: Collection) -> int | None:
         """The highest live version number (deleted and expired versions skipped), or None."""
         top = await self._highest(collection)
-        for number in range(top, -1, -1):
-            with contextlib.suppress(ArtifactNotFoundError):  # deleted, expired, or never created
+
+        async def live(number: int) -> bool:
+            try:
                 await self.read_version(collection, number)
-                return number
+            except ArtifactNotFoundError:  # deleted, expired, or never created
+                return False
+            return True
+
+        # The newest version is nearly always live: one read. Below deleted ones, read in batches.
+        batch = 1
+        while top >= 0:
+            numbers = range(top, max(top - batch, -1), -1)
+            for number, is_live in zip(numbers, await asyncio.gather(*map(live, numbers)), strict=True):
+                if is_live:
+                    return number
+            top -= batch
+            batch = _LATEST_BATCH
         return None
 
     async def _highest(self, collection: Collection) -> int:
@@ -571,6 +585,19 @@ class Registry:
             return RunRecord.from_bytes(await self.store.get(key), key)
         except ObjectNotFoundError as exc:
             raise RunNotFoundError(f"run {entity}/{project}/{run_id} does not exist") from exc
+
+    async def runs(self, entity: str, project: str) -> list[RunRecord]:
+        """Every run recorded in a project."""
+        prefix = f"{entity}/{project}/runs/"
+        keys = [meta.key async for meta in self.store.list(prefix) if meta.key.endswith(".json")]
+
+        async def one(key: str) -> RunRecord | None:
+            try:
+                return RunRecord.from_bytes(await self.store.get(key), key)
+            except ObjectNotFoundError:
+                return None
+
+        return [r for r in await asyncio.gather(*map(one, keys)) if r is not None]
 
     async def add_consumer(self, collection: Collection, number: int, run: RunRecord) -> None:
         key = f"{collection.prefix}consumers/{number}/{run.entity}/{run.project}/{run.id}"
