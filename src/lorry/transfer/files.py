@@ -16,6 +16,7 @@ from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, Sourc
 from lorry.model.digest import format_digest, new_hasher
 from lorry.storage.local import write_all
 
+LocalPath = str | Path
 CHUNK = 8 << 20
 FILE_MODE = 0o600
 """lorry's own files (store, cache, staging): readable by their owner only, whatever the umask."""
@@ -32,19 +33,19 @@ class FileStamp:
     inode: int
 
     @classmethod
-    def of(cls, path: Path) -> FileStamp:
-        return cls._of(os.stat(path))
+    def of(cls, path: LocalPath) -> FileStamp:
+        return cls.of_stat(os.stat(path))
 
     @classmethod
     def of_fd(cls, fd: int) -> FileStamp:
-        return cls._of(os.fstat(fd))
+        return cls.of_stat(os.fstat(fd))
 
     @classmethod
-    def _of(cls, st: os.stat_result) -> FileStamp:
+    def of_stat(cls, st: os.stat_result) -> FileStamp:
         return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
-def check_unchanged(path: Path, stamp: FileStamp, entry: str) -> None:
+def check_unchanged(path: LocalPath, stamp: FileStamp, entry: str) -> None:
     try:
         now = FileStamp.of(path)
     except FileNotFoundError:
@@ -52,7 +53,7 @@ def check_unchanged(path: Path, stamp: FileStamp, entry: str) -> None:
     check_stamp(now, stamp, path, entry)
 
 
-def check_stamp(now: FileStamp, stamp: FileStamp, path: Path, entry: str) -> None:
+def check_stamp(now: FileStamp, stamp: FileStamp, path: LocalPath, entry: str) -> None:
     if now != stamp:
         raise SourceChangedError(
             f"{path} (entry {entry!r}) changed after it was added with policy='immutable'; "
@@ -60,7 +61,7 @@ def check_stamp(now: FileStamp, stamp: FileStamp, path: Path, entry: str) -> Non
         )
 
 
-def hash_file(path: Path) -> str:
+def hash_file(path: LocalPath) -> str:
     """The content digest of a file, read once in chunks. (Not mmap: mapped pages count towards the
     process's resident memory, and a 2 GiB file would show as 2 GiB of RSS.)"""
     hasher = new_hasher()
@@ -81,7 +82,7 @@ def _buffer_for(fd: int) -> bytearray:
     return bytearray(min(CHUNK, os.fstat(fd).st_size + 1))
 
 
-def read_checked(path: Path, stamp: FileStamp, entry: str) -> bytes:
+def read_checked(path: LocalPath, stamp: FileStamp, entry: str) -> bytes:
     """The whole content of a file that must still be as ``stamp`` saw it, before and after the read
     (checked on the open descriptor: no second lookup of the path)."""
     try:
@@ -103,7 +104,7 @@ def temp_beside(target: Path) -> Path:
     return target.parent / f".{target.name[:64]}.{uuid.uuid4().hex[:12]}.lorry-tmp"
 
 
-def copy_hashing(source: Path, temp: Path, mode: int = FILE_MODE) -> str:
+def copy_hashing(source: LocalPath, temp: Path, mode: int = FILE_MODE) -> str:
     """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
     hasher = new_hasher()
     try:
