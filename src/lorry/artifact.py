@@ -512,12 +512,7 @@ class Artifact:
         manifest = self._manifest or await _registry(state).get_manifest(state.record.manifest)
         self._manifest = manifest
         target = Path(root) if root is not None else self.default_root()
-        prefix = normalize_entry_path(path_prefix) if path_prefix else None
-        entries = [
-            e
-            for e in manifest.values()
-            if prefix is None or e.path == prefix or e.path.startswith(prefix + "/")
-        ]
+        entries = manifest.below(normalize_entry_path(path_prefix)) if path_prefix else manifest
         eng = engine(state.settings)
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -529,7 +524,7 @@ class Artifact:
             eng,
             eng.store(state.settings.store, state.settings.store_options),
             Cache(state.settings.cache_dir),
-            entries,
+            entries.values(),
             target,
             counters,
         )
@@ -880,9 +875,9 @@ def _snapshot(source: str | Path, target: str) -> tuple[tuple[int, int], FileSta
 
 
 def _copy_all(src: int, dst: int, size: int) -> None:
-    """Copy in the kernel, to the end of ``src`` (which may have grown since ``size`` was seen)."""
-    while os.sendfile(dst, src, None, max(size, 8 << 20)):
-        pass
+    """Copy the ``size`` bytes seen in the kernel (the snapshot is the file as it was when looked at)."""
+    while size > 0 and (sent := os.sendfile(dst, src, None, size)):
+        size -= sent
 
 
 def _walk_files(root: Path) -> Iterator[tuple[str, str]]:

@@ -253,6 +253,25 @@ class Manifest(Mapping[str, Entry]):
         """Every entry, in path order, each made as it is reached."""
         return map(self._entry, range(len(self._paths)))
 
+    def below(self, folder: str) -> Manifest:
+        """The entry ``folder`` and the entries inside it (``folder/...``): the paths are sorted, so
+        they are one or two runs of rows, cut out without looking at the others."""
+        paths = self._paths
+        inside = (bisect.bisect_left(paths, folder + "/"), bisect.bisect_left(paths, folder + "0"))
+        at = self._row(folder)
+        spans = [(at, at + 1)] if at >= 0 else []
+        spans.append(inside)  # '0' follows '/': everything between starts with folder + "/"
+        rows = Rows()
+        for start, stop in spans:
+            for row in range(start, stop):
+                if row in self._others:
+                    rows.add(self._others[row])
+                else:
+                    rows.add_raw(
+                        paths[row], self._digests[row * RAW_DIGEST : (row + 1) * RAW_DIGEST], self._sizes[row]
+                    )
+        return Manifest.of_rows(rows)
+
     @property
     def size(self) -> int:
         return sum(self._sizes) + sum(e.size or 0 for e in self._others.values())
@@ -349,7 +368,11 @@ class Rows:
 
     def add_file(self, path: str, digest: str, size: int) -> None:
         """A stored file: ``digest`` is ``blake3:<hex>``."""
-        self._digests += bytes.fromhex(hex_part(digest))
+        self.add_raw(path, bytes.fromhex(hex_part(digest)), size)
+
+    def add_raw(self, path: str, digest: bytes, size: int) -> None:
+        """A stored file whose digest is given as its raw bytes."""
+        self._digests += digest
         self._sizes.append(size)
         self._paths.append(path)
 

@@ -165,25 +165,49 @@ def matches(path: Path, size: int | None, digest: str | None) -> bool:
 
 def safe_target(root: Path, entry_path: str) -> Path:
     """``root/entry_path``, refusing anything that would land outside ``root`` (``..``, symlinks)."""
-    real_root = os.path.realpath(root)
-    target = Path(root, entry_path)
-    real_parent = os.path.realpath(target.parent)
-    if os.path.commonpath([real_root, real_parent]) != real_root:
-        raise InvalidPathError(f"entry {entry_path!r} would be written outside {root}")
-    if target.is_symlink():
-        raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
-    return target
+    return Targets(root).target(entry_path)
 
 
 def make_parents(target: Path, root: Path) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise LocalFileError(
-            f"cannot create the folder for {target}: a file stands in its place under {root}"
-        ) from exc
-    except OSError as exc:
-        raise local_error(exc, f"cannot create the folder {target.parent}") from exc
+    Targets(root).make_parents(target)
+
+
+class Targets:
+    """Safe targets below one ``root`` for a batch of entries: the real paths of the root and of each
+    folder are looked up once per batch, not once per entry (entries of a batch share folders)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._real_root = os.path.realpath(root)
+        self._inside: dict[Path, bool] = {}  # folder → whether it really lies below the root
+        self._made: set[Path] = set()
+
+    def target(self, entry_path: str) -> Path:
+        target = Path(self.root, entry_path)
+        parent = target.parent
+        inside = self._inside.get(parent)
+        if inside is None:
+            real_parent = os.path.realpath(parent)
+            inside = os.path.commonpath([self._real_root, real_parent]) == self._real_root
+            self._inside[parent] = inside
+        if not inside:
+            raise InvalidPathError(f"entry {entry_path!r} would be written outside {self.root}")
+        if target.is_symlink():
+            raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
+        return target
+
+    def make_parents(self, target: Path) -> None:
+        if target.parent in self._made:
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise LocalFileError(
+                f"cannot create the folder for {target}: a file stands in its place under {self.root}"
+            ) from exc
+        except OSError as exc:
+            raise local_error(exc, f"cannot create the folder {target.parent}") from exc
+        self._made.add(target.parent)
 
 
 def discard(path: Path) -> None:
