@@ -96,7 +96,7 @@ class Artifact:
         self._aliases: list[str] = []
         self._files: dict[str, FileSource] = {}
         self._refs: dict[str, Entry] = {}
-        self._origins: dict[str, tuple[int, int]] = {}  # entry → (device, inode) of the file added
+        self._origins: dict[str, int] = {}  # entry → identity of the file added (see _identity)
         self._layout = EntryLayout()  # no name both a file and a folder
         self._staging: Path | None = None
         self._staged_names = itertools.count()  # the staging folder is this artifact's own
@@ -285,7 +285,7 @@ class Artifact:
                 source = FileSource(entry_name, staged, stamp, owned=True)
             else:
                 st = os.stat(path)
-                origin, stamp = (st.st_dev, st.st_ino), FileStamp.of_stat(st)
+                origin, stamp = _identity_of(st), FileStamp.of_stat(st)
                 source = FileSource(entry_name, str(path), stamp, owned=False)
         except OSError as exc:
             if staged is not None:  # a partial snapshot is no use to anyone
@@ -839,9 +839,13 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
     return rows
 
 
-def _identity(path: str | Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
+def _identity(path: str | Path) -> int:
+    return _identity_of(os.stat(path))
+
+
+def _identity_of(st: os.stat_result) -> int:
+    """Device and inode in one number: one object per file added, not a tuple of two."""
+    return st.st_dev << 64 | st.st_ino
 
 
 def _utf8(text: str) -> bool:
@@ -861,17 +865,17 @@ def _dedupe(items: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _snapshot(source: str | Path, target: str) -> tuple[tuple[int, int], FileStamp]:
+def _snapshot(source: str | Path, target: str) -> tuple[int, FileStamp]:
     """Copy ``source`` so later writes to it do not reach the copy: a reflink where the filesystem
-    shares extents, else a full copy done by the kernel. Returns the source's (device, inode) and the
-    copy's stamp."""
+    shares extents, else a full copy done by the kernel. Returns the source's identity and the copy's
+    stamp."""
     with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
         st = os.fstat(src.fileno())
         try:
             fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
         except OSError:
             _copy_all(src.fileno(), dst.fileno(), st.st_size)
-        return (st.st_dev, st.st_ino), FileStamp.of_fd(dst.fileno())
+        return _identity_of(st), FileStamp.of_fd(dst.fileno())
 
 
 def _copy_all(src: int, dst: int, size: int) -> None:
