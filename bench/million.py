@@ -125,8 +125,11 @@ def run_step(step: str, name: str, folder: Path, policy: str, env: dict[str, str
     return Step(step, report["entries"], report["seconds"], report["caller"], report["helper"])
 
 
-def run(entries: int, policy: str, work: Path) -> tuple[float, list[Step]]:
-    """The filesystem's create rate and the four steps, in a fresh store and cache below ``work``."""
+STEPS = ("log", "list", "download", "verify")
+
+
+def run(entries: int, policy: str, work: Path, steps: tuple[str, ...] = STEPS) -> tuple[float, list[Step]]:
+    """The filesystem's create rate and the steps' figures, in a fresh store and cache below ``work``."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -134,18 +137,16 @@ def run(entries: int, policy: str, work: Path) -> tuple[float, list[Step]]:
     env.pop("LORRY_TRANSFER_PROCESS", None)
     try:
         create_rate = make_tree(work / "source", entries)
-        steps = [
-            run_step("log", "million", work / "source", policy, env),
-            run_step("list", "million", work / "down", policy, env),
-            run_step("download", "million", work / "down", policy, env),
-            run_step("verify", "million", work / "down", policy, env),
+        figures = [
+            run_step(step, "million", work / ("source" if step == "log" else "down"), policy, env)
+            for step in steps
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for step in steps:
-        if step.entries != entries:
-            raise RuntimeError(f"step {step.name} saw {step.entries} entries, not {entries}")
-    return create_rate, steps
+    for figure in figures:
+        if figure.entries != entries:
+            raise RuntimeError(f"step {figure.name} saw {figure.entries} entries, not {entries}")
+    return create_rate, figures
 
 
 def table(entries: int, policy: str, create_rate: float, steps: list[Step]) -> str:
