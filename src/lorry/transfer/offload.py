@@ -222,19 +222,24 @@ def serve() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever else prints goes to stderr, never into the answers
     lock = threading.Lock()
-    pending: list[concurrent.futures.Future[_Stored]] = []
+    answered = threading.Condition()
+    unanswered = 0  # a count, not the futures: a job's result is let go once it is sent
 
     def send(frame: tuple[Any, ...]) -> None:
         with lock:
             _write_frame(answers, pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
 
     def reply(job: int, done: concurrent.futures.Future[_Stored]) -> None:
+        nonlocal unanswered
         error = done.exception()
         send(
             ("answer", job, True, done.result())
             if error is None
             else ("answer", job, False, _portable(error))
         )
+        with answered:
+            unanswered -= 1
+            answered.notify_all()
 
     logger = logging.getLogger("lorry")
     logger.addHandler(_ForwardLogs(send))
@@ -242,10 +247,11 @@ def serve() -> None:
     while (frame := _read_frame(jobs)) is not None:
         job, settings, files, level = pickle.loads(frame)
         logger.setLevel(level)
-        future = _bridge.bridge().submit(_store(settings, files))
-        future.add_done_callback(functools.partial(reply, job))
-        pending.append(future)
-    concurrent.futures.wait(pending)
+        with answered:
+            unanswered += 1
+        _bridge.bridge().submit(_store(settings, files)).add_done_callback(functools.partial(reply, job))
+    with answered:
+        answered.wait_for(lambda: unanswered == 0)
 
 
 class _ForwardLogs(logging.Handler):
