@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,6 +30,7 @@ from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     DOWNLOAD_MODE,
     FILE_MODE,
+    Targets,
     discard,
     hash_file,
     install_verified,
@@ -54,13 +55,15 @@ T = TypeVar("T")
 
 
 async def fetch_entries(
-    engine: Engine, store: Store, cache: Cache, entries: Sequence[Entry], root: Path, counters: Counters
+    engine: Engine, store: Store, cache: Cache, entries: Collection[Entry], root: Path, counters: Counters
 ) -> None:
     """Make ``root`` hold every entry, byte for byte.
 
     Small blobs go in batches, as in ``upload.py``: one trip to a thread settles a whole batch (what is
     already there, what the cache or a local store holds), its GETs go out together, and one more trip
-    writes what they brought."""
+    writes what they brought. The entries are read as the work goes (``entries`` is gone through once
+    for the small ones and once for the others), never copied: a manifest of a million entries makes
+    its ``Entry`` objects a batch at a time."""
     if await engine.in_thread(lambda: root.exists() and not root.is_dir()):
         raise LocalFileError(f"download root {root} exists and is not a folder")
     counters.files_total += len(entries)
@@ -69,8 +72,8 @@ async def fetch_entries(
     def is_small(entry: Entry) -> bool:
         return entry.ref is None and (entry.size or 0) <= SMALL_OBJECT
 
-    small = iter(batched([e for e in entries if is_small(e)], lambda e: e.size or 0))
-    others = iter([e for e in entries if not is_small(e)])
+    small = batched((e for e in entries if is_small(e)), lambda e: e.size or 0)
+    others = (e for e in entries if not is_small(e))
 
     def done(entry: Entry) -> None:
         counters.files_done += 1
@@ -124,11 +127,12 @@ async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[E
     def settle() -> list[tuple[Entry, Path]]:
         """What is neither in place already nor installed now from a local store or the cache."""
         missing = []
+        targets = Targets(root)
         for entry in batch:
-            target = safe_target(root, entry.path)
+            target = targets.target(entry.path)
             if matches(target, entry.size, entry.digest):
                 continue
-            make_parents(target, root)
+            targets.make_parents(target)
             if isinstance(store, LocalStore):
                 _install_from_store(store.path_of(blob_key(_digest(entry))), target, entry)
             elif not _install_from_cache(cache, entry, target):

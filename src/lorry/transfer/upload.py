@@ -14,11 +14,9 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
-from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
 from lorry.storage.base import CREATE, MultipartStore, Part, Store
 from lorry.storage.local import LocalStore
@@ -43,6 +41,12 @@ from lorry.transfer.plan import (
 
 log = logging.getLogger("lorry")
 
+PART_FILES = 8192
+PARTS_IN_FLIGHT = 2
+"""An artifact's files are stored a part of at most ``PART_FILES`` at a time, with at most
+``PARTS_IN_FLIGHT`` parts under way: enough to keep every worker busy across a part's end, and a
+bound on what the files on the way hold in memory, whatever their number."""
+
 
 @dataclass(frozen=True, slots=True)
 class FileSource:
@@ -53,39 +57,38 @@ class FileSource:
     """
 
     path: str
-    source: Path
+    source: str
     stamp: FileStamp
     owned: bool
 
 
 async def store_files(
     engine: Engine, store: Store, files: Sequence[FileSource], counters: Counters, journal: Journal
-) -> list[Entry]:
-    """Store every file's content; return their entries, in the order given.
+) -> list[str]:
+    """Store every file's content; return their digests, in the order given. (``counters`` count the
+    files done; their totals are the caller's to set.)
 
     Small files go in batches: one trip to a thread reads (and, on a local store, writes) a whole
     batch, then its PUTs go out together. A trip per 4 KiB file cost more than the file's own I/O,
     and a crowd of threads each waking for one file spent the rest fighting over the GIL."""
-    counters.files_total += len(files)
-    counters.bytes_total += sum(f.stamp.size for f in files)
-    results: list[Entry | None] = [None] * len(files)
+    results: list[str] = [""] * len(files)
     indexed = list(enumerate(files))
     small = iter(
         batched([(i, f) for i, f in indexed if f.stamp.size <= SMALL_OBJECT], lambda p: p[1].stamp.size)
     )
     large = iter([(i, f) for i, f in indexed if f.stamp.size > SMALL_OBJECT])
 
-    def done(index: int, entry: Entry) -> None:
-        results[index] = entry
+    def done(index: int, digest: str) -> None:
+        results[index] = digest
         counters.files_done += 1
-        counters.bytes_done += entry.size or 0
+        counters.bytes_done += files[index].stamp.size
 
     async def small_worker() -> None:
         for batch in small:
             async with engine.limits.files:  # a batch's files are read one after the other
-                stored = await _store_batch(engine, store, batch)
-            for (index, _), entry in zip(batch, stored, strict=True):
-                done(index, entry)
+                digests = await _store_batch(engine, store, batch)
+            for (index, _), digest in zip(batch, digests, strict=True):
+                done(index, digest)
 
     async def large_worker() -> None:
         for index, item in large:
@@ -100,37 +103,30 @@ async def store_files(
             *(large_worker() for _ in range(min(len(files), engine.settings.max_open_files))),
         ]
     )
-    return [r for r in results if r is not None]
+    return results
 
 
-async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, FileSource]]) -> list[Entry]:
+async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, FileSource]]) -> list[str]:
     items = [item for _, item in batch]
     if isinstance(store, LocalStore):
-        digests = await engine.in_thread(lambda: [_store_local(store, item) for item in items])
-    else:
-        async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
-            read = await engine.in_thread(lambda: [_read_hashed(item) for item in items])
+        return await engine.in_thread(lambda: [_store_local(store, item) for item in items])
+    async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
+        read = await engine.in_thread(lambda: [_read_hashed(item) for item in items])
 
-            async def put(data: bytes, digest: str) -> None:
-                # A conditional create at once (one request): a conflict means it is already stored.
-                async with engine.limits.requests:
-                    with contextlib.suppress(ConflictError):
-                        await store.put(blob_key(digest), data, CREATE)
+        async def put(data: bytes, digest: str) -> None:
+            # A conditional create at once (one request): a conflict means it is already stored.
+            async with engine.limits.requests:
+                with contextlib.suppress(ConflictError):
+                    await store.put(blob_key(digest), data, CREATE)
 
-            await gather_all(put(data, digest) for data, digest in read)
-        digests = [digest for _, digest in read]
-    return [
-        Entry(path=item.path, digest=digest, size=item.stamp.size)
-        for item, digest in zip(items, digests, strict=True)
-    ]
+        await gather_all(put(data, digest) for data, digest in read)
+    return [digest for _, digest in read]
 
 
-async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Journal) -> Entry:
+async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
     if isinstance(store, LocalStore):
-        digest = await engine.in_thread(_store_local, store, item)
-    else:
-        digest = await _store_remote(engine, store, item, journal)
-    return Entry(path=item.path, digest=digest, size=item.stamp.size)
+        return await engine.in_thread(_store_local, store, item)
+    return await _store_remote(engine, store, item, journal)
 
 
 def _store_local(store: LocalStore, item: FileSource) -> str:
