@@ -8,10 +8,12 @@ Keys are ``/``-separated relative paths of printable characters without ``..`` s
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, TypeGuard, runtime_checkable
 
 from lorry.errors import ValidationError
 
@@ -36,6 +38,13 @@ class Update:
 PutMode = Overwrite | Create | Update
 OVERWRITE = Overwrite()
 CREATE = Create()
+
+
+Body = bytes | bytearray | memoryview | BinaryIO
+"""What ``put`` stores: bytes, or a binary file or stream (anything with ``read``, ``seek`` and
+``tell``: an open file, ``io.BytesIO``), read from its position to its end a chunk at a time, so a
+large object needs little memory. A stream must be seekable: a retry sends it again from where it
+started (``RetryingStore`` seeks back), and some backends read it twice (S3's ``Content-MD5``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +121,9 @@ class Store(Protocol):
     def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Like ``get`` but in chunks, for objects too large to hold in memory."""
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        """Store ``data`` under ``key`` if ``mode`` allows it; ``ConflictError`` if it does not."""
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        """Store ``data`` (bytes, or a stream read to its end) under ``key`` if ``mode`` allows it;
+        ``ConflictError`` if it does not."""
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
@@ -170,3 +180,63 @@ def check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise ValidationError(f"invalid store key {key!r}")
     return key
+
+
+# -- bodies: what every backend needs to send a stream --------------------------------------------------
+
+STREAM_READ = 8 << 20
+"""Bytes read from a stream at a time (a multiple of 256 KiB, as GCS's resumable uploads need)."""
+
+
+def is_stream(body: Body) -> TypeGuard[BinaryIO]:
+    """Whether ``body`` is a stream to read rather than bytes in memory."""
+    return not isinstance(body, bytes | bytearray | memoryview)
+
+
+def remaining(stream: BinaryIO) -> int:
+    """Bytes from the stream's position to its end; the position is left where it was."""
+    if not stream.seekable():
+        raise ValidationError(f"{stream!r} cannot seek: put takes bytes or a seekable file or stream")
+    start = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(start)
+    return max(0, end - start)
+
+
+def body_size(body: Body) -> int:
+    """How many bytes ``put`` would store."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return len(body)
+    return remaining(body)
+
+
+def read_chunk(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream (``read`` may return short)."""
+    chunk = stream.read(size)
+    if len(chunk) == size or not chunk:
+        return chunk
+    parts = [chunk]
+    got = len(chunk)
+    while got < size and (more := stream.read(size - got)):
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+async def stream_chunks(stream: BinaryIO, size: int, chunk: int = STREAM_READ) -> AsyncIterator[bytes]:
+    """The next ``size`` bytes of ``stream`` in chunks, each read in a thread; a stream that ends
+    early is a ``ValidationError`` (the object would be stored short)."""
+    left = size
+    while left > 0:
+        data = await asyncio.to_thread(read_chunk, stream, min(chunk, left))
+        if not data:
+            raise ValidationError(f"{stream!r} ended {left} bytes short of the {size} it held")
+        left -= len(data)
+        yield data
+
+
+async def read_whole(body: Body) -> bytes | bytearray | memoryview:
+    """``body``'s bytes in memory (a stream read to its end): for bodies known to be small."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return body
+    return b"".join([chunk async for chunk in stream_chunks(body, remaining(body))])

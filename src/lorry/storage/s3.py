@@ -24,6 +24,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -32,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -58,6 +59,8 @@ from lorry.errors import (
 from lorry.model.secret import REDACTED
 from lorry.storage.base import (
     OVERWRITE,
+    STREAM_READ,
+    Body,
     Create,
     ObjectMeta,
     Part,
@@ -66,7 +69,10 @@ from lorry.storage.base import (
     Upload,
     VersionedBody,
     VersionedMeta,
+    body_size,
     check_key,
+    read_chunk,
+    stream_chunks,
 )
 from lorry.storage.options import StoreOptions
 from lorry.storage.s3_http import Answer, DirectS3, S3ResponseError, content_md5, content_md5_async
@@ -197,19 +203,37 @@ class S3Store:
             async for chunk in self._chunks(body, key):
                 yield chunk
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        md5 = await content_md5_async(data)
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        size = body_size(data)
+        # A stream is read twice: once for its Content-MD5 (which S3 needs before the body), once sent.
+        if isinstance(data, bytes | bytearray | memoryview):
+            md5 = await content_md5_async(data)
+        else:
+            md5 = await asyncio.to_thread(_md5_of, data)
         direct = await self._direct()
         if direct is not None:
             headers = {"content-md5": md5, **self._sse_write_headers, **_precondition_headers(mode)}
-            sent = self._send(direct, "PutObject", "PUT", key, headers=headers, body=data)
+            body: bytes | bytearray | memoryview | AsyncIterator[bytes]
+            if isinstance(data, bytes | bytearray | memoryview):
+                body = data
+            else:
+                headers["content-length"] = str(size)
+                body = stream_chunks(data, size)
+            sent = self._send(direct, "PutObject", "PUT", key, headers=headers, body=body)
             etag = (await self._guarded(mode, key, sent)).headers.get("ETag", "")
         else:
             response = await self._conditional(
-                mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5, **self._sse_write
+                mode,
+                "put_object",
+                key,
+                Key=self._key(key),
+                Body=data,
+                ContentLength=size,
+                ContentMD5=md5,
+                **self._sse_write,
             )
             etag = response["ETag"]
-        return ObjectMeta(key=key, size=len(data), etag=_etag(etag))
+        return ObjectMeta(key=key, size=size, etag=_etag(etag))
 
     async def delete(self, key: str) -> None:
         await self._call("delete_object", key, Key=self._key(key))
@@ -736,6 +760,16 @@ def _configured_endpoint(session: Any) -> str | None:
     )
     endpoint: str | None = provider.provide()
     return endpoint
+
+
+def _md5_of(stream: BinaryIO) -> str:
+    """``Content-MD5`` of the rest of ``stream``, read a chunk at a time; its position is kept."""
+    start = stream.tell()
+    hasher = hashlib.md5(usedforsecurity=False)
+    while chunk := read_chunk(stream, STREAM_READ):
+        hasher.update(chunk)
+    stream.seek(start)
+    return base64.b64encode(hasher.digest()).decode()
 
 
 def _etag(value: object) -> str:

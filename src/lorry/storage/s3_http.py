@@ -91,7 +91,7 @@ class DirectS3:
         *,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | bytearray | memoryview | None = None,
+        body: bytes | bytearray | memoryview | AsyncIterator[bytes] | None = None,
         read: bool = False,
     ) -> Answer:
         """One request; the body of the answer is read only if ``read``."""
@@ -107,7 +107,7 @@ class DirectS3:
         *,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | bytearray | memoryview | None = None,
+        body: bytes | bytearray | memoryview | AsyncIterator[bytes] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose answer was 2xx (else ``S3ResponseError``); its body is read in the block."""
         path = encode_path(key)

@@ -32,7 +32,17 @@ from datetime import timedelta
 from typing import TypeVar
 
 from lorry.errors import ObjectNotFoundError, TransientError
-from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, Part, PutMode, Store, Upload
+from lorry.storage.base import (
+    OVERWRITE,
+    Body,
+    MultipartStore,
+    ObjectMeta,
+    Part,
+    PutMode,
+    Store,
+    Upload,
+    is_stream,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("lorry")
@@ -202,8 +212,16 @@ class RetryingStore:
                     self.policy.succeeded(first_failure)
                 raise
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        if not is_stream(data):
+            return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
+        start = data.tell()
+
+        async def again() -> ObjectMeta:  # a stream is sent again from where it started
+            data.seek(start)
+            return await self.inner.put(key, data, mode)
+
+        return await self.policy.run(f"PUT {key}", again)
 
     async def delete(self, key: str) -> None:
         await self.policy.run(f"DELETE {key}", lambda: self.inner.delete(key))

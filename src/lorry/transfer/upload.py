@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import time
@@ -20,11 +21,12 @@ from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
-from lorry.storage.base import CREATE, MultipartStore, Part, Store
+from lorry.storage.base import CREATE, STREAM_READ, MultipartStore, Part, Store
 from lorry.storage.local import LocalStore
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     FileStamp,
+    check_stamp,
     check_unchanged,
     copy_hashing,
     hash_file,
@@ -169,10 +171,13 @@ def _store_local(store: LocalStore, item: FileSource) -> str:
 
 async def _store_remote(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
     size = item.stamp.size
-    if size >= MULTIPART_THRESHOLD and isinstance(store, MultipartStore):
+    if size >= MULTIPART_THRESHOLD:
         digest = await engine.in_thread(_hash_checked, item)
         if not await _stored(engine, store, blob_key(digest)):
-            await _store_multipart(engine, store, item, blob_key(digest), journal)
+            if isinstance(store, MultipartStore):
+                await _store_multipart(engine, store, item, blob_key(digest), journal)
+            else:
+                await _store_streamed(engine, store, item, blob_key(digest))
         return digest
     # Read and hash in one trip to a thread: what is sent is exactly what was hashed. A HEAD first
     # saves sending bytes the store already has.
@@ -184,6 +189,38 @@ async def _store_remote(engine: Engine, store: Store, item: FileSource, journal:
             with contextlib.suppress(ConflictError):
                 await store.put(blob_key(digest), data, CREATE)
     return digest
+
+
+async def _store_streamed(engine: Engine, store: Store, item: FileSource, key: str) -> None:
+    """The file as one ``put`` of a stream (GCS: a resumable upload), read a chunk at a time: memory
+    holds a chunk, not the file."""
+    async with engine.limits.memory.hold(STREAM_READ):
+        try:
+            handle = await engine.in_thread(_StampedFile, item)
+        except OSError as exc:
+            raise local_error(exc, f"cannot read {item.source}") from exc
+        try:
+            async with engine.limits.requests:
+                with contextlib.suppress(ConflictError):  # stored meanwhile: the same bytes
+                    await store.put(key, handle, CREATE)
+        finally:
+            await engine.in_thread(handle.close)
+
+
+class _StampedFile(io.FileIO):
+    """A source file that checks its stamp when its last bytes are read, before they are sent: a
+    source changed on the way fails its version before the object is complete, as with parts."""
+
+    def __init__(self, item: FileSource) -> None:
+        super().__init__(item.source, "rb")
+        self.item = item
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        now = FileStamp.of_fd(self.fileno())
+        if self.tell() >= min(now.size, self.item.stamp.size):  # the end, of the file as it was or is
+            check_stamp(now, self.item.stamp, self.item.source, self.item.path)
+        return data or b""
 
 
 async def _stored(engine: Engine, store: Store, key: str) -> bool:
