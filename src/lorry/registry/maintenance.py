@@ -43,8 +43,7 @@ from lorry.errors import ConflictError, CorruptRecordError, LorryError, ObjectNo
 from lorry.model.digest import digest_bytes, hex_part, is_content_digest, new_hasher
 from lorry.registry.records import VersionRecord, dump_json, load_json
 from lorry.registry.registry import Registry, blob_key, manifest_key, pointer_version
-from lorry.storage.base import CREATE, ObjectMeta, Store, Update, Upload
-from lorry.storage.local import LocalStore
+from lorry.storage.base import CREATE, LOCAL_FILES, ObjectMeta, Store, Update, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 
 GC_STATE_KEY = "_lorry/gc/state.json"
@@ -279,7 +278,8 @@ async def _collect(
     doomed = [meta for meta in unreferenced if old(meta)]
     uploads: list[Upload] = await stale_uploads(store, grace, now())
     # A local store's unfinished temporary files are its uploads in progress.
-    temps = await asyncio.to_thread(store.stale_temp_files, cutoff) if isinstance(store, LocalStore) else []
+    local = LOCAL_FILES.of(store)
+    temps = await asyncio.to_thread(local.stale_temp_files, cutoff) if local is not None else []
     if not dry_run:
         await _bounded(doomed, lambda meta: store.delete(meta.key))
         await abort_uploads(store, uploads)

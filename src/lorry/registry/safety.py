@@ -21,7 +21,18 @@ import weakref
 from collections.abc import AsyncIterator
 
 from lorry.errors import ConflictError, ObjectNotFoundError, UnsafeStoreError
-from lorry.storage.base import CREATE, OVERWRITE, Body, Create, ObjectMeta, PutMode, Store, Update
+from lorry.storage.base import (
+    CREATE,
+    OVERWRITE,
+    Body,
+    C,
+    Capability,
+    Create,
+    ObjectMeta,
+    PutMode,
+    Store,
+    Update,
+)
 
 PROBE_PREFIX = "_lorry/probe/"
 
@@ -108,6 +119,9 @@ class SingleWriterStore:
     @property
     def url(self) -> str:
         return self.inner.url
+
+    def capability(self, kind: Capability[C]) -> C | None:
+        return kind.of(self.inner)
 
     async def head(self, key: str) -> ObjectMeta:
         return await self.inner.head(key)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Protocol, TypeGuard, runtime_checkable
+from pathlib import Path
+from typing import BinaryIO, Generic, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
 
 from lorry.errors import ValidationError
 
@@ -133,6 +135,84 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections and files."""
+
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, slots=True)
+class Capability(Generic[C]):
+    """A fast path below the contract that a store may offer, named by the ``runtime_checkable``
+    protocol that describes it: ``LOCAL_FILES.of(store)`` is the part of ``store`` that has local
+    files, found through any wrappers, or None.
+
+    Calls made through a capability bypass the wrappers, so it is for work they have nothing to add
+    to (linking a local file is no request to limit or retry) or that does its own.
+    """
+
+    protocol: type
+
+    def of(self, store: object) -> C | None:
+        if isinstance(store, self.protocol):
+            return cast(C, store)  # the protocol is C's: Capability[C](C)
+        if isinstance(store, Wrapper):
+            return store.capability(self)
+        return None
+
+
+@runtime_checkable
+class Wrapper(Protocol):
+    """A store that wraps another (limits, retries, checks) and passes its capabilities through."""
+
+    def capability(self, kind: Capability[C]) -> C | None:
+        """What the wrapped store offers of ``kind``: ``kind.of(inner)``."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A store whose objects are files on this machine (``LocalStore``): the transfer layer links or
+    copies in the kernel instead of reading and sending, and garbage collection removes the temporary
+    files that killed writers left."""
+
+    @property
+    def root(self) -> Path:
+        """The store's folder."""
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds ``key``."""
+
+    def temp_path(self) -> Path:
+        """A fresh name on the store's filesystem, for a file ``commit_file`` will name."""
+
+    def commit_file(self, temp: Path, key: str, mode: PutMode) -> ObjectMeta:
+        """Give a finished temporary file its key's name, honouring ``mode``."""
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Store a content-addressed object unless it is there already (one exclusive create)."""
+
+    def stale_temp_files(self, cutoff: datetime) -> list[Path]:
+        """Temporary files last written before ``cutoff``."""
+
+
+@runtime_checkable
+class VersionedReads(Protocol):
+    """Reads of any object of a bucket and of its versions (S3 ``versionId``, GCS generation): what a
+    reference records and downloads. ``raw`` takes the key verbatim (a bucket's own names may hold
+    segments that the store's keys may not)."""
+
+    async def head_version(
+        self, key: str, version: str | None = None, /, *, raw: bool = False
+    ) -> VersionedMeta: ...
+
+    def open_version(
+        self, key: str, version: str | None = None, /, *, raw: bool = False
+    ) -> AbstractAsyncContextManager[VersionedBody]: ...
+
+    def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]: ...
+
+
+LOCAL_FILES: Capability[LocalFiles] = Capability(LocalFiles)
+VERSIONED_READS: Capability[VersionedReads] = Capability(VersionedReads)
 
 
 @dataclass(frozen=True, slots=True)

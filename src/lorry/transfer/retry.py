@@ -35,6 +35,8 @@ from lorry.errors import ObjectNotFoundError, TransientError
 from lorry.storage.base import (
     OVERWRITE,
     Body,
+    C,
+    Capability,
     MultipartStore,
     ObjectMeta,
     Part,
@@ -180,6 +182,9 @@ class RetryingStore:
     @property
     def url(self) -> str:
         return self.inner.url
+
+    def capability(self, kind: Capability[C]) -> C | None:
+        return kind.of(self.inner)
 
     async def head(self, key: str) -> ObjectMeta:
         return await self.policy.run(f"HEAD {key}", lambda: self.inner.head(key))

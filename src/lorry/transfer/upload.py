@@ -21,8 +21,7 @@ from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
-from lorry.storage.base import CREATE, STREAM_READ, MultipartStore, Part, Store
-from lorry.storage.local import LocalStore
+from lorry.storage.base import CREATE, LOCAL_FILES, STREAM_READ, LocalFiles, MultipartStore, Part, Store
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     FileStamp,
@@ -91,7 +90,7 @@ async def store_files(
         for index, item in large:
             done(index, await _store_one(engine, store, item, journal))
 
-    small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
+    small_workers = 2 if LOCAL_FILES.of(store) else 1 + engine.settings.max_requests // BATCH_FILES
     await gather_all(
         [
             *(small_worker() for _ in range(small_workers)),
@@ -103,17 +102,16 @@ async def store_files(
 
 async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, FileSource]]) -> list[Entry]:
     items = [item for _, item in batch]
-    if isinstance(store, LocalStore):
-        digests = await engine.in_thread(lambda: [_store_local(store, item) for item in items])
+    if (local := LOCAL_FILES.of(store)) is not None:
+        digests = await engine.in_thread(lambda: [_store_local(local, item) for item in items])
     else:
         async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
             read = await engine.in_thread(lambda: [_read_hashed(item) for item in items])
 
             async def put(data: bytes, digest: str) -> None:
                 # A conditional create at once (one request): a conflict means it is already stored.
-                async with engine.limits.requests:
-                    with contextlib.suppress(ConflictError):
-                        await store.put(blob_key(digest), data, CREATE)
+                with contextlib.suppress(ConflictError):
+                    await store.put(blob_key(digest), data, CREATE)
 
             await gather_all(put(data, digest) for data, digest in read)
         digests = [digest for _, digest in read]
@@ -124,14 +122,14 @@ async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, File
 
 
 async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Journal) -> Entry:
-    if isinstance(store, LocalStore):
-        digest = await engine.in_thread(_store_local, store, item)
+    if (local := LOCAL_FILES.of(store)) is not None:
+        digest = await engine.in_thread(_store_local, local, item)
     else:
         digest = await _store_remote(engine, store, item, journal)
     return Entry(path=item.path, digest=digest, size=item.stamp.size)
 
 
-def _store_local(store: LocalStore, item: FileSource) -> str:
+def _store_local(store: LocalFiles, item: FileSource) -> str:
     if item.stamp.size <= SMALL_OBJECT:  # read once, hashed and written from memory
         data, digest = _read_hashed(item)
         store.put_blob(blob_key(digest), data)
@@ -185,9 +183,8 @@ async def _store_remote(engine: Engine, store: Store, item: FileSource, journal:
         data, digest = await engine.in_thread(_read_hashed, item)
         if await _stored(engine, store, blob_key(digest)):
             return digest
-        async with engine.limits.requests:
-            with contextlib.suppress(ConflictError):
-                await store.put(blob_key(digest), data, CREATE)
+        with contextlib.suppress(ConflictError):
+            await store.put(blob_key(digest), data, CREATE)
     return digest
 
 
@@ -200,9 +197,8 @@ async def _store_streamed(engine: Engine, store: Store, item: FileSource, key: s
         except OSError as exc:
             raise local_error(exc, f"cannot read {item.source}") from exc
         try:
-            async with engine.limits.requests:
-                with contextlib.suppress(ConflictError):  # stored meanwhile: the same bytes
-                    await store.put(key, handle, CREATE)
+            with contextlib.suppress(ConflictError):  # stored meanwhile: the same bytes
+                await store.put(key, handle, CREATE)
         finally:
             await engine.in_thread(handle.close)
 
@@ -225,8 +221,7 @@ class _StampedFile(io.FileIO):
 
 async def _stored(engine: Engine, store: Store, key: str) -> bool:
     try:
-        async with engine.limits.requests:
-            await store.head(key)
+        await store.head(key)
     except ObjectNotFoundError:
         return False
     return True
@@ -281,8 +276,7 @@ async def _upload_parts(
                                 f"{item.source} (entry {item.path!r}) shrank while it was being logged"
                             )
                         data = buffer if part.size == plan.part_size else bytes(body)
-                        async with engine.limits.requests:
-                            parts[part.number] = await store.put_part(key, upload_id, part.number, data)
+                        parts[part.number] = await store.put_part(key, upload_id, part.number, data)
 
             in_flight = max(
                 1, min(plan.count, MAX_PARTS_IN_FLIGHT, engine.settings.max_memory // plan.part_size)
@@ -292,9 +286,8 @@ async def _upload_parts(
             os.close(fd)
         await engine.in_thread(check_unchanged, item.source, item.stamp, item.path)
         ordered = [parts[n] for n in sorted(parts)]
-        async with engine.limits.requests:
-            with contextlib.suppress(ConflictError):  # completed meanwhile by a writer of the same bytes
-                await store.complete_multipart(key, upload_id, ordered, CREATE)
+        with contextlib.suppress(ConflictError):  # completed meanwhile by a writer of the same bytes
+            await store.complete_multipart(key, upload_id, ordered, CREATE)
     except asyncio.CancelledError:
         raise  # interrupted, not failed: the journal lets the next attempt resume
     except BaseException:
