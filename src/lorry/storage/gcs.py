@@ -81,6 +81,7 @@ from lorry.storage.base import (
     read_whole,
     remaining,
 )
+from lorry.storage.failures import no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 
@@ -552,20 +553,20 @@ class GCSStore:
                     f"GCS refused the credentials for {what} (HTTP {status}): {detail}; check "
                     f"GOOGLE_APPLICATION_CREDENTIALS and the account's permissions on bucket {self.bucket}"
                 ) from exc
-            if status in (408, 429) or status >= 500:
+            if transient_status(status):
+                wait = retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 raise TransientError(
-                    f"GCS request for {what} failed (HTTP {status}): {detail}", retry_after=_retry_after(exc)
+                    f"GCS request for {what} failed (HTTP {status}): {detail}", retry_after=wait
                 ) from exc
             raise StoreError(f"GCS request for {what} failed (HTTP {status}): {detail}") from exc
         except aiohttp.ClientSSLError as exc:
             # A certificate that is not trusted stays untrusted: final, unlike other connection failures.
             tls = tls_error(exc, endpoint_of(self.endpoint or GCS_API_ROOT))
             raise (tls or StoreError(f"GCS request for {what} failed: {exc}")) from exc
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # Resets, refused connections, timeouts: no answer from the server, worth another try.
-            raise TransientError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
+            failed = f"GCS request for {what} failed: {type(exc).__name__}: {exc}"
+            raise (TransientError(failed) if no_answer(exc) else StoreError(failed)) from exc
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
@@ -613,14 +614,6 @@ def _goog_hashes(headers: list[str]) -> dict[str, str]:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
-
-
-def _retry_after(exc: aiohttp.ClientResponseError) -> float | None:
-    value = exc.headers.get("Retry-After") if exc.headers else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _timestamp(value: object) -> datetime | None:

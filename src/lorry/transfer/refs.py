@@ -56,6 +56,7 @@ from lorry.model.manifest import Entry, normalize_entry_path
 from lorry.model.secret import redact_text, redact_uri
 from lorry.settings import Settings
 from lorry.storage.base import VERSIONED_READS, VersionedMeta, VersionedReads
+from lorry.storage.failures import no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 from lorry.transfer import engine as engine_module
@@ -357,14 +358,10 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
 
 def _http_status_error(uri: str, status: int, headers: Mapping[str, str], what: str) -> StoreError:
     shown = redact_uri(uri)
-    if status == 429 or status >= 500:
-        return TransientError(f"{what} {shown} answered HTTP {status}", retry_after=_retry_after(headers))
+    if transient_status(status):
+        wait = retry_after(headers.get("Retry-After"))
+        return TransientError(f"{what} {shown} answered HTTP {status}", retry_after=wait)
     return StoreError(f"{what} {shown} answered HTTP {status}")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("Retry-After", "").strip()
-    return float(raw) if raw.isdecimal() else None
 
 
 def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
@@ -373,7 +370,7 @@ def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
     if isinstance(exc, aiohttp.ClientSSLError):
         return tls_error(exc, endpoint_of(uri)) or StoreError(f"{what}: TLS failed: {redact_text(str(exc))}")
     detail = f"{type(exc).__name__}: {redact_text(str(exc))}"
-    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError):
+    if no_answer(exc):
         return TransientError(f"{what}: {detail}")
     return StoreError(f"{what}: {detail}")
 
