@@ -23,8 +23,7 @@ from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, St
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
-from lorry.storage.base import Store
-from lorry.storage.local import LocalStore
+from lorry.storage.base import LOCAL_FILES, Store
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
@@ -92,7 +91,7 @@ async def fetch_entries(
                 await fetch_entry(engine, store, cache, entry, root)
             done(entry)
 
-    small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
+    small_workers = 2 if LOCAL_FILES.of(store) else 1 + engine.settings.max_requests // BATCH_FILES
     await gather_all(
         [
             *(small_worker() for _ in range(small_workers)),
@@ -108,8 +107,8 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
     await _settled(engine, make_parents, target, root)
     if entry.ref is not None:
         await refs.fetch(engine, entry, target)
-    elif isinstance(store, LocalStore):
-        source = store.path_of(blob_key(_digest(entry)))
+    elif (local := LOCAL_FILES.of(store)) is not None:
+        source = local.path_of(blob_key(_digest(entry)))
         await _settled(engine, _install_from_store, source, target, entry)
     elif not await _settled(engine, _install_from_cache, cache, entry, target):
         if (entry.size or 0) <= SMALL_OBJECT:
@@ -124,6 +123,8 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
 async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[Entry], root: Path) -> None:
     """Fetch a batch of small stored (not referenced) entries."""
 
+    local = LOCAL_FILES.of(store)
+
     def settle() -> list[tuple[Entry, Path]]:
         """What is neither in place already nor installed now from a local store or the cache."""
         missing = []
@@ -133,8 +134,8 @@ async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[E
             if matches(target, entry.size, entry.digest):
                 continue
             targets.make_parents(target)
-            if isinstance(store, LocalStore):
-                _install_from_store(store.path_of(blob_key(_digest(entry))), target, entry)
+            if local is not None:
+                _install_from_store(local.path_of(blob_key(_digest(entry))), target, entry)
             elif not _install_from_cache(cache, entry, target):
                 missing.append((entry, target))
         return missing
@@ -178,8 +179,7 @@ async def _get_small(engine: Engine, store: Store, entry: Entry) -> bytes:
     key = blob_key(_digest(entry))
     size = entry.size or 0
     try:  # one byte more than recorded, to see a longer blob without reading all of it
-        async with engine.limits.requests:
-            data = await store.get(key, 0, size + 1)
+        data = await store.get(key, 0, size + 1)
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     if len(data) != size:
@@ -233,8 +233,7 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
     key = blob_key(digest)
     size = entry.size or 0
     try:  # a size that lies would make a huge sparse file and a request per missing range
-        async with engine.limits.requests:
-            stored = (await store.head(key)).size
+        stored = (await store.head(key)).size
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     if stored != size:
@@ -258,10 +257,9 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
             async def worker() -> None:
                 for part in todo:
                     offset = part.start
-                    async with engine.limits.requests:
-                        async for chunk in store.stream(key, part.start, part.end):
-                            await _settled(engine, _pwrite_all, fd, chunk, offset)
-                            offset += len(chunk)
+                    async for chunk in store.stream(key, part.start, part.end):
+                        await _settled(engine, _pwrite_all, fd, chunk, offset)
+                        offset += len(chunk)
                     if offset != part.end:
                         raise _wrong_size(key, entry, "shorter than")
 
