@@ -90,4 +90,7 @@ def build(project: str = "bikes") -> list[str]:
 if __name__ == "__main__":
     for name in build():
         print(f"logged {name}")
+    api = lorry.Api(overrides={"project": "bikes"})
+    kept = [a.version for a in api.artifacts("model", "ride-time-model")]
+    print(f"kept {len(kept)} checkpoints; v1 deleted: {'v1' not in kept}")
     print("browse them: lorry ui")
