@@ -459,6 +459,11 @@ def test_deleted_and_expired_versions_are_never_offered_as_live() -> None:
         assert sorted(marked) == [("v0", ""), ("v1", " gone"), ("v2", " gone"), ("v3", " gone")]
         assert graph.count('<span class="gone-badge">deleted</span>') == 2
         assert graph.count('<span class="gone-badge">expired</span>') == 1
+        producer = api.artifact("ckpt:v0").logged_by()
+        assert producer is not None
+        logged_list = page(server, f"/r/tester/prune/{producer.id}").partition('id="run-outputs"')[2]
+        marks = re.findall(r'/ckpt:(v\d)</a>(?: <span class="gone-badge">(\w+)</span>)?', logged_list)
+        assert marks == [("v0", ""), ("v1", "deleted"), ("v2", "expired"), ("v3", "deleted")]
 
 
 USERS = 2_000

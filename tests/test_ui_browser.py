@@ -207,7 +207,9 @@ def test_tags_time_to_live_and_a_deleted_checkpoint_shown_as_deleted(demo: UiSer
     page.click("#lineage-link")  # its lineage is kept, and says what it was
     expect(page.locator("svg#lineage .node.root.gone")).to_contain_text("ride-time-model:v1")
     page.locator("svg#lineage .node.run", has_text="train").click()
-    expect(page.locator("main")).to_contain_text("tester/bikes/ride-time-model:v1")
+    logged_v1 = page.locator("#run-outputs li", has_text="tester/bikes/ride-time-model:v1")
+    expect(logged_v1.locator(".gone-badge")).to_have_text("deleted")
+    expect(page.locator("#run-outputs .gone-badge")).to_have_count(1)
 
 
 def deletion_time(demo: UiServer, name: str, version: int) -> datetime:

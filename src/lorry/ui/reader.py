@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from lorry import _bridge
 from lorry.artifact import AliasTable
 from lorry.errors import ArtifactDeletedError, ArtifactNotFoundError, CorruptRecordError, ObjectNotFoundError
 from lorry.model.names import version_alias, version_number
-from lorry.registry.records import RunRecord, VersionRecord
+from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import Collection, CollectionInfo, Registry, blob_key, manifest_key
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
@@ -209,6 +209,21 @@ class Reader:
 
     async def run(self, entity: str, project: str, run_id: str) -> RunRecord:
         return await self.on_engine(self.registry.get_run(entity, project, run_id))
+
+    async def states(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, Gone | str | None]:
+        """For each version named: None if live, ``Gone`` if deleted or expired, "missing" if absent."""
+        return await self.on_engine(self._states(refs))
+
+    async def _states(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, Gone | str | None]:
+        async def one(ref: ArtifactRef) -> Gone | str | None:
+            where = Collection(ref.entity, ref.project, ref.name)
+            try:
+                return gone(await self.registry.read_version(where, ref.version, include_gone=True))
+            except ArtifactNotFoundError:
+                return "missing"
+
+        found = await asyncio.gather(*(one(ref) for ref in refs))
+        return dict(zip(refs, found, strict=True))
 
     async def consumers(self, collection: Collection, number: int) -> list[tuple[str, str, str]]:
         return await self.on_engine(self.registry.consumers(collection, number))

@@ -58,6 +58,7 @@ FILES_PER_PAGE = 100
 DIFF_ROWS_SHOWN = 500
 METADATA_COLUMNS = 12
 LINEAGE_DEPTH = 3
+RUN_REFS_SHOWN = 500
 # A lineage graph draws at most this many runs and versions, and at most LINEAGE_FANOUT new neighbours
 # of any one node; the rest is one "N more" node linking to where they are listed.
 LINEAGE_BUDGET = 100
@@ -537,10 +538,15 @@ class Pages:
             validate_segment(info["run"], "run id"),
         )
         project = f"{record.entity}/{record.project}"
+        # Each version listed is looked up, to mark those deleted or expired since the run.
+        shown = {"inputs": record.inputs[:RUN_REFS_SHOWN], "outputs": record.outputs[:RUN_REFS_SHOWN]}
+        states = await self.reader.states([*shown["inputs"], *shown["outputs"]])
         return self.render(
             request,
             "run.html",
             run=record,
+            shown=shown,
+            states=states,
             crumbs=[(project, f"/?{urlencode({'project': project})}"), (f"run {record.id}", "")],
         )
 
