@@ -422,7 +422,9 @@ def test_deleted_and_expired_versions_are_never_offered_as_live() -> None:
         run.use_artifact("data:latest")
         for n in range(4):
             logged(run, "ckpt", {"w.bin": bytes([n])}, metadata={"loss": 1 - n / 10})
+        logged(run, "scrapped", {"x.bin": b"x"})
     api = lorry.Api(overrides={"project": "prune"})
+    api.artifact("scrapped:v0").delete()
     api.artifact("ckpt:v1").delete()
     expiring = api.artifact("ckpt:v2")
     expiring.ttl = timedelta(milliseconds=1)  # expired at once; no gc has marked it deleted
@@ -431,7 +433,11 @@ def test_deleted_and_expired_versions_are_never_offered_as_live() -> None:
     deleted_at = datetime.fromisoformat(version_record("ckpt", "prune", 1).deleted_at or "")
     with ui_server() as server:
         listed = page(server, "/?project=tester/prune")
-        assert 'href="/a/tester/prune/ckpt/v/v0">v0<' in listed  # the latest live version
+        rows = {m[0]: m[1] for m in re.findall(r">(ckpt|scrapped)</a>(.*?)</tr>", listed, re.S)}
+        assert 'href="/a/tester/prune/ckpt/v/v0">v0<' in rows["ckpt"]  # the latest live version
+        assert '<td class="num">4</td>' in rows["ckpt"]  # versions logged
+        assert '<span class="gone-badge">all deleted</span>' in rows["scrapped"]
+        assert "/a/tester/prune/scrapped/v/" not in rows["scrapped"]
         text = page(server, "/a/tester/prune/ckpt")
         assert re.findall(r">(v\d+)</a>", text.partition('id="versions"')[2]) == ["v0"]
         assert "· 1 version · 3 deleted or expired" in " ".join(text.split())
@@ -457,7 +463,7 @@ def test_deleted_and_expired_versions_are_never_offered_as_live() -> None:
         graph = page(server, "/a/tester/prune/data/v/v0/lineage")  # its run logged all four
         marked = re.findall(r'data-node="tester/prune/ckpt:(v\d)">\s*<g class="node artifact( gone)?', graph)
         assert sorted(marked) == [("v0", ""), ("v1", " gone"), ("v2", " gone"), ("v3", " gone")]
-        assert graph.count('<span class="gone-badge">deleted</span>') == 2
+        assert graph.count('<span class="gone-badge">deleted</span>') == 3  # and scrapped:v0
         assert graph.count('<span class="gone-badge">expired</span>') == 1
         producer = api.artifact("ckpt:v0").logged_by()
         assert producer is not None
