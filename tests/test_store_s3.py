@@ -35,6 +35,21 @@ class TestMotoStore(StoreConformance):
         return s3_store(moto_server)
 
 
+class TestMotoStoreThroughBotocore(StoreConformance):
+    """The suite with every call through aiobotocore, as on AWS itself (where no endpoint URL is set
+    and the direct client is never made): moto, since AWS cannot be reached from the tests."""
+
+    @pytest.fixture
+    def store(self, moto_server: S3Server, s3_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+        store = s3_store(moto_server)
+
+        async def no_direct_client() -> None:
+            return None
+
+        monkeypatch.setattr(store, "_direct", no_direct_client)
+        return store
+
+
 def test_is_a_multipart_store() -> None:
     store = S3Store("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
     assert isinstance(store, Store)
