@@ -38,6 +38,21 @@ class TestMotoStore(MultipartConformance):
         return s3_store(moto_server)
 
 
+class TestMotoStoreThroughBotocore(MultipartConformance):
+    """The suite with every call through aiobotocore, as on AWS itself (where no endpoint URL is set
+    and the direct client is never made): moto, since AWS cannot be reached from the tests."""
+
+    @pytest.fixture
+    def store(self, moto_server: S3Server, s3_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+        store = s3_store(moto_server)
+
+        async def no_direct_client() -> None:
+            return None
+
+        monkeypatch.setattr(store, "_direct", no_direct_client)
+        return store
+
+
 @pytest.mark.parametrize(
     ("url", "expected", "prefix"),
     [

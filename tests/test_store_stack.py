@@ -27,6 +27,7 @@ from lorry.storage.local import LocalStore
 from lorry.storage.s3 import S3Store
 from lorry.transfer.engine import Engine
 from lorry.transfer.retry import RetryingStore, RetryPolicy, with_retries
+from tests.fixtures_gcs import GCSStoreFactory
 
 
 class Crowded(LocalStore):
@@ -148,9 +149,36 @@ def test_remote_stores_offer_versioned_reads_and_no_local_files() -> None:
     gcs = GCSStore("bucket", endpoint="http://127.0.0.1:9")
     for backend in (s3, gcs):
         wrapped = with_retries(limited(backend, asyncio.Semaphore(1)))
-        assert VERSIONED_READS.of(wrapped) is backend
+        assert VERSIONED_READS.of(wrapped) is not None
+        assert VERSIONED_READS.of(backend) is backend
         assert LOCAL_FILES.of(wrapped) is None
     # A wrapper is a MultipartStore exactly when what it wraps is one.
     assert isinstance(with_retries(limited(s3, asyncio.Semaphore(1))), MultipartStore)
     assert not isinstance(with_retries(limited(gcs, asyncio.Semaphore(1))), MultipartStore)
 
+
+
+def test_versioned_reads_through_the_limit_hold_a_permit(gcs_store_factory: GCSStoreFactory) -> None:
+    """A bucket's versioned reads (references) are requests too: through the stack each holds a permit,
+    a body until its block ends."""
+    backend = gcs_store_factory()
+    permits = asyncio.Semaphore(1)
+    reads = VERSIONED_READS.of(with_retries(limited(backend, permits)))
+    assert reads is not None
+
+    async def body() -> None:
+        try:
+            meta = await backend.put("k", b"bytes")
+            async with reads.open_version("k", meta.etag) as opened:
+                assert permits.locked()
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(reads.head_version("k"), 0.2)
+                assert b"".join([chunk async for chunk in opened.chunks]) == b"bytes"
+            assert not permits.locked()
+            assert (await reads.head_version("k")).version_id == meta.etag
+            assert [m.key async for m in reads.list_latest("")] == ["k"]
+            assert not permits.locked()
+        finally:
+            await backend.close()
+
+    asyncio.run(body())

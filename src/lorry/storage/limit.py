@@ -3,16 +3,20 @@
 ``limited(store, permits)`` wraps a store once, where the store stack is built, so no call site places
 the limit by hand and every request, from any layer, counts against the same bound. A stream holds its
 permit until it is read to its end or closed; a listing until it is read whole. Capabilities pass
-through (``capability``): a fast path below the contract makes no request to count.
+through (``capability``): a fast path below the contract makes no request to count, except a
+bucket's versioned reads (references), which are requests and hold a permit each as well.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import cast
 
 from lorry.storage.base import (
     OVERWRITE,
+    VERSIONED_READS,
     Body,
     C,
     Capability,
@@ -22,6 +26,9 @@ from lorry.storage.base import (
     PutMode,
     Store,
     Upload,
+    VersionedBody,
+    VersionedMeta,
+    VersionedReads,
 )
 
 
@@ -40,7 +47,10 @@ class LimitedStore:
         return self._inner.url
 
     def capability(self, kind: Capability[C]) -> C | None:
-        return kind.of(self._inner)
+        found = kind.of(self._inner)
+        if kind is VERSIONED_READS and found is not None:  # requests too: each holds a permit
+            return cast(C, LimitedReads(cast(VersionedReads, found), self._permits))
+        return found
 
     async def head(self, key: str) -> ObjectMeta:
         async with self._permits:
@@ -105,6 +115,33 @@ class LimitedMultipartStore(LimitedStore):
         async with self._permits:
             async for upload in self._mp.list_multipart(prefix):
                 yield upload
+
+
+class LimitedReads:
+    """A bucket's versioned reads, each holding a permit: a body until its block ends, a listing until
+    it is read whole."""
+
+    def __init__(self, inner: VersionedReads, permits: asyncio.Semaphore) -> None:
+        self._inner = inner
+        self._permits = permits
+
+    async def head_version(
+        self, key: str, version: str | None = None, /, *, raw: bool = False
+    ) -> VersionedMeta:
+        async with self._permits:
+            return await self._inner.head_version(key, version, raw=raw)
+
+    @asynccontextmanager
+    async def open_version(
+        self, key: str, version: str | None = None, /, *, raw: bool = False
+    ) -> AsyncIterator[VersionedBody]:
+        async with self._permits, self._inner.open_version(key, version, raw=raw) as body:
+            yield body
+
+    async def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]:
+        async with self._permits:
+            async for meta in self._inner.list_latest(prefix):
+                yield meta
 
 
 def limited(store: Store, permits: asyncio.Semaphore) -> Store:

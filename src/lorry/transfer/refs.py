@@ -198,7 +198,8 @@ def _bucket(
     engine: Engine, scheme: str, bucket: str, options: StoreOptions
 ) -> tuple[VersionedReads, RetryPolicy]:
     """The engine's store for a bucket (one client per bucket, closed with the engine), read through
-    its versions: calls outside the Store contract, retried here with the store's own policy."""
+    its versions: calls outside the Store contract, each holding a permit of the request limit, and
+    retried here with the store's own policy."""
     url = f"{scheme}://{bucket}"
     reads = VERSIONED_READS.of(engine.store(url, options))
     assert reads is not None  # S3 and GCS stores read versions
@@ -464,16 +465,15 @@ async def _fetch_s3(engine: Engine, options: StoreOptions, entry: Entry, target:
 async def _fetch_s3_once(
     engine: Engine, store: VersionedReads, entry: Entry, key: str, target: Path
 ) -> None:
-    async with engine.limits.requests:
-        try:
-            async with store.open_version(key, entry.version_id, raw=True) as body:
-                served = body.etag or ""
-                if entry.digest is not None and entry.digest != f"etag:{served}":
-                    recorded = entry.digest.removeprefix("etag:")
-                    raise _changed(entry, f"ETag {served!r}, recorded {recorded!r}")
-                await _install(engine, entry, target, body.chunks)
-        except ObjectNotFoundError as exc:  # the key, or the recorded version of it, is gone
-            raise _gone(entry) from exc
+    try:
+        async with store.open_version(key, entry.version_id, raw=True) as body:
+            served = body.etag or ""
+            if entry.digest is not None and entry.digest != f"etag:{served}":
+                recorded = entry.digest.removeprefix("etag:")
+                raise _changed(entry, f"ETag {served!r}, recorded {recorded!r}")
+            await _install(engine, entry, target, body.chunks)
+    except ObjectNotFoundError as exc:  # the key, or the recorded version of it, is gone
+        raise _gone(entry) from exc
 
 
 # -- gs:// ------------------------------------------------------------------------------------------
@@ -516,20 +516,19 @@ async def _fetch_gcs_once(
         if actual != recorded:
             raise _changed(entry, f"{alg} {actual}, recorded {recorded}")
 
-    async with engine.limits.requests:
-        try:
-            async with store.open_version(key, entry.version_id, raw=True) as body:
-                generation = body.version_id
-                if entry.version_id is not None and generation and generation != entry.version_id:
-                    raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
-                if entry.digest is not None:
-                    alg, _, recorded = entry.digest.partition(":")
-                    served = {"md5": body.md5, "crc32c": body.crc32c}.get(alg)
-                    if served is not None and served != recorded:
-                        raise _changed(entry, f"{alg} {served}, recorded {recorded}")
-                await _install(engine, entry, target, body.chunks, hasher, verify)
-        except ObjectNotFoundError as exc:  # the object, or the recorded generation of it, is gone
-            raise _gone(entry) from exc
+    try:
+        async with store.open_version(key, entry.version_id, raw=True) as body:
+            generation = body.version_id
+            if entry.version_id is not None and generation and generation != entry.version_id:
+                raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
+            if entry.digest is not None:
+                alg, _, recorded = entry.digest.partition(":")
+                served = {"md5": body.md5, "crc32c": body.crc32c}.get(alg)
+                if served is not None and served != recorded:
+                    raise _changed(entry, f"{alg} {served}, recorded {recorded}")
+            await _install(engine, entry, target, body.chunks, hasher, verify)
+    except ObjectNotFoundError as exc:  # the object, or the recorded generation of it, is gone
+        raise _gone(entry) from exc
 
 
 # -- file:// ----------------------------------------------------------------------------------------
