@@ -22,6 +22,7 @@ import posixpath
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from lorry.storage.base import Store
 
 POLICIES = ("mutable", "immutable")
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a snapshot that failed for want of room
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing the snapshot can fail so
 _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) instead of copying
 
 
@@ -98,7 +99,8 @@ class Artifact:
         self._refs: dict[str, Entry] = {}
         self._origins: dict[str, tuple[int, int]] = {}
         self._layout = EntryLayout()  # no name both a file and a folder
-        self._staging: Path | None = None  # entry → (device, inode) of the file added
+        self._staging: Path | None = None
+        self._drop_staging: weakref.finalize[Any, Any] | None = None
         self._pending: concurrent.futures.Future[_Logged] | None = None
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
@@ -284,20 +286,29 @@ class Artifact:
                 source = FileSource(entry_name, staged, FileStamp.of(staged), owned=True)
             else:
                 source = FileSource(entry_name, path, FileStamp.of(path), owned=False)
+        except LocalFileError:
+            raise  # already says what could not be done, and where
         except OSError as exc:
             if staged is not None:  # a partial snapshot is no use to anyone
                 with contextlib.suppress(OSError):
                     staged.unlink()
-            where = f" (its snapshot in {self._staging})" if exc.errno in _NO_ROOM else ""
-            raise local_error(exc, f"cannot add {path}{where}") from exc
+            if staged is not None and (exc.filename == str(staged) or exc.errno in _NO_ROOM):
+                raise local_error(exc, f"cannot add {path}: its snapshot in {self._staging}") from exc
+            raise local_error(exc, f"cannot add {path}") from exc
         self._files[entry_name] = source
         self._origins[entry_name] = _identity(path)
         self._layout.add(entry_name)
 
     def _staged_path(self) -> Path:
-        """A fresh name in this artifact's staging folder (made on first use, removed once logged)."""
+        """A fresh name in this artifact's staging folder (made on first use; removed once logged, or
+        when a draft that was never logged is dropped)."""
         if self._staging is None:
-            self._staging = Cache(Settings.load().cache_dir).staging_folder()
+            cache = Cache(Settings.load().cache_dir)
+            try:
+                self._staging = cache.staging_folder()
+            except OSError as exc:
+                raise local_error(exc, f"cannot write to the staging area in {cache.root}") from exc
+            self._drop_staging = weakref.finalize(self, shutil.rmtree, self._staging, True)
         return self._staging / uuid.uuid4().hex
 
     def _check_draft(self, action: str) -> None:
@@ -341,6 +352,8 @@ class Artifact:
         except BaseException:
             _bridge.bridge().submit(eng.assigner.release(ticket))
             raise
+        if self._drop_staging is not None:
+            self._drop_staging.detach()  # the log removes the staging folder when it ends
         run._track(self)
 
     def wait(self, timeout: float | None = None) -> Artifact:
@@ -525,21 +538,26 @@ class Artifact:
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Check that ``root`` holds exactly this version's files; ``IntegrityError`` lists what differs."""
         folder = Path(root) if root is not None else self.default_root()
-        problems = []
+        if not folder.is_dir():
+            raise LocalFileError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
+        missing, differ, extra = [], [], []
         for entry in self.manifest.values():
             path = safe_target(folder, entry.path)
             if not path.is_file():
-                problems.append(f"{entry.path}: missing")
+                missing.append(entry.path)
             elif entry.digest is not None and not matches(path, entry.size, entry.digest):
-                problems.append(f"{entry.path}: content differs")
+                differ.append(entry.path)
         for path in (p for p in folder.rglob("*") if p.is_file()):
             relative = path.relative_to(folder).as_posix()
             if relative not in self.manifest:
-                problems.append(f"{relative}: not in the artifact")
+                extra.append(relative)
+        problems = [
+            _few(names, what)
+            for names, what in ((missing, "missing"), (differ, "differ"), (extra, "not in the artifact"))
+            if names
+        ]
         if problems:
-            raise IntegrityError(
-                f"{folder} does not match {self.qualified_name}: " + "; ".join(problems[:20])
-            )
+            raise IntegrityError(f"{folder} does not match {self.qualified_name}: " + "; ".join(problems))
 
     # -- updating ---------------------------------------------------------------------------------------
 
@@ -807,6 +825,14 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
     if wants_helper(plan.settings, plan.files):
         return await helper().store_files(plan.settings, plan.files, counters, eng.retries)
     return await store_files(eng, store, plan.files, counters, Journal(plan.settings.cache_dir))
+
+
+def _few(names: Sequence[str], what: str, shown: int = 3) -> str:
+    """``'170 files missing (a, b, c, ... and 167 more)'``: a count and the first few, one line."""
+    count = len(names)
+    verb = what if count != 1 or what != "differ" else "differs"
+    listed = ", ".join(sorted(names)[:shown]) + (f", ... and {count - shown} more" if count > shown else "")
+    return f"{count} file{'' if count == 1 else 's'} {verb} ({listed})"
 
 
 def _identity(path: Path) -> tuple[int, int]:

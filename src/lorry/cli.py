@@ -198,7 +198,9 @@ def _run_json(run: lorry.LoggedRun | None) -> dict[str, Any] | None:
     }
 
 
-def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) -> dict[str, Any]:
+def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None = None) -> dict[str, Any]:
+    """One version as every ``--json`` document shows it (``producer``: its run, if already read)."""
+    producer = producer if producer is not None else _producer(artifact)
     return {
         "name": artifact.qualified_name,
         "version": artifact.version,
@@ -257,7 +259,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
     artifact = _api(args).artifact(args.artifact)
     folder = os.path.abspath(artifact.download(args.root))
     if out.json:
-        out.document({**_version_json(artifact, None), "path": folder})
+        out.document({**_version_json(artifact), "path": folder})
         return 0
     out.line(folder)
     return 0
@@ -547,7 +549,7 @@ def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
         artifact.aliases.append(args.alias)
         artifact.save()
     if out.json:
-        out.document(_version_json(artifact, None))
+        out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
@@ -563,7 +565,7 @@ def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
     artifact.aliases.remove(args.alias)
     artifact.save()
     if out.json:
-        out.document(_version_json(artifact, None))
+        out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
@@ -578,7 +580,9 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     folder = Path(args.root) if args.root is not None else artifact.default_root()
     artifact.verify(folder)
     if out.json:
-        out.document({**_version_json(artifact, None), "path": os.path.abspath(folder), "ok": True})
+        out.document(
+            {**_version_json(artifact), "path": os.path.abspath(folder), "ok": True}
+        )
     else:
         out.line(
             f"{out.style.green('ok')}: {folder} matches {artifact.qualified_name} "
@@ -648,26 +652,41 @@ def _cache() -> Cache:
     return Cache(lorry.Settings.load().cache_dir)
 
 
+def _cache_json(cache: Cache) -> dict[str, Any]:
+    info = cache.info()
+    staging = {"files": info.staging.files, "bytes": info.staging.bytes, "in_use": info.staging.in_use}
+    return {"path": str(cache.root), "files": info.files, "bytes": info.bytes, "staging": staging}
+
+
+def _cache_text(cache: Cache) -> str:
+    info = cache.info()
+    staged = info.staging
+    left = staged.files - staged.in_use
+    dead = f", {left} left by processes that ended (lorry cache cleanup removes them)" if left else ""
+    return (
+        f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}; "
+        f"staging {_files_text(staged.files)}, {human_size(staged.bytes)}{dead}"
+    )
+
+
 def cmd_cache_info(args: argparse.Namespace, out: Output) -> int:
     cache = _cache()
-    info = cache.info()
     if out.json:
-        out.document({"path": str(cache.root), "files": info.files, "bytes": info.bytes})
+        out.document(_cache_json(cache))
     else:
-        out.line(f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}")
+        out.line(_cache_text(cache))
     return 0
 
 
 def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
     cache = _cache()
-    freed = cache.cleanup(args.max_size)
-    info = cache.info()
+    staging_freed = cache.reclaim_staging()
+    freed = cache.cleanup(args.max_size) if args.max_size is not None else 0
     if out.json:
-        out.document({"path": str(cache.root), "freed": freed, "files": info.files, "bytes": info.bytes})
+        out.document({**_cache_json(cache), "freed": freed, "staging_freed": staging_freed})
     else:
-        out.line(
-            f"freed {human_size(freed)}; {cache.root} now holds {info.files} files, {human_size(info.bytes)}"
-        )
+        out.line(f"freed {human_size(freed)} of blobs and {human_size(staging_freed)} of staging")
+        out.line(_cache_text(cache))
     return 0
 
 
@@ -699,12 +718,15 @@ def _duration(text: str) -> timedelta:
 
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
     settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
-    rows = [(name, redact(name, value), source) for name, value, source in settings.describe()]
+    rows = [
+        (name, redact(name, value) if isinstance(value, str) else value, source)
+        for name, value, source in settings.describe()
+    ]
     if out.json:
         out.document([{"name": n, "value": v, "source": src} for n, v, src in rows])
         return 0
     s = out.style
-    out.table(["SETTING", "VALUE", "SOURCE"], rows, [s.cyan, None, s.dim])
+    out.table(["SETTING", "VALUE", "SOURCE"], [(n, str(v), src) for n, v, src in rows], [s.cyan, None, s.dim])
     return 0
 
 
@@ -1095,16 +1117,16 @@ lorry cache cleanup --max-size 10G
         cache_commands,
         "cleanup",
         cmd_cache_cleanup,
-        "remove the least recently used files until the cache is at most SIZE",
-        "lorry cache cleanup --max-size 500M",
+        "remove what processes that ended left in the staging area; with --max-size, the least "
+        "recently used blobs until the cache is at most SIZE",
+        "lorry cache cleanup\nlorry cache cleanup --max-size 500M",
         [cache_options],
     )
     cleanup.add_argument(
         "--max-size",
         type=parse_size,
-        required=True,
         metavar="SIZE",
-        help="like 10G, 500M, 0 (1K = 1024 bytes)",
+        help="like 10G, 500M, 0 (1K = 1024 bytes); without it, the blobs stay",
     )
 
     _add_maintenance_commands(commands)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from lorry.errors import ConflictError, ObjectNotFoundError, StoreError
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, StoreNotFoundError
 from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
 
 _INTERNAL = ".lorry"
@@ -60,11 +60,26 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a directory")
-        try:
-            make_dirs(self.root / _INTERNAL / "tmp")
-            make_dirs(self.root / _INTERNAL / "locks")
-        except OSError as exc:
-            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        # Nothing is created until the first write: reading a mistyped path must not make a store there.
+
+    def _internal(self, name: str) -> Path:
+        """The store's own folder ``name`` (tmp, locks), made with the store on first write."""
+        folder = self.root / _INTERNAL / name
+        if not folder.is_dir():
+            try:
+                make_dirs(folder)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        return folder
+
+    def _no_store(self) -> str:
+        return f"no store at {self.root} (nothing was ever logged there)"
+
+    def _missing(self, key: str) -> Exception:
+        """A key that is not there; or, when the store's folder itself is not, the store."""
+        if not self.root.is_dir():
+            return StoreNotFoundError(self._no_store())
+        return ObjectNotFoundError(f"{key} not found in {self.url}")
 
     @property
     def url(self) -> str:
@@ -117,10 +132,12 @@ class LocalStore:
 
     def temp_path(self) -> Path:
         """A fresh name in the store's own temporary folder (same filesystem, so renames are atomic)."""
-        return self.root / _INTERNAL / "tmp" / uuid.uuid4().hex
+        return self._internal("tmp") / uuid.uuid4().hex
 
     def stale_temp_files(self, cutoff: datetime) -> builtins.list[Path]:
         """Temporary files last written before ``cutoff``: what killed writers left behind."""
+        if not self.root.is_dir():
+            raise StoreNotFoundError(self._no_store())
         folder = self.root / _INTERNAL / "tmp"
         found: builtins.list[Path] = []
         with contextlib.suppress(FileNotFoundError):
@@ -212,16 +229,16 @@ class LocalStore:
         try:
             st = self.path_of(key).stat()
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+            raise self._missing(key) from exc
         if not os.path.isfile(self.path_of(key)):
-            raise ObjectNotFoundError(f"{key} not found in {self.url}")
+            raise self._missing(key)
         return st
 
     def _open(self, key: str) -> BinaryIO:
         try:
             return self.path_of(key).open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+            raise self._missing(key) from exc
 
     def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
         try:
@@ -229,7 +246,7 @@ class LocalStore:
                 handle.seek(start)
                 return handle.read() if end is None else handle.read(max(0, end - start))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
+            raise self._missing(key) from exc
 
     def _delete_sync(self, key: str) -> None:
         with self._locked(key), contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -238,6 +255,8 @@ class LocalStore:
     def _walk(self, prefix: str) -> Iterator[ObjectMeta]:
         base = prefix.rpartition("/")[0]
         top = self.root / base if base else self.root
+        if not self.root.is_dir():
+            raise StoreNotFoundError(self._no_store())
         found: list[ObjectMeta] = []
         for dirpath, dirnames, filenames in os.walk(top):
             rel = os.path.relpath(dirpath, self.root)
@@ -257,7 +276,7 @@ class LocalStore:
     def _locked(self, key: str) -> Iterator[None]:
         # A fixed set of lock stripes: bounded files, and unrelated keys rarely share one.
         name = hashlib.sha256(key.encode()).hexdigest()[:2]
-        fd = os.open(self.root / _INTERNAL / "locks" / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self._internal("locks") / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

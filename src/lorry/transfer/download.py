@@ -31,12 +31,13 @@ from lorry.transfer.files import (
     DOWNLOAD_MODE,
     FILE_MODE,
     discard,
+    download_target,
+    give_name,
     hash_file,
     install_verified,
     local_error,
     make_parents,
     matches,
-    safe_target,
     temp_beside,
     write_new,
 )
@@ -97,7 +98,7 @@ async def fetch_entries(
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
-    target = safe_target(root, entry.path)
+    target = download_target(root, entry.path)
     if await _settled(engine, matches, target, entry.size, entry.digest):
         return target
     await _settled(engine, make_parents, target, root)
@@ -123,7 +124,7 @@ async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[E
         """What is neither in place already nor installed now from a local store or the cache."""
         missing = []
         for entry in batch:
-            target = safe_target(root, entry.path)
+            target = download_target(root, entry.path)
             if matches(target, entry.size, entry.digest):
                 continue
             make_parents(target, root)
@@ -199,7 +200,7 @@ def _copy_fresh(cached: Path, target: Path) -> None:
     except OSError as exc:
         discard(temp)
         raise local_error(exc, f"cannot write {target}") from exc
-    os.replace(temp, target)
+    give_name(temp, target)
 
 
 def _install_from_store(source: Path, target: Path, entry: Entry) -> None:

@@ -136,7 +136,7 @@ def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FIL
             temp.unlink()
         raise local_error(exc, f"cannot write {target}") from exc
     if atomic:
-        os.replace(temp, target)
+        give_name(temp, target)
 
 
 def install_verified(source: Path, target: Path, digest: str, what: str) -> None:
@@ -149,7 +149,17 @@ def install_verified(source: Path, target: Path, digest: str, what: str) -> None
     if actual != digest:
         temp.unlink()
         raise IntegrityError(f"{what} does not match its digest (expected {digest}, got {actual})")
-    os.replace(temp, target)
+    give_name(temp, target)
+
+
+def give_name(temp: Path, target: Path) -> None:
+    """Rename a finished temporary file to its final name; if that fails, the temporary file goes too
+    and the error names the target (not the temporary name, which the user never chose)."""
+    try:
+        os.replace(temp, target)
+    except OSError as exc:
+        discard(temp)
+        raise local_error(exc, f"cannot write {target}") from exc
 
 
 def matches(path: Path, size: int | None, digest: str | None) -> bool:
@@ -171,6 +181,15 @@ def safe_target(root: Path, entry_path: str) -> Path:
         raise InvalidPathError(f"entry {entry_path!r} would be written outside {root}")
     if target.is_symlink():
         raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
+    return target
+
+
+def download_target(root: Path, entry_path: str) -> Path:
+    """Where entry ``entry_path`` goes below ``root``: ``safe_target``, and refused at once if a folder
+    stands there (before any byte is fetched)."""
+    target = safe_target(root, entry_path)
+    if target.is_dir() and not target.is_symlink():
+        raise LocalFileError(f"cannot download entry {entry_path!r}: {target} is a folder")
     return target
 
 

@@ -59,7 +59,15 @@ from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
-from lorry.transfer.files import DOWNLOAD_MODE, copy_hashing, discard, hash_file, local_error, temp_beside
+from lorry.transfer.files import (
+    DOWNLOAD_MODE,
+    copy_hashing,
+    discard,
+    give_name,
+    hash_file,
+    local_error,
+    temp_beside,
+)
 from lorry.transfer.retry import RetryingStore, RetryPolicy
 
 if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorry``
@@ -312,7 +320,7 @@ async def _install(
             raise _changed(entry, f"{count} bytes where {entry.size} were recorded")
         if verify is not None:
             verify()
-        await engine.in_thread(os.replace, temp, target)
+        await engine.in_thread(give_name, temp, target)
     except BaseException:
         discard(temp)
         raise
@@ -616,4 +624,4 @@ def _fetch_file(entry: Entry, target: Path) -> None:
     if entry.digest is not None and actual != entry.digest:
         temp.unlink()
         raise IntegrityError(f"reference {entry.ref} of entry {entry.path!r} changed since it was logged")
-    os.replace(temp, target)
+    give_name(temp, target)
