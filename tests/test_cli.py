@@ -101,8 +101,9 @@ def test_get_downloads_and_prints_where(data: Path, tmp_path: Path) -> None:
 
 
 def test_ls_and_versions(data: Path) -> None:
-    assert "no artifacts" in ok("ls")
+    assert "no store at" in fails("ls")  # nothing logged yet, and nothing made by looking
     ok("put", str(data), "--name", "ds", "--type", "dataset")
+    assert "no artifacts in elsewhere" in ok("ls", "elsewhere")
     write("data/more.txt", "more")
     ok("put", str(data), "--name", "ds", "--type", "dataset", "--alias", "best")
     ok("put", "data/labels.csv", "--name", "labels", "--type", "table")

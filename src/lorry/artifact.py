@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import posixpath
 import shutil
@@ -40,7 +41,14 @@ from lorry.errors import (
 )
 from lorry.model.manifest import Entry, EntryLayout, Manifest, normalize_entry_path
 from lorry.model.metadata import validate_metadata
-from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_type, version_alias
+from lorry.model.names import (
+    LATEST,
+    check_latest,
+    validate_alias,
+    validate_artifact_name,
+    validate_type,
+    version_alias,
+)
 from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import Collection, Registry
@@ -57,6 +65,8 @@ from lorry.transfer.upload import FileSource, store_files
 if TYPE_CHECKING:
     from lorry.runs import Run
     from lorry.storage.base import Store
+
+log = logging.getLogger("lorry")
 
 POLICIES = ("mutable", "immutable")
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing the snapshot can fail so
@@ -102,6 +112,7 @@ class Artifact:
         self._staging: Path | None = None
         self._drop_staging: weakref.finalize[Any, Any] | None = None
         self._pending: concurrent.futures.Future[_Logged] | None = None
+        self._failure_seen = False  # a failed log was raised to the user (by wait() or an attribute)
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
         self._saved_aliases: list[str] = []
@@ -368,16 +379,31 @@ class Artifact:
                     logged = self._pending.result(timeout)
             except concurrent.futures.TimeoutError:
                 raise TimeoutError(f"artifact {self._name} was not committed within {timeout} s") from None
+            except ArtifactFailedError:
+                self._failure_seen = True  # the user has it: finish() does not raise it again
+                raise
             self._become(logged, _bridge.run_sync(_aliases_of(logged)))
         return self
 
     async def wait_async(self) -> Artifact:
+        try:
+            return await self._settle()
+        except ArtifactFailedError:
+            self._failure_seen = True
+            raise
+
+    async def _settle(self) -> Artifact:
+        """``wait_async`` for lorry's own callers (``finish``): a failure met here is not yet the user's."""
         if self._logged is None:
             if self._pending is None:
                 raise UsageError(f"artifact {self._name} is not logged; log it with run.log_artifact first")
             logged = await asyncio.wrap_future(self._pending)
             self._become(logged, await _aliases_of(logged))
         return self
+
+    def _failure_unseen(self) -> bool:
+        """Whether this artifact failed and no call of the user's has raised it yet."""
+        return not self._failure_seen
 
     def is_draft(self) -> bool:
         """Not logged yet: still being built."""
@@ -583,6 +609,10 @@ class Artifact:
         old = state.record
         wanted = _dedupe(validate_alias(a) for a in self._aliases if a != LATEST)
         registry = _registry(state)
+        added = self._aliases.count(LATEST) > self._saved_aliases.count(LATEST)
+        removed = LATEST in self._saved_aliases and LATEST not in self._aliases
+        if added or removed:  # by hand: allowed only where it changes nothing
+            check_latest(added, old.version, await registry.latest(state.collection))
 
         def change(current: VersionRecord) -> VersionRecord:
             # Apply only what this object changed, onto the newest state: concurrent edits of other
@@ -785,6 +815,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         store = eng.store(plan.settings.store, plan.settings.store_options)
         registry = eng.registry(plan.settings)
         fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
+        await registry.refuse_other_type(plan.collection, plan.artifact_type)  # before any upload
         stored = await _store_files(eng, store, plan, plan.counters)
         manifest = Manifest([*stored, *plan.refs])
         await registry.put_manifest(manifest)
@@ -796,7 +827,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         async with eng.assigner.turn(ticket):
             fence = await guard_commit(store, fence, restore)
             started = time.monotonic()
-            record, _ = await registry.commit(
+            record, created = await registry.commit(
                 plan.collection,
                 plan.artifact_type,
                 manifest,
@@ -808,6 +839,8 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
             if time.monotonic() - started > SETTLE / 2:
                 await repair_if_gc_ran(store, fence, restore)
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
+        if not created:
+            _warn_not_applied(plan, record)
         await plan.run._record_output(
             ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)
         )
@@ -818,6 +851,24 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         if plan.staging is not None:  # logged or failed, an artifact is never logged again
             await eng.in_thread(shutil.rmtree, plan.staging, True)
     return _Logged(plan.settings, plan.collection, record)
+
+
+def _warn_not_applied(plan: _LogPlan, record: VersionRecord) -> None:
+    """Content equal to an existing version makes no new version, and that version keeps its own
+    description and metadata (a version is not changed by another log): say so if others were given."""
+    given = (
+        ("description", plan.description, record.description),
+        ("metadata", plan.metadata, record.metadata),
+    )
+    dropped = [what for what, asked, kept in given if asked not in (None, {}) and asked != kept]
+    if dropped:
+        log.warning(
+            "artifact %s:%s already holds this content: no new version was made, and the %s given "
+            "were not applied (the version keeps its own; change them with save())",
+            plan.collection,
+            version_alias(record.version),
+            " and ".join(dropped),
+        )
 
 
 async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> list[Entry]:

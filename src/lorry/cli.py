@@ -537,13 +537,7 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _refuse_managed_alias(alias: str) -> None:
-    if alias == "latest":
-        raise lorry.ValidationError("alias 'latest' is managed by lorry: it always names the newest version")
-
-
 def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
-    _refuse_managed_alias(args.alias)
     artifact = _api(args).artifact(args.artifact)
     if args.alias not in artifact.aliases:
         artifact.aliases.append(args.alias)
@@ -556,7 +550,6 @@ def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
-    _refuse_managed_alias(args.alias)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact = _api(args).artifact(f"{args.collection}:{args.alias}")

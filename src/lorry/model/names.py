@@ -63,6 +63,15 @@ def validate_alias(alias: object, *, allow_version: bool = False) -> str:
     return text
 
 
+def check_latest(wanted: bool, version: int, newest: int | None) -> None:
+    """The one rule for ``latest``: lorry moves it to each new version, so it can be asked for only
+    where it is already true (a new version, the newest one) and removed nowhere."""
+    if wanted != (version == newest):
+        raise InvalidNameError(
+            f"alias {LATEST!r} is managed by lorry: it names {version_alias(newest or 0)}, the newest version"
+        )
+
+
 def validate_segment(value: object, what: str) -> str:
     """Entity and project names: one path segment of letters, digits, '_', '-' and '.'."""
     text = _check(value, what, _SEGMENT, "letters, digits, '_', '-' and '.'")

@@ -185,11 +185,17 @@ class Registry:
                 return
             except ConflictError:  # created meanwhile by another writer: check against theirs
                 existing = _field_str(load_json(await self.store.get(key), key), "type", key)
-        if existing != artifact_type:
-            raise ValidationError(
-                f"artifact {collection} has type {existing!r}; "
-                f"it cannot take a version of type {artifact_type!r}"
-            )
+        _same_type(collection, existing, artifact_type)
+
+    async def refuse_other_type(self, collection: Collection, artifact_type: str) -> None:
+        """Refuse a version of another type than its collection's before anything is stored for it
+        (the commit checks again: the collection may be created meanwhile)."""
+        key = collection.prefix + "collection.json"
+        try:
+            existing = _field_str(load_json(await self.store.get(key), key), "type", key)
+        except ObjectNotFoundError:
+            return
+        _same_type(collection, existing, artifact_type)
 
     async def _read_index(self, collection: Collection, digest: str) -> VersionRecord | None:
         key = self._digest_key(collection, digest)
@@ -431,6 +437,13 @@ class Registry:
         except ObjectNotFoundError:
             return False
         return True
+
+
+def _same_type(collection: Collection, existing: str, artifact_type: str) -> None:
+    if existing != artifact_type:
+        raise ValidationError(
+            f"artifact {collection} has type {existing!r}; it cannot take a version of type {artifact_type!r}"
+        )
 
 
 def _pointer(number: int) -> bytes:
