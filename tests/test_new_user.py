@@ -26,6 +26,7 @@ import pytest
 
 import lorry
 from lorry.cache import Cache
+from lorry.errors import TransientError
 from lorry.settings import Settings
 from lorry.storage.base import OVERWRITE
 from lorry.storage.options import StoreOptions
@@ -320,7 +321,7 @@ def deaf_server() -> Iterator[tuple[str, list[int]]]:
 
 
 def test_a_peer_that_stops_reading_is_abandoned_after_the_request_timeout(
-    aws_isolated: Path, deaf_server: tuple[str, list[int]]
+    aws_isolated: Path, deaf_server: tuple[str, list[int]], caplog: pytest.LogCaptureFixture
 ) -> None:
     endpoint, requests = deaf_server
     store = S3Store(
@@ -341,10 +342,12 @@ def test_a_peer_that_stops_reading_is_abandoned_after_the_request_timeout(
             await store.close()
 
     started = time.monotonic()
-    with pytest.raises(lorry.StoreError):
+    with caplog.at_level(logging.WARNING, logger="lorry"), pytest.raises(lorry.StoreError):
         asyncio.run(put())
     assert time.monotonic() - started < 10
     assert len(requests) >= 2  # abandoned, then tried again
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said and all("made no progress and was abandoned" in line for line in said), said
 
 
 @pytest.mark.parametrize(
@@ -393,7 +396,7 @@ def test_a_full_server_is_reported_as_full_at_once(
     started = time.monotonic()
     with pytest.raises(lorry.StoreError, match="the store is full") as caught:
         asyncio.run(attempt())
-    assert not isinstance(caught.value, lorry.TransientError)
+    assert not isinstance(caught.value, TransientError)
     assert message in str(caught.value)
     assert time.monotonic() - started < 5 and len(seen) == 1
 

@@ -609,10 +609,8 @@ class Artifact:
         old = state.record
         wanted = _dedupe(validate_alias(a) for a in self._aliases if a != LATEST)
         registry = _registry(state)
-        added = self._aliases.count(LATEST) > self._saved_aliases.count(LATEST)
-        removed = LATEST in self._saved_aliases and LATEST not in self._aliases
-        if added or removed:  # by hand: allowed only where it changes nothing
-            check_latest(added, old.version, await registry.latest(state.collection))
+        if self._aliases.count(LATEST) > self._saved_aliases.count(LATEST):  # added by hand
+            check_latest(old.version, await registry.latest(state.collection))
 
         def change(current: VersionRecord) -> VersionRecord:
             # Apply only what this object changed, onto the newest state: concurrent edits of other

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.names import LATEST, latest_is_managed
 from lorry.model.secret import redact_uri
 
 log = logging.getLogger("lorry")
@@ -553,6 +554,8 @@ def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact = _api(args).artifact(f"{args.collection}:{args.alias}")
+    if args.alias == LATEST:  # lorry moves it to each new version; removing it by hand is refused
+        raise latest_is_managed(int(artifact.version[1:]))
     if args.alias not in artifact.aliases:  # 'vN' resolves, but is not an alias one can remove
         raise lorry.ValidationError(f"{args.alias!r} is a version number, not an alias")
     artifact.aliases.remove(args.alias)

@@ -63,13 +63,17 @@ def validate_alias(alias: object, *, allow_version: bool = False) -> str:
     return text
 
 
-def check_latest(wanted: bool, version: int, newest: int | None) -> None:
-    """The one rule for ``latest``: lorry moves it to each new version, so it can be asked for only
-    where it is already true (a new version, the newest one) and removed nowhere."""
-    if wanted != (version == newest):
-        raise InvalidNameError(
-            f"alias {LATEST!r} is managed by lorry: it names {version_alias(newest or 0)}, the newest version"
-        )
+def check_latest(version: int, newest: int | None) -> None:
+    """The one rule for ``latest``: lorry moves it to each new version, so asking for it is accepted
+    only where it is already true (a new version, the newest one); leaving it out changes nothing."""
+    if version != newest:
+        raise latest_is_managed(newest)
+
+
+def latest_is_managed(newest: int | None) -> InvalidNameError:
+    """The one error for ``latest`` set or removed by hand."""
+    shown = version_alias(newest) if newest is not None else "no version yet"
+    return InvalidNameError(f"alias {LATEST!r} is managed by lorry: it names {shown}, the newest version")
 
 
 def validate_segment(value: object, what: str) -> str:

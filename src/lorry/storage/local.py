@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, StoreNotFoundError
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError
 from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
 
 _INTERNAL = ".lorry"
@@ -72,14 +72,9 @@ class LocalStore:
                 raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
         return folder
 
-    def _no_store(self) -> str:
-        return f"no store at {self.root} (nothing was ever logged there)"
-
-    def _missing(self, key: str) -> Exception:
-        """A key that is not there; or, when the store's folder itself is not, the store."""
-        if not self.root.is_dir():
-            return StoreNotFoundError(self._no_store())
-        return ObjectNotFoundError(f"{key} not found in {self.url}")
+    def exists(self) -> bool:
+        """Whether anything was ever written here (reading a store that does not exist finds it empty)."""
+        return self.root.is_dir()
 
     @property
     def url(self) -> str:
@@ -136,8 +131,6 @@ class LocalStore:
 
     def stale_temp_files(self, cutoff: datetime) -> builtins.list[Path]:
         """Temporary files last written before ``cutoff``: what killed writers left behind."""
-        if not self.root.is_dir():
-            raise StoreNotFoundError(self._no_store())
         folder = self.root / _INTERNAL / "tmp"
         found: builtins.list[Path] = []
         with contextlib.suppress(FileNotFoundError):
@@ -229,16 +222,16 @@ class LocalStore:
         try:
             st = self.path_of(key).stat()
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise self._missing(key) from exc
+            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
         if not os.path.isfile(self.path_of(key)):
-            raise self._missing(key)
+            raise ObjectNotFoundError(f"{key} not found in {self.url}")
         return st
 
     def _open(self, key: str) -> BinaryIO:
         try:
             return self.path_of(key).open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise self._missing(key) from exc
+            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
 
     def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
         try:
@@ -246,7 +239,7 @@ class LocalStore:
                 handle.seek(start)
                 return handle.read() if end is None else handle.read(max(0, end - start))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise self._missing(key) from exc
+            raise ObjectNotFoundError(f"{key} not found in {self.url}") from exc
 
     def _delete_sync(self, key: str) -> None:
         with self._locked(key), contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -255,8 +248,6 @@ class LocalStore:
     def _walk(self, prefix: str) -> Iterator[ObjectMeta]:
         base = prefix.rpartition("/")[0]
         top = self.root / base if base else self.root
-        if not self.root.is_dir():
-            raise StoreNotFoundError(self._no_store())
         found: list[ObjectMeta] = []
         for dirpath, dirnames, filenames in os.walk(top):
             rel = os.path.relpath(dirpath, self.root)

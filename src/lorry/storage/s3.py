@@ -505,6 +505,8 @@ class S3Store:
                 f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)"
             )
         detail = f"{code} {_message(exc)}".strip() if code else f"{type(exc).__name__}: {exc}"
+        if _full(exc, code):  # trying again for the whole retry deadline would only hide it
+            return StoreError(f"the store is full: {operation} {where} was refused: {detail}")
         if _transient(exc, code):
             return TransientError(f"{operation} {where} failed: {detail}", retry_after=_retry_after(exc))
         return StoreError(f"{operation} {where} failed: {detail}")
@@ -786,6 +788,16 @@ def _status(exc: BaseException) -> int | None:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return int(status) if status is not None else None
     return None
+
+
+# What a server says when it has no room left: a quota, a full cluster (Ceph's "pool full").
+_FULL_CODES = {"QuotaExceeded", "InsufficientCapacity", "InsufficientStorage", "XMinioStorageFull"}
+_FULL_WORDS = ("pool full", "no space left", "storage full", "insufficient storage")
+
+
+def _full(exc: BaseException, code: str | None) -> bool:
+    message = _message(exc).lower() if code else ""
+    return code in _FULL_CODES or _status(exc) == 507 or any(w in message for w in _FULL_WORDS)
 
 
 def _transient(exc: BaseException, code: str | None) -> bool:

@@ -36,7 +36,7 @@ import logging
 import os
 import posixpath
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -76,6 +76,8 @@ if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorr
     from lorry.storage.s3 import S3Store
 
 DEFAULT_MAX_OBJECTS = 10_000
+RESOLVE_DEADLINE = 10.0
+"""Seconds that looking up a reference (in ``add_reference``, in the caller's thread) is retried."""
 STREAM_CHUNK = 1 << 20
 REMOTE_SCHEMES = ("http", "https", "s3", "gs")
 
@@ -98,7 +100,13 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
     if not checksum:
         return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
     settings = Settings.load()
-    options = settings.store_options.for_references()
+    # The caller waits while a reference is looked up: a host that cannot be reached fails it within
+    # seconds. The long retry deadline is for transfers already under way (downloads of it).
+    options = replace(
+        settings.store_options.for_references(),
+        retry_deadline=min(settings.retry_deadline, RESOLVE_DEADLINE),
+        request_timeout=min(settings.request_timeout, RESOLVE_DEADLINE),
+    )
     eng = engine_module.engine(settings)
     if scheme in ("s3", "gs"):
         return _bridge.run_sync(_resolve_bucket(eng, options, uri, scheme, entry_name, limit))
@@ -354,7 +362,8 @@ def _http_session(options: StoreOptions, uri: str) -> aiohttp.ClientSession:
     # each wait, not a transfer.
     trust = aiohttp_ssl(options)
     warn_unverified(options, endpoint_of(uri))
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    connect = min(30.0, options.request_timeout)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=300)
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=trust))
 
 
@@ -428,6 +437,14 @@ async def _http_head(options: StoreOptions, uri: str) -> Mapping[str, str]:
                 async with session.get(uri, headers=_IDENTITY) as response:
                     status, headers = response.status, response.headers.copy()
                     response.close()  # drop the connection rather than read the body
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc, aiohttp.ClientSSLError):
+            raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
+        # No host by that name, or nothing listening: waiting would not change that while a user waits.
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise StoreError(
+            f"cannot reach {endpoint_of(uri)} for the reference {redact_uri(uri)}: {reason}"
+        ) from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
     if status in _GONE_STATUSES:
