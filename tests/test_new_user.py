@@ -31,6 +31,8 @@ from lorry.settings import Settings
 from lorry.storage.base import OVERWRITE
 from lorry.storage.options import StoreOptions
 from lorry.storage.s3 import S3Store
+from lorry.transfer.files import give_name
+from lorry.transfer.retry import RetryPolicy, with_retries
 from tests.conftest import logged, write
 from tests.test_cli import as_json, cli, fails, ok
 
@@ -67,6 +69,9 @@ def test_staging_of_an_artifact_never_logged_is_removed_at_exit(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr
     assert staged_files(tmp_path / "cache") == []
+    # Nothing of the process is left: neither its staging folder nor its lock.
+    assert list((tmp_path / "cache" / "staging").iterdir()) == []
+    assert list((tmp_path / "cache" / "locks" / "staging").iterdir()) == []
 
 
 def test_staging_of_a_dropped_draft_is_removed_when_it_is_collected(tmp_path: Path) -> None:
@@ -125,6 +130,16 @@ def test_download_onto_a_folder_names_the_entry_and_leaves_nothing(tmp_path: Pat
         with pytest.raises(lorry.LocalFileError, match=r"rides\.csv"):
             artifact.get_path("rides.csv").download(out)
         assert not [p for p in out.rglob("*") if p.name.endswith(".lorry-tmp")], attempt
+
+
+def test_a_final_name_taken_by_a_folder_removes_the_temporary_file(tmp_path: Path) -> None:
+    """The last step of every download (a rename), for a folder made after the early check."""
+    temp = write(tmp_path / ".rides.csv.1234.lorry-tmp", "rows")
+    (tmp_path / "rides.csv").mkdir()
+    target = tmp_path / "rides.csv"
+    with pytest.raises(lorry.LocalFileError, match=f"cannot write {target}: it is a directory"):
+        give_name(temp, tmp_path / "rides.csv")
+    assert not temp.exists()
 
 
 # -- 3. a failure at interpreter exit --------------------------------------------------------------------
@@ -320,30 +335,25 @@ def deaf_server() -> Iterator[tuple[str, list[int]]]:
     thread.join(5)
 
 
+async def put_through_retries(endpoint: str, size: int, options: StoreOptions) -> None:
+    """One PUT to the S3 endpoint, retried as lorry retries every request to a remote store."""
+    keys = {"access_key_id": "AK", "secret_access_key": "SK"}
+    store = S3Store("s3://bucket/prefix", endpoint_url=endpoint, options=options, **keys)
+    retrying = with_retries(store, RetryPolicy(deadline=options.retry_deadline))
+    try:
+        await retrying.put("blob", b"x" * size, OVERWRITE)
+    finally:
+        await store.close()
+
+
 def test_a_peer_that_stops_reading_is_abandoned_after_the_request_timeout(
     aws_isolated: Path, deaf_server: tuple[str, list[int]], caplog: pytest.LogCaptureFixture
 ) -> None:
     endpoint, requests = deaf_server
-    store = S3Store(
-        "s3://bucket/prefix",
-        endpoint_url=endpoint,
-        access_key_id="AK",
-        secret_access_key="SK",
-        options=StoreOptions(request_timeout=1.0, retry_deadline=3.0),
-    )
-    from lorry.transfer.retry import RetryPolicy, with_retries
-
-    retrying = with_retries(store, RetryPolicy(deadline=3.0))
-
-    async def put() -> None:
-        try:
-            await retrying.put("blob", b"x" * (16 << 20), OVERWRITE)
-        finally:
-            await store.close()
-
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="lorry"), pytest.raises(lorry.StoreError):
-        asyncio.run(put())
+        options = StoreOptions(request_timeout=1.0, retry_deadline=3.0)
+        asyncio.run(put_through_retries(endpoint, 16 << 20, options))
     assert time.monotonic() - started < 10
     assert len(requests) >= 2  # abandoned, then tried again
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -378,19 +388,9 @@ def test_a_full_server_is_reported_as_full_at_once(
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        store = S3Store(
-            "s3://bucket/prefix",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            access_key_id="AK",
-            secret_access_key="SK",
-            options=StoreOptions(retry_deadline=30.0),
-        )
-        from lorry.transfer.retry import RetryPolicy, with_retries
-
         try:
-            await with_retries(store, RetryPolicy(deadline=30.0)).put("blob", b"x", OVERWRITE)
+            await put_through_retries(f"http://127.0.0.1:{port}", 1, StoreOptions(retry_deadline=30.0))
         finally:
-            await store.close()
             await runner.cleanup()
 
     started = time.monotonic()

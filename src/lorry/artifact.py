@@ -319,7 +319,7 @@ class Artifact:
                 self._staging = cache.staging_folder()
             except OSError as exc:
                 raise local_error(exc, f"cannot write to the staging area in {cache.root}") from exc
-            self._drop_staging = weakref.finalize(self, shutil.rmtree, self._staging, True)
+            self._drop_staging = weakref.finalize(self, _drop_staging, self._staging, os.getpid())
         return self._staging / uuid.uuid4().hex
 
     def _check_draft(self, action: str) -> None:
@@ -564,10 +564,11 @@ class Artifact:
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Check that ``root`` holds exactly this version's files; ``IntegrityError`` lists what differs."""
         folder = Path(root) if root is not None else self.default_root()
+        manifest = self.manifest  # read first: a damaged version is the error to report, whatever the folder
         if not folder.is_dir():
             raise LocalFileError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
         missing, differ, extra = [], [], []
-        for entry in self.manifest.values():
+        for entry in manifest.values():
             path = safe_target(folder, entry.path)
             if not path.is_file():
                 missing.append(entry.path)
@@ -575,7 +576,7 @@ class Artifact:
                 differ.append(entry.path)
         for path in (p for p in folder.rglob("*") if p.is_file()):
             relative = path.relative_to(folder).as_posix()
-            if relative not in self.manifest:
+            if relative not in manifest:
                 extra.append(relative)
         problems = [
             _few(names, what)
@@ -882,6 +883,13 @@ def _few(names: Sequence[str], what: str, shown: int = 3) -> str:
     verb = what if count != 1 or what != "differ" else "differs"
     listed = ", ".join(sorted(names)[:shown]) + (f", ... and {count - shown} more" if count > shown else "")
     return f"{count} file{'' if count == 1 else 's'} {verb} ({listed})"
+
+
+def _drop_staging(folder: Path, owner: int) -> None:
+    """Remove the staging folder of a draft that was dropped (never by a forked child: it is the
+    parent's)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _identity(path: Path) -> tuple[int, int]:
