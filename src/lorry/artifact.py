@@ -387,12 +387,12 @@ class Artifact:
 
     async def wait_async(self) -> Artifact:
         try:
-            return await self._settle()
+            return await self._outcome()
         except ArtifactFailedError:
             self._failure_seen = True
             raise
 
-    async def _settle(self) -> Artifact:
+    async def _outcome(self) -> Artifact:
         """``wait_async`` for lorry's own callers (``finish``): a failure met here is not yet the user's."""
         if self._logged is None:
             if self._pending is None:

@@ -25,6 +25,7 @@ import lorry
 from lorry.cache import Cache
 from lorry.model.names import LATEST, latest_is_managed
 from lorry.model.secret import redact_uri
+from lorry.runs import one_line
 
 log = logging.getLogger("lorry")
 
@@ -576,9 +577,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     folder = Path(args.root) if args.root is not None else artifact.default_root()
     artifact.verify(folder)
     if out.json:
-        out.document(
-            {**_version_json(artifact), "path": os.path.abspath(folder), "ok": True}
-        )
+        out.document({**_version_json(artifact), "path": os.path.abspath(folder), "ok": True})
     else:
         out.line(
             f"{out.style.green('ok')}: {folder} matches {artifact.qualified_name} "
@@ -1196,8 +1195,7 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, lorry.LorryError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())  # one line, whatever the message holds
+    return one_line(exc)  # one line, whatever the message holds
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -194,7 +194,7 @@ class Run:
             pending = [a for a in self._tracked if a.name == name and a.is_pending()]
         for artifact in pending:
             with contextlib.suppress(ArtifactFailedError):
-                await artifact._settle()
+                await artifact._outcome()
 
     # -- lineage ----------------------------------------------------------------------------------------
 
@@ -220,7 +220,7 @@ class Run:
         failures: list[tuple[Artifact, ArtifactFailedError]] = []
         for artifact in tracked:
             try:
-                await artifact._settle()
+                await artifact._outcome()
             except ArtifactFailedError as exc:
                 failures.append((artifact, exc))
         state = "failed" if failures or exit_code not in (None, 0) else "finished"
