@@ -27,7 +27,8 @@ import pytest
 import lorry
 from lorry.errors import TransientError
 from lorry.settings import Settings
-from lorry.storage.base import OVERWRITE
+from lorry.storage.base import OVERWRITE, Store
+from lorry.storage.gcs import GCSStore
 from lorry.storage.options import StoreOptions
 from lorry.storage.s3 import S3Store
 from lorry.transfer.files import give_name
@@ -334,10 +335,14 @@ def deaf_server() -> Iterator[tuple[str, list[int]]]:
     thread.join(5)
 
 
-async def put_through_retries(endpoint: str, size: int, options: StoreOptions) -> None:
-    """One PUT to the S3 endpoint, retried as lorry retries every request to a remote store."""
-    keys = {"access_key_id": "AK", "secret_access_key": "SK"}
-    store = S3Store("s3://bucket/prefix", endpoint_url=endpoint, options=options, **keys)
+async def put_through_retries(endpoint: str, size: int, options: StoreOptions, kind: str = "s3") -> None:
+    """One write to an S3 (or GCS) endpoint, retried as lorry retries every request to a remote store."""
+    store: Store
+    if kind == "s3":
+        keys = {"access_key_id": "AK", "secret_access_key": "SK"}
+        store = S3Store("s3://bucket/prefix", endpoint_url=endpoint, options=options, **keys)
+    else:
+        store = GCSStore.from_url("gs://bucket/prefix", endpoint=endpoint, options=options)
     retrying = with_retries(store, RetryPolicy(deadline=options.retry_deadline))
     try:
         await retrying.put("blob", b"x" * size, OVERWRITE)
@@ -345,14 +350,15 @@ async def put_through_retries(endpoint: str, size: int, options: StoreOptions) -
         await store.close()
 
 
+@pytest.mark.parametrize("kind", ["s3", "gs"])
 def test_a_peer_that_stops_reading_is_abandoned_after_the_request_timeout(
-    aws_isolated: Path, deaf_server: tuple[str, list[int]], caplog: pytest.LogCaptureFixture
+    aws_isolated: Path, deaf_server: tuple[str, list[int]], caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     endpoint, requests = deaf_server
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="lorry"), pytest.raises(lorry.StoreError):
         options = StoreOptions(request_timeout=1.0, retry_deadline=3.0)
-        asyncio.run(put_through_retries(endpoint, 16 << 20, options))
+        asyncio.run(put_through_retries(endpoint, 16 << 20, options, kind))
     assert time.monotonic() - started < 20  # the 3 s deadline and a last try, not a stall without end
     assert len(requests) >= 2  # abandoned, then tried again
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -70,7 +70,7 @@ class Settings:
     gcs_kms_key: str | None = None
     """A Cloud KMS key name for GCS objects (customer-managed encryption)."""
     request_timeout: float = 60.0
-    """Seconds an S3 request may make no progress (connecting, sending, receiving) before it is
+    """Seconds an S3 or GCS request may make no progress (connecting, sending, receiving) before it is
     abandoned and tried again."""
     retry_deadline: float = 600.0
     """Seconds that failing requests are tried again (a store that does not answer for that long

@@ -26,7 +26,6 @@ import builtins
 import contextlib
 import logging
 import os
-import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -547,7 +546,7 @@ class S3Store:
             # to connect, between bytes received, and (TCP_USER_TIMEOUT) for sent bytes to be taken.
             connect_timeout=self._options.request_timeout,
             read_timeout=self._options.request_timeout,
-            connector_args={"socket_factory": _socket_factory(self._options.request_timeout)},
+            connector_args={"socket_factory": self._options.socket_factory()},
         )
         access_key, secret_key, token = self._credentials
         context = session.create_client(
@@ -576,7 +575,7 @@ class S3Store:
                 ssl=aiohttp_ssl(replace(self._options, ca_bundle=ca_bundle)),
                 max_connections=self._max_pool_connections,
                 request_timeout=self._options.request_timeout,
-                socket_factory=_socket_factory(self._options.request_timeout),
+                socket_factory=self._options.socket_factory(),
             )
         return _Clients(client, direct)
 
@@ -709,20 +708,6 @@ def _hide_in_botocore_logs(*secrets: str) -> None:
             for name in _BOTOCORE_LOGGERS:
                 logging.getLogger(name).addFilter(_hide_secrets)
         _hide_secrets.secrets |= {secret for secret in secrets if len(secret) >= 8}
-
-
-def _socket_factory(timeout: float) -> Callable[[tuple[Any, ...]], socket.socket]:
-    """Sockets whose sent bytes must be acknowledged (and taken from a full window) within ``timeout``
-    seconds, or the connection fails: aiohttp has no timeout of its own for sending a body."""
-
-    def make(addr_info: tuple[Any, ...]) -> socket.socket:
-        family, kind, proto = addr_info[:3]
-        sock = socket.socket(family=family, type=kind, proto=proto)
-        if hasattr(socket, "TCP_USER_TIMEOUT") and family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeout * 1000)))
-        return sock
-
-    return make
 
 
 def _configured_endpoint(session: Any) -> str | None:
