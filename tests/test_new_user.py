@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import lorry
+from lorry.cache import Cache
 from lorry.errors import TransientError
 from lorry.settings import Settings
 from lorry.storage.base import OVERWRITE, Store
@@ -81,6 +83,19 @@ def test_staging_of_a_dropped_draft_is_removed_when_it_is_collected(tmp_path: Pa
     assert len(staged_files(tmp_path / "cache")) == 1
     del artifact
     assert staged_files(tmp_path / "cache") == []
+
+
+def test_a_cache_removed_while_the_process_runs_is_made_again(tmp_path: Path) -> None:
+    write("a.txt", "x")
+    first = lorry.Artifact("rides", type="dataset")
+    first.add_file("a.txt")
+    shutil.rmtree(tmp_path / "cache")
+    cache = Cache(tmp_path / "cache")
+    assert cache.temp_path().parent.is_dir()  # where a download is written on its way in
+    second = lorry.Artifact("rides", type="dataset")
+    second.add_file("a.txt")  # a new staging folder, where the old one was removed
+    assert len(staged_files(tmp_path / "cache")) == 1
+    assert cache.info().staging.in_use == 1  # locked again: no cleanup takes it for a dead process's
 
 
 def test_staging_of_killed_processes_is_counted_and_reclaimed_by_cleanup(tmp_path: Path) -> None:

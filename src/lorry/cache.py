@@ -85,9 +85,13 @@ _areas_lock = threading.Lock()
 
 
 def _own_area(top: Path) -> Path:
-    """This process's staging folder under ``top``, claimed on first use (again after a fork)."""
+    """This process's staging folder under ``top``, claimed on first use; again after a fork, and
+    after the folder was removed (a cache cleared by hand, or by a benchmark between its runs)."""
     with _areas_lock:
         area = _areas.get(top)
+        if area is not None and area.pid == os.getpid() and not area.folder.is_dir():
+            area.release()
+            area = None
         if area is None or area.pid != os.getpid():
             area = _areas[top] = _Area.claim(top)
         return area.folder
