@@ -101,8 +101,9 @@ def test_get_downloads_and_prints_where(data: Path, tmp_path: Path) -> None:
 
 
 def test_ls_and_versions(data: Path) -> None:
-    assert "no artifacts" in ok("ls")
+    assert "no store at" in fails("ls")  # nothing logged yet, and nothing made by looking
     ok("put", str(data), "--name", "ds", "--type", "dataset")
+    assert "no artifacts in elsewhere" in ok("ls", "elsewhere")
     write("data/more.txt", "more")
     ok("put", str(data), "--name", "ds", "--type", "dataset", "--alias", "best")
     ok("put", "data/labels.csv", "--name", "labels", "--type", "table")
@@ -229,11 +230,11 @@ def test_verify_passes_then_names_what_differs(data: Path) -> None:
     (folder / "labels.csv").write_text("tampered")
     (folder / "stray.txt").write_text("stray")
     message = fails("verify", "ds:v0", "--root", str(folder))
-    assert "labels.csv: content differs" in message and "stray.txt: not in the artifact" in message
+    assert "1 file differs (labels.csv)" in message and "1 file not in the artifact (stray.txt)" in message
 
 
 def test_cache_info_and_cleanup_on_the_local_store() -> None:
-    assert ok("cache", "info").strip().endswith(": 0 files, 0 B")
+    assert ok("cache", "info").strip().endswith(": 0 files, 0 B; staging 0 files, 0 B")
     assert as_json("cache", "info")["bytes"] == 0
     assert as_json("cache", "cleanup", "--max-size", "1G")["freed"] == 0
 
@@ -255,8 +256,9 @@ def test_config_says_where_each_setting_came_from_and_hides_secrets() -> None:
 
 
 def test_failures_are_one_line_with_exit_code_1(data: Path) -> None:
-    assert "tester/uncategorized/nope" in fails("get", "nope")
+    assert "no store at" in fails("get", "nope")
     ok("put", str(data), "--name", "ds", "--type", "dataset")
+    assert "tester/uncategorized/nope" in fails("get", "nope")
     assert "no alias 'missing'" in fails("show", "ds:missing")
     assert "no such file" in fails("put", "absent.bin", "--name", "x", "--type", "model")
     assert "artifact name" in fails("put", str(data), "--name", "bad/name", "--type", "dataset")
@@ -271,7 +273,7 @@ def test_failures_are_one_line_with_exit_code_1(data: Path) -> None:
 def test_debug_shows_the_traceback() -> None:
     result = cli("get", "nope", "--debug")
     assert result.returncode == 1
-    assert "Traceback" in result.stderr and "ArtifactNotFoundError" in result.stderr
+    assert "Traceback" in result.stderr and "StoreNotFoundError" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("lorry: error: ")
 
 

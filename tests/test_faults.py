@@ -537,8 +537,7 @@ def test_a_server_that_never_returns_fails_at_the_deadline_and_the_upload_resume
     # One request timeout (2 s) may run past the deadline; no backoff sleeps past it.
     assert deadline <= took < deadline + 3, took
     begin = time.monotonic()
-    with pytest.raises(ArtifactFailedError, match="model"):
-        run.finish()
+    run.finish()  # the failure was raised by wait() already: not a second time
     finishing = time.monotonic() - begin
     assert finishing < 3, finishing  # the store is known to be gone: no second wait
     stored_parts = rig.server.admin().list_parts(
@@ -588,7 +587,7 @@ def cache_is_consistent(cache: Path) -> int:
     blobs = [p for p in (cache / "blobs").rglob("*") if p.is_file()] if (cache / "blobs").exists() else []
     for blob in blobs:
         assert blob.name == digest_of(blob.read_bytes()), blob
-    assert not [p for p in (cache / "tmp").rglob("*") if p.is_file()] if (cache / "tmp").exists() else True
+    assert list(cache.glob("staging/*/download-*")) == []  # downloads on their way in, by Cache.temp_path
     return len(blobs)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from lorry.api import Api, ArtifactCollection
 from lorry.artifact import Artifact, ArtifactEntry, ArtifactTTL, LoggedRun
 from lorry.errors import (
+    AccessDeniedError,
     ArtifactDeletedError,
     ArtifactFailedError,
     ArtifactNotFoundError,
@@ -32,6 +33,8 @@ from lorry.errors import (
     RunNotFoundError,
     SourceChangedError,
     StoreError,
+    StoreNotFoundError,
+    TransientError,
     UnsafeStoreError,
     UntrustedCertificateError,
     UsageError,
@@ -43,6 +46,7 @@ from lorry.settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
     "Api",
     "Artifact",
     "ArtifactCollection",
@@ -67,6 +71,8 @@ __all__ = [
     "Settings",
     "SourceChangedError",
     "StoreError",
+    "StoreNotFoundError",
+    "TransientError",
     "UnsafeStoreError",
     "UntrustedCertificateError",
     "UsageError",

@@ -14,7 +14,7 @@ from typing import Any
 from lorry import _bridge
 from lorry._compat import accept_unused
 from lorry.artifact import AliasTable, Artifact, LoggedRun
-from lorry.errors import ArtifactNotFoundError, UsageError, ValidationError
+from lorry.errors import ArtifactNotFoundError, StoreNotFoundError, UsageError, ValidationError
 from lorry.model.names import (
     LATEST,
     parse_artifact_path,
@@ -27,7 +27,8 @@ from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, v
 from lorry.registry.registry import Collection, CollectionInfo, Registry
 from lorry.runs import resolve_artifact
 from lorry.settings import Settings
-from lorry.storage.base import Upload
+from lorry.storage.base import Store, Upload
+from lorry.storage.local import LocalStore
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 from lorry.transfer.engine import engine
 
@@ -218,16 +219,25 @@ class Api:
 
     @property
     def _registry(self) -> Registry:
+        self._store()
         return engine(self.settings).registry(self.settings)
+
+    def _store(self) -> Store:
+        """The store, which an Api only reads: one that does not exist is an error, never made."""
+        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        if isinstance(store, LocalStore) and not store.exists():
+            raise StoreNotFoundError(f"no store at {store.root} (nothing was ever logged there)")
+        return store
 
     def artifact(self, name: str, type: str | None = None) -> Artifact:
         """``[[entity/]project/]name[:alias]`` (alias defaults to ``latest``) → that version."""
+        self._store()
         return _bridge.run_sync(resolve_artifact(self.settings, name, type))
 
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         try:
             self.artifact(name, type)
-        except ArtifactNotFoundError:
+        except (ArtifactNotFoundError, StoreNotFoundError):
             return False
         return True
 
@@ -357,12 +367,12 @@ class Api:
     def stale_uploads(self, older_than: timedelta = DEFAULT_GRACE) -> list[Upload]:
         """Multipart uploads on the store left open for longer than ``older_than`` (by crashed
         processes: lorry aborts those it abandons itself)."""
-        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        store = self._store()
         return _bridge.run_sync(stale_uploads(store, older_than))
 
     def abort_stale_uploads(self, older_than: timedelta = DEFAULT_GRACE) -> list[Upload]:
         """Abort what ``stale_uploads`` finds, freeing the space their parts hold; return them."""
-        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        store = self._store()
         found = _bridge.run_sync(stale_uploads(store, older_than))
         _bridge.run_sync(abort_uploads(store, found))
         return found
@@ -371,13 +381,13 @@ class Api:
         """Remove what no committed version needs (blobs and manifests of crashed or failed logs,
         multipart uploads never completed) once it is older than ``older_than``; with ``dry_run``, only
         report it. Safe while other processes log: see ``lorry.registry.maintenance``."""
-        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        store = self._store()
         return _bridge.run_sync(collect_garbage(store, grace=older_than, dry_run=dry_run))
 
     def verify_store(self, *, quick: bool = False) -> StoreReport:
         """Check every committed version of the store: record, manifest, and each blob's presence, size
         and (unless ``quick``) bytes. The report lists every problem found; nothing is changed."""
-        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        store = self._store()
         return _bridge.run_sync(verify_store(store, quick=quick))
 
     def _collection(self, name: str) -> Collection:

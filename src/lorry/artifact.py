@@ -24,6 +24,7 @@ import os
 import posixpath
 import shutil
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,7 @@ from lorry.model.manifest import Entry, EntryLayout, Manifest, Rows, normalize_e
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
+    check_latest,
     validate_alias,
     validate_artifact_name,
     validate_tags,
@@ -73,7 +75,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lorry")
 
 POLICIES = ("mutable", "immutable")
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a snapshot that failed for want of room
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing the snapshot can fail so
 _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) instead of copying
 
 
@@ -126,7 +128,9 @@ class Artifact:
         self._layout = EntryLayout()  # no name both a file and a folder
         self._staging: Path | None = None
         self._staged_names = itertools.count()  # the staging folder is this artifact's own
+        self._drop_staging: weakref.finalize[Any, Any] | None = None
         self._pending: concurrent.futures.Future[_Logged] | None = None
+        self._failure_seen = False  # a failed log was raised to the user (by wait() or an attribute)
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
         self._saved_aliases: list[str] = []
@@ -404,12 +408,15 @@ class Artifact:
                 st = os.stat(path)
                 origin, stamp = _identity_of(st), FileStamp.of_stat(st)
                 source = FileSource(entry_name, str(path), stamp, owned=False)
+        except LocalFileError:
+            raise  # already says what could not be done, and where
         except OSError as exc:
             if staged is not None:  # a partial snapshot is no use to anyone
                 with contextlib.suppress(OSError):
                     os.unlink(staged)
-            where = f" (its snapshot in {self._staging})" if exc.errno in _NO_ROOM else ""
-            raise local_error(exc, f"cannot add {path}{where}") from exc
+            if staged is not None and (exc.filename == staged or exc.errno in _NO_ROOM):
+                raise local_error(exc, f"cannot add {path}: its snapshot in {self._staging}") from exc
+            raise local_error(exc, f"cannot add {path}") from exc
         self._files[entry_name] = source
         self._origins[entry_name] = origin
         self._layout.add(entry_name)
@@ -425,9 +432,15 @@ class Artifact:
                 os.unlink(source.source)
 
     def _staged_path(self) -> str:
-        """A fresh name in this artifact's staging folder (made on first use, removed once logged)."""
+        """A fresh name in this artifact's staging folder (made on first use; removed once logged, or
+        when a draft that was never logged is dropped)."""
         if self._staging is None:
-            self._staging = Cache(Settings.load().cache_dir).staging_folder()
+            cache = Cache(Settings.load().cache_dir)
+            try:
+                self._staging = cache.staging_folder()
+            except OSError as exc:
+                raise local_error(exc, f"cannot write to the staging area in {cache.root}") from exc
+            self._drop_staging = weakref.finalize(self, _drop_staging, self._staging, os.getpid())
         return f"{self._staging}/{next(self._staged_names):x}"
 
     def _check_draft(self, action: str) -> None:
@@ -449,6 +462,8 @@ class Artifact:
         except BaseException:
             _bridge.bridge().submit(eng.assigner.release(ticket))
             raise
+        if self._drop_staging is not None:
+            self._drop_staging.detach()  # the log removes the staging folder when it ends
         run._track(self)
 
     def _plan(self, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> _LogPlan:
@@ -560,16 +575,31 @@ class Artifact:
                     logged = self._pending.result(timeout)
             except concurrent.futures.TimeoutError:
                 raise TimeoutError(f"artifact {self._name} was not committed within {timeout} s") from None
+            except ArtifactFailedError:
+                self._failure_seen = True  # the user has it: finish() does not raise it again
+                raise
             self._become(logged, _bridge.run_sync(_aliases_of(logged)))
         return self
 
     async def wait_async(self) -> Artifact:
+        try:
+            return await self._outcome()
+        except ArtifactFailedError:
+            self._failure_seen = True
+            raise
+
+    async def _outcome(self) -> Artifact:
+        """``wait_async`` for lorry's own callers (``finish``): a failure met here is not yet the user's."""
         if self._logged is None:
             if self._pending is None:
                 raise UsageError(f"artifact {self._name} is not logged; log it with run.log_artifact first")
             logged = await asyncio.wrap_future(self._pending)
             self._become(logged, await _aliases_of(logged))
         return self
+
+    def _failure_unseen(self) -> bool:
+        """Whether this artifact failed and no call of the user's has raised it yet."""
+        return not self._failure_seen
 
     def is_draft(self) -> bool:
         """Not logged yet: still being built."""
@@ -800,21 +830,27 @@ class Artifact:
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Check that ``root`` holds exactly this version's files; ``IntegrityError`` lists what differs."""
         folder = Path(root) if root is not None else self.default_root()
-        problems = []
-        for entry in self.manifest.values():
+        manifest = self.manifest  # read first: a damaged version is the error to report, whatever the folder
+        if not folder.is_dir():
+            raise LocalFileError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
+        missing, differ, extra = [], [], []
+        for entry in manifest.values():
             path = safe_target(folder, entry.path)
             if not path.is_file():
-                problems.append(f"{entry.path}: missing")
+                missing.append(entry.path)
             elif entry.digest is not None and not matches(path, entry.size, entry.digest):
-                problems.append(f"{entry.path}: content differs")
+                differ.append(entry.path)
         for path in (p for p in folder.rglob("*") if p.is_file()):
             relative = path.relative_to(folder).as_posix()
-            if relative not in self.manifest:
-                problems.append(f"{relative}: not in the artifact")
+            if relative not in manifest:
+                extra.append(relative)
+        problems = [
+            _few(names, what)
+            for names, what in ((missing, "missing"), (differ, "differ"), (extra, "not in the artifact"))
+            if names
+        ]
         if problems:
-            raise IntegrityError(
-                f"{folder} does not match {self.qualified_name}: " + "; ".join(problems[:20])
-            )
+            raise IntegrityError(f"{folder} does not match {self.qualified_name}: " + "; ".join(problems))
 
     # -- updating ---------------------------------------------------------------------------------------
 
@@ -843,6 +879,8 @@ class Artifact:
         tags = validate_tags(self._tags)
         ttl = None if self._ttl is None else self._ttl.total_seconds()
         registry = _registry(state)
+        if self._aliases.count(LATEST) > self._saved_aliases.count(LATEST):  # added by hand
+            check_latest(old.version, await registry.latest(state.collection))
 
         def change(current: VersionRecord) -> VersionRecord:
             # Apply only what this object changed, onto the newest state: concurrent edits of other
@@ -1104,6 +1142,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         store = eng.store(plan.settings.store, plan.settings.store_options)
         registry = eng.registry(plan.settings)
         fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
+        await registry.refuse_other_type(plan.collection, plan.artifact_type)  # before any upload
         rows = await _store_files(eng, store, plan, plan.counters)
         for ref in plan.refs:
             rows.add(ref)
@@ -1123,7 +1162,7 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
                 await registry.put_manifest(manifest)
             fence = await guard_commit(store, fence, restore)
             started = time.monotonic()
-            record, new = await registry.commit(
+            record, created = await registry.commit(
                 plan.collection,
                 plan.artifact_type,
                 manifest,
@@ -1136,13 +1175,15 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
             )
             if time.monotonic() - started > SETTLE / 2:
                 await repair_if_gc_ran(store, fence, restore)
-            if not new and not set(plan.tags) <= set(record.tags):  # the same content, logged with tags
+            if not created and not set(plan.tags) <= set(record.tags):  # the same content, logged with tags
                 record = await registry.update_version(
                     plan.collection,
                     record.version,
                     lambda r: replace(r, tags=validate_tags([*r.tags, *plan.tags])),
                 )
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
+        if not created:
+            _warn_not_applied(plan, record)
         await plan.run._record_output(
             ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)
         )
@@ -1247,6 +1288,39 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
 
     await gather_all(store_part(start) for start in range(0, len(files), PART_FILES))
     return rows
+
+
+def _warn_not_applied(plan: _LogPlan, record: VersionRecord) -> None:
+    """Content equal to an existing version makes no new version, and that version keeps its own
+    description and metadata (a version is not changed by another log): say so if others were given."""
+    given = (
+        ("description", plan.description, record.description),
+        ("metadata", plan.metadata, record.metadata),
+    )
+    dropped = [what for what, asked, kept in given if asked not in (None, {}) and asked != kept]
+    if dropped:
+        log.warning(
+            "artifact %s:%s already holds this content: no new version was made, and the %s given "
+            "were not applied (the version keeps its own; change them with save())",
+            plan.collection,
+            version_alias(record.version),
+            " and ".join(dropped),
+        )
+
+
+def _few(names: Sequence[str], what: str, shown: int = 3) -> str:
+    """``'170 files missing (a, b, c, ... and 167 more)'``: a count and the first few, one line."""
+    count = len(names)
+    verb = what if count != 1 or what != "differ" else "differs"
+    listed = ", ".join(sorted(names)[:shown]) + (f", ... and {count - shown} more" if count > shown else "")
+    return f"{count} file{'' if count == 1 else 's'} {verb} ({listed})"
+
+
+def _drop_staging(folder: Path, owner: int) -> None:
+    """Remove the staging folder of a draft that was dropped (never by a forked child: it is the
+    parent's)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _identity(path: str | Path) -> int:

@@ -23,8 +23,10 @@ from typing import Any, TextIO
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.names import LATEST, latest_is_managed
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.model.secret import redact_uri
+from lorry.runs import one_line
 
 log = logging.getLogger("lorry")
 
@@ -199,7 +201,9 @@ def _run_json(run: lorry.LoggedRun | None) -> dict[str, Any] | None:
     }
 
 
-def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) -> dict[str, Any]:
+def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None = None) -> dict[str, Any]:
+    """One version as every ``--json`` document shows it (``producer``: its run, if already read)."""
+    producer = producer if producer is not None else _producer(artifact)
     return {
         "name": artifact.qualified_name,
         "version": artifact.version,
@@ -259,7 +263,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
     artifact = _api(args).artifact(args.artifact)
     folder = os.path.abspath(artifact.download(args.root))
     if out.json:
-        out.document({**_version_json(artifact, None), "path": folder})
+        out.document({**_version_json(artifact), "path": folder})
         return 0
     out.line(folder)
     return 0
@@ -559,35 +563,30 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _refuse_managed_alias(alias: str) -> None:
-    if alias == "latest":
-        raise lorry.ValidationError("alias 'latest' is managed by lorry: it always names the newest version")
-
-
 def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
-    _refuse_managed_alias(args.alias)
     artifact = _api(args).artifact(args.artifact)
     if args.alias not in artifact.aliases:
         artifact.aliases.append(args.alias)
         artifact.save()
     if out.json:
-        out.document(_version_json(artifact, None))
+        out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
 
 
 def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
-    _refuse_managed_alias(args.alias)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact = _api(args).artifact(f"{args.collection}:{args.alias}")
+    if args.alias == LATEST:  # lorry moves it to each new version; removing it by hand is refused
+        raise latest_is_managed(int(artifact.version[1:]))
     if args.alias not in artifact.aliases:  # 'vN' resolves, but is not an alias one can remove
         raise lorry.ValidationError(f"{args.alias!r} is a version number, not an alias")
     artifact.aliases.remove(args.alias)
     artifact.save()
     if out.json:
-        out.document(_version_json(artifact, None))
+        out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
@@ -602,7 +601,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     folder = Path(args.root) if args.root is not None else artifact.default_root()
     artifact.verify(folder)
     if out.json:
-        out.document({**_version_json(artifact, None), "path": os.path.abspath(folder), "ok": True})
+        out.document({**_version_json(artifact), "path": os.path.abspath(folder), "ok": True})
     else:
         out.line(
             f"{out.style.green('ok')}: {folder} matches {artifact.qualified_name} "
@@ -742,26 +741,41 @@ def _cache() -> Cache:
     return Cache(lorry.Settings.load().cache_dir)
 
 
+def _cache_json(cache: Cache) -> dict[str, Any]:
+    info = cache.info()
+    staging = {"files": info.staging.files, "bytes": info.staging.bytes, "in_use": info.staging.in_use}
+    return {"path": str(cache.root), "files": info.files, "bytes": info.bytes, "staging": staging}
+
+
+def _cache_text(cache: Cache) -> str:
+    info = cache.info()
+    staged = info.staging
+    left = staged.files - staged.in_use
+    dead = f", {left} left by processes that ended (lorry cache cleanup removes them)" if left else ""
+    return (
+        f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}; "
+        f"staging {_files_text(staged.files)}, {human_size(staged.bytes)}{dead}"
+    )
+
+
 def cmd_cache_info(args: argparse.Namespace, out: Output) -> int:
     cache = _cache()
-    info = cache.info()
     if out.json:
-        out.document({"path": str(cache.root), "files": info.files, "bytes": info.bytes})
+        out.document(_cache_json(cache))
     else:
-        out.line(f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}")
+        out.line(_cache_text(cache))
     return 0
 
 
 def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
     cache = _cache()
-    freed = cache.cleanup(args.max_size)
-    info = cache.info()
+    staging_freed = cache.reclaim_staging()
+    freed = cache.cleanup(args.max_size) if args.max_size is not None else 0
     if out.json:
-        out.document({"path": str(cache.root), "freed": freed, "files": info.files, "bytes": info.bytes})
+        out.document({**_cache_json(cache), "freed": freed, "staging_freed": staging_freed})
     else:
-        out.line(
-            f"freed {human_size(freed)}; {cache.root} now holds {info.files} files, {human_size(info.bytes)}"
-        )
+        out.line(f"freed {human_size(freed)} of blobs and {human_size(staging_freed)} of staging")
+        out.line(_cache_text(cache))
     return 0
 
 
@@ -793,12 +807,15 @@ def _duration(text: str) -> timedelta:
 
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
     settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
-    rows = [(name, redact(name, value), source) for name, value, source in settings.describe()]
+    rows = [
+        (name, redact(name, value) if isinstance(value, str) else value, source)
+        for name, value, source in settings.describe()
+    ]
     if out.json:
         out.document([{"name": n, "value": v, "source": src} for n, v, src in rows])
         return 0
     s = out.style
-    out.table(["SETTING", "VALUE", "SOURCE"], rows, [s.cyan, None, s.dim])
+    out.table(["SETTING", "VALUE", "SOURCE"], [(n, str(v), src) for n, v, src in rows], [s.cyan, None, s.dim])
     return 0
 
 
@@ -1197,16 +1214,16 @@ lorry cache cleanup --max-size 10G
         cache_commands,
         "cleanup",
         cmd_cache_cleanup,
-        "remove the least recently used files until the cache is at most SIZE",
-        "lorry cache cleanup --max-size 500M",
+        "remove what processes that ended left in the staging area; with --max-size, the least "
+        "recently used blobs until the cache is at most SIZE",
+        "lorry cache cleanup\nlorry cache cleanup --max-size 500M",
         [cache_options],
     )
     cleanup.add_argument(
         "--max-size",
         type=parse_size,
-        required=True,
         metavar="SIZE",
-        help="like 10G, 500M, 0 (1K = 1024 bytes)",
+        help="like 10G, 500M, 0 (1K = 1024 bytes); without it, the blobs stay",
     )
 
     _add_maintenance_commands(commands)
@@ -1360,8 +1377,7 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, lorry.LorryError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())  # one line, whatever the message holds
+    return one_line(exc)  # one line, whatever the message holds
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,8 @@
     │   ├── ArtifactNotFoundError             no such collection, version or alias
     │   │   └── ArtifactDeletedError          the version existed and was deleted (or expired)
     │   ├── RunNotFoundError
-    │   └── ObjectNotFoundError               no such key in a store
+    │   ├── ObjectNotFoundError               no such key in a store
+    │   └── StoreNotFoundError                no store at all where one was to be read
     ├── LocalFileError (OSError)              a local file is missing, unreadable or of the wrong kind
     ├── IntegrityError                        bytes that do not match their digest
     │   └── SourceChangedError                a source file changed while it was being logged
@@ -73,6 +74,10 @@ class RunNotFoundError(NotFoundError):
 
 class ObjectNotFoundError(NotFoundError):
     """No object under that key in the store."""
+
+
+class StoreNotFoundError(NotFoundError):
+    """Reading a store that does not exist (a mistyped path): nothing is created there."""
 
 
 class LocalFileError(LorryError, OSError):

@@ -7,11 +7,13 @@ version keeps a marker naming its consumer, so ``logged_by()`` and ``used_by()``
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
 import secrets
 import string
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -320,7 +322,7 @@ class Run:
             pending = [a for a in self._tracked if a.name == name and a.is_pending()]
         for artifact in pending:
             with contextlib.suppress(ArtifactFailedError):
-                await artifact.wait_async()
+                await artifact._outcome()
 
     # -- lineage ----------------------------------------------------------------------------------------
 
@@ -343,10 +345,10 @@ class Run:
         _forget(self)
         with self._tracked_lock:
             tracked = list(self._tracked)
-        failures: list[tuple[Artifact, BaseException]] = []
+        failures: list[tuple[Artifact, ArtifactFailedError]] = []
         for artifact in tracked:
             try:
-                await artifact.wait_async()
+                await artifact._outcome()
             except ArtifactFailedError as exc:
                 failures.append((artifact, exc))
         for _, shard in self._upserted:
@@ -365,11 +367,14 @@ class Run:
             # The store is gone (that is likely why artifacts failed): their error says more.
             logger.warning("run %s: its end could not be recorded: %s", self.path, exc)
         self._report(state, len(tracked) - len(failures), len(failures))
-        if failures:
-            names = ", ".join(artifact.name for artifact, _ in failures)
+        # Failures the user already had from wait() (or an attribute that waits) are not raised again.
+        unseen = [(artifact, exc) for artifact, exc in failures if artifact._failure_unseen()]
+        if unseen:
+            names = ", ".join(artifact.name for artifact, _ in unseen)
+            first = unseen[0][1]
             raise ArtifactFailedError(
-                f"run {self.path}: {len(failures)} artifact(s) failed: {names} (first: {failures[0][1]})"
-            ) from failures[0][1]
+                f"run {self.path}: {len(unseen)} artifact(s) failed: {names} (first: {first})"
+            ) from (first.__cause__ or first)  # the reason itself, not the same error twice
 
     def _report(self, state: str, logged: int, failed: int) -> None:
         """One line on how the run ended, with what failures of the store cost on the way."""
@@ -398,8 +403,8 @@ class Run:
             return
         try:
             self.finish(exit_code=1)
-        except ArtifactFailedError:
-            logger.exception("run %s: artifacts failed while the run was ending with an error", self.path)
+        except ArtifactFailedError as failed:  # the error that ended the block goes on; this is one line
+            logger.error("%s", one_line(failed))
 
     def _check_open(self) -> None:
         if self._finished:
@@ -572,22 +577,46 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
     require_run().log(data, step=step, commit=commit)
 
 
+def one_line(error: BaseException) -> str:
+    """An error as the one line a process that failed prints last."""
+    return " ".join((str(error) or type(error).__name__).split())
+
+
+_failed_at_exit = False
+
+
 def _finish_at_exit() -> None:
     # Interpreter exit waits for pending uploads, so a script that forgot finish() loses nothing.
+    global _failed_at_exit  # noqa: PLW0603
     run = current_run()
     if not _bridge.started() or _bridge.bridge().in_loop_thread():
         return
     if run is not None:
         try:
             run.finish()
-        except Exception:
-            logger.exception("lorry: run %s did not finish cleanly", run.path)
+        except Exception as exc:
+            # The script's own code is over: no caller is left to raise to. One line, and the process
+            # fails (``_exit_status``), as it would have had the script called finish() itself.
+            print(f"lorry: error: {one_line(exc)}", file=sys.stderr, flush=True)
+            _failed_at_exit = True
     with contextlib.suppress(Exception):
         shutdown_engine()
     with contextlib.suppress(Exception):
         close_helper()
 
 
+def _exit_status() -> None:
+    """The last exit hook (registered when lorry is imported, so it runs after those registered
+    later): a run that failed at exit makes the process exit 1, which no exit hook can otherwise do."""
+    if _failed_at_exit:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
+
+
 # Registered with threading's exit hooks, not atexit: those run before the thread pools refuse new
 # work, and in reverse order of registration, so this one runs before concurrent.futures' own.
 threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
+atexit.register(_exit_status)

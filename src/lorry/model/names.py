@@ -73,6 +73,19 @@ def validate_tags(tags: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(checked))
 
 
+def check_latest(version: int, newest: int | None) -> None:
+    """The one rule for ``latest``: lorry moves it to each new version, so asking for it is accepted
+    only where it is already true (a new version, the newest one); leaving it out changes nothing."""
+    if version != newest:
+        raise latest_is_managed(newest)
+
+
+def latest_is_managed(newest: int | None) -> InvalidNameError:
+    """The one error for ``latest`` set or removed by hand."""
+    shown = version_alias(newest) if newest is not None else "no version yet"
+    return InvalidNameError(f"alias {LATEST!r} is managed by lorry: it names {shown}, the newest version")
+
+
 def validate_segment(value: object, what: str) -> str:
     """Entity and project names: one path segment of letters, digits, '_', '-' and '.'."""
     text = _check(value, what, _SEGMENT, "letters, digits, '_', '-' and '.'")

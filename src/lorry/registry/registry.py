@@ -223,11 +223,20 @@ class Registry:
         if existing != artifact_type and await self.latest(collection) is None:
             # every version was deleted: the name is free again, for a version of any type
             await self.update_collection(collection, lambda doc: {**doc, "type": artifact_type})
-        elif existing != artifact_type:
-            raise ValidationError(
-                f"artifact {collection} has type {existing!r}; "
-                f"it cannot take a version of type {artifact_type!r}"
-            )
+        else:
+            _same_type(collection, existing, artifact_type)
+
+    async def refuse_other_type(self, collection: Collection, artifact_type: str) -> None:
+        """Refuse a version of another type than its collection's before anything is stored for it
+        (the commit checks again: the collection may be created meanwhile)."""
+        key = collection.prefix + "collection.json"
+        try:
+            existing = _field_str(load_json(await self.store.get(key), key), "type", key)
+        except ObjectNotFoundError:
+            return
+        if existing != artifact_type and await self.latest(collection) is None:
+            return  # every version was deleted: the name is free for any type
+        _same_type(collection, existing, artifact_type)
 
     async def _read_index(self, collection: Collection, digest: str) -> VersionRecord | None:
         key = self._digest_key(collection, digest)
@@ -703,6 +712,13 @@ def check_live(collection: Collection, record: VersionRecord) -> None:
     if record.deleted_at is not None:
         raise ArtifactDeletedError(f"{name} was deleted at {record.deleted_at}")
     raise ArtifactDeletedError(f"{name} expired at {record.expires_at()} (its ttl ran out)")
+
+
+def _same_type(collection: Collection, existing: str, artifact_type: str) -> None:
+    if existing != artifact_type:
+        raise ValidationError(
+            f"artifact {collection} has type {existing!r}; it cannot take a version of type {artifact_type!r}"
+        )
 
 
 def _pointer(number: int) -> bytes:

@@ -8,7 +8,8 @@ Each backend keeps one table that maps its library's failures onto lorry's error
 - ``no_answer``: which exceptions mean the request got no answer at all (a reset, a refused
   connection, a timeout, a body cut short), equally worth another try; a TLS certificate that fails
   verification is checked for first by every caller (``tls.tls_error``), since it stays untrusted;
-- ``retry_after``: how long a ``Retry-After`` header asks to wait, in seconds or as an HTTP date.
+- ``retry_after``: how long a ``Retry-After`` header asks to wait, in seconds or as an HTTP date;
+- ``full_answer``: whether an answer says the store is full (a quota, a full cluster): never retried.
 """
 
 from __future__ import annotations
@@ -52,3 +53,15 @@ def retry_after(value: str | None, now: Callable[[], datetime] = lambda: datetim
     if when.tzinfo is None:  # an HTTP date is always GMT
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now()).total_seconds())
+
+
+# What a server says when it has no room left: a quota, a full cluster (Ceph's "pool full").
+_FULL_CODES = frozenset({"QuotaExceeded", "InsufficientCapacity", "InsufficientStorage", "XMinioStorageFull"})
+_FULL_WORDS = ("pool full", "no space left", "storage full", "insufficient storage")
+
+
+def full_answer(status: int | None, code: str | None, message: str | None) -> bool:
+    """Whether an answer says the store is full: not transient in any useful sense, since trying again
+    for the whole retry deadline would only hide it."""
+    text = (message or "").lower()
+    return status == 507 or code in _FULL_CODES or any(word in text for word in _FULL_WORDS)

@@ -167,7 +167,17 @@ class GCSStore:
         parts = urlsplit(url)
         if parts.scheme != "gs" or not parts.netloc or parts.query or parts.fragment:
             raise ValidationError(f"not a gs://bucket/prefix URL: {url!r}")
-        return cls(parts.netloc, parts.path, endpoint=endpoint, service_file=service_file, options=options)
+        # As for S3: a request that makes no progress for ``request_timeout`` is abandoned and retried.
+        timeout = (options or StoreOptions()).request_timeout
+        return cls(
+            parts.netloc,
+            parts.path,
+            endpoint=endpoint,
+            service_file=service_file,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            options=options,
+        )
 
     @property
     def url(self) -> str:
@@ -459,7 +469,10 @@ class GCSStore:
         trust = aiohttp_ssl(self._options)
         warn_unverified(self._options, endpoint_of(self.endpoint or GCS_API_ROOT))
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=trust), timeout=self._timeout
+            connector=aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=trust, socket_factory=self._options.socket_factory()
+            ),
+            timeout=self._timeout,
         )
         try:
             storage = Storage(

@@ -70,11 +70,21 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a directory")
-        try:
-            make_dirs(self.root / _INTERNAL / "tmp")
-            make_dirs(self.root / _INTERNAL / "locks")
-        except OSError as exc:
-            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        # Nothing is created until the first write: reading a mistyped path must not make a store there.
+
+    def _internal(self, name: str) -> Path:
+        """The store's own folder ``name`` (tmp, locks), made with the store on first write."""
+        folder = self.root / _INTERNAL / name
+        if not folder.is_dir():
+            try:
+                make_dirs(folder)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        return folder
+
+    def exists(self) -> bool:
+        """Whether anything was ever written here (reading a store that does not exist finds it empty)."""
+        return self.root.is_dir()
 
     @property
     def url(self) -> str:
@@ -127,7 +137,7 @@ class LocalStore:
 
     def temp_path(self) -> Path:
         """A fresh name in the store's own temporary folder (same filesystem, so renames are atomic)."""
-        return self.root / _INTERNAL / "tmp" / uuid.uuid4().hex
+        return self._internal("tmp") / uuid.uuid4().hex
 
     def stale_temp_files(self, cutoff: datetime) -> builtins.list[Path]:
         """Temporary files last written before ``cutoff``: what killed writers left behind."""
@@ -279,7 +289,7 @@ class LocalStore:
     def _locked(self, key: str) -> Iterator[None]:
         # A fixed set of lock stripes: bounded files, and unrelated keys rarely share one.
         name = hashlib.sha256(key.encode()).hexdigest()[:2]
-        fd = os.open(self.root / _INTERNAL / "locks" / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self._internal("locks") / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -75,7 +74,7 @@ from lorry.storage.base import (
     read_chunk,
     stream_chunks,
 )
-from lorry.storage.failures import no_answer, retry_after, transient_status
+from lorry.storage.failures import full_answer, no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.s3_http import Answer, DirectS3, S3ResponseError, content_md5, content_md5_async
 from lorry.storage.sigv4 import Credentials
@@ -578,6 +577,8 @@ class S3Store:
                 f"the S3 server refused the credentials or their permissions for {operation} {where}: "
                 f"{detail}"
             )
+        if full_answer(answer.status, code, answer.message):  # retrying for the whole deadline would hide it
+            return StoreError(f"the store is full: {operation} {where} was refused: {detail}")
         if kind is TransientError or (answer.status is not None and transient_status(answer.status)):
             return TransientError(f"{operation} {where} failed: {detail}", retry_after=answer.retry_after)
         return StoreError(f"{operation} {where} failed: {detail}")
@@ -618,7 +619,7 @@ class S3Store:
             # to connect, between bytes received, and (TCP_USER_TIMEOUT) for sent bytes to be taken.
             connect_timeout=self._options.request_timeout,
             read_timeout=self._options.request_timeout,
-            connector_args={"socket_factory": _socket_factory(self._options.request_timeout)},
+            connector_args={"socket_factory": self._options.socket_factory()},
         )
         access_key, secret_key, token = self._credentials
         context = session.create_client(
@@ -647,7 +648,7 @@ class S3Store:
                 ssl=aiohttp_ssl(replace(self._options, ca_bundle=ca_bundle)),
                 max_connections=self._max_pool_connections,
                 request_timeout=self._options.request_timeout,
-                socket_factory=_socket_factory(self._options.request_timeout),
+                socket_factory=self._options.socket_factory(),
             )
         return _Clients(client, direct)
 
@@ -780,20 +781,6 @@ def _hide_in_botocore_logs(*secrets: str) -> None:
             for name in _BOTOCORE_LOGGERS:
                 logging.getLogger(name).addFilter(_hide_secrets)
         _hide_secrets.secrets |= {secret for secret in secrets if len(secret) >= 8}
-
-
-def _socket_factory(timeout: float) -> Callable[[tuple[Any, ...]], socket.socket]:
-    """Sockets whose sent bytes must be acknowledged (and taken from a full window) within ``timeout``
-    seconds, or the connection fails: aiohttp has no timeout of its own for sending a body."""
-
-    def make(addr_info: tuple[Any, ...]) -> socket.socket:
-        family, kind, proto = addr_info[:3]
-        sock = socket.socket(family=family, type=kind, proto=proto)
-        if hasattr(socket, "TCP_USER_TIMEOUT") and family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeout * 1000)))
-        return sock
-
-    return make
 
 
 def _configured_endpoint(session: Any) -> str | None:

@@ -31,12 +31,14 @@ from lorry.transfer.files import (
     FILE_MODE,
     Targets,
     discard,
+    download_target,
+    give_name,
     hash_file,
     install_verified,
     local_error,
     make_parents,
     matches,
-    safe_target,
+    refuse_folder,
     temp_beside,
     write_new,
 )
@@ -101,7 +103,7 @@ async def fetch_entries(
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
-    target = safe_target(root, entry.path)
+    target = download_target(root, entry.path)
     if await _settled(engine, matches, target, entry.size, entry.digest):
         return target
     await _settled(engine, make_parents, target, root)
@@ -130,7 +132,7 @@ async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[E
         missing = []
         targets = Targets(root)
         for entry in batch:
-            target = targets.target(entry.path)
+            target = refuse_folder(targets.target(entry.path), entry.path)
             if matches(target, entry.size, entry.digest):
                 continue
             targets.make_parents(target)
@@ -205,7 +207,7 @@ def _copy_fresh(cached: Path, target: Path) -> None:
     except OSError as exc:
         discard(temp)
         raise local_error(exc, f"cannot write {target}") from exc
-    os.replace(temp, target)
+    give_name(temp, target)
 
 
 def _install_from_store(source: Path, target: Path, entry: Entry) -> None:

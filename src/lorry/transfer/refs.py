@@ -36,7 +36,7 @@ import logging
 import os
 import posixpath
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -61,10 +61,20 @@ from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
-from lorry.transfer.files import DOWNLOAD_MODE, copy_hashing, discard, hash_file, local_error, temp_beside
+from lorry.transfer.files import (
+    DOWNLOAD_MODE,
+    copy_hashing,
+    discard,
+    give_name,
+    hash_file,
+    local_error,
+    temp_beside,
+)
 from lorry.transfer.retry import RetryPolicy
 
 DEFAULT_MAX_OBJECTS = 10_000
+RESOLVE_DEADLINE = 10.0
+"""Seconds that looking up a reference (in ``add_reference``, in the caller's thread) is retried."""
 STREAM_CHUNK = 1 << 20
 REMOTE_SCHEMES = ("http", "https", "s3", "gs")
 
@@ -87,7 +97,13 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
     if not checksum:
         return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
     settings = Settings.load()
-    options = settings.store_options.for_references()
+    # The caller waits while a reference is looked up: a host that cannot be reached fails it within
+    # seconds. The long retry deadline is for transfers already under way (downloads of it).
+    options = replace(
+        settings.store_options.for_references(),
+        retry_deadline=min(settings.retry_deadline, RESOLVE_DEADLINE),
+        request_timeout=min(settings.request_timeout, RESOLVE_DEADLINE),
+    )
     eng = engine_module.engine(settings)
     if scheme in ("s3", "gs"):
         return _bridge.run_sync(_resolve_bucket(eng, options, uri, scheme, entry_name, limit))
@@ -300,7 +316,7 @@ async def _install(
             raise _changed(entry, f"{count} bytes where {entry.size} were recorded")
         if verify is not None:
             verify()
-        await engine.in_thread(os.replace, temp, target)
+        await engine.in_thread(give_name, temp, target)
     except BaseException:
         discard(temp)
         raise
@@ -334,7 +350,8 @@ def _http_session(options: StoreOptions, uri: str) -> aiohttp.ClientSession:
     # each wait, not a transfer.
     trust = aiohttp_ssl(options)
     warn_unverified(options, endpoint_of(uri))
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    connect = min(30.0, options.request_timeout)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=300)
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=trust))
 
 
@@ -404,6 +421,14 @@ async def _http_head(options: StoreOptions, uri: str) -> Mapping[str, str]:
                 async with session.get(uri, headers=_IDENTITY) as response:
                     status, headers = response.status, response.headers.copy()
                     response.close()  # drop the connection rather than read the body
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc, aiohttp.ClientSSLError):
+            raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
+        # No host by that name, or nothing listening: waiting would not change that while a user waits.
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise StoreError(
+            f"cannot reach {endpoint_of(uri)} for the reference {redact_uri(uri)}: {reason}"
+        ) from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
     if status in _GONE_STATUSES:
@@ -586,4 +611,4 @@ def _fetch_file(entry: Entry, target: Path) -> None:
     if entry.digest is not None and actual != entry.digest:
         temp.unlink()
         raise IntegrityError(f"reference {entry.ref} of entry {entry.path!r} changed since it was logged")
-    os.replace(temp, target)
+    give_name(temp, target)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import time
@@ -155,11 +156,25 @@ class RetryPolicy:
                 retry_after=exc.retry_after,
             ) from exc
         pause = min(self.delay(attempt, exc.retry_after), self.deadline - failing)
-        log.debug("retrying %s in %.2fs after: %s", what, pause, exc)
+        if _stalled(exc):  # a server that stopped answering or reading: worth saying, not only retrying
+            log.warning("%s made no progress and was abandoned; trying again in %.1f s: %s", what, pause, exc)
+        else:
+            log.debug("retrying %s in %.2fs after: %s", what, pause, exc)
         self.stats.retries += 1
         self.stats.waited += pause
         await self.sleep(pause)
         return first_failure
+
+
+def _stalled(exc: BaseException) -> bool:
+    """Whether a failure was a request that timed out (no connection, no byte received, or sent bytes
+    the server did not take), rather than an answer such as a 503."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TimeoutError) or (isinstance(seen, OSError) and seen.errno == errno.ETIMEDOUT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _seconds(value: float) -> str:
