@@ -14,8 +14,10 @@ A test that a given server cannot pass is named, with the reason, in the subclas
             "test_complete_create_on_existing_key": "RGW ignores preconditions on CompleteMultipartUpload",
         }
 
-Multipart tests run only when the store is a ``MultipartStore``. Parts other than the last are
-``PART_SIZE`` bytes (S3's minimum is 5 MiB); a subclass may lower it if its server allows.
+A backend with S3-style multipart uploads says so (``MULTIPART = True``): its store must then be a
+``MultipartStore`` and the multipart tests run; the others declare it False and skip them by name.
+Parts other than the last are ``PART_SIZE`` bytes (S3's minimum is 5 MiB); a subclass may lower it
+if its server allows.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class StoreConformance:
 
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {}
     PART_SIZE: ClassVar[int] = 5 * MiB
+    MULTIPART: ClassVar[bool]
 
     @pytest.fixture(autouse=True)
     def _known_failures(self, request: pytest.FixtureRequest) -> None:
@@ -86,8 +89,12 @@ class StoreConformance:
 
     @pytest.fixture
     def mstore(self, store: Store) -> MultipartStore:
-        if not isinstance(store, MultipartStore):
-            pytest.skip(f"{type(store).__name__} is not a MultipartStore")
+        if not self.MULTIPART:
+            pytest.skip(f"{type(store).__name__} has no multipart uploads (declared)")
+        multipart = {name for name in dir(MultipartStore) if not name.startswith("_")} - set(dir(Store))
+        missing = sorted(name for name in multipart if not callable(getattr(store, name, None)))
+        assert not missing, f"{type(store).__name__} lacks {missing}"
+        assert isinstance(store, MultipartStore)
         return store
 
     # -- put / head / get ---------------------------------------------------------------------------

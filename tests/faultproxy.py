@@ -65,6 +65,10 @@ class Faults:
     """The ``Retry-After`` (seconds) that ``503 SlowDown`` asks for."""
     stall_seconds: float = 30.0
     """How long a stalled connection is held open (unless the client gives up first)."""
+    stall_where: str = "anywhere"
+    """Where a stall before the response happens: ``body`` (the proxy stops taking the request body
+    halfway), ``answer`` (it takes the whole request and never answers) or ``anywhere`` (either, at
+    random)."""
     only: Callable[[str], bool] | None = None
     """Break only the requests whose first line (``PUT /bucket/key?... HTTP/1.1``) this accepts."""
     limit: int | None = None
@@ -136,6 +140,14 @@ class FaultProxy:
         self._open: set[asyncio.StreamWriter] = set()
         self._trip: Callable[[str], bool] | None = None
         self.tripped = threading.Event()
+        self.abandoned: list[float] = []
+        """Seconds each stall that reads on lasted until the client gave up (closed the connection);
+        one the client sat out to the end is counted in ``counts["stalls waited out"]`` instead."""
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        """Requests between their first byte and the end of their answer, now and at most."""
+        self.expect_continue: list[str] = []
+        """First lines of the requests that carried ``Expect: 100-continue``."""
         self.before: Callable[[str], None] | None = None
         """Called with each request's first line before the request is forwarded (on the proxy's
         thread): a test's way to change the server's state at a chosen moment."""
@@ -237,8 +249,13 @@ class FaultProxy:
                 if upstream is None:
                     upstream = await asyncio.open_connection(*self.upstream, limit=HEAD_LIMIT)
                     self._open.add(upstream[1])
-                if not await self._exchange(request, client_r, client_w, *upstream):
-                    return
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                try:
+                    if not await self._exchange(request, client_r, client_w, *upstream):
+                        return
+                finally:
+                    self.in_flight -= 1
         except (_Cut, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             return
         except asyncio.CancelledError:  # the proxy is closing: this connection ends with it
@@ -262,6 +279,8 @@ class FaultProxy:
         has_body = request.chunked or (request.length or 0) > 0
         # With "Expect: 100-continue" the client sends its body only after an interim "100 Continue".
         expect = has_body and (request.header("expect") or "").lower() == "100-continue"
+        if (request.header("expect") or "").lower() == "100-continue":
+            self.expect_continue.append(request.line)
         fault = self._pick(REQUEST_FAULTS, request, impossible=set() if has_body else {"reset_request"})
         if fault in ("error_500", "slowdown", "stall"):
             return await self._refuse(fault, request, client_r, client_w, expect=expect)
@@ -293,7 +312,7 @@ class FaultProxy:
         if fault == "stall":
             if expect:  # the client waits for "100 Continue", which never comes
                 await self._stall(client_r, reading=False)
-            elif request.length and self._random.random() < 0.5:  # stop taking the body halfway
+            elif request.length and self._stalls_in_body():  # stop taking the body halfway
                 await _relay_body(request, client_r, None, cut=self._random.randrange(0, request.length))
                 await self._stall(client_r, reading=False)
             else:  # take the whole request, never answer
@@ -376,15 +395,27 @@ class FaultProxy:
             roll -= rate
         return None
 
+    def _stalls_in_body(self) -> bool:
+        where = self.faults.stall_where
+        return where == "body" or (where == "anywhere" and self._random.random() < 0.5)
+
     async def _stall(self, client_r: asyncio.StreamReader, *, reading: bool) -> None:
         """Say nothing for ``stall_seconds``. ``reading``: keep taking (and dropping) what the client
         sends, and end early when it gives up; else take nothing more, as a server that hangs."""
-        with contextlib.suppress(TimeoutError, ConnectionError):
+        began = asyncio.get_running_loop().time()
+        try:
             async with asyncio.timeout(self.faults.stall_seconds):
                 if not reading:
                     await asyncio.sleep(self.faults.stall_seconds)
                 while await client_r.read(CHUNK):
                     pass
+        except TimeoutError:
+            if reading:
+                self.counts["stalls waited out"] += 1
+            return
+        except ConnectionError:
+            pass
+        self.abandoned.append(asyncio.get_running_loop().time() - began)
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes | None:

@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 
 import lorry
+from lorry import _bridge
+from lorry.registry.registry import blob_key
+from lorry.settings import Settings
+from lorry.storage.base import Store
 from lorry.storage.s3 import S3Store
 from lorry.transfer.cleanup import stale_uploads
+from lorry.transfer.engine import engine
 from tests.fixtures_s3 import S3Server
 
 MiB = 1 << 20
@@ -45,9 +50,34 @@ def test_round_trip_small_and_multipart_files(remote_store: str, tmp_path: Path)
             assert (folder / "data" / name).read_bytes() == data
         assert used.metadata == {"n": 4}
         assert used.logged_by().job_type == "upload"  # type: ignore[union-attr]
-    # A second download comes from the cache, still verified.
+    # From here on the store has none of the blobs: what still works comes from the folder or the cache.
+    stamps = {name: _stamp(folder / "data" / name) for name in contents}
+    for entry in used.files():
+        _bridge.run_sync(_store().delete(blob_key(entry.digest or "")))
+    # A second download into the same folder fetches nothing: every file is kept as it is.
+    assert Path(lorry.Api().artifact("dataset:v0").download(tmp_path / "down")) == folder
+    assert {name: _stamp(folder / "data" / name) for name in contents} == stamps
+    # A download into a new folder comes from the cache, verified.
     again = Path(lorry.Api().artifact("dataset:v0").download(tmp_path / "again"))
-    assert (again / "data/big.bin").read_bytes() == contents["big.bin"]
+    assert {name: (again / "data" / name).read_bytes() for name in contents} == contents
+    # Files leave the cache by copy: writing to one cannot reach the cache (or the store).
+    cached = {p.stat().st_ino for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    big = again / "data/big.bin"
+    assert big.stat().st_nlink == 1 and big.stat().st_ino not in cached
+    with open(big, "r+b") as handle:
+        handle.write(b"overwritten")
+    third = Path(lorry.Api().artifact("dataset:v0").download(tmp_path / "third"))
+    assert (third / "data/big.bin").read_bytes() == contents["big.bin"]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """What changes when a file is written or replaced: its inode and its modification time."""
+    return path.stat().st_ino, path.stat().st_mtime_ns
+
+
+def _store() -> Store:
+    settings = Settings.load()
+    return engine(settings).store(settings.store)
 
 
 def test_versions_dedupe_and_call_order(remote_store: str) -> None:
@@ -78,15 +108,8 @@ def test_missing_blob_on_the_store_is_a_clear_error(remote_store: str, tmp_path:
             handle.write(b"payload")
         run.log_artifact(artifact)
         artifact.wait()
-    from lorry import _bridge
-    from lorry.registry.registry import blob_key
-    from lorry.settings import Settings
-    from lorry.transfer.engine import engine
-
-    settings = Settings.load()
-    store = engine(settings).store(settings.store)
     entry = artifact.get_entry("f.bin")
-    _bridge.run_sync(store.delete(blob_key(entry.digest or "")))
+    _bridge.run_sync(_store().delete(blob_key(entry.digest or "")))
     with pytest.raises(lorry.StoreError, match=r"f\.bin"):
         artifact.download(tmp_path / "d")
     assert not (tmp_path / "d/f.bin").exists()

@@ -1,11 +1,14 @@
 """The GCS store: the conformance suite on gcp-storage-emulator, and request-level tests.
 
-The emulator ignores ``ifGenerationMatch``, so the conformance tests of conditional writes are known
-failures there (strict xfails: if the emulator starts honouring preconditions, they are noticed). The
-same semantics are covered below against a small aiohttp server on 127.0.0.1 that records every request
-and answers as GCS documents it: the right query parameters go out, and a 412 comes back as
-``ConflictError``. That server also pages listings (the emulator never does), answers 416 for a range
-past the end, and refuses credentials.
+The emulator as it ships ignores ``ifGenerationMatch``. The conformance suite (and the many-writers
+runs) use it with GCS's precondition check added in front of its upload handler by the tests
+(``tests/gcs_emulator.py``), so the conditional-write tests pass there against that check, not against
+the emulator's own code; the check itself is tested below (it refuses what GCS refuses, and the
+emulator without it does not). The emulator as it ships is refused by lorry's probe
+(``test_many_writers.py``). What lorry sends is pinned by a small aiohttp server on 127.0.0.1 that
+records every request and answers as GCS documents it: the right query parameters go out, and a 412
+comes back as ``ConflictError``. That server also pages listings (the emulator never does), answers
+416 for a range past the end, and refuses credentials.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -22,13 +26,14 @@ import pytest
 from aiohttp import web
 
 from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
-from lorry.storage.base import CREATE, OVERWRITE, ObjectMeta, Store, Update
+from lorry.storage.base import CREATE, OVERWRITE, ObjectMeta, Update
 from lorry.storage.gcs import GCSStore
 from tests.conformance import StoreConformance, listing, run
-from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory
+from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory, start_emulator
 
 
 class TestGCSStore(StoreConformance):
+    MULTIPART = False
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
         "test_special_keys": (
             "gcp-storage-emulator cuts object paths at ';' (it parses URLs with urllib's urlparse, which "
@@ -57,6 +62,34 @@ class TestGCSStoreUnderPrefix(TestGCSStore):
 
 
 # -- the store on the emulator, beyond the conformance suite ----------------------------------------
+
+
+def test_the_precondition_check_added_to_the_emulator_refuses_what_gcs_refuses(
+    gcs_emulator: GCSEmulator, tmp_path: Path
+) -> None:
+    """``ifGenerationMatch=0`` creates only a missing object, ``ifGenerationMatch=G`` replaces only
+    generation G, and a refusal is GCS's ``412 conditionNotMet``; the emulator as it ships takes both."""
+
+    def upload(emulator: GCSEmulator, bucket: str, generation: str, body: bytes) -> tuple[int, bytes]:
+        query = f"uploadType=media&name=obj&ifGenerationMatch={generation}"
+        return emulator.request("POST", f"/upload/storage/v1/b/{bucket}/o?{query}", body)
+
+    gcs_emulator.create_bucket("lorry-shim")
+    status, first = upload(gcs_emulator, "lorry-shim", "0", b"one")
+    assert status == 200
+    live = json.loads(first)["generation"]
+    status, refused = upload(gcs_emulator, "lorry-shim", "0", b"two")  # exists: no second create
+    assert status == 412 and b"conditionNotMet" in refused
+    assert upload(gcs_emulator, "lorry-shim", str(int(live) + 1), b"two")[0] == 412  # a stale swap
+    status, swapped = upload(gcs_emulator, "lorry-shim", live, b"two")
+    assert status == 200 and json.loads(swapped)["generation"] != live
+    assert gcs_emulator.request("GET", "/storage/v1/b/lorry-shim/o/obj?alt=media") == (200, b"two")
+    gcs_emulator.wipe()
+
+    with start_emulator(tmp_path, preconditions=False) as plain:  # why the check is added
+        plain.create_bucket("lorry-plain")
+        assert upload(plain, "lorry-plain", "0", b"one")[0] == 200
+        assert upload(plain, "lorry-plain", "0", b"two")[0] == 200
 
 
 def test_special_keys_except_semicolon(gcs_store_factory: GCSStoreFactory) -> None:
@@ -391,10 +424,6 @@ def test_unreachable_server_is_a_store_error() -> None:
         await store.close()
 
     asyncio.run(body())
-
-
-def test_store_protocol() -> None:
-    assert isinstance(GCSStore("b", endpoint="http://127.0.0.1:1"), Store)
 
 
 # -- generations, for references ------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from tests.conftest import logged
 
 
 class TestLocalStore(StoreConformance):
+    MULTIPART = False
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> LocalStore:
         return LocalStore(tmp_path / "store")

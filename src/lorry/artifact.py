@@ -60,7 +60,7 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine, gather_all
-from lorry.transfer.files import FileStamp, local_error, matches, safe_target
+from lorry.transfer.files import FileStamp, local_error, matches, owner_only, safe_target
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.progress import progress
@@ -313,9 +313,8 @@ class Artifact:
         if not set(mode) <= set("wxab+t") or not set(mode) & set("wxa"):
             raise ValidationError(f"new_file mode must be a write mode such as 'w' or 'wb', not {mode!r}")
         staged = self._staged_path()
-        with open(staged, mode, encoding=encoding) as handle:
+        with open(staged, mode, encoding=encoding, opener=owner_only) as handle:
             yield handle
-        os.chmod(staged, 0o600)
         if self._has(entry_name):  # taken while the block ran
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
         self._layout.add(entry_name)
@@ -1242,7 +1241,7 @@ def _dedupe(items: Any) -> list[str]:
 def _snapshot(source: Path, target: Path) -> None:
     """Copy ``source`` so later writes to it do not reach the copy: a reflink where the filesystem
     shares extents, else a full copy done by the kernel."""
-    with open(source, "rb") as src, open(target, "xb") as dst:
+    with open(source, "rb") as src, open(target, "xb", opener=owner_only) as dst:
         try:
             fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
             return

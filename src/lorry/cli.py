@@ -426,7 +426,7 @@ class Graph:
         return sorted(b for a, b, _ in self.edges if a == node)
 
 
-def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
+def walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
     graph = Graph()
     graph.artifacts[root.qualified_name] = root
 
@@ -526,7 +526,7 @@ def _dot(graph: Graph, root: str) -> str:
 
 def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     root = _api(args).artifact(args.artifact)
-    graph = _walk_lineage(root, args.depth)
+    graph = walk_lineage(root, args.depth)
     name = root.qualified_name
     if out.json:
         nodes = [
@@ -545,6 +545,17 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     out.line(out.style.bold(out.style.green(_node_label(graph, name))))
     _draw_tree(out, graph, name, graph.upstream, "upstream (what it was made from)")
     _draw_tree(out, graph, name, graph.downstream, "downstream (what was made from it)")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, out: Output) -> int:
+    from lorry.ui import serve  # the web server's modules load only for this command
+
+    def announce(line: str) -> None:
+        out.line(line)
+        out.out.flush()
+
+    serve(_api(args).settings, args.host, args.port, announce)
     return 0
 
 
@@ -1212,7 +1223,7 @@ lorry config --store s3://bucket/team --json
         [common],
     )
 
-    _add_bench_command(commands)
+    _add_looking_commands(commands)
     return parser
 
 
@@ -1221,6 +1232,31 @@ def _add_version_filters(versions: argparse.ArgumentParser) -> None:
         "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
     )
     versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
+
+
+def _add_looking_commands(commands: Any) -> None:
+    """Commands that look at a store rather than change it: the benchmark and the web UI."""
+    _add_bench_command(commands)
+    _add_ui_command(commands)
+
+
+def _add_ui_command(commands: Any) -> None:
+    ui = _add(
+        commands,
+        "ui",
+        cmd_ui,
+        "browse the store's artifacts, metadata and lineage in a web browser (read-only)",
+        """
+lorry ui                              # then open the URL it prints
+lorry ui --store s3://bucket/team --port 9000
+lorry ui --host 0.0.0.0               # reachable from other machines: the URL carries a token
+""",
+        [_options(project=False, entity=False, json_output=False)],
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument(
+        "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
+    )
 
 
 def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:

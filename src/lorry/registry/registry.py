@@ -94,6 +94,12 @@ class Registry:
             await self.store.put(manifest_key(manifest.digest), manifest.to_bytes(), CREATE)
 
     async def get_manifest(self, digest: str) -> Manifest:
+        payload = await self.get_manifest_bytes(digest)
+        return Manifest.from_bytes(payload, name=f"manifest {manifest_key(digest)}")
+
+    async def get_manifest_bytes(self, digest: str) -> bytes:
+        """The stored form of a manifest, checked against its digest and size limit but not parsed
+        (a reader that needs a few of a million entries parses only those)."""
         key = manifest_key(digest)
         try:  # read at most one byte past the limit: a huge manifest is refused, not read whole
             payload = await self.store.get(key, 0, Manifest.MAX_BYTES + 1)
@@ -105,7 +111,7 @@ class Registry:
             )
         if digest_bytes(payload) != digest:
             raise CorruptRecordError(f"manifest {key} does not match its digest")
-        return Manifest.from_bytes(payload, name=f"manifest {key}")
+        return payload
 
     # -- committing versions ------------------------------------------------------------------------
 

@@ -23,6 +23,14 @@ DOWNLOAD_MODE = 0o666
 """Downloaded files are the user's: their umask decides, as for any file they create."""
 
 
+def owner_only(path: str, flags: int) -> int:
+    """An opener for ``open()``: the file is created readable by its owner only, whatever the umask,
+    from its first byte on."""
+    fd = os.open(path, flags, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
 @dataclass(frozen=True, slots=True)
 class FileStamp:
     """What identifies one content of a local file cheaply: a write changes at least one of these."""
