@@ -105,8 +105,12 @@ def test_deleting_every_version_and_a_collection() -> None:
     with pytest.raises(ArtifactDeletedError, match="every version"):
         api.artifact_collection("dataset", "gone")
     with lorry.init() as run:
-        fresh = logged(run, "gone", {"x": b"1"})
-    assert fresh.version == "v2"
+        fresh = lorry.Artifact("gone", type="model")  # the name is free again, for any type
+        with fresh.new_file("x", mode="wb") as handle:
+            handle.write(b"1")
+        run.log_artifact(fresh).wait()
+    assert (fresh.version, fresh.type) == ("v2", "model")
+    assert api.artifact_collection("model", "gone").type == "model"
 
 
 def test_gc_frees_what_only_deleted_versions_reached_after_the_grace_period() -> None:
