@@ -649,3 +649,18 @@ def test_the_original_documentation_examples(each_store: str, project_dir: Path)
     with pytest.raises(ArtifactDeletedError):
         api.artifact("me/docs/my-artifact:latest")
     assert not api.artifact_collection_exists("me/docs/my-artifact", "dataset")
+
+
+def test_cli_retain_applies_every_saved_policy() -> None:
+    with lorry.init() as run:
+        for i in range(3):
+            logged(run, "pruned", {"w": str(i).encode()})
+            logged(run, "untouched", {"w": str(i).encode()})
+    saved = lorry_cli("retain", "pruned", "--keep-last", "2", "--save", "--dry-run")
+    assert saved.returncode == 0, saved.stderr
+    assert lorry.Api().artifact_collection("dataset", "pruned").retention == RetentionPolicy(keep_last=2)
+    dry = lorry_cli("retain", "--dry-run")
+    assert "would delete pruned:v0" in dry.stdout and "untouched" not in dry.stdout
+    assert lorry_cli("retain").returncode == 0
+    assert [a.version for a in lorry.Api().artifacts("dataset", "pruned")] == ["v1", "v2"]
+    assert len(lorry.Api().artifacts("dataset", "untouched")) == 3
