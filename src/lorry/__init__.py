@@ -37,6 +37,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.runs import Run, finish, init, log, log_artifact, use_artifact
 from lorry.settings import Settings
 
@@ -51,6 +52,7 @@ __all__ = [
     "ArtifactFailedError",
     "ArtifactNotFoundError",
     "ArtifactTTL",
+    "BestRule",
     "ConflictError",
     "CorruptRecordError",
     "IntegrityError",
@@ -62,6 +64,7 @@ __all__ = [
     "LorryError",
     "NotFoundError",
     "ObjectNotFoundError",
+    "RetentionPolicy",
     "Run",
     "RunNotFoundError",
     "Settings",
