@@ -664,3 +664,17 @@ def test_cli_retain_applies_every_saved_policy() -> None:
     assert lorry_cli("retain").returncode == 0
     assert [a.version for a in lorry.Api().artifacts("dataset", "pruned")] == ["v1", "v2"]
     assert len(lorry.Api().artifacts("dataset", "untouched")) == 3
+
+
+def test_an_entry_of_another_artifact_is_added_without_reading_it() -> None:
+    with lorry.init() as run:
+        source = logged(run, "source", {"weights.bin": b"w" * 5000})
+        combined = lorry.Artifact("combined", type="dataset")
+        combined.add_reference(source.get_entry("weights.bin"), name="from-source/weights.bin")
+        run.log_artifact(combined).wait()
+    assert combined._counters.files_total == 0
+    assert combined.get_entry("from-source/weights.bin").digest == digest_of(source, "weights.bin")
+    source.delete()
+    gc()  # the blob is combined's too now
+    folder = Path(combined.download("combined"))
+    assert (folder / "from-source/weights.bin").read_bytes() == b"w" * 5000
