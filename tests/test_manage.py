@@ -678,3 +678,21 @@ def test_an_entry_of_another_artifact_is_added_without_reading_it() -> None:
     gc()  # the blob is combined's too now
     folder = Path(combined.download("combined"))
     assert (folder / "from-source/weights.bin").read_bytes() == b"w" * 5000
+
+
+def test_an_index_entry_left_naming_a_deleted_version_finds_the_live_copy() -> None:
+    """A walker that read a record before its delete may rewrite the digest index to name it after a
+    later version took the same content: the next log of that content must find the later version."""
+    with lorry.init() as run:
+        first = logged(run, "idx", {"a": b"same"})
+        first.delete()
+        second = logged(run, "idx", {"a": b"same"})
+        assert second.version == "v1"
+        settings = run.settings
+        registry = engine(settings).registry(settings)
+        collection = Collection(run.entity, run.project, "idx")
+        manifest = f"blake3:{second.digest}"
+        run_sync(registry.store.put(registry._digest_key(collection, manifest), b'{"version": 0}'))
+        third = logged(run, "idx", {"a": b"same"})
+    assert third.version == "v1"
+    assert [a.version for a in lorry.Api().artifacts("dataset", "idx", include_deleted=True)] == ["v0", "v1"]
