@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from lorry import _bridge
-from lorry._compat import accept_unused
+from lorry._compat import accept_unused, note_once
 from lorry.cache import Cache
 from lorry.errors import (
     ArtifactFailedError,
@@ -218,7 +218,7 @@ class Artifact:
     def ttl(self, value: timedelta | ArtifactTTL | None) -> None:
         self._sync()
         if value is ArtifactTTL.INHERIT:
-            accept_unused("Artifact.ttl", "INHERIT", True, False, "there is no team default: no ttl")
+            note_once("ttl:inherit", "ArtifactTTL.INHERIT means no ttl in lorry: there is no team default")
             value = None
         if value is not None and not isinstance(value, timedelta):
             raise ValidationError(f"ttl must be a datetime.timedelta or None, not {type(value).__name__}")
