@@ -696,3 +696,17 @@ def test_an_index_entry_left_naming_a_deleted_version_finds_the_live_copy() -> N
         third = logged(run, "idx", {"a": b"same"})
     assert third.version == "v1"
     assert [a.version for a in lorry.Api().artifacts("dataset", "idx", include_deleted=True)] == ["v0", "v1"]
+
+
+def test_the_web_ui_shows_the_newest_version_left() -> None:
+    from tests.ui_support import ui_server
+
+    with lorry.init(project="web") as run:
+        logged(run, "trimmed", {"a.txt": b"1"})
+        newest = logged(run, "trimmed", {"a.txt": b"2"})
+    newest.delete()
+    with ui_server() as server:
+        index = server.get("/").text
+        assert '<a href="/a/tester/web/trimmed/v/v0">v0</a>' in index  # latest: v0, not none
+        deleted = server.get("/a/tester/web/trimmed/v/v1")
+        assert deleted.status == 404 and "was deleted" in deleted.text

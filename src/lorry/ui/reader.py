@@ -9,6 +9,7 @@ server runs shows on the next page load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from lorry import _bridge
 from lorry.artifact import AliasTable
-from lorry.errors import ArtifactNotFoundError, ObjectNotFoundError
+from lorry.errors import ArtifactDeletedError, ArtifactNotFoundError, ObjectNotFoundError
 from lorry.model.names import version_alias
 from lorry.registry.records import RunRecord, VersionRecord
 from lorry.registry.registry import Collection, Registry, blob_key, manifest_key
@@ -104,6 +105,10 @@ class Reader:
             if collection in highest:
                 try:
                     latest = await registry.read_version(collection, highest[collection])
+                except ArtifactDeletedError:  # the newest was deleted: the highest one left, if any
+                    number = await registry.latest(collection)
+                    with contextlib.suppress(ArtifactNotFoundError):  # deleted meanwhile too
+                        latest = None if number is None else await registry.read_version(collection, number)
                 except ArtifactNotFoundError:  # removed since the listing
                     latest = None
             return CollectionSummary(collection, kind, counts.get(collection, 0), latest)
