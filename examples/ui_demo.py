@@ -1,5 +1,6 @@
 """Something to look at in ``lorry ui``: a dataset, the checkpoints of a training run with their loss
-and accuracy as metadata, and an evaluation of the best one::
+and accuracy as metadata (each kept for 30 days unless it is the best, one of them deleted), and an
+evaluation of the best one; the collections described and tagged::
 
     python examples/ui_demo.py
     lorry ui                    # then open the URL it prints
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import lorry
@@ -39,7 +41,7 @@ def build(project: str = "bikes") -> list[str]:
             )
             data.add_dir(folder / "rides", name="rides")
             data.add_file(folder / "README.txt")
-            run.log_artifact(data, aliases=["raw"])
+            run.log_artifact(data, aliases=["raw"], tags=["may-2026"])
     names = ["bike-rides:raw"]
     with lorry.init(project=project, job_type="train", config={"lr": 3e-4, "epochs": CHECKPOINTS}) as run:
         run.use_artifact("bike-rides:raw")
@@ -55,8 +57,21 @@ def build(project: str = "bikes") -> list[str]:
                 handle.write(rng.randbytes(2048 + 256 * epoch))
             with model.new_file("config.json") as handle:
                 handle.write('{"layers": 4, "hidden": 128}')
-            run.log_artifact(model, aliases=["best"] if epoch == CHECKPOINTS - 3 else [])
+            best = epoch == CHECKPOINTS - 3
+            if not best:
+                model.ttl = timedelta(days=30)
+            run.log_artifact(model, aliases=["best"] if best else [], tags=["candidate"] if best else [])
         names.append(f"ride-time-model ({CHECKPOINTS} checkpoints)")
+    api = lorry.Api(overrides={"project": project})
+    api.artifact("ride-time-model:v1").delete()  # a checkpoint found to be bad
+    for kind, name, description, tags in (
+        ("dataset", "bike-rides", "Rides of the city bike share, split by date.", ["tabular", "bikes"]),
+        ("model", "ride-time-model", "Predicts a ride's minutes from its km; one checkpoint per epoch.",
+         ["regression", "bikes"]),
+    ):  # fmt: skip
+        collection = api.artifact_collection(kind, name)
+        collection.description, collection.tags = description, tags
+        collection.save()
     with lorry.init(project=project, job_type="evaluate") as run:
         best = run.use_artifact("ride-time-model:best")
         report = lorry.Artifact(
@@ -75,4 +90,7 @@ def build(project: str = "bikes") -> list[str]:
 if __name__ == "__main__":
     for name in build():
         print(f"logged {name}")
+    api = lorry.Api(overrides={"project": "bikes"})
+    kept = [a.version for a in api.artifacts("model", "ride-time-model")]
+    print(f"kept {len(kept)} checkpoints; v1 deleted: {'v1' not in kept}")
     print("browse them: lorry ui")

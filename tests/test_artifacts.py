@@ -166,7 +166,6 @@ def test_use_artifact_paths(path: str) -> None:
         logged(run, "paths", {"f": b"1"})
         run.log_artifact(lorry.Artifact("x", type="t"))
     with lorry.init(project="proj") as run:
-        lorry.Api(project="proj").artifact("paths:v0").aliases.append("stable")
         artifact = lorry.Api(project="proj").artifact("paths:v0")
         artifact.aliases.append("stable")
         artifact.save()
@@ -472,3 +471,31 @@ def test_store_files_are_private_and_downloads_follow_the_umask(
     assert stored and {p.stat().st_mode & 0o777 for p in stored} == {0o600}
     assert {p.stat().st_mode & 0o777 for p in folders} == {0o700}
     assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o666 & ~umask}
+
+
+def test_progress_bars_are_on_when_stderr_is_a_terminal() -> None:
+    """No setting, stderr a (pseudo-)terminal: the bars are drawn; a dumb terminal gets none."""
+    import pty
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LORRY_PROGRESS"}
+    for term, shown in (("xterm", True), ("dumb", False)):
+        leader, follower = pty.openpty()
+        child = subprocess.Popen([sys.executable, "-c", PROGRESS_SCRIPT], env={**env, "TERM": term},
+                                 stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(leader)
+        assert child.wait(timeout=60) == 0, seen
+        text = seen.decode(errors="replace")
+        assert ("logging bar [########################] 1/1 files" in text) == shown, text
+        assert ("downloading bar [" in text) == shown, text

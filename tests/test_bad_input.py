@@ -303,3 +303,23 @@ def test_nothing_is_written_for_rejected_input(store_dir: Path) -> None:
     run.finish()
     after = store_files(store_dir)
     assert {p for p in after - before if "/runs/" not in p} == set()
+
+
+def test_downloads_never_write_through_a_symlink_planted_in_the_root(tmp_path: Path) -> None:
+    """Links planted where an entry or its folder will go: the download refuses them, and nothing
+    outside the root is written or created."""
+    with lorry.init() as run:
+        artifact = logged(run, "planted", {"a.txt": b"new a", "sub/b.txt": b"new b"})
+    outside = tmp_path / "outside"
+    victim = write(outside / "victim.txt", b"victim")
+    for planted in ("a.txt", "sub"):
+        root = tmp_path / f"down-{planted.replace('/', '-')}"
+        root.mkdir()
+        if planted == "sub":
+            (root / "sub").symlink_to(outside, target_is_directory=True)
+        else:
+            (root / "a.txt").symlink_to(victim)
+        with pytest.raises(lorry.InvalidPathError, match=r"symlink|outside"):
+            artifact.download(root)
+        assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+        assert victim.read_bytes() == b"victim"

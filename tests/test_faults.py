@@ -11,6 +11,7 @@ half-made. Each test prints what it injected and what it verified.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import json
 import logging
@@ -275,6 +276,55 @@ def test_a_stalled_request_is_abandoned_at_the_request_timeout(
     assert rig.open_uploads() == []
     print(f"\na request stalled ({where}) for up to 60 s: abandoned after "
           f"{rig.proxy.abandoned or 'the timeout'} s, the version committed {took:.1f} s after the log")
+
+
+# -- damage on the way, and failures that do not pass -------------------------------------------------------
+
+
+@pytest.mark.parametrize("request_line", ["PUT /faults/blobs/", "partNumber=3"])
+def test_a_body_damaged_on_the_way_is_refused_by_the_server(
+    rig: Rig, tmp_path: Path, request_line: str
+) -> None:
+    """One byte of a blob's body (or of a part's) is changed between lorry and the server: the
+    ``Content-MD5`` lorry sends makes the server refuse it (``400 BadDigest``), the request is sent
+    again, and the store holds only the right bytes."""
+    rng = random.Random(29)
+    files = {"notes.bin": write_random(tmp_path / "notes.bin", 200_000, rng),
+             "model.bin": write_random(tmp_path / "model.bin", 34 * MiB, rng)}
+    aimed = lambda line: request_line in line.replace(f"/{rig.bucket}/", "/")  # noqa: E731
+    rig.proxy.faults = Faults(corrupt=1.0, only=aimed, limit=1)
+    with lorry.init(job_type="damaged") as run:
+        artifact = lorry.Artifact("model", type="model")
+        for entry, path in files.items():
+            artifact.add_file(path, name=entry, policy="immutable")
+        run.log_artifact(artifact)
+        assert artifact.wait(timeout=60).version == "v0"
+    assert rig.proxy.counts["corrupt"] == 1, rig.proxy.counts
+    assert rig.proxy.counts["status 400"] == 1, rig.proxy.counts  # BadDigest: the damage was refused
+    rig.proxy.quiet()
+    assert rig.open_uploads() == []
+    rig.check_blobs({digest_of(path.read_bytes()) for path in files.values()})
+
+
+def test_a_multipart_upload_that_fails_for_good_is_aborted(rig: Rig, tmp_path: Path) -> None:
+    """A part is refused with ``403 AccessDenied``, which no retry cures: the version fails at once,
+    naming the refusal, and the upload is aborted, so no orphaned multipart upload is left."""
+    data = write_random(tmp_path / "model.bin", 34 * MiB, random.Random(31))
+    rig.proxy.faults = Faults(denied=1.0, only=lambda line: "partNumber=2" in line, limit=1)
+    begin = time.monotonic()
+    with lorry.init(job_type="denied") as run:
+        artifact = lorry.Artifact("model", type="model")
+        artifact.add_file(data, policy="immutable")
+        run.log_artifact(artifact)
+        with pytest.raises(ArtifactFailedError) as failed:
+            artifact.wait(timeout=60)
+        with contextlib.suppress(ArtifactFailedError):
+            run.finish()
+    assert time.monotonic() - begin < 20
+    assert "AccessDenied" in str(failed.value.__cause__ or failed.value) or "denied" in str(failed.value)
+    assert rig.proxy.counts["denied"] == 1
+    rig.proxy.quiet()
+    assert rig.open_uploads() == []
 
 
 # -- one lost answer at the worst moment ---------------------------------------------------------------------

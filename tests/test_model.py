@@ -282,9 +282,13 @@ def damaged_entries(draw: st.DrawFn) -> object:
     return draw(st.one_of(st.just(entry), raw_json))
 
 
+GOOD_MANIFEST = orjson.dumps({"format": 1, "entries": [GOOD_ENTRY]})
+
+
 @PURE
 @given(
     st.one_of(
+        st.just(GOOD_MANIFEST),
         st.binary(max_size=64),
         st.lists(damaged_entries(), max_size=4).map(lambda es: orjson.dumps({"format": 1, "entries": es})),
         raw_json.map(orjson.dumps),
@@ -295,6 +299,7 @@ def test_manifest_parser_refuses_damage_by_name(payload: bytes) -> None:
         manifest = Manifest.from_bytes(payload, name="manifest manifests/blake3/ab/abc.json")
     except lorry.CorruptRecordError as error:
         assert "manifests/blake3/ab/abc.json" in str(error)
+        assert payload != GOOD_MANIFEST, error  # an undamaged manifest is read
         return
     for path, entry in manifest.items():
         assert normalize_entry_path(path) == path and entry.path == path
@@ -332,7 +337,11 @@ def test_version_record_parser_refuses_damage_by_name(changes: dict[str, object]
         record = VersionRecord.from_bytes(orjson.dumps(doc), key)
     except lorry.CorruptRecordError as error:
         assert key in str(error)
+        assert doc != GOOD_RECORD, error  # an undamaged record is read
         return
+    if doc == GOOD_RECORD:
+        assert (record.version, record.type, record.size) == (0, "dataset", 3)
+        assert record.manifest == GOOD_RECORD["manifest"]
     assert record.size >= 0 and record.file_count >= 0 and record.version >= 0
     assert validate_type(record.type) == record.type
     assert record.logged_by is None or validate_segment(record.logged_by, "run id") == record.logged_by

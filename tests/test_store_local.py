@@ -14,8 +14,6 @@ from tests.conftest import logged
 
 
 class TestLocalStore(StoreConformance):
-    MULTIPART = False
-
     @pytest.fixture
     def store(self, tmp_path: Path) -> LocalStore:
         return LocalStore(tmp_path / "store")

@@ -14,13 +14,12 @@ import pytest
 from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
 from lorry.storage.base import CREATE, Update
 from lorry.storage.s3 import S3Store
-from tests.conformance import StoreConformance, listing, payload, run
+from tests.conformance import MultipartConformance, listing, payload, run
 from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import MakeStore, S3Server
 
 
-class TestCephStore(StoreConformance):
-    MULTIPART = True
+class TestCephStore(MultipartConformance):
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
         "test_complete_create_on_existing_key": (
             "Ceph RGW 16.2 ignores If-None-Match on CompleteMultipartUpload and overwrites the object"
@@ -32,8 +31,7 @@ class TestCephStore(StoreConformance):
         return s3_store(ceph_rgw)
 
 
-class TestMotoStore(StoreConformance):
-    MULTIPART = True
+class TestMotoStore(MultipartConformance):
 
     @pytest.fixture
     def store(self, moto_server: S3Server, s3_store: MakeStore) -> S3Store:

@@ -4,23 +4,34 @@ person sees them are tested in a real browser in test_ui_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import orjson
 import pytest
 
 import lorry
+from lorry import _bridge
 from lorry.cli import build_parser
 from lorry.errors import CorruptRecordError, ValidationError
-from lorry.registry.registry import blob_key
-from lorry.ui import query, views
+from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
+from lorry.registry.registry import Collection, blob_key
+from lorry.settings import Settings
+from lorry.transfer.engine import engine
+from lorry.ui import lineage, query, views
+from lorry.ui import server as server_module
 from lorry.ui.entries import EntryTable
+from lorry.ui.server import LINEAGE_FANOUT
+from tests import ui_support
 from tests.conftest import logged, use_remote_store
 from tests.ui_support import (
     HOSTILE,
@@ -208,6 +219,7 @@ def test_every_value_from_the_store_is_escaped(demo: UiServer) -> None:
         page(demo, base + "/v/v0?dir=" + quote(HOSTILE_FOLDER)),
         page(demo, base + "/v/v0/lineage"),
         page(demo, base + "/diff?from=v0&to=v0"),
+        page(demo, "/a/tester/bikes/damaged", 500),  # markup where a collection's tags go
     ]
     run_link = re.search(r'href="(/r/tester/bikes/[^"]+)"', pages[2])
     assert run_link is not None
@@ -215,11 +227,17 @@ def test_every_value_from_the_store_is_escaped(demo: UiServer) -> None:
     for text in pages:
         assert "<script>window" not in text and "<img" not in text and "<svg onload" not in text
         assert "<b>key" not in text and "<b>job" not in text and "<em" not in text and "<i>k" not in text
+        assert "<b onclick" not in text
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in pages[2]  # the description, as text
     assert "&lt;img src=x onerror=&#34;window.__pwned = 3&#34;&gt;.txt" in pages[2]  # the file name
     assert "&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;" in pages[1]  # a metadata value in the table
     assert "&lt;b&gt;key&lt;/b&gt;" in pages[2]  # a metadata key
-    assert "&lt;b&gt;job&lt;/b&gt;" in pages[6]  # the run's job type
+    assert "&lt;b&gt;job&lt;/b&gt;" in pages[7]  # the run's job type
+    escaped_description = "&lt;script&gt;window.__pwned = 1&lt;/script&gt;"
+    assert pages[0].count(escaped_description) >= 1  # the collection's description, in the list
+    assert 'id="collection-description">' + escaped_description in pages[1]  # and on its page
+    escaped_tag = "&lt;b onclick=&#34;window.__pwned = 7&#34;&gt;tag&lt;/b&gt;"
+    assert escaped_tag in pages[0] and escaped_tag in pages[6]  # the damaged record, said as text
     assert (
         HOSTILE not in "".join(pages) and HOSTILE_CELL not in "".join(pages) and HOSTILE_FILE not in pages[2]
     )
@@ -385,3 +403,138 @@ def test_the_same_pages_over_s3_and_gcs(
         assert download.status == 200 and download.body == b"remote bytes"
         lineage = page(server, "/a/tester/remote/data/v/v0/lineage")
         assert "prep" in lineage
+
+
+# -- deleted and expired versions; a crowded lineage ------------------------------------------------------
+
+
+def version_record(name: str, project: str, number: int) -> VersionRecord:
+    settings = Settings.load()
+    registry = engine(settings).registry(settings)
+    collection = Collection("tester", project, name)
+    return _bridge.run_sync(registry.read_version(collection, number, include_gone=True))
+
+
+def test_deleted_and_expired_versions_are_never_offered_as_live() -> None:
+    with lorry.init(project="prune", job_type="prep") as run:
+        logged(run, "data", {"rows.csv": b"1,2"})
+    with lorry.init(project="prune", job_type="train") as run:
+        run.use_artifact("data:latest")
+        for n in range(4):
+            logged(run, "ckpt", {"w.bin": bytes([n])}, metadata={"loss": 1 - n / 10})
+        logged(run, "scrapped", {"x.bin": b"x"})
+    api = lorry.Api(overrides={"project": "prune"})
+    api.artifact("scrapped:v0").delete()
+    api.artifact("ckpt:v1").delete()
+    expiring = api.artifact("ckpt:v2")
+    expiring.ttl = timedelta(milliseconds=1)  # expired at once; no gc has marked it deleted
+    expiring.save()
+    api.artifact("ckpt:v3").delete()
+    deleted_at = datetime.fromisoformat(version_record("ckpt", "prune", 1).deleted_at or "")
+    with ui_server() as server:
+        listed = page(server, "/?project=tester/prune")
+        rows = {m[0]: m[1] for m in re.findall(r">(ckpt|scrapped)</a>(.*?)</tr>", listed, re.S)}
+        assert 'href="/a/tester/prune/ckpt/v/v0">v0<' in rows["ckpt"]  # the latest live version
+        assert '<td class="num">4</td>' in rows["ckpt"]  # versions logged
+        assert '<span class="gone-badge">all deleted</span>' in rows["scrapped"]
+        assert "/a/tester/prune/scrapped/v/" not in rows["scrapped"]
+        text = page(server, "/a/tester/prune/ckpt")
+        assert re.findall(r">(v\d+)</a>", text.partition('id="versions"')[2]) == ["v0"]
+        assert "· 1 version · 3 deleted or expired" in " ".join(text.split())
+        assert text.count('class="point') == 1  # the chart: v0 alone
+        assert 'name="from" value="v0"' in text and 'name="to" value="v0"' in text
+        shown = page(server, "/a/tester/prune/ckpt?deleted=1")
+        assert re.findall(r">(v\d+)</a>", shown.partition('id="versions"')[2]) == ["v3", "v2", "v1", "v0"]
+        assert shown.count('<tr class="gone">') == 3
+        assert re.findall(r'class="gone-badge"[^>]*>(\w+)<', shown) == ["deleted", "expired", "deleted"]
+        assert shown.count('class="point') == 1  # shown, but still not charted
+        gone_page = page(server, "/a/tester/prune/ckpt/v/v1")
+        assert f"This version was deleted on {deleted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" in gone_page
+        assert "download" not in gone_page and "lorry get" not in gone_page
+        expired_page = page(server, "/a/tester/prune/ckpt/v/v2")
+        assert (
+            "This version expired on" in expired_page
+            and "time to live of 0.001 seconds ran out" in expired_page
+        )
+        assert "<h1>ckpt:v0" in page(server, "/a/tester/prune/ckpt/v/latest")
+        refused = server.get("/a/tester/prune/ckpt/v/v2/file/w.bin")
+        assert refused.status == 410 and b"expired" in refused.body
+        assert server.get("/a/tester/prune/ckpt/diff?from=v0&to=v1").status == 410
+        graph = page(server, "/a/tester/prune/data/v/v0/lineage")  # its run logged all four
+        marked = re.findall(r'data-node="tester/prune/ckpt:(v\d)">\s*<g class="node artifact( gone)?', graph)
+        assert sorted(marked) == [("v0", ""), ("v1", " gone"), ("v2", " gone"), ("v3", " gone")]
+        assert graph.count('<span class="gone-badge">deleted</span>') == 3  # and scrapped:v0
+        assert graph.count('<span class="gone-badge">expired</span>') == 1
+        producer = api.artifact("ckpt:v0").logged_by()
+        assert producer is not None
+        logged_list = page(server, f"/r/tester/prune/{producer.id}").partition('id="run-outputs"')[2]
+        marks = re.findall(r'/ckpt:(v\d)</a>(?: <span class="gone-badge">(\w+)</span>)?', logged_list)
+        assert marks == [("v0", ""), ("v1", "deleted"), ("v2", "expired"), ("v3", "deleted")]
+
+
+USERS = 2_000
+
+
+def test_a_version_used_by_thousands_of_runs_draws_its_lineage_at_once() -> None:
+    with lorry.init(project="popular", job_type="prep") as run:
+        logged(run, "data", {"a.txt": b"a"})
+    settings = Settings.load()
+    registry = engine(settings).registry(settings)
+    collection = Collection("tester", "popular", "data")
+
+    async def add_users() -> None:
+        async def one(i: int) -> None:
+            user = RunRecord(
+                id=f"user{i:05}", entity="tester", project="popular", name=f"user {i}", job_type="eval",
+                config={}, created_at="2026-12-01T10:00:00+00:00", state="finished",
+                inputs=(ArtifactRef("tester", "popular", "data", 0),),
+            )  # fmt: skip
+            await registry.put_run(user, create=True)
+            await registry.add_consumer(collection, 0, user)
+
+        for start in range(0, USERS, 200):
+            await asyncio.gather(*(one(i) for i in range(start, min(start + 200, USERS))))
+
+    _bridge.run_sync(add_users())
+    with ui_server() as server:
+        started = time.monotonic()
+        text = page(server, "/a/tester/popular/data/v/v0/lineage")
+        took = time.monotonic() - started
+        print(f"lineage of a version used by {USERS} runs: {took:.2f} s")
+        assert text.count('<g class="node run') == LINEAGE_FANOUT + 1  # its users shown, and its producer
+        more = f"{USERS - LINEAGE_FANOUT} more runs"
+        # One "more" node, opening the version's page, which lists every run that used it.
+        marker = re.search(
+            r'<a href="([^"]+)" class="node-link"[^>]*>\s*<g class="node more">.*?</g>', text, re.S
+        )
+        assert (
+            marker is not None
+            and marker.group(1) == "/a/tester/popular/data/v/v0"
+            and more in marker.group(0)
+        )
+        assert f'id="lineage-more">{USERS - LINEAGE_FANOUT} more runs and versions are not drawn' in text
+        assert took < 2.0
+    # The budget bounds the whole graph, whatever the fanout.
+    record = _bridge.run_sync(registry.read_version(collection, 0))
+    small = _bridge.run_sync(lineage.walk(registry, collection, record, depth=3, budget=10, fanout=100))
+    assert len(small.versions) + len(small.runs) == 10
+    assert small.more == {("tester/popular/data:v0", lineage.DOWN): USERS - 8}  # root, producer, 8 users
+
+
+def test_times_to_live_read_as_a_person_says_them() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert server_module._until(now + timedelta(days=29, hours=23), now) == "in 29 days"
+    assert server_module._until(now + timedelta(hours=1), now) == "in 1 hour"
+    assert server_module._until(now + timedelta(seconds=30), now) == "now"
+    assert server_module._duration(30 * 86400) == "30 days"
+    assert server_module._duration(36 * 3600) == "36 hours"
+    assert server_module._duration(90) == "90 seconds"
+    assert server_module._duration(0) == "0 seconds"
+
+
+def test_without_chromium_the_browser_tests_fail_saying_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(ui_support, "CHROMIUM", tmp_path / "no-chromium")
+    with pytest.raises(RuntimeError, match=r"no-chromium is missing: run scripts/servers/install\.sh"):
+        ui_support.launch_chromium(cast(Any, None), tmp_path / "profile")

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 import lorry
 from lorry import _bridge
@@ -21,23 +23,17 @@ from lorry.registry.registry import Collection, blob_key
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from tests.ui_support import (
-    CHROMIUM,
     HOSTILE,
     HOSTILE_CELL,
     HOSTILE_FILE,
     HOSTILE_FOLDER,
+    HOSTILE_TAG,
     ROOT,
     UiServer,
     build_demo,
     launch_chromium,
     ui_server,
 )
-
-pytest.importorskip("playwright")
-if not CHROMIUM.exists():
-    pytest.skip("chromium is not installed (scripts/servers/install.sh installs it)", allow_module_level=True)
-
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +70,37 @@ def rows(page: Page, table: str) -> list[str]:
     return [r.inner_text() for r in page.locator(f"table#{table} tbody tr").all()]
 
 
-def test_collections_filtered_by_type_and_name(demo: UiServer, page: Page) -> None:
+def names(page: Page, table: str) -> list[str]:
+    """The first line of each row's first cell: a name, without what is written under it."""
+    return [r.split("\t")[0].split("\n")[0].strip() for r in rows(page, table)]
+
+
+def test_collections_filtered_by_type_name_and_tag(demo: UiServer, page: Page) -> None:
     page.goto(demo.base + "/")
     expect(page.locator("h1")).to_have_text("Artifacts")
-    names = [r.split("\t")[0] for r in rows(page, "collections")]
-    assert names == ["bike-rides", "evaluation", "hostile", "ride-time-model"]
+    assert names(page, "collections") == ["bike-rides", "damaged", "evaluation", "hostile", "ride-time-model"]
+    model = page.locator("table#collections tr", has_text="ride-time-model")
+    expect(model).to_contain_text("Predicts a ride's minutes from its km")  # the collection's description
+    expect(model.locator(".tag")).to_have_text(["regression", "bikes"])
     page.select_option("select[name=type]", "model")
     page.click("text=Filter")
-    assert [r.split("\t")[0] for r in rows(page, "collections")] == ["ride-time-model"]
+    assert names(page, "collections") == ["ride-time-model"]
     page.fill("input[name=name]", "ride")
     page.select_option("select[name=type]", "")
     page.click("text=Filter")
-    assert [r.split("\t")[0] for r in rows(page, "collections")] == ["bike-rides", "ride-time-model"]
-    page.click("a:text-is('ride-time-model')")
-    expect(page.locator("h1")).to_contain_text("ride-time-model")
+    assert names(page, "collections") == ["bike-rides", "ride-time-model"]
+    page.select_option("select[name=tag]", "regression")
+    page.click("text=Filter")
+    assert names(page, "collections") == ["ride-time-model"]
+    page.click("text=clear")
+    page.locator("table#collections a.tag", has_text="tabular").click()  # a tag filters by itself
+    assert names(page, "collections") == ["bike-rides"]
+    page.click("a:text-is('bike-rides')")
+    expect(page.locator("h1")).to_contain_text("bike-rides")
+    expect(page.locator("h1 .tag")).to_have_text(["tabular", "bikes"])
+    expect(page.locator("#collection-description")).to_have_text(
+        "Rides of the city bike share, split by date."
+    )
 
 
 def checkpoint_losses(demo: UiServer) -> dict[str, float]:
@@ -98,11 +111,18 @@ def checkpoint_losses(demo: UiServer) -> dict[str, float]:
 def test_a_collection_with_its_metadata_table_filtered_sorted_and_charted(demo: UiServer, page: Page) -> None:
     page.goto(demo.base + "/a/tester/bikes/ride-time-model")
     losses = checkpoint_losses(demo)
-    assert [r.split("\t")[0] for r in rows(page, "versions")] == [f"v{n}" for n in range(11, -1, -1)]
-    assert "best" in page.locator("table#versions tr", has_text="v9").inner_text()
+    live = [f"v{n}" for n in range(11, -1, -1) if n != 1]  # the demo deleted v1
+    assert sorted(losses) == sorted(live)
+    assert names(page, "versions") == live
+    best_row = page.locator("table#versions tr", has_text="v9")
+    expect(best_row.locator(".alias")).to_have_text(["best"])
+    expect(best_row.locator(".tag")).to_have_text(["candidate"])
+    expect(page.locator("table#versions tr", has_text="v8").locator(".expiry")).to_have_text(
+        "expires in 29 days"
+    )
     page.select_option("select[name=chart]", "loss")  # the page's script submits the choice
     page.wait_for_url("**chart=loss**")
-    assert page.locator("svg#chart circle").count() == 12
+    assert page.locator("svg#chart circle").count() == 11
     best = min(losses, key=lambda v: (losses[v], int(v[1:])))
     expect(page.locator(".chart-note")).to_contain_text(f"Lowest loss: {best}")
 
@@ -110,12 +130,12 @@ def test_a_collection_with_its_metadata_table_filtered_sorted_and_charted(demo: 
     page.fill("#filter-form input[name=filter]", "loss < 0.3")
     page.click("text=Apply")
     wanted = sorted((v for v, loss in losses.items() if loss < 0.3), key=lambda v: -int(v[1:]))
-    assert 0 < len(wanted) < 12
-    assert [r.split("\t")[0] for r in rows(page, "versions")] == wanted
-    expect(page.locator("#match-count")).to_have_text(f"{len(wanted)} of 12 versions match")
+    assert 0 < len(wanted) < 11
+    assert names(page, "versions") == wanted
+    expect(page.locator("#match-count")).to_have_text(f"{len(wanted)} of 11 versions match")
     page.click("table#versions th a:text-is('loss')")  # descending, then ascending
     page.click("table#versions th a:has-text('loss')")
-    assert rows(page, "versions")[0].split("\t")[0] == best
+    assert names(page, "versions")[0] == best
     page.fill("#filter-form input[name=filter]", "loss <")
     page.click("text=Apply")
     expect(page.locator(".error")).to_contain_text("incomplete condition")
@@ -146,9 +166,60 @@ def test_from_the_best_checkpoint_to_its_files_and_lineage(demo: UiServer, page:
     graph.locator("a[data-node='tester/bikes/bike-rides:v0']").click()
     expect(page.locator("h1")).to_have_text("Lineage of bike-rides:v0")
     expect(page.locator("svg#lineage .node.artifact")).to_have_count(14)  # data, 12 checkpoints, report
+    deleted = page.locator("svg#lineage a[data-node='tester/bikes/ride-time-model:v1']")
+    expect(deleted.locator(".node.gone")).to_contain_text("deleted")  # still there, marked as gone
+    expect(page.locator("svg#lineage .node.gone")).to_have_count(1)
     page.locator("svg#lineage .node.run", has_text="train").click()
     expect(page.locator("h1")).to_contain_text("train")
     expect(page.locator("main")).to_contain_text("tester/bikes/bike-rides:v0")
+
+
+def test_tags_time_to_live_and_a_deleted_checkpoint_shown_as_deleted(demo: UiServer, page: Page) -> None:
+    deleted_at = deletion_time(demo, "ride-time-model", 1)
+    page.goto(demo.base + "/a/tester/bikes/ride-time-model")
+    page.locator("table#versions a:text-is('v9')").click()
+    expect(page.locator("h1 .tag")).to_have_text(["candidate"])
+    expect(page.locator("#tags")).to_have_text("candidate")
+    expect(page.locator("#expiry")).to_have_text("never (no time to live)")  # the best is kept
+    page.go_back()
+    page.locator("table#versions a:text-is('v8')").click()
+    expect(page.locator("#expiry")).to_contain_text("in 29 days")
+    expect(page.locator("#expiry")).to_contain_text("time to live 30 days")
+    page.go_back()
+    expect(page.locator("#version-count")).to_contain_text("11 versions · 1 deleted or expired")
+    expect(page.locator("#diff-form input[name=from]")).to_have_value("v10")
+    page.goto(demo.base + "/a/tester/bikes/ride-time-model/v/v2")
+    expect(page.locator("#diff-link")).to_have_text("Diff with v0")  # the version before it that is live
+    page.go_back()
+    page.click("#show-deleted")
+    assert names(page, "versions")[-2:] == ["v1 DELETED", "v0"]  # as a person reads it
+    row = page.locator("table#versions tr.gone")
+    expect(row).to_have_count(1)
+    expect(row.locator(".gone-badge")).to_have_text("deleted")
+    expect(row.locator("a", has_text="diff")).to_have_count(0)  # nothing to compare it with
+    row.locator("a:text-is('v1')").click()
+    expect(page.locator("h1")).to_contain_text("ride-time-model:v1")
+    expect(page.locator("#gone")).to_contain_text(
+        f"This version was deleted on {deleted_at:%Y-%m-%d %H:%M} UTC"
+    )
+    expect(page.locator("a.download")).to_have_count(0)
+    expect(page.locator("#python-snippet")).to_have_count(0)
+    page.click("#lineage-link")  # its lineage is kept, and says what it was
+    expect(page.locator("svg#lineage .node.root.gone")).to_contain_text("ride-time-model:v1")
+    page.locator("svg#lineage .node.run", has_text="train").click()
+    logged_v1 = page.locator("#run-outputs li", has_text="tester/bikes/ride-time-model:v1")
+    expect(logged_v1.locator(".gone-badge")).to_have_text("deleted")
+    expect(page.locator("#run-outputs .gone-badge")).to_have_count(1)
+
+
+def deletion_time(demo: UiServer, name: str, version: int) -> datetime:
+    settings = Settings.load(store=demo_store(demo))
+    registry = engine(settings).registry(settings)
+    record = _bridge.run_sync(
+        registry.read_version(Collection("tester", "bikes", name), version, include_gone=True)
+    )
+    assert record.deleted_at is not None
+    return datetime.fromisoformat(record.deleted_at).astimezone(UTC)
 
 
 def test_diff_of_the_first_and_last_checkpoints(demo: UiServer, page: Page) -> None:
@@ -199,6 +270,13 @@ def test_hostile_content_is_shown_as_text_and_runs_nothing(demo: UiServer, page:
     assert [r.split("\t")[0] for r in rows(page, "files")][1:] == ["inner.txt"]
     page.goto(demo.base + "/a/tester/bikes/hostile")
     expect(page.locator("table#versions")).to_contain_text(HOSTILE_CELL)
+    expect(page.locator("#collection-description")).to_have_text(HOSTILE)
+    expect(page.locator("h1 .tag")).to_have_text(["untrusted"])
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    # A collection record with markup where its tags go: listed as damaged, the markup shown as text.
+    page.goto(demo.base + "/")
+    expect(page.locator("table#collections tr", has_text="hostile")).to_contain_text(HOSTILE[:40])
+    expect(page.locator("table#collections .damage")).to_contain_text(HOSTILE_TAG)
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
 

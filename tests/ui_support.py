@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -92,6 +93,7 @@ HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned
 HOSTILE_FILE = '<img src=x onerror="window.__pwned = 3">.txt'
 HOSTILE_FOLDER = '<em onmouseover="window.__pwned = 6">dir'
 HOSTILE_CELL = "</td></tr></table><script>window.__pwned = 4</script>"
+HOSTILE_TAG = '<b onclick="window.__pwned = 7">tag</b>'
 SIGNATURE = "S3CR3TSIGNATURE"
 
 
@@ -113,7 +115,17 @@ def log_hostile(project: str) -> None:
             name="signed.bin",
             checksum=False,
         )
-        run.log_artifact(artifact)
+        run.log_artifact(artifact, tags=["hostile"])
+    collection = lorry.Api().artifact_collection(artifact.type, f"{project}/hostile")
+    collection.description, collection.tags = HOSTILE, ["untrusted"]
+    collection.save()
+
+
+def plant_damaged_collection(store: Path, entity: str, project: str) -> None:
+    """A ``collection.json`` written by hand with markup where tags go: not a lorry record."""
+    folder = store / entity / project / "artifacts" / "damaged"
+    folder.mkdir(parents=True)
+    (folder / "collection.json").write_text(json.dumps({"type": "dataset", "tags": [HOSTILE_TAG]}))
 
 
 def build_demo(store: Path, entity: str = "tester", *, hostile: bool = True) -> Path:
@@ -128,6 +140,7 @@ def build_demo(store: Path, entity: str = "tester", *, hostile: bool = True) -> 
         demo.build("bikes")
         if hostile:
             log_hostile("bikes")
+            plant_damaged_collection(store, entity, "bikes")
     finally:
         for name, value in saved.items():
             if value is None:
@@ -142,6 +155,8 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/servers/i
 
 def launch_chromium(playwright: Playwright, profile: Path) -> BrowserContext:
     """Headless chromium with a fresh profile that makes no connection of its own."""
+    if not CHROMIUM.exists():  # a failure, never a skip: the browser tests must run wherever tests run
+        raise RuntimeError(f"{CHROMIUM} is missing: run scripts/servers/install.sh, which installs chromium")
     return playwright.chromium.launch_persistent_context(
         str(profile),
         executable_path=str(CHROMIUM),

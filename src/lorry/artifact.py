@@ -18,12 +18,12 @@ import contextlib
 import enum
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import posixpath
 import shutil
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,7 +43,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.model.manifest import Entry, EntryLayout, Manifest, normalize_entry_path
+from lorry.model.manifest import Entry, EntryLayout, Manifest, Rows, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
@@ -64,7 +64,7 @@ from lorry.transfer.files import FileStamp, local_error, matches, owner_only, sa
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.progress import progress
-from lorry.transfer.upload import FileSource, store_files
+from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
 
 if TYPE_CHECKING:
     from lorry.runs import Run
@@ -122,9 +122,10 @@ class Artifact:
         self._aliases: list[str] = []
         self._files: dict[str, FileSource] = {}
         self._refs: dict[str, Entry] = {}
-        self._origins: dict[str, tuple[int, int]] = {}
+        self._origins: dict[str, int] = {}  # entry → identity of the file added (see _identity)
         self._layout = EntryLayout()  # no name both a file and a folder
-        self._staging: Path | None = None  # entry → (device, inode) of the file added
+        self._staging: Path | None = None
+        self._staged_names = itertools.count()  # the staging folder is this artifact's own
         self._pending: concurrent.futures.Future[_Logged] | None = None
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
@@ -289,18 +290,18 @@ class Artifact:
         if not root.is_dir():
             raise LocalFileError(f"{root} is not a directory; use add_file to add a file")
         prefix = normalize_entry_path(name) if name else ""
-        found = list(_walk_files(root))
-        names = [normalize_entry_path(posixpath.join(prefix, rel) if prefix else rel) for rel, _ in found]
-        if merge:
-            for entry_name, (_, path) in zip(names, found, strict=True):
-                if self._origins.get(entry_name) != _identity(path):
+        added: list[str] = []
+        try:  # file by file as the walk finds them: a million files are never all held at once
+            for relative, path in _walk_files(root):
+                entry_name = normalize_entry_path(posixpath.join(prefix, relative) if prefix else relative)
+                if merge and self._origins.get(entry_name) != _identity(path):
                     self._forget(entry_name)
-        trial = self._layout.copy()
-        for entry_name, (_, path) in zip(names, found, strict=True):  # refuse clashes before adding any
-            self._check_free(entry_name, path)
-            trial.add(entry_name)
-        for entry_name, (_, path) in zip(names, found, strict=True):
-            self._add_source(entry_name, path, policy)
+                if self._add_source(entry_name, path, policy):
+                    added.append(entry_name)
+        except BaseException:  # what this call added goes again (an entry merge replaced stays replaced)
+            for entry_name in added:
+                self._drop(entry_name)
+            raise
 
     @contextlib.contextmanager
     def new_file(self, name: str, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
@@ -318,7 +319,7 @@ class Artifact:
         if self._has(entry_name):  # taken while the block ran
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
         self._layout.add(entry_name)
-        self._files[entry_name] = FileSource(entry_name, staged, FileStamp.of(staged), owned=True)
+        self._files[entry_name] = FileSource(entry_name, staged, FileStamp.of(Path(staged)), owned=True)
 
     def add_reference(
         self,
@@ -378,7 +379,7 @@ class Artifact:
     def _has(self, entry_name: str) -> bool:
         return entry_name in self._files or entry_name in self._refs or entry_name in self._carried
 
-    def _check_free(self, entry_name: str, path: Path) -> None:
+    def _check_free(self, entry_name: str, path: str | Path) -> None:
         """Refuse to put ``path`` under a name that holds something else (the same file is fine)."""
         if entry_name in self._refs:
             raise ValidationError(f"entry {entry_name!r} is already a reference in this artifact")
@@ -395,41 +396,55 @@ class Artifact:
 
     def _forget(self, entry_name: str) -> None:
         """Drop whatever entry ``entry_name`` holds (for overwrite and merge)."""
-        if self._has(entry_name):
-            self._files.pop(entry_name, None)
+        if entry_name in self._files:
+            self._drop(entry_name)
+        elif self._has(entry_name):
             self._refs.pop(entry_name, None)
             self._carried.pop(entry_name, None)
             self._origins.pop(entry_name, None)
             self._layout.discard(entry_name)
 
-    def _add_source(self, entry_name: str, path: Path, policy: str) -> None:
+    def _add_source(self, entry_name: str, path: str | Path, policy: str) -> bool:
+        """Add a file as ``entry_name``; False if this very file is already there under that name."""
         self._check_free(entry_name, path)
         if entry_name in self._files:
-            return  # the same file added twice
+            return False  # the same file added twice
         self._layout.check(entry_name)
-        staged: Path | None = None
+        staged: str | None = None
         try:
             if policy == "mutable":
                 staged = self._staged_path()
-                _snapshot(path, staged)
-                source = FileSource(entry_name, staged, FileStamp.of(staged), owned=True)
+                origin, stamp = _snapshot(path, staged)
+                source = FileSource(entry_name, staged, stamp, owned=True)
             else:
-                source = FileSource(entry_name, path, FileStamp.of(path), owned=False)
+                st = os.stat(path)
+                origin, stamp = _identity_of(st), FileStamp.of_stat(st)
+                source = FileSource(entry_name, str(path), stamp, owned=False)
         except OSError as exc:
             if staged is not None:  # a partial snapshot is no use to anyone
                 with contextlib.suppress(OSError):
-                    staged.unlink()
+                    os.unlink(staged)
             where = f" (its snapshot in {self._staging})" if exc.errno in _NO_ROOM else ""
             raise local_error(exc, f"cannot add {path}{where}") from exc
         self._files[entry_name] = source
-        self._origins[entry_name] = _identity(path)
+        self._origins[entry_name] = origin
         self._layout.add(entry_name)
+        return True
 
-    def _staged_path(self) -> Path:
+    def _drop(self, entry_name: str) -> None:
+        """Take a file out again (and its snapshot, if lorry made one)."""
+        source = self._files.pop(entry_name)
+        self._origins.pop(entry_name, None)
+        self._layout.discard(entry_name)
+        if source.owned:
+            with contextlib.suppress(OSError):
+                os.unlink(source.source)
+
+    def _staged_path(self) -> str:
         """A fresh name in this artifact's staging folder (made on first use, removed once logged)."""
         if self._staging is None:
             self._staging = Cache(Settings.load().cache_dir).staging_folder()
-        return self._staging / uuid.uuid4().hex
+        return f"{self._staging}/{next(self._staged_names):x}"
 
     def _check_draft(self, action: str) -> None:
         if not self.is_draft():
@@ -773,12 +788,7 @@ class Artifact:
         manifest = self._manifest or await _registry(state).get_manifest(state.record.manifest)
         self._manifest = manifest
         target = Path(root) if root is not None else self.default_root()
-        prefix = normalize_entry_path(path_prefix) if path_prefix else None
-        entries = [
-            e
-            for e in manifest.values()
-            if prefix is None or e.path == prefix or e.path.startswith(prefix + "/")
-        ]
+        entries = manifest.below(normalize_entry_path(path_prefix)) if path_prefix else manifest
         eng = engine(state.settings)
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -789,9 +799,10 @@ class Artifact:
         store = eng.store(state.settings.store, state.settings.store_options)
         with _download_cache(state.settings, skip_cache) as cache:
             if not allow_missing_references:
-                await fetch_entries(eng, store, cache, entries, target, counters)
+                await fetch_entries(eng, store, cache, entries.values(), target, counters)
                 return str(target)
-            await fetch_entries(eng, store, cache, [e for e in entries if e.ref is None], target, counters)
+            stored = [e for e in entries.values() if e.ref is None]
+            await fetch_entries(eng, store, cache, stored, target, counters)
 
             async def reference(entry: Entry) -> None:
                 try:
@@ -799,7 +810,7 @@ class Artifact:
                 except (NotFoundError, IntegrityError, StoreError, LocalFileError) as exc:
                     log.warning("skipped reference %s of %s: %s", entry.path, self.qualified_name, exc)
 
-            await gather_all([reference(e) for e in entries if e.ref is not None])
+            await gather_all([reference(e) for e in entries.values() if e.ref is not None])
         return str(target)
 
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
@@ -1109,14 +1120,17 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         store = eng.store(plan.settings.store, plan.settings.store_options)
         registry = eng.registry(plan.settings)
         fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
-        stored = await _store_files(eng, store, plan, plan.counters)
-        manifest = Manifest([*stored, *plan.refs])
+        rows = await _store_files(eng, store, plan, plan.counters)
+        for ref in plan.refs:
+            rows.add(ref)
+        manifest = Manifest.of_rows(rows)
+        del rows
         if not plan.incremental:
             await registry.put_manifest(manifest)
 
         async def restore() -> None:  # a gc ran meanwhile: store again whatever it removed
             await _store_files(eng, store, plan, Counters())
-            await _check_carried(store, [e for e in manifest.values() if e.ref is None], stored)
+            await _check_carried(store, manifest, plan.files)
             await registry.put_manifest(manifest)
 
         async with eng.assigner.turn(ticket):
@@ -1164,8 +1178,11 @@ async def _store_shard(eng: Engine, plan: _LogPlan, distributed_id: str, shard: 
         store = eng.store(plan.settings.store, plan.settings.store_options)
         registry = eng.registry(plan.settings)
         fence = await read_fence(store)
-        stored = await _store_files(eng, store, plan, plan.counters)
-        manifest = Manifest([*stored, *plan.refs])
+        rows = await _store_files(eng, store, plan, plan.counters)
+        for ref in plan.refs:
+            rows.add(ref)
+        manifest = Manifest.of_rows(rows)
+        del rows
         await registry.put_manifest(manifest)
 
         async def restore() -> None:
@@ -1193,12 +1210,12 @@ async def _on_latest(registry: Registry, collection: Collection, changes: Manife
     return Manifest([*(e for path, e in base.items() if path not in changes), *changes.values()])
 
 
-async def _check_carried(store: Store, entries: Sequence[Entry], stored: Sequence[Entry]) -> None:
+async def _check_carried(store: Store, manifest: Manifest, files: Sequence[FileSource]) -> None:
     """After a gc ran during a log: the blobs of entries carried from an earlier version (which this
     log did not store) must still be there; a gc removes them only once that version is deleted."""
-    mine = {e.digest for e in stored}
-    for entry in entries:
-        if entry.digest is not None and entry.digest not in mine:
+    mine = {f.path for f in files}
+    for entry in manifest.values():
+        if entry.ref is None and entry.digest is not None and entry.path not in mine:
             try:
                 await store.head(blob_key(entry.digest))
             except ObjectNotFoundError:
@@ -1222,16 +1239,39 @@ def _download_cache(settings: Settings, skip: bool) -> Iterator[Cache]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> list[Entry]:
-    """The files' entries, stored here or by the helper process (see ``transfer/offload.py``)."""
-    if wants_helper(plan.settings, plan.files):
-        return await helper().store_files(plan.settings, plan.files, counters, eng.retries)
-    return await store_files(eng, store, plan.files, counters, Journal(plan.settings.cache_dir))
+async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> Rows:
+    """The files' rows of the manifest, stored here or by the helper process (see
+    ``transfer/offload.py``), a part of ``PART_FILES`` files at a time: what is held for the files on
+    the way, here and in the helper, stays the same whatever their number."""
+    files = plan.files
+    counters.files_total += len(files)
+    counters.bytes_total += sum(f.stamp.size for f in files)
+    offloaded = wants_helper(plan.settings, files)
+    journal = Journal(plan.settings.cache_dir)
+    rows = Rows()
+    window = asyncio.Semaphore(PARTS_IN_FLIGHT)
+
+    async def store_part(start: int) -> None:
+        async with window:
+            part = files[start : start + PART_FILES]
+            if offloaded:
+                digests = await helper().store_files(plan.settings, part, counters, eng.retries)
+            else:
+                digests = await store_files(eng, store, part, counters, journal)
+        for source, digest in zip(part, digests, strict=True):
+            rows.add_file(source.path, digest, source.stamp.size)
+
+    await gather_all(store_part(start) for start in range(0, len(files), PART_FILES))
+    return rows
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_dev, st.st_ino
+def _identity(path: str | Path) -> int:
+    return _identity_of(os.stat(path))
+
+
+def _identity_of(st: os.stat_result) -> int:
+    """Device and inode in one number: one object per file added, not a tuple of two."""
+    return st.st_dev << 64 | st.st_ino
 
 
 def _utf8(text: str) -> bool:
@@ -1254,23 +1294,30 @@ def _dedupe(items: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _snapshot(source: Path, target: Path) -> None:
+def _snapshot(source: str | Path, target: str) -> tuple[int, FileStamp]:
     """Copy ``source`` so later writes to it do not reach the copy: a reflink where the filesystem
-    shares extents, else a full copy done by the kernel."""
-    with open(source, "rb") as src, open(target, "xb", opener=owner_only) as dst:
+    shares extents, else a full copy done by the kernel. Returns the source's identity and the copy's
+    stamp."""
+    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0, opener=owner_only) as dst:
+        st = os.fstat(src.fileno())
         try:
             fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
-            return
         except OSError:
-            pass
-        shutil.copyfileobj(src, dst, 8 << 20)
+            _copy_all(src.fileno(), dst.fileno(), st.st_size)
+        return _identity_of(st), FileStamp.of_fd(dst.fileno())
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
+def _copy_all(src: int, dst: int, size: int) -> None:
+    """Copy the ``size`` bytes seen in the kernel (the snapshot is the file as it was when looked at)."""
+    while size > 0 and (sent := os.sendfile(dst, src, None, size)):
+        size -= sent
+
+
+def _walk_files(root: Path) -> Iterator[tuple[str, str]]:
     """(relative posix path, file) for every file below ``root``, following links, in sorted order."""
     seen: set[str] = set()
 
-    def walk(folder: Path, relative: str) -> Iterator[tuple[str, Path]]:
+    def walk(folder: str, relative: str) -> Iterator[tuple[str, str]]:
         real = os.path.realpath(folder)
         if real in seen:
             raise LocalFileError(f"symbolic link cycle at {folder}")
@@ -1280,15 +1327,14 @@ def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
         except OSError as exc:
             raise LocalFileError(f"cannot list {folder}: {exc.strerror}") from exc
         for child in children:
-            path = Path(child.path)
             rel = f"{relative}{child.name}"
             if child.is_dir(follow_symlinks=True):
-                yield from walk(path, rel + "/")
+                yield from walk(child.path, rel + "/")
             elif child.is_file(follow_symlinks=True):
-                yield rel, path
+                yield rel, child.path
             elif child.is_symlink():
-                raise LocalFileError(f"cannot add {path}: it is a dangling symbolic link")
+                raise LocalFileError(f"cannot add {child.path}: it is a dangling symbolic link")
             # sockets, fifos and devices are not files to version: skipped
         seen.discard(real)
 
-    yield from walk(root, "")
+    yield from walk(str(root), "")

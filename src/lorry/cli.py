@@ -1244,13 +1244,6 @@ lorry config --store s3://bucket/team --json
     return parser
 
 
-def _add_version_filters(versions: argparse.ArgumentParser) -> None:
-    versions.add_argument(
-        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
-    )
-    versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
-
-
 def _add_looking_commands(commands: Any) -> None:
     """Commands that look at a store rather than change it: the benchmark and the web UI."""
     _add_bench_command(commands)
@@ -1274,6 +1267,13 @@ lorry ui --host 0.0.0.0               # reachable from other machines: the URL c
     ui.add_argument(
         "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
     )
+
+
+def _add_version_filters(versions: argparse.ArgumentParser) -> None:
+    versions.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
+    )
+    versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
 
 
 def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:

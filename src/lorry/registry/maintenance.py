@@ -56,8 +56,7 @@ from lorry.registry.registry import (
     manifest_key,
     pointer_version,
 )
-from lorry.storage.base import CREATE, ObjectMeta, Store, Update, Upload
-from lorry.storage.local import LocalStore
+from lorry.storage.base import CREATE, LOCAL_FILES, ObjectMeta, Store, Update, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 
 GC_STATE_KEY = "_lorry/gc/state.json"
@@ -325,7 +324,8 @@ async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callab
     doomed = [meta for meta in unreferenced if old(meta)]
     uploads: list[Upload] = await stale_uploads(store, grace, now())
     # A local store's unfinished temporary files are its uploads in progress.
-    temps = await asyncio.to_thread(store.stale_temp_files, cutoff) if isinstance(store, LocalStore) else []
+    local = LOCAL_FILES.of(store)
+    temps = await asyncio.to_thread(local.stale_temp_files, cutoff) if local is not None else []
     if not dry_run:
         await _bounded(expired, lambda key: _mark_expired(store, key))
         await _bounded(scan.aliases, lambda key: _drop_alias_of_gone(store, key, reach.gone))

@@ -23,6 +23,7 @@ import shlex
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -31,9 +32,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 import lorry
-from lorry.cli import Graph, human_size, human_time, redact, walk_lineage
+from lorry.cli import human_size, human_time, redact
 from lorry.errors import (
     AccessDeniedError,
+    ArtifactDeletedError,
     CorruptRecordError,
     LorryError,
     NotFoundError,
@@ -46,8 +48,8 @@ from lorry.model.secret import redact_text, redact_uri
 from lorry.registry.records import ArtifactRef, VersionRecord
 from lorry.registry.registry import Collection
 from lorry.settings import Settings
-from lorry.ui import query, views
-from lorry.ui.reader import Reader, VersionView
+from lorry.ui import lineage, query, views
+from lorry.ui.reader import Reader, gone
 
 log = logging.getLogger("lorry")
 
@@ -56,6 +58,11 @@ FILES_PER_PAGE = 100
 DIFF_ROWS_SHOWN = 500
 METADATA_COLUMNS = 12
 LINEAGE_DEPTH = 3
+RUN_REFS_SHOWN = 500
+# A lineage graph draws at most this many runs and versions, and at most LINEAGE_FANOUT new neighbours
+# of any one node; the rest is one "N more" node linking to where they are listed.
+LINEAGE_BUDGET = 100
+LINEAGE_FANOUT = 25
 LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
 TOKEN_COOKIE = "lorry_ui_token"
 _STATIC = {"style.css": "text/css", "ui.js": "text/javascript", "favicon.svg": "image/svg+xml"}
@@ -129,6 +136,9 @@ def _templates() -> jinja2.Environment:
         redact_uri=redact_uri,
         v=version_alias,
         short=lambda digest: (digest or "-").partition(":")[2][:12] or (digest or "-")[:12],
+        when=_when,
+        until=_until,
+        duration=_duration,
     )
     env.globals.update(
         collection_url=collection_url,
@@ -136,6 +146,7 @@ def _templates() -> jinja2.Environment:
         run_url=run_url,
         ref_url=ref_url,
         MISSING=views.MISSING,
+        gone=gone,
     )
     return env
 
@@ -182,6 +193,8 @@ def _errors(pages: Pages) -> Middleware:
             return await handler(request)
         except web.HTTPException:
             raise
+        except ArtifactDeletedError as exc:
+            return pages.error(410, "Deleted", str(exc))
         except NotFoundError as exc:
             return pages.error(404, "Not found", str(exc))
         except ValidationError as exc:
@@ -301,13 +314,14 @@ class Pages:
 
     async def index(self, request: web.Request) -> web.Response:
         found = await self.reader.collections()
-        kind, name, project = (request.query.get(k, "") for k in ("type", "name", "project"))
+        kind, name, project, tag = (request.query.get(k, "") for k in ("type", "name", "project", "tag"))
         projects = sorted({f"{c.collection.entity}/{c.collection.project}" for c in found})
         shown = [
             c
             for c in found
             if (not kind or c.type == kind)
             and (not project or f"{c.collection.entity}/{c.collection.project}" == project)
+            and (not tag or tag in c.tags)
             and name.lower() in c.collection.name.lower()
         ]
         return self.render(
@@ -315,16 +329,21 @@ class Pages:
             "index.html",
             collections=shown,
             total=len(found),
-            types=sorted({c.type for c in found}),
+            types=sorted({c.type for c in found if c.type}),
+            tags=sorted({t for c in found for t in c.tags}),
             projects=projects,
             per_project=Counter(f"{c.collection.entity}/{c.collection.project}" for c in found),
-            chosen={"type": kind, "name": name, "project": project},
+            chosen={"type": kind, "name": name, "project": project, "tag": tag},
             crumbs=[],
         )
 
     async def collection(self, request: web.Request) -> web.Response:
         view = await self.reader.collection(_collection(request))
-        records = view.records
+        live = view.live
+        # Deleted and expired versions are left out unless asked for, and then marked as such; the
+        # chart and the default diff only ever offer live ones.
+        show_gone = request.query.get("deleted") == "1"
+        records = view.records if show_gone else live
         keys = _metadata_keys(records)
         error = None
         text = request.query.get("filter", "")
@@ -334,18 +353,20 @@ class Pages:
             error, chosen = str(exc), query.parse_filter("")
         sort, order = request.query.get("sort", "version"), request.query.get("order", "desc")
         matching = _sorted([r for r in records if chosen.matches(r.metadata)], sort, order == "desc")
-        numeric = [k for k in keys if any(query.number_at(r.metadata, k) is not None for r in records)]
+        numeric = [k for k in keys if any(query.number_at(r.metadata, k) is not None for r in live)]
         chart_key = request.query.get("chart") or (numeric[0] if numeric else "")
+        live_numbers = [r.version for r in live]
         values = (
             sorted(
                 (r.version, value)
                 for r in matching
-                if (value := query.number_at(r.metadata, chart_key)) is not None
+                if r.version in set(live_numbers)
+                and (value := query.number_at(r.metadata, chart_key)) is not None
             )
             if chart_key
             else []
         )
-        newest = records[-1].version if records else None
+        previous = dict(zip(live_numbers[1:], live_numbers, strict=False))  # live version → live one before
         return self.render(
             request,
             "collection.html",
@@ -362,17 +383,33 @@ class Pages:
             numeric=numeric,
             chart_key=chart_key,
             chart=views.chart(values),
-            diff_from=version_alias(max(newest - 1, 0)) if newest is not None else "",
-            diff_to=version_alias(newest) if newest is not None else "",
+            live=len(live),
+            gone_count=len(view.records) - len(live),
+            show_gone=show_gone,
+            previous=previous,
+            diff_from=version_alias(live_numbers[-2] if len(live) > 1 else live_numbers[0]) if live else "",
+            diff_to=version_alias(live_numbers[-1]) if live else "",
             crumbs=_crumbs(view.collection),
         )
 
     async def version(self, request: web.Request) -> web.Response:
         collection = _collection(request)
-        found = await self.reader.version(collection, _alias(request.match_info["version"]))
+        found = await self.reader.version(
+            collection, _alias(request.match_info["version"]), include_gone=True
+        )
         record = found.record
-        entries, consumers = await asyncio.gather(
-            self.reader.entries(record.manifest), self.reader.consumers(collection, record.version)
+        if found.gone is not None:  # not served: the page says since when and why, nothing to fetch
+            return self.render(
+                request,
+                "gone.html",  # a page about the version's record, which is kept: 200, not 404 or 410
+                found=found,
+                record=record,
+                crumbs=[*_crumbs(collection), (version_alias(record.version), "")],
+            )
+        entries, consumers, previous = await asyncio.gather(
+            self.reader.entries(record.manifest),
+            self.reader.consumers(collection, record.version),
+            self.reader.previous_live(collection, record.version),
         )
         folder = request.query.get("dir", "")
         folder = normalize_entry_path(folder) if folder else ""
@@ -390,6 +427,7 @@ class Pages:
             found=found,
             record=record,
             consumers=consumers,
+            previous=previous,
             folder=folder,
             parents=_parents(folder),
             pager=pager,
@@ -442,45 +480,28 @@ class Pages:
 
     async def lineage(self, request: web.Request) -> web.Response:
         collection = _collection(request)
-        found = await self.reader.version(collection, _alias(request.match_info["version"]))
-        # The walk uses the blocking public API (one call per run and artifact): a worker thread.
-        graph = await asyncio.get_running_loop().run_in_executor(None, self._walk, found)
-        nodes = {
-            name: views.GraphNode(
-                name,
-                "artifact",
-                f"{a.name}:{a.version}",
-                f"{a.type} · {a.entity}/{a.project}",
-                version_url(Collection(a.entity, a.project, a.name), a.version, "lineage"),
+        found = await self.reader.version(
+            collection, _alias(request.match_info["version"]), include_gone=True
+        )
+        graph = await self.reader.on_engine(
+            lineage.walk(
+                self.reader.registry, collection, found.record, LINEAGE_DEPTH, LINEAGE_BUDGET, LINEAGE_FANOUT
             )
-            for name, a in graph.artifacts.items()
-        } | {
-            path: views.GraphNode(
-                path,
-                "run",
-                r.job_type or "run",
-                f"run {r.id} · {r.state}",
-                run_url(r.entity, r.project, r.id),
-            )
-            for path, r in graph.runs.items()
-        }
-        layout = views.layout_graph(found.name, nodes, graph.edges)
+        )
+        layout = views.layout_graph(graph.root, *_graph_nodes(graph))
         return self.render(
             request,
             "lineage.html",
             found=found,
             layout=layout,
             depth=LINEAGE_DEPTH,
+            left_out=sum(graph.more.values()),
             crumbs=[
                 *_crumbs(collection),
                 (version_alias(found.record.version), version_url(collection, found.record.version)),
                 ("lineage", ""),
             ],
         )
-
-    def _walk(self, found: VersionView) -> Graph:
-        api = lorry.Api(store=self.reader.store_url)
-        return walk_lineage(api.artifact(found.name), LINEAGE_DEPTH)
 
     async def diff(self, request: web.Request) -> web.Response:
         collection = _collection(request)
@@ -517,12 +538,91 @@ class Pages:
             validate_segment(info["run"], "run id"),
         )
         project = f"{record.entity}/{record.project}"
+        # Each version listed is looked up, to mark those deleted or expired since the run.
+        shown = {"inputs": record.inputs[:RUN_REFS_SHOWN], "outputs": record.outputs[:RUN_REFS_SHOWN]}
+        states = await self.reader.states([*shown["inputs"], *shown["outputs"]])
         return self.render(
             request,
             "run.html",
             run=record,
+            shown=shown,
+            states=states,
             crumbs=[(project, f"/?{urlencode({'project': project})}"), (f"run {record.id}", "")],
         )
+
+
+def _graph_nodes(
+    graph: lineage.Lineage,
+) -> tuple[dict[str, views.GraphNode], list[tuple[str, str, str]]]:
+    """The walked lineage as nodes to draw: versions (marked when not served), runs, and one "N
+    more" node per node whose neighbours were left out, linked to the page that lists them all."""
+    nodes: dict[str, views.GraphNode] = {}
+    for node, record in graph.versions.items():
+        ref = graph.refs[node]
+        where = Collection(ref.entity, ref.project, ref.name)
+        label = f"{ref.name}:{version_alias(ref.version)}"
+        if record is None:
+            nodes[node] = views.GraphNode(
+                node, "artifact", label, "missing", version_url(where, ref.version), "missing"
+            )
+            continue
+        state = gone(record)
+        if state is None:
+            detail, href = (
+                f"{record.type} · {ref.entity}/{ref.project}",
+                version_url(where, ref.version, "lineage"),
+            )
+        else:  # its own page says when it went
+            detail, href = f"{state.how} · {record.type}", version_url(where, ref.version)
+        nodes[node] = views.GraphNode(node, "artifact", label, detail, href, state.how if state else "")
+    for node, run in graph.runs.items():
+        entity, project, run_name = node.split("/")
+        if run is None:
+            nodes[node] = views.GraphNode(
+                node, "run", "run", f"run {run_name} · missing", run_url(entity, project, run_name), "missing"
+            )
+        else:
+            nodes[node] = views.GraphNode(
+                node,
+                "run",
+                run.job_type or "run",
+                f"run {run.id} · {run.state}",
+                run_url(entity, project, run.id),
+            )
+    edges = list(graph.edges)
+    for (node, direction), count in graph.more.items():
+        more = f"{node} {direction} more"
+        is_version = node in graph.versions
+        what = ("run" if is_version else "version") + ("" if count == 1 else "s")
+        nodes[more] = views.GraphNode(
+            more, "more", f"{count} more {what}", "not drawn", nodes[node].href.removesuffix("/lineage")
+        )
+        edges.append((node, more, "more") if direction == lineage.DOWN else (more, node, "more"))
+    return nodes, edges
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _until(moment: datetime, now: datetime | None = None) -> str:
+    """How long until ``moment``: 'in 29 days', 'in 3 hours', 'in 5 minutes', or 'now'."""
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"in {count} {unit}{'' if count == 1 else 's'}"
+    return "now"
+
+
+def _duration(seconds: float | None) -> str:
+    """A time to live in the largest unit that divides it: '30 days', '36 hours', '1.5 seconds'."""
+    if seconds is None:
+        return "-"
+    units = ((86400, "day"), (3600, "hour"), (60, "minute"))
+    size, unit = next(((s, u) for s, u in units if seconds >= s and seconds % s == 0), (1, "second"))
+    count = seconds / size
+    return f"{count:g} {unit}{'' if count == 1 else 's'}"
 
 
 def _crumbs(collection: Collection) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,7 @@ class Node:
     x: float
     y: float
     root: bool
+    state: str = ""  # "deleted", "expired" or "missing" for a version not served
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +233,16 @@ class GraphNode:
     """A node before layout: what it is and where it links."""
 
     id: str
-    kind: str
+    kind: str  # "artifact", "run", or "more" (neighbours left out)
     label: str
     detail: str
     href: str
+    state: str = ""
+
+
+def _natural(text: str) -> tuple[tuple[int, str], ...]:
+    """A sort key that puts ``model:v2`` before ``model:v10``."""
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", text))
 
 
 NODE_WIDTH, NODE_HEIGHT, COLUMN_GAP, ROW_GAP, MARGIN = 200, 48, 56, 22, 16
@@ -270,13 +278,13 @@ def layout_graph(
     height = MARGIN * 2 + rows * NODE_HEIGHT + (rows - 1) * ROW_GAP
     placed: dict[str, Node] = {}
     for c, ids in sorted(columns.items()):
-        ids.sort(key=lambda i: (nodes[i].kind, i))
+        ids.sort(key=lambda i: (nodes[i].kind == "more", nodes[i].kind, _natural(i)))  # "N more" last
         offset = (height - (len(ids) * NODE_HEIGHT + (len(ids) - 1) * ROW_GAP)) / 2
         for r, node_id in enumerate(ids):
             n = nodes[node_id]
             x = MARGIN + c * (NODE_WIDTH + COLUMN_GAP)
             y = offset + r * (NODE_HEIGHT + ROW_GAP)
-            placed[node_id] = Node(n.id, n.kind, n.label, n.detail, n.href, x, y, node_id == root)
+            placed[node_id] = Node(n.id, n.kind, n.label, n.detail, n.href, x, y, node_id == root, n.state)
     drawn = []
     for source, target, relation in edge_list:
         if source not in placed or target not in placed:
