@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry, Manifest
-from lorry.registry.maintenance import collect_garbage, verify_store
+from lorry.registry.maintenance import SETTLE, collect_garbage, verify_store
 from lorry.registry.records import VersionRecord
 from lorry.registry.registry import Collection, blob_key
 from lorry.settings import Settings
@@ -510,15 +510,23 @@ with lorry.init(project="stress", job_type="rank") as run:
 """
 
 
+# gc's wait between announcing itself and reading the versions must cover the slowest stretch a log
+# leaves unrepaired between its last look at the fence and its commit (SETTLE / 2): while deleted
+# versions' contents are logged again, gc runs against exactly the reuse the fence protects.
+SAFE_SETTLE = SETTLE / 2 + 0.5
+
+
 def _delete_and_collect_while(
     procs: list[subprocess.Popen[bytes]],
     shards: list[subprocess.Popen[bytes]],
     store: Store,
     rng: random.Random,
 ) -> set[int]:
-    """Until the writers are done: delete a random live version (aliases too), run gc with no grace."""
+    """Until the writers are done: every 0.3 s delete a random live version (aliases too); between
+    deletes, a gc with no grace, with a pause after each (logs wait while a gc runs)."""
     deleted: set[int] = set()
     deadline = time.monotonic() + DEADLINE
+    next_gc = time.monotonic() + 1.0
     try:
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
             live = _versions()
@@ -526,7 +534,9 @@ def _delete_and_collect_while(
                 victim = rng.choice(live).version
                 lorry.Api().artifact(f"stress/{ARTIFACT}:v{victim}").delete(delete_aliases=True)
                 deleted.add(victim)
-            _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.2))
+            if time.monotonic() >= next_gc:
+                _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=SAFE_SETTLE))
+                next_gc = time.monotonic() + 2.0
             time.sleep(0.3)
         for proc in procs:
             assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, (
@@ -582,15 +592,17 @@ def test_deletes_expiry_and_upserts_while_others_log(any_store: str, tmp_path: P
         assert records[entry["version"]].manifest == expected[entry["key"]], entry
     latest = lorry.Api().artifact(f"stress/{ARTIFACT}:latest").version if live else None
     assert latest == (f"v{live[-1].version}" if live else None)
-    # gc, running all along, turned the expired version into a deleted one, dated when it expired
-    with pytest.raises(lorry.ArtifactDeletedError):
+    expires = datetime.fromisoformat(brief.created_at) + timedelta(seconds=1)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds() + 0.05))  # a fast store's run
+    with pytest.raises(lorry.ArtifactDeletedError, match=r"expired|deleted"):
         lorry.Api().artifact("stress/brief:v0")
+    _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.1))
+    # gc (this one, or one that ran meanwhile) turned the expired version into a deleted one, dated
+    # when it expired
     (gone,) = _bridge.run_sync(
         registry.versions(Collection(settings.entity, "stress", "brief"), include_gone=True)
     )
     assert gone.deleted_at is not None and datetime.fromisoformat(gone.deleted_at) == gone.expires_at()
-
-    _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.1))
     report = _bridge.run_sync(verify_store(store))
     assert report.ok, report.problems
     for record in live[-2:]:

@@ -40,6 +40,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.runs import Run, finish, init, log, log_artifact, use_artifact
 from lorry.settings import Settings
 
@@ -55,6 +56,7 @@ __all__ = [
     "ArtifactFailedError",
     "ArtifactNotFoundError",
     "ArtifactTTL",
+    "BestRule",
     "ConflictError",
     "CorruptRecordError",
     "IntegrityError",
@@ -66,6 +68,7 @@ __all__ = [
     "LorryError",
     "NotFoundError",
     "ObjectNotFoundError",
+    "RetentionPolicy",
     "Run",
     "RunNotFoundError",
     "Settings",

@@ -19,9 +19,13 @@ def accept_unused(call: str, argument: str, value: object, default: object, why:
     """Log once per process that ``call``'s ``argument`` was given a value with no effect here."""
     if value is default or value == default:
         return
-    key = f"{call}:{argument}"
+    note_once(f"{call}:{argument}", f"{call}({argument}=...) has no effect in lorry: {why}")
+
+
+def note_once(key: str, message: str) -> None:
+    """Log ``message`` the first time ``key`` is noted in this process."""
     with _lock:
         if key in _noted:
             return
         _noted.add(key)
-    log.info("%s(%s=...) has no effect in lorry: %s", call, argument, why)
+    log.info("%s", message)

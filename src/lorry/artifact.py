@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from lorry import _bridge
-from lorry._compat import accept_unused
+from lorry._compat import accept_unused, note_once
 from lorry.cache import Cache
 from lorry.errors import (
     ArtifactFailedError,
@@ -223,7 +223,7 @@ class Artifact:
     def ttl(self, value: timedelta | ArtifactTTL | None) -> None:
         self._sync()
         if value is ArtifactTTL.INHERIT:
-            accept_unused("Artifact.ttl", "INHERIT", True, False, "there is no team default: no ttl")
+            note_once("ttl:inherit", "ArtifactTTL.INHERIT means no ttl in lorry: there is no team default")
             value = None
         if value is not None and not isinstance(value, timedelta):
             raise ValidationError(f"ttl must be a datetime.timedelta or None, not {type(value).__name__}")
@@ -326,10 +326,26 @@ class Artifact:
         self._files[entry_name] = FileSource(entry_name, staged, FileStamp.of(Path(staged)), owned=True)
 
     def add_reference(
-        self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None
+        self,
+        uri: str | ArtifactEntry,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
     ) -> list[ArtifactEntry]:
-        """Track a URI instead of storing its content; a prefix or folder adds each object below it."""
+        """Track a URI instead of storing its content; a prefix or folder adds each object below it.
+
+        An entry of another logged artifact (``other.get_entry("x")``) is added as it is, under
+        ``name`` (default: its own path): its content is already stored, so nothing is read or sent."""
         self._check_draft("add references to")
+        if isinstance(uri, ArtifactEntry):
+            if uri.digest is None and uri.ref() is None:
+                raise ValidationError(f"entry {uri.path!r} belongs to an artifact not logged yet")
+            entry = replace(uri._entry, path=normalize_entry_path(name if name is not None else uri.path))
+            if self._has(entry.path) and self._carried.get(entry.path) != entry:
+                raise ValidationError(f"entry {entry.path!r} is already in this artifact with other content")
+            self._layout.add(entry.path)
+            self._carried[entry.path] = entry
+            return [ArtifactEntry(self, entry)]
         if not isinstance(uri, str):
             raise ValidationError(f"reference URI must be a string, not {type(uri).__name__}")
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):

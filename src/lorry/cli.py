@@ -686,23 +686,40 @@ def _user_aliases(artifact: lorry.Artifact) -> list[str]:
 
 def cmd_retain(args: argparse.Namespace, out: Output) -> int:
     api = _api(args)
-    collection = api.artifact_collection(api.artifact_collection_type(args.collection), args.collection)
     policy = None
     if args.keep_last is not None or args.keep_best is not None:
         policy = RetentionPolicy(
             keep_last=args.keep_last, keep_aliased=not args.no_keep_aliased, keep_best=args.keep_best
         )
-        if args.save:
-            collection.retention = policy
-            collection.save()
-    decisions = collection.apply_retention(policy, dry_run=args.dry_run)
+    if args.collection is None:  # every collection of the project that has a policy of its own
+        if policy is not None:
+            raise lorry.ValidationError(
+                "give NAME to apply --keep-last or --keep-best; without NAME, "
+                "each artifact's saved policy is applied"
+            )
+        collections = [c for c in api.artifact_collections() if c.retention is not None]
+    else:
+        collections = [
+            api.artifact_collection(api.artifact_collection_type(args.collection), args.collection)
+        ]
+    if policy is not None and args.save:
+        collections[0].retention = policy
+        collections[0].save()
+    decided = [(c, d) for c in collections for d in c.apply_retention(policy, dry_run=args.dry_run)]
     if out.json:
-        out.document([{"version": f"v{d.version}", "keep": d.keep, "reason": d.reason} for d in decisions])
+        out.document(
+            [
+                {"name": c.name, "version": f"v{d.version}", "keep": d.keep, "reason": d.reason}
+                for c, d in decided
+            ]
+        )
         return 0
     gone = "would delete" if args.dry_run else "deleted"
-    for d in decisions:
+    for collection, d in decided:
         verb = out.style.green("keep") if d.keep else out.style.red(gone)
         out.line(f"{verb} {collection.name}:v{d.version}: {d.reason}")
+    if not collections:
+        out.line("no artifact here has a retention policy (set one with NAME --keep-last N --save)")
     return 0
 
 
@@ -1305,10 +1322,16 @@ lorry rm bike-model --all --dry-run
 lorry retain checkpoints --keep-last 5 --dry-run
 lorry retain checkpoints --keep-last 2 --keep-best loss:min:3 --save
 lorry retain checkpoints             # apply the policy saved with --save
+lorry retain --dry-run               # every artifact's saved policy
 """,
         [common],
     )
-    retain.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    retain.add_argument(
+        "collection",
+        nargs="?",
+        metavar="NAME",
+        help="[[entity/]project/]name (default: every artifact of the project with a saved policy)",
+    )
     retain.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N versions")
     retain.add_argument(
         "--keep-best",

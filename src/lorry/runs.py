@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from lorry import _bridge
-from lorry._compat import accept_unused
+from lorry._compat import accept_unused, note_once
 from lorry.artifact import Artifact, LoggedRun, now_iso
 from lorry.errors import (
     ArtifactFailedError,
@@ -312,7 +312,7 @@ class Run:
         """Accepted so that training scripts run unchanged; lorry records artifacts, not metrics."""
         if not isinstance(data, dict):
             raise ValidationError(f"run.log takes a dict, not {type(data).__name__}")
-        accept_unused("Run", "log", True, False, "lorry versions artifacts and does not record metrics")
+        note_once("run.log", "run.log() records nothing: lorry versions artifacts, not metrics")
 
     async def _settle(self, path: str) -> None:
         """Wait for this run's own pending logs of the collection ``path`` names, so that using a

@@ -201,11 +201,20 @@ class Registry:
         return record, True
 
     async def _live_holder(self, collection: Collection, digest: str, numbers: range) -> VersionRecord | None:
-        for number in numbers:
-            with contextlib.suppress(ArtifactNotFoundError):
+        """The live version among ``numbers`` that holds ``digest``, read ``_LATEST_BATCH`` at a time."""
+
+        async def holder(number: int) -> VersionRecord | None:
+            try:
                 record = await self.read_version(collection, number)
-                if record.manifest == digest:
-                    return record
+            except ArtifactNotFoundError:  # deleted or expired
+                return None
+            return record if record.manifest == digest else None
+
+        for start in range(0, len(numbers), _LATEST_BATCH):
+            batch = numbers[start : start + _LATEST_BATCH]
+            found = [r for r in await asyncio.gather(*map(holder, batch)) if r is not None]
+            if found:
+                return found[0]
         return None
 
     async def _check_type(self, collection: Collection, artifact_type: str) -> None:
