@@ -265,8 +265,11 @@ def test_failures_are_one_line_with_exit_code_1(data: Path) -> None:
     assert "type 'dataset'" in fails("put", "data/labels.csv", "--name", "ds", "--type", "model")
     assert "names a version" in fails("versions", "ds:v0")
     assert "project" in fails("ls", "a/b/c")
-    unverified = fails("verify", "ds")  # not downloaded: every file missing
-    assert "does not match tester/uncategorized/ds:v0" in unverified and "labels.csv: missing" in unverified
+    assert "artifacts/ds:v0 does not exist" in fails("verify", "ds")  # never downloaded
+    ok("get", "ds", "--root", "copy")
+    (Path("copy") / "labels.csv").unlink()
+    unverified = fails("verify", "ds", "--root", "copy")
+    assert "does not match tester/uncategorized/ds:v0" in unverified and "labels.csv" in unverified
     assert not lorry.Api().artifact_exists("x:latest")
 
 

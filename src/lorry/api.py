@@ -27,8 +27,7 @@ from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, v
 from lorry.registry.registry import Collection, CollectionInfo, Registry
 from lorry.runs import resolve_artifact
 from lorry.settings import Settings
-from lorry.storage.base import Store, Upload
-from lorry.storage.local import LocalStore
+from lorry.storage.base import LOCAL_FILES, Store, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 from lorry.transfer.engine import engine
 
@@ -225,8 +224,9 @@ class Api:
     def _store(self) -> Store:
         """The store, which an Api only reads: one that does not exist is an error, never made."""
         store = engine(self.settings).store(self.settings.store, self.settings.store_options)
-        if isinstance(store, LocalStore) and not store.exists():
-            raise StoreNotFoundError(f"no store at {store.root} (nothing was ever logged there)")
+        local = LOCAL_FILES.of(store)
+        if local is not None and not local.exists():
+            raise StoreNotFoundError(f"no store at {local.root} (nothing was ever logged there)")
         return store
 
     def artifact(self, name: str, type: str | None = None) -> Artifact:

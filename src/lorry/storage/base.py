@@ -178,6 +178,9 @@ class LocalFiles(Protocol):
     def root(self) -> Path:
         """The store's folder."""
 
+    def exists(self) -> bool:
+        """Whether the store's folder is there (a local store is made by its first write)."""
+
     def path_of(self, key: str) -> Path:
         """The file that holds ``key``."""
 
