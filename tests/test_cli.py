@@ -21,7 +21,7 @@ from tests.fixtures_s3 import S3Server
 
 COMMANDS = [
     ["put"], ["get"], ["ls"], ["versions"], ["show"], ["lineage"], ["alias"], ["alias", "set"],
-    ["alias", "rm"], ["verify"], ["cache"], ["cache", "info"], ["cache", "cleanup"], ["config"],
+    ["alias", "rm"], ["verify"], ["cache"], ["cache", "info"], ["cache", "cleanup"], ["config"], ["ui"],
 ]  # fmt: skip
 
 
@@ -117,6 +117,7 @@ def test_ls_and_versions(data: Path) -> None:
     ]
     assert set(listing[0]) == {
         "name",
+        "tags",
         "entity",
         "project",
         "type",

@@ -207,4 +207,6 @@ EXAMPLE_CLAIMS = {
                     r"^preprocess .* from \S+pipeline-raw:v0$"],
     "quickstart.py": [r"^logged +\S+:v0  4 files", r"^download .*: images/bike\.png, images/cat\.png"],
     "train_background.py": [r"^logged +v0, v1, ", r"^best +v\d+ \(epoch \d+"],
+    "ui_demo.py": [r"^logged ride-time-model \(12 checkpoints\)$",
+                   r"^kept 11 checkpoints; v1 deleted: True$"],
 }

@@ -20,6 +20,7 @@ from lorry.transfer import engine as engine_module
 from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import S3Server
 
+KiB = 1 << 10
 MiB = 1 << 20
 
 
@@ -90,7 +91,8 @@ def test_max_memory_bounds_the_bytes_in_flight(
         (tmp_path / "src").mkdir(exist_ok=True)
         (tmp_path / "src" / name).write_bytes(rng.randbytes(34 * MiB))
     _log_and_download(tmp_path / "src", tmp_path / "down")
-    assert 8 * MiB < proxy.peak_body_bytes <= 16 * MiB, proxy.peak_body_bytes / MiB
+    # The budget holds parts' bodies; a completion's small XML may be on its way beside them.
+    assert 8 * MiB < proxy.peak_body_bytes <= 16 * MiB + 64 * KiB, proxy.peak_body_bytes / MiB
 
 
 def test_max_open_files_bounds_the_files_open(

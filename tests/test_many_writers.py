@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +170,7 @@ def _check_invariants(journals: dict[int, Path]) -> list[VersionRecord]:
     return versions
 
 
-def test_many_writers_with_kills_keep_an_exact_history(
-    any_store: str, tmp_path: Path
-) -> None:
+def test_many_writers_with_kills_keep_an_exact_history(any_store: str, tmp_path: Path) -> None:
     journals = _run_writers(tmp_path, seed=hash(any_store) & 0xFFFF)
     versions = _check_invariants(journals)
 
@@ -499,3 +497,103 @@ def test_probe_runs_once_per_store(monkeypatch: pytest.MonkeyPatch) -> None:
                 run.log_artifact(artifact)
     assert len(_versions_of("probed")) == 3
     assert len(probes) == 1, probes
+
+# -- deletes, expiry and distributed artifacts while others log ------------------------------------------
+
+SHARD = """
+import sys, lorry
+with lorry.init(project="stress", job_type="rank") as run:
+    shard = lorry.Artifact("spread", type="dataset")
+    with shard.new_file(f"rank-{sys.argv[1]}.bin", mode="wb") as f:
+        f.write(bytes([int(sys.argv[1])]) * 70_000)
+    run.upsert_artifact(shard, distributed_id="stress-job")
+"""
+
+
+def _delete_and_collect_while(
+    procs: list[subprocess.Popen[bytes]],
+    shards: list[subprocess.Popen[bytes]],
+    store: Store,
+    rng: random.Random,
+) -> set[int]:
+    """Until the writers are done: delete a random live version (aliases too), run gc with no grace."""
+    deleted: set[int] = set()
+    deadline = time.monotonic() + DEADLINE
+    try:
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            live = _versions()
+            if live:
+                victim = rng.choice(live).version
+                lorry.Api().artifact(f"stress/{ARTIFACT}:v{victim}").delete(delete_aliases=True)
+                deleted.add(victim)
+            _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.2))
+            time.sleep(0.3)
+        for proc in procs:
+            assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, (
+                proc.stderr.read() if proc.stderr else ""
+            )
+        assert [s.wait(timeout=60) for s in shards] == [0, 0]
+    finally:
+        for proc in [*procs, *shards]:
+            if proc.poll() is None:
+                proc.kill()
+    return deleted
+
+
+def test_deletes_expiry_and_upserts_while_others_log(any_store: str, tmp_path: Path) -> None:
+    """Writers log (with contents shared between them) while this process deletes versions, runs gc
+    with no grace, expires a version and assembles a distributed one from shard processes: afterwards
+    numbers are still gapless and never reused, no two live versions share content, every call's
+    version holds its content (deleted or not), latest is the highest live version, and a whole-store
+    verify finds nothing missing."""
+    writers, logs = 3, 10
+    rng = random.Random(hash(any_store) & 0xFFFF)
+    settings = _settings()
+    registry = engine(settings).registry(settings)
+    collection = Collection(settings.entity, "stress", ARTIFACT)
+    store = _store()
+    with lorry.init(project="stress") as run:
+        brief = lorry.Artifact("brief", type="dataset")
+        brief.ttl = timedelta(seconds=1)
+        with brief.new_file("b.txt") as handle:
+            handle.write("brief")
+        run.log_artifact(brief).wait()
+    journals = {w: tmp_path / f"journal-{w}.jsonl" for w in range(writers)}
+    procs = [_start(w, 0, logs, journals[w]) for w in range(writers)]
+    shards = [
+        subprocess.Popen([sys.executable, "-c", SHARD, str(rank)], env=dict(os.environ)) for rank in range(2)
+    ]
+    deleted = _delete_and_collect_while(procs, shards, store, rng)
+    with lorry.init(project="stress") as run:
+        whole = run.finish_artifact(lorry.Artifact("spread", type="dataset"), distributed_id="stress-job")
+    assert sorted(whole.manifest) == ["rank-0.bin", "rank-1.bin"]
+    assert deleted, "nothing was deleted while the writers ran"
+
+    records = _bridge.run_sync(registry.versions(collection, include_gone=True))
+    assert [r.version for r in records] == list(range(len(records)))  # gapless, never reused
+    live = [r for r in records if r.deleted_at is None]
+    assert len({r.manifest for r in live}) == len(live)
+    assert all(records[n].deleted_at is not None for n in deleted)
+    intents = [e for j in journals.values() for e in _journal(j) if e["kind"] == "intent"]
+    done = [e for j in journals.values() for e in _journal(j) if e["kind"] == "done"]
+    assert len(done) == writers * logs
+    expected = {e["key"]: _manifest_digest(e["key"]) for e in intents}
+    for entry in done:
+        assert records[entry["version"]].manifest == expected[entry["key"]], entry
+    latest = lorry.Api().artifact(f"stress/{ARTIFACT}:latest").version if live else None
+    assert latest == (f"v{live[-1].version}" if live else None)
+    # gc, running all along, turned the expired version into a deleted one, dated when it expired
+    with pytest.raises(lorry.ArtifactDeletedError):
+        lorry.Api().artifact("stress/brief:v0")
+    (gone,) = _bridge.run_sync(
+        registry.versions(Collection(settings.entity, "stress", "brief"), include_gone=True)
+    )
+    assert gone.deleted_at is not None and datetime.fromisoformat(gone.deleted_at) == gone.expires_at()
+
+    _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.1))
+    report = _bridge.run_sync(verify_store(store))
+    assert report.ok, report.problems
+    for record in live[-2:]:
+        artifact = lorry.Api().artifact(f"stress/{ARTIFACT}:v{record.version}")
+        artifact.verify(artifact.download(tmp_path / f"v{record.version}"))
+    print(f"\n{any_store}: {len(records)} versions, {len(deleted)} deleted while {writers} writers logged")

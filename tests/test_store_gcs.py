@@ -14,6 +14,7 @@ comes back as ``ConflictError``. That server also pages listings (the emulator n
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -301,6 +302,68 @@ def test_overwrite_sends_no_precondition_and_reads_the_generation() -> None:
             await store.put("blobs/empty", b"", Update("7"))
             assert recorder.seen[2].query["uploadType"] == "multipart"
             assert recorder.seen[2].query["ifGenerationMatch"] == "7"
+
+    asyncio.run(body())
+
+
+def test_a_large_stream_goes_up_as_a_resumable_upload_in_chunks() -> None:
+    """Each chunk is one request with its Content-Range; a chunk the server kept only part of (its
+    308 says how much) is sent again from there; the preconditions go with the session's start."""
+    chunk = 256 << 10
+    data = bytes(range(256)) * (3 * chunk // 256) + b"tail"
+    received = bytearray()
+    ranges: list[str] = []
+
+    async def resumable(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            return web.Response(headers={"Location": str(request.url.with_path("/session/7"))})
+        content_range = request.headers["Content-Range"]
+        ranges.append(content_range)
+        first = int(content_range.split()[1].split("-")[0])
+        body = await request.read()
+        assert first == len(received)  # bytes strictly in order, none skipped or repeated
+        kept = body if len(ranges) != 1 else body[: chunk // 2]  # the first chunk only half persisted
+        received.extend(kept)
+        if len(received) < len(data):
+            return web.Response(status=308, headers={"Range": f"bytes=0-{len(received) - 1}"})
+        return web.json_response(resource("pre/big", len(received), 9))
+
+    async def body() -> None:
+        async with recording_server(resumable) as (server, recorder):
+            store = GCSStore("bkt", "pre", endpoint=server.endpoint, upload_chunk_size=chunk)
+            try:
+                meta = await store.put("big", io.BytesIO(data), CREATE)
+            finally:
+                await store.close()
+            assert meta == ObjectMeta(key="big", size=len(data), etag="9")
+            assert bytes(received) == data
+            start = recorder.seen[0]
+            assert (start.method, start.path) == ("POST", "/upload/storage/v1/b/bkt/o")
+            assert start.query == {"name": "pre/big", "uploadType": "resumable", "ifGenerationMatch": "0"}
+            assert start.headers["X-Upload-Content-Length"] == str(len(data))
+            size = len(data)
+            half = chunk // 2
+            assert ranges == [
+                f"bytes 0-{chunk - 1}/{size}",
+                f"bytes {half}-{half + chunk - 1}/{size}",
+                f"bytes {half + chunk}-{half + 2 * chunk - 1}/{size}",
+                f"bytes {half + 2 * chunk}-{size - 1}/{size}",
+            ]
+
+    asyncio.run(body())
+
+
+def test_a_resumable_upload_refused_by_its_precondition_is_a_conflict() -> None:
+    async def body() -> None:
+        async with recording_server(precondition_failed) as (server, recorder):
+            store = GCSStore("bkt", "pre", endpoint=server.endpoint, upload_chunk_size=256 << 10)
+            try:
+                with pytest.raises(ConflictError, match="already exists"):
+                    await store.put("big", io.BytesIO(bytes(300 << 10)), CREATE)
+            finally:
+                await store.close()
+            [seen] = recorder.seen  # no bytes sent after the refusal
+            assert seen.query["uploadType"] == "resumable"
 
     asyncio.run(body())
 

@@ -14,8 +14,9 @@ it::
 from typing import Any
 
 from lorry.api import Api, ArtifactCollection
-from lorry.artifact import Artifact, ArtifactEntry, LoggedRun
+from lorry.artifact import Artifact, ArtifactEntry, ArtifactTTL, LoggedRun
 from lorry.errors import (
+    ArtifactDeletedError,
     ArtifactFailedError,
     ArtifactNotFoundError,
     ConflictError,
@@ -36,7 +37,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.runs import Run, finish, init, log_artifact, use_artifact
+from lorry.runs import Run, finish, init, log, log_artifact, use_artifact
 from lorry.settings import Settings
 
 __version__ = "0.1.0"
@@ -45,9 +46,11 @@ __all__ = [
     "Api",
     "Artifact",
     "ArtifactCollection",
+    "ArtifactDeletedError",
     "ArtifactEntry",
     "ArtifactFailedError",
     "ArtifactNotFoundError",
+    "ArtifactTTL",
     "ConflictError",
     "CorruptRecordError",
     "IntegrityError",
@@ -71,6 +74,7 @@ __all__ = [
     "__version__",
     "finish",
     "init",
+    "log",
     "log_artifact",
     "use_artifact",
 ]

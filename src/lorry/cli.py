@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.model.secret import redact_uri
 
 log = logging.getLogger("lorry")
@@ -209,6 +210,7 @@ def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) ->
         "digest": artifact.digest,
         "created_at": artifact.created_at,
         "logged_by": producer.path if producer is not None else None,
+        "state": artifact.state,
     }
 
 
@@ -269,6 +271,10 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     rows: list[dict[str, Any]] = []
     for collection in collections:
         versions = collection.versions()
+        if args.tag and not set(args.tag) <= set(collection.tags):  # tagged, or holding versions tagged so
+            versions = [v for v in versions if set(args.tag) <= set(v.tags)]
+            if not versions:
+                continue
         latest = versions[-1] if versions else None
         rows.append(
             {
@@ -276,6 +282,7 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
                 "entity": collection.entity,
                 "project": collection.project,
                 "type": collection.type,
+                "tags": collection.tags,
                 "versions": len(versions),
                 "latest": latest.version if latest else None,
                 "size": latest.size if latest else None,
@@ -312,8 +319,11 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
     api = _api(args)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
-    artifact_type = api.artifact(args.collection).type
-    versions = api.artifacts(artifact_type, args.collection)
+    artifact_type = api.artifact_collection_type(args.collection)
+    versions = api.artifacts(artifact_type, args.collection, tags=args.tag or None, include_deleted=True)
+    gone = [a.version for a in versions if a.state == "DELETED"]
+    if not args.deleted:
+        versions = [a for a in versions if a.state != "DELETED"]
     described = [(a, _producer(a)) for a in versions]
     if out.json:
         out.document([_version_json(a, p) for a, p in described])
@@ -324,7 +334,7 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
         [
             [
                 a.version,
-                _aliases_text(a.aliases),
+                "(deleted)" if a.state == "DELETED" else _aliases_text(a.aliases),
                 human_size(a.size),
                 str(a.file_count),
                 a.digest[:12],
@@ -335,6 +345,8 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
         ],
         [s.green, s.yellow, None, None, s.dim, None, None],
     )
+    if gone and not args.deleted:
+        out.line(s.dim(f"deleted: {', '.join(gone)} (--deleted lists them)"))
     return 0
 
 
@@ -414,7 +426,7 @@ class Graph:
         return sorted(b for a, b, _ in self.edges if a == node)
 
 
-def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
+def walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
     graph = Graph()
     graph.artifacts[root.qualified_name] = root
 
@@ -462,7 +474,8 @@ def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
 
 def _node_label(graph: Graph, node: str) -> str:
     if node in graph.artifacts:
-        return f"{node} ({graph.artifacts[node].type})"
+        artifact = graph.artifacts[node]
+        return f"{node} ({artifact.type}{', deleted' if artifact.state == 'DELETED' else ''})"
     run = graph.runs[node]
     return f"run {node} ({run.job_type or 'no job type'})"
 
@@ -513,7 +526,7 @@ def _dot(graph: Graph, root: str) -> str:
 
 def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     root = _api(args).artifact(args.artifact)
-    graph = _walk_lineage(root, args.depth)
+    graph = walk_lineage(root, args.depth)
     name = root.qualified_name
     if out.json:
         nodes = [
@@ -532,6 +545,17 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     out.line(out.style.bold(out.style.green(_node_label(graph, name))))
     _draw_tree(out, graph, name, graph.upstream, "upstream (what it was made from)")
     _draw_tree(out, graph, name, graph.downstream, "downstream (what was made from it)")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, out: Output) -> int:
+    from lorry.ui import serve  # the web server's modules load only for this command
+
+    def announce(line: str) -> None:
+        out.line(line)
+        out.out.flush()
+
+    serve(_api(args).settings, args.host, args.port, announce)
     return 0
 
 
@@ -615,6 +639,74 @@ def _verify_store(args: argparse.Namespace, out: Output) -> int:
     return 1
 
 
+def cmd_rm(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    if args.all:
+        if ":" in args.artifact:
+            raise lorry.ValidationError(f"--all deletes every version: give {args.artifact!r}, no ':alias'")
+        collection = api.artifact_collection(api.artifact_collection_type(args.artifact), args.artifact)
+        doomed = collection.artifacts()
+    else:
+        if ":" not in args.artifact:
+            raise lorry.ValidationError(
+                f"give the version to delete ({args.artifact}:v3, {args.artifact}:old), or --all for all"
+            )
+        doomed = [api.artifact(args.artifact)]
+    aliased = [a for a in doomed if _user_aliases(a)]
+    if aliased and not (args.all or args.delete_aliases):
+        names = ", ".join(f"{a.qualified_name} ({', '.join(_user_aliases(a))})" for a in aliased)
+        raise lorry.UsageError(f"{names} has aliases; pass --delete-aliases to delete it with them")
+    if not out.json:
+        for artifact in doomed:
+            aliases = _user_aliases(artifact)
+            note = f" with its aliases {', '.join(aliases)}" if aliases else ""
+            out.line(f"{'would delete' if args.dry_run else 'delete'} {artifact.qualified_name}{note}")
+    if args.dry_run or not doomed:
+        if out.json:
+            out.document({"dry_run": True, "deleted": [a.qualified_name for a in doomed]})
+        return 0
+    if sys.stdin.isatty() and not args.yes:
+        answer = input(f"delete {len(doomed)} version(s)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.line("nothing deleted")
+            return 1
+    if args.all:
+        collection.delete()
+    else:
+        doomed[0].delete(delete_aliases=args.delete_aliases)
+    if out.json:
+        out.document({"dry_run": False, "deleted": [a.qualified_name for a in doomed]})
+    else:
+        out.line(f"deleted {len(doomed)} version(s); `lorry gc` frees their files after its grace period")
+    return 0
+
+
+def _user_aliases(artifact: lorry.Artifact) -> list[str]:
+    return [a for a in artifact.aliases if a != "latest"]
+
+
+def cmd_retain(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    collection = api.artifact_collection(api.artifact_collection_type(args.collection), args.collection)
+    policy = None
+    if args.keep_last is not None or args.keep_best is not None:
+        policy = RetentionPolicy(
+            keep_last=args.keep_last, keep_aliased=not args.no_keep_aliased, keep_best=args.keep_best
+        )
+        if args.save:
+            collection.retention = policy
+            collection.save()
+    decisions = collection.apply_retention(policy, dry_run=args.dry_run)
+    if out.json:
+        out.document([{"version": f"v{d.version}", "keep": d.keep, "reason": d.reason} for d in decisions])
+        return 0
+    gone = "would delete" if args.dry_run else "deleted"
+    for d in decisions:
+        verb = out.style.green("keep") if d.keep else out.style.red(gone)
+        out.line(f"{verb} {collection.name}:v{d.version}: {d.reason}")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     report = lorry.Api(store=args.store).collect_garbage(args.older_than, dry_run=args.dry_run)
     if out.json:
@@ -622,6 +714,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
             {
                 "dry_run": report.dry_run,
                 "versions": report.versions,
+                "expired": report.expired,
                 "blobs": report.blobs,
                 "blob_bytes": report.blob_bytes,
                 "manifests": report.manifests,
@@ -640,6 +733,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
         f"{verb} {report.blobs} blobs ({human_size(report.blob_bytes)}), {report.manifests} manifests and "
         f"{report.uploads} stale uploads; kept everything {report.versions} versions need"
         + (spared if report.spared else "")
+        + (f"; {report.expired} expired versions marked deleted" if report.expired else "")
     )
     return 0
 
@@ -967,6 +1061,13 @@ lorry ls other-team/bikes --type model --json
     )
     ls.add_argument("project_name", nargs="?", metavar="PROJECT", help="project or entity/project")
     ls.add_argument("--type", help="only artifacts of this type")
+    ls.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="only artifacts tagged T, or with versions tagged T (repeatable: all of them)",
+    )
 
     versions = _add(
         commands,
@@ -980,6 +1081,7 @@ lorry versions bikes/bike-dataset --json
         [common],
     )
     versions.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    _add_version_filters(versions)
 
     show = _add(
         commands,
@@ -1121,12 +1223,92 @@ lorry config --store s3://bucket/team --json
         [common],
     )
 
-    _add_bench_command(commands)
+    _add_looking_commands(commands)
     return parser
+
+
+def _add_looking_commands(commands: Any) -> None:
+    """Commands that look at a store rather than change it: the benchmark and the web UI."""
+    _add_bench_command(commands)
+    _add_ui_command(commands)
+
+
+def _add_ui_command(commands: Any) -> None:
+    ui = _add(
+        commands,
+        "ui",
+        cmd_ui,
+        "browse the store's artifacts, metadata and lineage in a web browser (read-only)",
+        """
+lorry ui                              # then open the URL it prints
+lorry ui --store s3://bucket/team --port 9000
+lorry ui --host 0.0.0.0               # reachable from other machines: the URL carries a token
+""",
+        [_options(project=False, entity=False, json_output=False)],
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument(
+        "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
+    )
+
+
+def _add_version_filters(versions: argparse.ArgumentParser) -> None:
+    versions.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
+    )
+    versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
+
+
+def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Commands that delete versions: by name, or by a retention policy."""
+    rm = _add(
+        commands,
+        "rm",
+        cmd_rm,
+        "delete a version (or --all of them); its number is never given again",
+        """
+lorry rm bike-model:v3
+lorry rm bike-model:old --delete-aliases
+lorry rm bike-model --all --dry-run
+""",
+        [common],
+    )
+    rm.add_argument("artifact", metavar="NAME:VERSION", help="[[entity/]project/]name:version or alias")
+    rm.add_argument("--all", action="store_true", help="delete every version of NAME, aliases too")
+    rm.add_argument("--delete-aliases", action="store_true", help="delete a version that has aliases")
+    rm.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
+
+    retain = _add(
+        commands,
+        "retain",
+        cmd_retain,
+        "delete the versions a retention policy does not keep, saying why each one stays or goes",
+        """
+lorry retain checkpoints --keep-last 5 --dry-run
+lorry retain checkpoints --keep-last 2 --keep-best loss:min:3 --save
+lorry retain checkpoints             # apply the policy saved with --save
+""",
+        [common],
+    )
+    retain.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    retain.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N versions")
+    retain.add_argument(
+        "--keep-best",
+        type=BestRule.parse,
+        metavar="KEY:min|max:K",
+        help="keep the K versions with the lowest (min) or highest (max) metadata KEY",
+    )
+    retain.add_argument(
+        "--no-keep-aliased", action="store_true", help="versions with aliases may go too (default: kept)"
+    )
+    retain.add_argument("--save", action="store_true", help="store the policy with the artifact")
+    retain.add_argument("--dry-run", action="store_true", help="show what would go and why, delete nothing")
 
 
 def _add_maintenance_commands(commands: Any) -> None:
     """Commands that look after a whole store rather than one artifact."""
+    _add_deleting_commands(commands, _options())
     uploads = _add(
         commands,
         "abort-uploads",

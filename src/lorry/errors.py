@@ -10,6 +10,7 @@
     ├── UsageError (RuntimeError)             a call made in the wrong state (no run, not logged yet, ...)
     ├── NotFoundError (LookupError)
     │   ├── ArtifactNotFoundError             no such collection, version or alias
+    │   │   └── ArtifactDeletedError          the version existed and was deleted (or expired)
     │   ├── RunNotFoundError
     │   └── ObjectNotFoundError               no such key in a store
     ├── LocalFileError (OSError)              a local file is missing, unreadable or of the wrong kind
@@ -60,6 +61,10 @@ class NotFoundError(LorryError, LookupError):
 
 class ArtifactNotFoundError(NotFoundError):
     """No artifact collection, version or alias by that name."""
+
+
+class ArtifactDeletedError(ArtifactNotFoundError):
+    """The version existed and was deleted, or its time to live ran out; its number stays taken."""
 
 
 class RunNotFoundError(NotFoundError):

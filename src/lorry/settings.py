@@ -102,6 +102,9 @@ class Settings:
         "transfer_process": "LORRY_TRANSFER_PROCESS",
     }
 
+    _FALLBACK_ENV = {"entity": "WANDB_ENTITY", "project": "WANDB_PROJECT"}  # noqa: RUF012
+    """Read after lorry's own variables, so scripts written for the original API keep their project."""
+
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Settings from ``overrides`` (None means "not given"), then ``$LORRY_*``, then defaults."""
@@ -121,6 +124,8 @@ class Settings:
                 values[name], sources[name] = overrides[name], "argument"
             elif os.environ.get(env):
                 values[name], sources[name] = _parse(name, os.environ[env]), f"${env}"
+            elif os.environ.get(fallback := cls._FALLBACK_ENV.get(name, "")):
+                values[name], sources[name] = os.environ[fallback], f"${fallback}"
             elif name in defaults:
                 values[name], sources[name] = defaults[name], "default"
             else:

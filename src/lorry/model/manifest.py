@@ -6,16 +6,18 @@ and so hash to the same manifest digest, whatever order the files were added in.
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from array import array
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
 
 from lorry.errors import CorruptRecordError, InvalidPathError, ValidationError
-from lorry.model.digest import digest_bytes, is_content_digest
+from lorry.model.digest import format_digest, hex_part, is_content_digest, new_hasher
 from lorry.model.secret import redact_uri
 
 FORMAT = 1
@@ -25,6 +27,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # the Unicode category Cc
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_PART_BYTES = 255
 """The longest file name most filesystems take: a longer part of an entry name could not be downloaded."""
+_PLAIN_PART = r"(?!\.\.?(?:/|\Z))[^\x00-\x1f\x7f-\x9f\ud800-\udfff/\\]{1,63}"  # 63 characters: <= 252 bytes
+_PLAIN_PATH = re.compile(rf"(?!.:){_PLAIN_PART}(?:/{_PLAIN_PART})*")
+"""Names that ``normalize_entry_path`` leaves as they are, recognised in one step (others take the
+long way, which decides)."""
 
 
 def normalize_entry_path(path: object) -> str:
@@ -82,6 +88,17 @@ class EntryLayout:
     def __init__(self) -> None:
         self._names: set[str] = set()
         self._folders: dict[str, int] = {}  # folder → how many names lie below it
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> EntryLayout:
+        """The layout of names already known not to clash (a manifest's): built without checks."""
+        layout = cls()
+        layout._names = set(names)
+        folders = layout._folders
+        for name in layout._names:
+            for folder in folders_of(name):
+                folders[folder] = folders.get(folder, 0) + 1
+        return layout
 
     def copy(self) -> EntryLayout:
         other = EntryLayout()
@@ -178,49 +195,113 @@ class Entry:
 
 
 class Manifest(Mapping[str, Entry]):
-    """An immutable mapping from entry path to ``Entry``, with its canonical bytes and digest."""
+    """An immutable mapping from entry path to ``Entry``, with its canonical bytes and digest.
 
-    __slots__ = ("_digest", "_entries", "_payload")
+    A manifest may hold a million entries, so it is kept in columns, not as an object per entry: the
+    sorted paths, the stored files' digests as 32 raw bytes each and their sizes in an array, and only
+    the entries that are not plain stored files (references) as ``Entry`` objects. An ``Entry`` is made
+    when one is asked for. About 150 bytes per entry instead of a kilobyte.
+    """
+
+    __slots__ = ("_digest", "_digests", "_others", "_paths", "_sizes")
 
     MAX_BYTES: ClassVar[int] = 128 << 20
-    """The largest manifest lorry writes or reads: about a million entries, whose parsing takes seconds
-    and most of a GiB. A larger one on a store is refused after reading at most this much of it."""
+    """The largest manifest lorry writes or reads: about a million entries. A larger one on a store is
+    refused after reading at most this much of it."""
 
     def __init__(self, entries: Iterable[Entry]) -> None:
-        by_path: dict[str, Entry] = {}
+        rows = Rows()
         for entry in entries:
-            if entry.path in by_path and by_path[entry.path] != entry:
-                raise InvalidPathError(f"two different contents under one entry name {entry.path!r}")
-            by_path[entry.path] = entry
-        for path in by_path:  # on disk a name is a file or a folder, not both
-            for folder in folders_of(path):
-                if folder in by_path:
-                    raise _file_or_folder(path, folder)
-        self._entries = dict(sorted(by_path.items()))
-        self._payload: bytes | None = None
+            rows.add(entry)
+        self._take(rows.sorted(duplicates_allowed=True))
+
+    @classmethod
+    def of_rows(cls, rows: Rows) -> Manifest:
+        """The manifest of ``rows`` (in any order; the same entry twice is one entry)."""
+        manifest = cls.__new__(cls)
+        manifest._take(rows.sorted(duplicates_allowed=True))
+        return manifest
+
+    def _take(self, rows: Rows) -> None:
+        self._paths, self._digests, self._sizes, self._others = rows.columns()
         self._digest: str | None = None
 
+    def _row(self, path: str) -> int:
+        """The row of ``path``, or -1."""
+        row = bisect.bisect_left(self._paths, path)
+        return row if row < len(self._paths) and self._paths[row] == path else -1
+
+    def _entry(self, row: int) -> Entry:
+        other = self._others.get(row)
+        if other is not None:
+            return other
+        start = row * RAW_DIGEST
+        digest = format_digest(self._digests[start : start + RAW_DIGEST].hex())
+        return Entry(self._paths[row], digest, self._sizes[row])
+
     def __getitem__(self, path: str) -> Entry:
-        return self._entries[path]
+        row = self._row(path) if isinstance(path, str) else -1
+        if row < 0:
+            raise KeyError(path)
+        return self._entry(row)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self._row(path) >= 0
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self._paths)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._paths)
+
+    def values(self) -> ValuesView[Entry]:
+        return _Values(self)
+
+    def items(self) -> ItemsView[str, Entry]:
+        return _Items(self)
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry, in path order, each made as it is reached."""
+        return map(self._entry, range(len(self._paths)))
+
+    def below(self, folder: str) -> Manifest:
+        """The entry ``folder`` and the entries inside it (``folder/...``): the paths are sorted, so
+        they are one or two runs of rows, cut out without looking at the others."""
+        paths = self._paths
+        inside = (bisect.bisect_left(paths, folder + "/"), bisect.bisect_left(paths, folder + "0"))
+        at = self._row(folder)
+        spans = [(at, at + 1)] if at >= 0 else []
+        spans.append(inside)  # '0' follows '/': everything between starts with folder + "/"
+        rows = Rows()
+        for start, stop in spans:
+            for row in range(start, stop):
+                if row in self._others:
+                    rows.add(self._others[row])
+                else:
+                    rows.add_raw(
+                        paths[row], self._digests[row * RAW_DIGEST : (row + 1) * RAW_DIGEST], self._sizes[row]
+                    )
+        return Manifest.of_rows(rows)
 
     @property
     def size(self) -> int:
-        return sum(e.size or 0 for e in self._entries.values())
+        return sum(self._sizes) + sum(e.size or 0 for e in self._others.values())
+
+    def chunks(self) -> Iterator[bytes]:
+        """The canonical bytes in pieces of a few thousand entries: joined, they are ``to_bytes()``
+        (what ``orjson`` makes of the whole document), without all of it in memory at once."""
+        yield _HEAD
+        for start in range(0, len(self._paths), _ROWS_PER_CHUNK):
+            rows = range(start, min(start + _ROWS_PER_CHUNK, len(self._paths)))
+            piece = orjson.dumps([self._entry(row).to_json() for row in rows])[1:-1]
+            yield piece if start == 0 else b"," + piece
+        yield _TAIL
 
     def to_bytes(self) -> bytes:
-        if self._payload is None:
-            doc = {"format": FORMAT, "entries": [e.to_json() for e in self._entries.values()]}
-            payload = orjson.dumps(doc)
-            if len(payload) > self.MAX_BYTES:
-                raise ValidationError(_too_large(len(self), f"{len(payload)} bytes", self.MAX_BYTES))
-            self._payload = payload
-        return self._payload
+        payload = b"".join(self.chunks())
+        if len(payload) > self.MAX_BYTES:
+            raise ValidationError(_too_large(len(self), f"{len(payload)} bytes", self.MAX_BYTES))
+        return payload
 
     @classmethod
     def check_size(cls, files: Iterable[tuple[str, int]], refs: Iterable[Entry]) -> None:
@@ -241,31 +322,197 @@ class Manifest(Mapping[str, Entry]):
     @property
     def digest(self) -> str:
         if self._digest is None:
-            self._digest = digest_bytes(self.to_bytes())
+            hasher = new_hasher()
+            for chunk in self.chunks():
+                hasher.update(chunk)
+            self._digest = format_digest(hasher.hexdigest())
         return self._digest
 
     @classmethod
     def from_bytes(cls, payload: bytes, *, name: str = "manifest") -> Manifest:
         try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise CorruptRecordError(f"{name} is not valid JSON: {exc}") from exc
-        if (
-            not isinstance(doc, dict)
-            or doc.get("format") != FORMAT
-            or not isinstance(doc.get("entries"), list)
-        ):
-            raise CorruptRecordError(f"{name} is not a lorry manifest of format {FORMAT}")
-        entries: dict[str, Entry] = {}
-        try:
-            for raw in doc["entries"]:
-                entry = Entry.from_json(raw)
-                if entry.path in entries:
-                    raise CorruptRecordError(f"entry {_shown(entry.path)} appears more than once")
-                entries[entry.path] = entry
-            return cls(entries.values())
+            try:
+                rows = _rows_of(_compact_entries(payload))
+            except _NotCompact:  # some other layout of the JSON: parsed whole, as any JSON reader would
+                rows = _rows_of(_entries_of_document(payload, name))
+            manifest = cls.__new__(cls)
+            manifest._take(rows.sorted(duplicates_allowed=False))
+            return manifest
         except (CorruptRecordError, InvalidPathError) as exc:
+            if str(exc).startswith(name):
+                raise
             raise CorruptRecordError(f"{name}: {exc}") from exc
+
+
+class _Values(ValuesView[Entry]):
+    _mapping: Manifest
+
+    def __iter__(self) -> Iterator[Entry]:
+        return self._mapping.entries()
+
+
+class _Items(ItemsView[str, Entry]):
+    _mapping: Manifest
+
+    def __iter__(self) -> Iterator[tuple[str, Entry]]:
+        return ((entry.path, entry) for entry in self._mapping.entries())
+
+
+RAW_DIGEST = 32
+"""Bytes of a blake3 digest: a stored file's digest is kept as these, not as 71 characters of text."""
+
+
+class Rows:
+    """Entries gathered column by column, for a ``Manifest``: a stored file costs a path, 32 bytes of
+    digest and 8 of size, not an object."""
+
+    __slots__ = ("_digests", "_others", "_paths", "_sizes")
+
+    def __init__(self) -> None:
+        self._paths: list[str] = []
+        self._digests = bytearray()
+        self._sizes = array("Q")
+        self._others: dict[int, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def add_file(self, path: str, digest: str, size: int) -> None:
+        """A stored file: ``digest`` is ``blake3:<hex>``."""
+        self.add_raw(path, bytes.fromhex(hex_part(digest)), size)
+
+    def add_raw(self, path: str, digest: bytes, size: int) -> None:
+        """A stored file whose digest is given as its raw bytes."""
+        self._digests += digest
+        self._sizes.append(size)
+        self._paths.append(path)
+
+    def add(self, entry: Entry) -> None:
+        if (
+            entry.ref is None
+            and entry.version_id is None
+            and entry.size is not None
+            and entry.digest is not None
+            and is_content_digest(entry.digest)
+        ):
+            self.add_file(entry.path, entry.digest, entry.size)
+            return
+        self._others[len(self._paths)] = entry
+        self._digests += bytes(RAW_DIGEST)
+        self._sizes.append(0)
+        self._paths.append(entry.path)
+
+    def columns(self) -> tuple[list[str], bytes, array[int], dict[int, Entry]]:
+        return self._paths, bytes(self._digests), self._sizes, self._others
+
+    def sorted(self, *, duplicates_allowed: bool) -> Rows:
+        """These rows in path order, each path once; refused if a path holds two contents (or, unless
+        ``duplicates_allowed``, appears twice), or if a name is both a file and a folder."""
+        paths = self._paths
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        out = Rows()
+        previous = -1
+        for row in order:
+            if previous >= 0 and paths[row] == paths[previous]:
+                if not duplicates_allowed:
+                    raise CorruptRecordError(f"entry {_shown(paths[row])} appears more than once")
+                if self._entry(row) != self._entry(previous):
+                    raise InvalidPathError(f"two different contents under one entry name {paths[row]!r}")
+                continue
+            previous = row
+            if row in self._others:
+                out._others[len(out._paths)] = self._others[row]
+            start = row * RAW_DIGEST
+            out._digests += self._digests[start : start + RAW_DIGEST]
+            out._sizes.append(self._sizes[row])
+            out._paths.append(paths[row])
+        out._check_folders()
+        return out
+
+    def _entry(self, row: int) -> Entry:
+        if row in self._others:
+            return self._others[row]
+        start = row * RAW_DIGEST
+        digest = format_digest(self._digests[start : start + RAW_DIGEST].hex())
+        return Entry(self._paths[row], digest, self._sizes[row])
+
+    def _check_folders(self) -> None:
+        """On disk a name is a file or a folder, not both (the paths are sorted)."""
+        paths = self._paths
+        folders: set[str] = set()
+        parent = None
+        for path in paths:
+            cut = path.rfind("/")
+            if cut > 0 and path[:cut] != parent:
+                parent = path[:cut]
+                folders.add(parent)
+                folders.update(folders_of(parent))
+        for folder in sorted(folders):
+            row = bisect.bisect_left(paths, folder)
+            if row < len(paths) and paths[row] == folder:
+                inside = paths[bisect.bisect_left(paths, folder + "/")]
+                raise _file_or_folder(inside, folder)
+
+
+# The document as orjson writes it: no spaces, the keys in this order. ``{"`` never occurs inside a
+# JSON string (a quote there is escaped), so ``},{"path":`` occurs only between two entries, or between
+# two objects nested deeper; a piece cut at a nested one leaves a bracket open and does not parse.
+_HEAD = b'{"format":%d,"entries":[' % FORMAT
+_TAIL = b"]}"
+_BETWEEN = b'},{"path":'
+_PIECE_BYTES = 1 << 20
+_ROWS_PER_CHUNK = 4096
+
+
+class _NotCompact(Exception):
+    """The document is not in the compact layout lorry writes."""
+
+
+def _compact_entries(payload: bytes) -> Iterator[object]:
+    """The entries of a compact document, parsed a megabyte at a time: never the whole document as
+    Python objects at once."""
+    if not (payload.startswith(_HEAD) and payload.endswith(_TAIL)):
+        raise _NotCompact
+    start, end = len(_HEAD), len(payload) - len(_TAIL)
+    while start < end:
+        cut = payload.find(_BETWEEN, start + _PIECE_BYTES, end)
+        stop = end if cut < 0 else cut + 1
+        try:
+            piece = orjson.loads(b"[" + payload[start:stop] + b"]")
+        except orjson.JSONDecodeError:
+            raise _NotCompact from None
+        yield from piece
+        start = stop + 1
+
+
+def _entries_of_document(payload: bytes, name: str) -> list[object]:
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
+        raise CorruptRecordError(f"{name} is not a lorry manifest of format {FORMAT}")
+    entries: list[object] = doc["entries"]
+    return entries
+
+
+def _rows_of(raws: Iterable[object]) -> Rows:
+    rows = Rows()
+    for raw in raws:
+        if (
+            type(raw) is dict
+            and len(raw) == 3
+            and type(raw.get("path")) is str
+            and type(raw.get("size")) is int
+            and type(raw.get("digest")) is str
+            and _PLAIN_PATH.fullmatch(raw["path"])
+            and is_content_digest(raw["digest"])
+            and raw["size"] >= 0
+        ):  # a stored file whose name is plainly in normal form: the common case, checked quickly
+            rows.add_file(raw["path"], raw["digest"], raw["size"])
+        else:
+            rows.add(Entry.from_json(raw))
+    return rows
 
 
 # What one stored file's entry costs besides its name and the digits of its size, a comma included.

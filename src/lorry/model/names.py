@@ -24,6 +24,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]+(?: [A-Za-z0-9_.\-]+)*")
 _ALIAS = re.compile(r"[A-Za-z0-9_.\-]+")
 _VERSION_ALIAS = re.compile(r"v(0|[1-9][0-9]*)")
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
+_TAG = re.compile(r"[A-Za-z0-9_\-]+(?: +[A-Za-z0-9_\-]+)*")  # the original's rule for tags
 
 LATEST = "latest"
 
@@ -61,6 +62,15 @@ def validate_alias(alias: object, *, allow_version: bool = False) -> str:
     if text in (".", ".."):
         raise InvalidNameError(f"alias {text!r} is not allowed")
     return text
+
+
+def validate_tags(tags: object) -> tuple[str, ...]:
+    """A list of tags (letters, digits, '_' and '-', words separated by spaces), duplicates dropped,
+    order kept."""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+        raise InvalidNameError(f"tags must be a list of strings, not {type(tags).__name__}")
+    checked = (_check(tag, "tag", _TAG, "letters, digits, '_', '-' and single spaces") for tag in tags)
+    return tuple(dict.fromkeys(checked))
 
 
 def validate_segment(value: object, what: str) -> str:

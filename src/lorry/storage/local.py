@@ -26,8 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from lorry.errors import ConflictError, ObjectNotFoundError, StoreError
-from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, ValidationError
+from lorry.storage.base import (
+    OVERWRITE,
+    Body,
+    Create,
+    ObjectMeta,
+    PutMode,
+    Update,
+    body_size,
+    check_key,
+    read_chunk,
+)
 
 _INTERNAL = ".lorry"
 FILE_MODE = 0o600
@@ -97,7 +107,7 @@ class LocalStore:
         finally:
             handle.close()
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
         return await asyncio.to_thread(self.put_sync, key, data, mode)
 
     async def delete(self, key: str) -> None:
@@ -194,16 +204,28 @@ class LocalStore:
         st = self._stat(key)
         return ObjectMeta(key=key, size=st.st_size, etag=etag_of(st))
 
-    def put_sync(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+    def put_sync(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        size = body_size(data)  # refuses a stream that cannot seek, as every backend does
         temp = self.temp_path()
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                if isinstance(data, bytes | bytearray | memoryview):
+                    handle.write(data)
+                else:  # a stream, a chunk at a time
+                    while size > 0 and (chunk := read_chunk(data, min(READ_CHUNK, size))):
+                        handle.write(chunk)
+                        size -= len(chunk)
+                    if size:
+                        raise ValidationError(f"{data!r} ended {size} bytes short of what it held")
         except OSError as exc:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
         return self.commit_file(temp, key, mode)
 
     # -- helpers ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,13 +23,13 @@ from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, St
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
-from lorry.storage.base import Store
-from lorry.storage.local import LocalStore
+from lorry.storage.base import LOCAL_FILES, Store
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     DOWNLOAD_MODE,
     FILE_MODE,
+    Targets,
     discard,
     hash_file,
     install_verified,
@@ -54,13 +54,15 @@ T = TypeVar("T")
 
 
 async def fetch_entries(
-    engine: Engine, store: Store, cache: Cache, entries: Sequence[Entry], root: Path, counters: Counters
+    engine: Engine, store: Store, cache: Cache, entries: Collection[Entry], root: Path, counters: Counters
 ) -> None:
     """Make ``root`` hold every entry, byte for byte.
 
     Small blobs go in batches, as in ``upload.py``: one trip to a thread settles a whole batch (what is
     already there, what the cache or a local store holds), its GETs go out together, and one more trip
-    writes what they brought."""
+    writes what they brought. The entries are read as the work goes (``entries`` is gone through once
+    for the small ones and once for the others), never copied: a manifest of a million entries makes
+    its ``Entry`` objects a batch at a time."""
     if await engine.in_thread(lambda: root.exists() and not root.is_dir()):
         raise LocalFileError(f"download root {root} exists and is not a folder")
     counters.files_total += len(entries)
@@ -69,8 +71,8 @@ async def fetch_entries(
     def is_small(entry: Entry) -> bool:
         return entry.ref is None and (entry.size or 0) <= SMALL_OBJECT
 
-    small = iter(batched([e for e in entries if is_small(e)], lambda e: e.size or 0))
-    others = iter([e for e in entries if not is_small(e)])
+    small = batched((e for e in entries if is_small(e)), lambda e: e.size or 0)
+    others = (e for e in entries if not is_small(e))
 
     def done(entry: Entry) -> None:
         counters.files_done += 1
@@ -89,7 +91,7 @@ async def fetch_entries(
                 await fetch_entry(engine, store, cache, entry, root)
             done(entry)
 
-    small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
+    small_workers = 2 if LOCAL_FILES.of(store) else 1 + engine.settings.max_requests // BATCH_FILES
     await gather_all(
         [
             *(small_worker() for _ in range(small_workers)),
@@ -105,8 +107,8 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
     await _settled(engine, make_parents, target, root)
     if entry.ref is not None:
         await refs.fetch(engine, entry, target)
-    elif isinstance(store, LocalStore):
-        source = store.path_of(blob_key(_digest(entry)))
+    elif (local := LOCAL_FILES.of(store)) is not None:
+        source = local.path_of(blob_key(_digest(entry)))
         await _settled(engine, _install_from_store, source, target, entry)
     elif not await _settled(engine, _install_from_cache, cache, entry, target):
         if (entry.size or 0) <= SMALL_OBJECT:
@@ -121,16 +123,19 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
 async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[Entry], root: Path) -> None:
     """Fetch a batch of small stored (not referenced) entries."""
 
+    local = LOCAL_FILES.of(store)
+
     def settle() -> list[tuple[Entry, Path]]:
         """What is neither in place already nor installed now from a local store or the cache."""
         missing = []
+        targets = Targets(root)
         for entry in batch:
-            target = safe_target(root, entry.path)
+            target = targets.target(entry.path)
             if matches(target, entry.size, entry.digest):
                 continue
-            make_parents(target, root)
-            if isinstance(store, LocalStore):
-                _install_from_store(store.path_of(blob_key(_digest(entry))), target, entry)
+            targets.make_parents(target)
+            if local is not None:
+                _install_from_store(local.path_of(blob_key(_digest(entry))), target, entry)
             elif not _install_from_cache(cache, entry, target):
                 missing.append((entry, target))
         return missing
@@ -174,8 +179,7 @@ async def _get_small(engine: Engine, store: Store, entry: Entry) -> bytes:
     key = blob_key(_digest(entry))
     size = entry.size or 0
     try:  # one byte more than recorded, to see a longer blob without reading all of it
-        async with engine.limits.requests:
-            data = await store.get(key, 0, size + 1)
+        data = await store.get(key, 0, size + 1)
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     if len(data) != size:
@@ -229,8 +233,7 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
     key = blob_key(digest)
     size = entry.size or 0
     try:  # a size that lies would make a huge sparse file and a request per missing range
-        async with engine.limits.requests:
-            stored = (await store.head(key)).size
+        stored = (await store.head(key)).size
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     if stored != size:
@@ -254,10 +257,9 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
             async def worker() -> None:
                 for part in todo:
                     offset = part.start
-                    async with engine.limits.requests:
-                        async for chunk in store.stream(key, part.start, part.end):
-                            await _settled(engine, _pwrite_all, fd, chunk, offset)
-                            offset += len(chunk)
+                    async for chunk in store.stream(key, part.start, part.end):
+                        await _settled(engine, _pwrite_all, fd, chunk, offset)
+                        offset += len(chunk)
                     if offset != part.end:
                         raise _wrong_size(key, entry, "shorter than")
 

@@ -16,6 +16,7 @@ from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, Sourc
 from lorry.model.digest import format_digest, new_hasher
 from lorry.storage.local import write_all
 
+LocalPath = str | Path
 CHUNK = 8 << 20
 FILE_MODE = 0o600
 """lorry's own files (store, cache, staging): readable by their owner only, whatever the umask."""
@@ -40,19 +41,19 @@ class FileStamp:
     inode: int
 
     @classmethod
-    def of(cls, path: Path) -> FileStamp:
-        return cls._of(os.stat(path))
+    def of(cls, path: LocalPath) -> FileStamp:
+        return cls.of_stat(os.stat(path))
 
     @classmethod
     def of_fd(cls, fd: int) -> FileStamp:
-        return cls._of(os.fstat(fd))
+        return cls.of_stat(os.fstat(fd))
 
     @classmethod
-    def _of(cls, st: os.stat_result) -> FileStamp:
+    def of_stat(cls, st: os.stat_result) -> FileStamp:
         return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
-def check_unchanged(path: Path, stamp: FileStamp, entry: str) -> None:
+def check_unchanged(path: LocalPath, stamp: FileStamp, entry: str) -> None:
     try:
         now = FileStamp.of(path)
     except FileNotFoundError:
@@ -60,7 +61,7 @@ def check_unchanged(path: Path, stamp: FileStamp, entry: str) -> None:
     check_stamp(now, stamp, path, entry)
 
 
-def check_stamp(now: FileStamp, stamp: FileStamp, path: Path, entry: str) -> None:
+def check_stamp(now: FileStamp, stamp: FileStamp, path: LocalPath, entry: str) -> None:
     if now != stamp:
         raise SourceChangedError(
             f"{path} (entry {entry!r}) changed after it was added with policy='immutable'; "
@@ -68,7 +69,7 @@ def check_stamp(now: FileStamp, stamp: FileStamp, path: Path, entry: str) -> Non
         )
 
 
-def hash_file(path: Path) -> str:
+def hash_file(path: LocalPath) -> str:
     """The content digest of a file, read once in chunks. (Not mmap: mapped pages count towards the
     process's resident memory, and a 2 GiB file would show as 2 GiB of RSS.)"""
     hasher = new_hasher()
@@ -89,7 +90,7 @@ def _buffer_for(fd: int) -> bytearray:
     return bytearray(min(CHUNK, os.fstat(fd).st_size + 1))
 
 
-def read_checked(path: Path, stamp: FileStamp, entry: str) -> bytes:
+def read_checked(path: LocalPath, stamp: FileStamp, entry: str) -> bytes:
     """The whole content of a file that must still be as ``stamp`` saw it, before and after the read
     (checked on the open descriptor: no second lookup of the path)."""
     try:
@@ -111,7 +112,7 @@ def temp_beside(target: Path) -> Path:
     return target.parent / f".{target.name[:64]}.{uuid.uuid4().hex[:12]}.lorry-tmp"
 
 
-def copy_hashing(source: Path, temp: Path, mode: int = FILE_MODE) -> str:
+def copy_hashing(source: LocalPath, temp: Path, mode: int = FILE_MODE) -> str:
     """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
     hasher = new_hasher()
     try:
@@ -172,25 +173,49 @@ def matches(path: Path, size: int | None, digest: str | None) -> bool:
 
 def safe_target(root: Path, entry_path: str) -> Path:
     """``root/entry_path``, refusing anything that would land outside ``root`` (``..``, symlinks)."""
-    real_root = os.path.realpath(root)
-    target = Path(root, entry_path)
-    real_parent = os.path.realpath(target.parent)
-    if os.path.commonpath([real_root, real_parent]) != real_root:
-        raise InvalidPathError(f"entry {entry_path!r} would be written outside {root}")
-    if target.is_symlink():
-        raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
-    return target
+    return Targets(root).target(entry_path)
 
 
 def make_parents(target: Path, root: Path) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise LocalFileError(
-            f"cannot create the folder for {target}: a file stands in its place under {root}"
-        ) from exc
-    except OSError as exc:
-        raise local_error(exc, f"cannot create the folder {target.parent}") from exc
+    Targets(root).make_parents(target)
+
+
+class Targets:
+    """Safe targets below one ``root`` for a batch of entries: the real paths of the root and of each
+    folder are looked up once per batch, not once per entry (entries of a batch share folders)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._real_root = os.path.realpath(root)
+        self._inside: dict[Path, bool] = {}  # folder → whether it really lies below the root
+        self._made: set[Path] = set()
+
+    def target(self, entry_path: str) -> Path:
+        target = Path(self.root, entry_path)
+        parent = target.parent
+        inside = self._inside.get(parent)
+        if inside is None:
+            real_parent = os.path.realpath(parent)
+            inside = os.path.commonpath([self._real_root, real_parent]) == self._real_root
+            self._inside[parent] = inside
+        if not inside:
+            raise InvalidPathError(f"entry {entry_path!r} would be written outside {self.root}")
+        if target.is_symlink():
+            raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
+        return target
+
+    def make_parents(self, target: Path) -> None:
+        if target.parent in self._made:
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise LocalFileError(
+                f"cannot create the folder for {target}: a file stands in its place under {self.root}"
+            ) from exc
+        except OSError as exc:
+            raise local_error(exc, f"cannot create the folder {target.parent}") from exc
+        self._made.add(target.parent)
 
 
 def discard(path: Path) -> None:

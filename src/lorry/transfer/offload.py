@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from lorry.errors import StoreError
-from lorry.model.manifest import Entry
 from lorry.settings import Settings
 from lorry.transfer.engine import Counters
 from lorry.transfer.journal import Journal
@@ -56,9 +55,9 @@ def wants_helper(settings: Settings, files: Sequence[FileSource]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Stored:
-    """What the helper sends back for one job: the entries, and what retrying cost it."""
+    """What the helper sends back for one job: the files' digests, and what retrying cost it."""
 
-    entries: list[Entry]
+    digests: list[str]
     retries: RetryStats
 
 
@@ -90,10 +89,8 @@ class Helper:
 
     async def store_files(
         self, settings: Settings, files: Sequence[FileSource], counters: Counters, retries: RetryStats
-    ) -> list[Entry]:
+    ) -> list[str]:
         """``upload.store_files`` in the helper. ``counters`` advance when the helper is done."""
-        counters.files_total += len(files)
-        counters.bytes_total += sum(f.stamp.size for f in files)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[_Stored] = loop.create_future()
         job = next(self._jobs)
@@ -111,7 +108,7 @@ class Helper:
         counters.files_done += len(files)
         counters.bytes_done += sum(f.stamp.size for f in files)
         retries.merge(stored.retries)
-        return stored.entries
+        return stored.digests
 
     def close(self) -> None:
         """Let the helper finish what it was given and end (it ends when its stdin closes)."""
@@ -225,19 +222,24 @@ def serve() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever else prints goes to stderr, never into the answers
     lock = threading.Lock()
-    pending: list[concurrent.futures.Future[_Stored]] = []
+    answered = threading.Condition()
+    unanswered = 0  # a count, not the futures: a job's result is let go once it is sent
 
     def send(frame: tuple[Any, ...]) -> None:
         with lock:
             _write_frame(answers, pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
 
     def reply(job: int, done: concurrent.futures.Future[_Stored]) -> None:
+        nonlocal unanswered
         error = done.exception()
         send(
             ("answer", job, True, done.result())
             if error is None
             else ("answer", job, False, _portable(error))
         )
+        with answered:
+            unanswered -= 1
+            answered.notify_all()
 
     logger = logging.getLogger("lorry")
     logger.addHandler(_ForwardLogs(send))
@@ -245,10 +247,11 @@ def serve() -> None:
     while (frame := _read_frame(jobs)) is not None:
         job, settings, files, level = pickle.loads(frame)
         logger.setLevel(level)
-        future = _bridge.bridge().submit(_store(settings, files))
-        future.add_done_callback(functools.partial(reply, job))
-        pending.append(future)
-    concurrent.futures.wait(pending)
+        with answered:
+            unanswered += 1
+        _bridge.bridge().submit(_store(settings, files)).add_done_callback(functools.partial(reply, job))
+    with answered:
+        answered.wait_for(lambda: unanswered == 0)
 
 
 class _ForwardLogs(logging.Handler):
@@ -284,8 +287,8 @@ async def _store(settings: Settings, files: tuple[FileSource, ...]) -> _Stored:
     eng = engine(settings)
     before = eng.retries.copy()
     store = eng.store(settings.store, settings.store_options)
-    entries = await store_files(eng, store, files, Counters(), Journal(settings.cache_dir))
-    return _Stored(entries, eng.retries.since(before))
+    digests = await store_files(eng, store, files, Counters(), Journal(settings.cache_dir))
+    return _Stored(digests, eng.retries.since(before))
 
 
 def _portable(exc: BaseException) -> BaseException:

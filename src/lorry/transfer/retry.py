@@ -32,7 +32,19 @@ from datetime import timedelta
 from typing import TypeVar
 
 from lorry.errors import ObjectNotFoundError, TransientError
-from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, Part, PutMode, Store, Upload
+from lorry.storage.base import (
+    OVERWRITE,
+    Body,
+    C,
+    Capability,
+    MultipartStore,
+    ObjectMeta,
+    Part,
+    PutMode,
+    Store,
+    Upload,
+    is_stream,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("lorry")
@@ -171,6 +183,9 @@ class RetryingStore:
     def url(self) -> str:
         return self.inner.url
 
+    def capability(self, kind: Capability[C]) -> C | None:
+        return kind.of(self.inner)
+
     async def head(self, key: str) -> ObjectMeta:
         return await self.policy.run(f"HEAD {key}", lambda: self.inner.head(key))
 
@@ -202,8 +217,16 @@ class RetryingStore:
                     self.policy.succeeded(first_failure)
                 raise
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        if not is_stream(data):
+            return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
+        start = data.tell()
+
+        async def again() -> ObjectMeta:  # a stream is sent again from where it started
+            data.seek(start)
+            return await self.inner.put(key, data, mode)
+
+        return await self.policy.run(f"PUT {key}", again)
 
     async def delete(self, key: str) -> None:
         await self.policy.run(f"DELETE {key}", lambda: self.inner.delete(key))
