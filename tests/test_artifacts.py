@@ -501,3 +501,22 @@ def test_progress_bars_are_on_when_stderr_is_a_terminal() -> None:
         text = seen.decode(errors="replace")
         assert ("logging bar [########################] 1/1 files" in text) == shown, text
         assert ("downloading bar [" in text) == shown, text
+
+
+def test_a_progress_bar_is_redrawn_four_times_a_second() -> None:
+    import io
+    import time
+
+    from lorry.transfer.engine import Counters
+    from lorry.transfer.progress import progress
+
+    out = io.StringIO()
+    counters = Counters()
+    counters.files_total, counters.bytes_total = 2, 2048
+    with progress("logging x", lambda: [counters], True, out):
+        time.sleep(1.1)
+        counters.files_done, counters.bytes_done = 2, 2048
+    draws = out.getvalue().split("\r")[1:]
+    assert 4 <= len(draws) <= 6, draws  # four in the second, and the last one when it ends
+    assert draws[-1].startswith("logging x [########################] 2/2 files, 2.0 KiB/2.0 KiB")
+    assert draws[-1].endswith("\n") and draws[0].startswith("logging x [------------------------] 0/2 files")
