@@ -251,8 +251,8 @@ def test_lineage_logged_by_used_by() -> None:
     producer = lorry.Api().artifact("model:v0").logged_by()
     assert producer is not None
     assert producer.id == train.id and producer.job_type == "train" and producer.state == "finished"
-    assert [a.name for a in producer.used_artifacts()] == ["raw"]
-    assert [a.name for a in producer.logged_artifacts()] == ["model"]
+    assert [a.name for a in producer.used_artifacts()] == ["raw:v0"]
+    assert [a.name for a in producer.logged_artifacts()] == ["model:v0"]
     raw = lorry.Api().artifact("raw:v0")
     assert raw.logged_by().config == {"lr": 0.1}  # type: ignore[union-attr]
     assert [r.id for r in raw.used_by()] == [train.id]

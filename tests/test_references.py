@@ -165,7 +165,7 @@ def test_http_etag_and_size_recorded_and_downloaded(
     assert entry.ref() == uri
     assert entry.digest.startswith("etag:")  # type: ignore[union-attr]
     assert entry.size == len(data)
-    root = Path(lorry.Api(project="refs").artifact(f"{artifact.name}:v0").download(tmp_path / "dl"))
+    root = Path(lorry.Api(project="refs").artifact(artifact.qualified_name).download(tmp_path / "dl"))
     assert (root / "data.bin").read_bytes() == data
     assert_not_in_store(store_dir, data)
 
@@ -302,7 +302,7 @@ def test_s3_log_and_download_never_store_the_bytes(
     put_objects(moto_server, bucket, TABLE_OBJECTS)
     artifact = log_references((f"s3://{bucket}/images", {"name": "images"}), (f"s3://{bucket}/model.h5", {}))
     assert sorted(artifact.manifest) == ["images/cat.png", "images/dog.png", "model.h5"]
-    used = lorry.Api(project="refs").artifact(f"{artifact.name}:latest")
+    used = lorry.Api(project="refs").artifact(f"{artifact.collection.name}:latest")
     root = Path(used.download(tmp_path / "dl"))
     assert (root / "images/cat.png").read_bytes() == TABLE_OBJECTS["images/cat.png"]
     assert (root / "images/dog.png").read_bytes() == TABLE_OBJECTS["images/dog.png"]

@@ -35,6 +35,8 @@ from lorry._compat import accept_unused
 from lorry.cache import Cache
 from lorry.errors import (
     ArtifactFailedError,
+    EntryNotFoundError,
+    FolderMismatchError,
     IntegrityError,
     LocalFileError,
     NotFoundError,
@@ -47,6 +49,7 @@ from lorry.model.manifest import Entry, EntryLayout, Manifest, Rows, normalize_e
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
+    parse_artifact_path,
     validate_alias,
     validate_artifact_name,
     validate_tags,
@@ -141,6 +144,7 @@ class Artifact:
         # are neither read nor hashed nor sent again.
         self._carried: dict[str, Entry] = {}
         self._shard: concurrent.futures.Future[None] | None = None  # upsert_artifact's storing
+        self._distributed_id: str | None = None
 
     def __repr__(self) -> str:
         if self._logged is not None:
@@ -152,7 +156,10 @@ class Artifact:
 
     @property
     def name(self) -> str:
-        return self._name
+        """``name:vN`` once logged (as in the original); the collection name alone before."""
+        if self._logged is None:
+            return self._name
+        return f"{self._name}:{version_alias(self._logged.record.version)}"
 
     @property
     def type(self) -> str:
@@ -345,10 +352,11 @@ class Artifact:
         self._layout = trial
         return [ArtifactEntry(self, entry) for entry in entries]
 
-    def remove(self, name: str) -> None:
-        """Remove an entry, or every entry below a folder name."""
+    def remove(self, name: str | ArtifactEntry) -> None:
+        """Remove an entry (by name, or the ``ArtifactEntry`` an ``add_*`` returned), or every entry
+        below a folder name."""
         self._check_draft("remove files from")
-        target = normalize_entry_path(name)
+        target = normalize_entry_path(name.path if isinstance(name, ArtifactEntry) else name)
         removed = False
         tables: tuple[dict[str, Any], ...] = (self._files, self._refs, self._carried)
         for table in tables:
@@ -358,7 +366,7 @@ class Artifact:
                 self._layout.discard(key)
                 removed = True
         if not removed:
-            raise LocalFileError(f"artifact {self._name} has no entry {target!r}")
+            raise EntryNotFoundError(f"artifact {self._name} has no entry {target!r}")
 
     def _has(self, entry_name: str) -> bool:
         return entry_name in self._files or entry_name in self._refs or entry_name in self._carried
@@ -496,6 +504,7 @@ class Artifact:
         registry = eng.registry(run.settings)
         _bridge.run_sync(registry.start_shard(plan.collection, distributed_id, shard, run.id))
         self._progress = run.settings.progress
+        self._distributed_id = distributed_id
         self._shard = _bridge.bridge().submit(_store_shard(eng, plan, distributed_id, shard))
 
     def _wait_shard(self) -> None:
@@ -629,9 +638,10 @@ class Artifact:
         return "COMMITTED" if self._logged.record.gone_since(datetime.now(UTC)) is None else "DELETED"
 
     @property
-    def id(self) -> str:
-        """A stable identity of the version: ``entity/project/name:vN``."""
-        return self.qualified_name
+    def id(self) -> str | None:
+        """A stable identity of the version: ``entity/project/name:vN``; None for a draft, as in the
+        original."""
+        return None if self.is_draft() else self.qualified_name
 
     @property
     def version(self) -> str:
@@ -700,7 +710,7 @@ class Artifact:
         try:
             return ArtifactEntry(self, self.manifest[entry_name])
         except KeyError:
-            raise LocalFileError(f"artifact {self.qualified_name} has no entry {entry_name!r}") from None
+            raise EntryNotFoundError(f"artifact {self.qualified_name} has no entry {entry_name!r}") from None
 
     get_path = get_entry
 
@@ -812,7 +822,7 @@ class Artifact:
             if relative not in self.manifest:
                 problems.append(f"{relative}: not in the artifact")
         if problems:
-            raise IntegrityError(
+            raise FolderMismatchError(
                 f"{folder} does not match {self.qualified_name}: " + "; ".join(problems[:20])
             )
 
@@ -931,6 +941,113 @@ class Artifact:
         return ArtifactCollection.load(state.settings, state.collection)
 
     source_collection = collection
+
+    # -- the original's remaining surface ---------------------------------------------------------------
+    # One store and no server: a version is its own source (no portfolio collections), and there is no
+    # web page and no metrics history to point at.
+
+    source_name = name
+    source_version = version
+    source_entity = entity
+    source_project = project
+    source_qualified_name = qualified_name
+
+    @property
+    def distributed_id(self) -> str | None:
+        """The distributed artifact this one was upserted to (``run.upsert_artifact``), if any."""
+        return self._distributed_id
+
+    @property
+    def source_artifact(self) -> Artifact:
+        return self
+
+    @property
+    def is_link(self) -> bool:
+        """Always False: ``link`` makes a version of the target collection, not a link (see there)."""
+        return False
+
+    @property
+    def linked_artifacts(self) -> list[Artifact]:
+        return []
+
+    @property
+    def commit_hash(self) -> str:
+        """The digest of the version's manifest (what its commit recorded)."""
+        return self.digest
+
+    @property
+    def history_step(self) -> int | None:
+        """None: lorry records artifacts, not a run's metrics history."""
+        return None
+
+    @property
+    def url(self) -> str:
+        """``""``, as the original returns without a web app to address (see ``lorry ui``)."""
+        return ""
+
+    def json_encode(self) -> dict[str, Any]:
+        """The reference the original writes into a run's summary for this version."""
+        return {
+            "_type": "artifactVersion",
+            "_version": "v0",
+            "id": self.id,
+            "version": self.version,
+            "sequenceName": self._name,
+            "usedAs": self.use_as,
+        }
+
+    def get(self, name: str) -> None:
+        """None: the original returns a rich media object stored at ``name``; lorry has none (read the
+        file with ``get_entry(name).download()``)."""
+        accept_unused("Artifact", "get", True, False, "there are no rich media objects; use get_entry")
+
+    def add(self, obj: object, name: str, overwrite: bool = False) -> ArtifactEntry:
+        """Refused with a clear error: the original adds its rich media objects (tables, images, ...),
+        which lorry does not have. Write the object to a file with ``new_file`` instead."""
+        raise UsageError(
+            f"Artifact.add takes the original's media objects, which lorry has none of; write "
+            f"{type(obj).__name__} with artifact.new_file({name!r}) instead"
+        )
+
+    def get_added_local_path_name(self, local_path: str | os.PathLike[str]) -> str | None:
+        """The entry name that ``local_path``, added with ``add_file`` or ``add_dir``, is stored as."""
+        try:
+            identity = _identity(os.fspath(local_path))
+        except OSError:
+            return None
+        return next((name for name, origin in self._origins.items() if origin == identity), None)
+
+    def link(self, target_path: str, aliases: Sequence[str] | None = None) -> Artifact:
+        """Make this version's content a version of the collection ``[[entity/]project/]name`` too,
+        with ``aliases`` (and ``latest``); return that version. The original links without copying;
+        lorry has no links between collections, so the target gets a version of its own holding the
+        same entries (nothing is read or stored again), logged by a run of job type ``link``."""
+        from lorry.runs import Run
+
+        self._log_if_draft()
+        state = self._state()
+        path = parse_artifact_path(target_path)
+        if path.alias is not None:
+            raise ValidationError(f"link target {target_path!r} names a version; give a collection")
+        settings = replace(
+            state.settings,
+            entity=path.entity or state.collection.entity,
+            project=path.project or state.collection.project,
+        )
+        target = self.new_draft()
+        target._name = path.name
+        with Run(settings, job_type="link", name=None, config=None) as run:
+            run.use_artifact(self)
+            run.log_artifact(target, aliases=list(aliases or ()))
+            return target.wait()
+
+    def unlink(self) -> None:
+        """Refused as the original refuses it for a version that is not a link: every version here is
+        its own (``delete()`` removes one made by ``link``)."""
+        raise ValidationError(
+            f"artifact {self.qualified_name} is not a linked artifact and cannot be unlinked; "
+            "use delete() to delete it"
+        )
 
     def _ref(self) -> ArtifactRef:
         state = self._state()

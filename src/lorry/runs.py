@@ -176,6 +176,15 @@ class Run:
         artifact._start_log(self, list(aliases or ()), [] if tags is None else tags)
         return artifact
 
+    def link_artifact(
+        self, artifact: Artifact, target_path: str, aliases: Sequence[str] | None = None
+    ) -> Artifact:
+        """``artifact.link(target_path, aliases)`` (logging the artifact first, if it is a draft)."""
+        self._check_open()
+        if artifact.is_draft():
+            self.log_artifact(artifact)
+        return artifact.link(target_path, aliases)
+
     # -- distributed artifacts: many processes, one version ----------------------------------------------
 
     def upsert_artifact(
