@@ -11,6 +11,7 @@ accepted and its effect, if any, is asserted.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -435,3 +436,41 @@ def test_link_and_unlink() -> None:
         linked.unlink()
     with pytest.raises(wandb.UsageError, match="new_file"):
         artifact.new_draft().add({"rows": 1}, "table")
+
+
+def test_documented_paging_and_order_arguments_are_accepted(caplog: pytest.LogCaptureFixture) -> None:
+    logged_dataset("paging")
+    with wandb.init(project="paging") as run:
+        again = wandb.Artifact("bike-dataset", type="dataset")
+        with again.new_file("c.csv") as f:
+            f.write("c")
+        run.log_artifact(again)
+    api = wandb.Api(project="paging")
+    with caplog.at_level(logging.INFO, logger="lorry"):
+        newest_first = api.artifacts("dataset", "bike-dataset", order="-created_at", per_page=10, start=None)
+        assert [a.version for a in newest_first] == ["v1", "v0"]
+        oldest_first = api.artifacts("dataset", "bike-dataset", order="+created_at", start="cursor")
+        assert [a.version for a in oldest_first] == ["v0", "v1"]
+        kinds = api.artifact_collections("paging", "dataset", order="name", per_page=5, start="cursor")
+        assert [c.name for c in kinds] == ["bike-dataset"]
+        assert [t.name for t in api.artifact_types("paging", start="cursor")] == ["dataset"]
+        artifact = api.artifact("bike-dataset:v0")
+        assert [f.path for f in artifact.files(per_page=1, start="cursor")] == ["a.csv", "sub/b.csv"]
+    said = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert any("start=" in m for m in said), said
+
+
+def test_entry_methods(tmp_path: Path, project_dir: Path) -> None:
+    with wandb.init(project="entries") as run:
+        artifact = wandb.Artifact("mixed", type="dataset")
+        artifact.add_file("model.h5")
+        artifact.add_reference(f"file://{project_dir / 'bicycle-data.h5'}")
+        run.log_artifact(artifact)
+    used = wandb.Api(project="entries").artifact("mixed:latest")
+    stored, reference = used.get_entry("model.h5"), used.get_entry("bicycle-data.h5")
+    assert reference.ref_target() == f"file://{project_dir / 'bicycle-data.h5'}"
+    with pytest.raises(ValueError):
+        stored.ref_target()
+    assert stored.parent_artifact() is used
+    path = stored.download(root=str(tmp_path / "one"), skip_cache=True)
+    assert Path(path).read_bytes() == b"model weights"

@@ -684,9 +684,12 @@ class Artifact:
             self._manifest = _bridge.run_sync(_registry(state).get_manifest(state.record.manifest))
         return self._manifest
 
-    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[ArtifactEntry]:
+    def files(
+        self, names: Sequence[str] | None = None, per_page: int = 50, start: str | None = None
+    ) -> list[ArtifactEntry]:
         """Its entries (only those named in ``names``, if given)."""
         accept_unused("Artifact.files", "per_page", per_page, 50, "the manifest is read whole")
+        accept_unused("Artifact.files", "start", start, None, "the manifest is read whole: no pages")
         wanted = None if names is None else {normalize_entry_path(n) for n in names}
         return [ArtifactEntry(self, e) for e in self.manifest.values() if wanted is None or e.path in wanted]
 
@@ -1087,8 +1090,25 @@ class ArtifactEntry:
         """The URI this entry references, or None for a stored file."""
         return self._entry.ref
 
-    def download(self, root: str | os.PathLike[str] | None = None) -> str:
-        """Fetch this one file (verified) under ``root`` and return its path."""
+    def ref_target(self) -> str:
+        """The URI this entry references; a ``ValidationError`` (a ``ValueError``) for a stored file."""
+        if self._entry.ref is None:
+            raise ValidationError(f"entry {self._entry.path!r} is stored, not a reference")
+        return self._entry.ref
+
+    def parent_artifact(self) -> Artifact:
+        return self._artifact
+
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        skip_cache: bool | None = None,
+        executor: object | None = None,
+    ) -> str:
+        """Fetch this one file (verified) under ``root`` and return its path. (``skip_cache`` and
+        ``executor`` are accepted: one file is fetched into place, through lorry's own engine.)"""
+        accept_unused("ArtifactEntry.download", "skip_cache", skip_cache, None, "it is fetched into place")
+        accept_unused("ArtifactEntry.download", "executor", executor, None, "lorry schedules transfers")
         return _bridge.run_sync(self.download_async(root))
 
     async def download_async(self, root: str | os.PathLike[str] | None = None) -> str:
