@@ -474,3 +474,58 @@ def test_entry_methods(tmp_path: Path, project_dir: Path) -> None:
     assert stored.parent_artifact() is used
     path = stored.download(root=str(tmp_path / "one"), skip_cache=True)
     assert Path(path).read_bytes() == b"model weights"
+
+
+# -- Models (the original's shorthands) ------------------------------------------------------------
+
+
+def test_log_use_and_link_a_model(project_dir: Path) -> None:
+    with wandb.init(project="models") as run:
+        run.log_model(path="./model.h5", name="classifier", aliases=["candidate"])
+        linked = run.link_model(path="./checkpoints", registered_model_name="bikes", aliases=["staging"])
+        run_id = run.id
+    assert linked.qualified_name == "tester/model-registry/bikes:v0"
+    assert "staging" in linked.aliases
+    assert wandb.Api(project="models").artifact(f"run-{run_id}-checkpoints:latest").type == "model"
+    with wandb.init(project="models") as run:
+        folder = run.use_model("classifier:candidate")
+        assert Path(folder, "model.h5").read_bytes() == b"model weights"
+        write("data.csv", "x")
+        run.log_artifact("data.csv", name="not-a-model", type="dataset")
+        with pytest.raises(ValueError, match="not a model"):
+            run.use_model("not-a-model:latest")
+
+
+def test_arguments_and_attributes_of_newer_releases(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="lorry"):
+        artifact = wandb.Artifact("regional", type="dataset", storage_region="coreweave-us")
+    assert any("storage_region" in r.getMessage() for r in caplog.records)
+    with artifact.new_file("a.txt", mode="x", encoding="utf-8", policy="immutable") as f:
+        f.write("a")
+    with pytest.raises(ValueError, match="policy"), artifact.new_file("b.txt", policy="sometimes"):
+        pass
+    with wandb.init(project="newer") as run:
+        run.log_artifact(artifact)
+        run_id = run.id
+    assert sorted(artifact.wait().manifest) == ["a.txt"]
+    api = wandb.Api(project="newer")
+    assert api.default_entity == "tester"
+    assert api.artifact_type("dataset").id == "tester/newer/dataset"
+    logged_run = api.run(run_id)
+    assert (logged_run.url, logged_run.summary) == ("", {})
+
+
+def test_collection_times_and_rename() -> None:
+    first = logged_dataset("times")
+    with wandb.init(project="times") as run:
+        second = wandb.Artifact("bike-dataset", type="dataset")
+        with second.new_file("c.csv") as f:
+            f.write("c")
+        run.log_artifact(second)
+    collection = wandb.Api(project="times").artifact_collection("dataset", "bike-dataset")
+    assert first.created_at < second.wait().created_at
+    assert (collection.created_at, collection.updated_at) == (first.created_at, second.created_at)
+    collection.name = "renamed"
+    with pytest.raises(wandb.UsageError, match="cannot be renamed"):
+        collection.save()
+    assert wandb.Api(project="times").artifact_collection_exists("bike-dataset", "dataset")

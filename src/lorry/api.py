@@ -76,6 +76,20 @@ class ArtifactCollection:
                 "of a collection (log its versions to a new name instead)"
             )
 
+    @property
+    def created_at(self) -> str:
+        """When its first version was created (deleted ones included)."""
+        return min(self._created())
+
+    @property
+    def updated_at(self) -> str:
+        """When its newest version was created (lorry keeps no time of the last ``save()``)."""
+        return max(self._created())
+
+    def _created(self) -> list[str]:
+        records = _bridge.run_sync(self._api._registry.versions(self._collection, include_gone=True))
+        return [record.created_at for record in records]
+
     def change_type(self, new_type: str) -> None:
         self.type = new_type
 
@@ -103,7 +117,12 @@ class ArtifactCollection:
 
     def save(self) -> None:
         """Persist ``description`` and ``tags`` (by compare-and-swap: other fields changed meanwhile
-        survive)."""
+        survive). A changed ``name`` is refused: a collection's records live under its name."""
+        if self.name != self._collection.name:
+            raise UsageError(
+                f"collection {self._collection} cannot be renamed to {self.name!r}: lorry keeps a "
+                "collection's versions under its name; log them to a new collection instead"
+            )
         if self.description is not None and not isinstance(self.description, str):
             raise ValidationError("description must be a string or None")
         old, tags, description = self._info, validate_tags(self._tags), self.description
@@ -177,6 +196,7 @@ class ArtifactType:
     def __init__(self, api: Api, entity: str, project: str, type_name: str) -> None:
         self._api = api
         self.entity, self.project, self.name = entity, project, type_name
+        self.id = f"{entity}/{project}/{type_name}"  # the original's is a server id
 
     def __repr__(self) -> str:
         return f"<ArtifactType {self.entity}/{self.project} {self.name!r}>"
@@ -215,6 +235,10 @@ class Api:
             entity=entity or given.get("entity"),
             project=project or given.get("project"),
         )
+
+    @property
+    def default_entity(self) -> str:
+        return self.settings.entity
 
     @property
     def _registry(self) -> Registry:

@@ -115,6 +115,7 @@ class Artifact:
         metadata: dict[str, Any] | None = None,
         incremental: bool = False,
         use_as: str | None = None,
+        storage_region: str | None = None,
     ) -> None:
         """``incremental=True``: the version logged holds the collection's latest version's entries
         plus what this artifact adds (same names replaced); ``use_as`` is kept and otherwise unused."""
@@ -140,6 +141,7 @@ class Artifact:
         self._incremental = bool(incremental)
         self.use_as = use_as
         accept_unused("Artifact", "use_as", use_as, None, "it is deprecated in the original API too")
+        accept_unused("Artifact", "storage_region", storage_region, None, "the store is where it is")
         # Entries of an earlier version carried into this draft (new_draft): already stored, so they
         # are neither read nor hashed nor sent again.
         self._carried: dict[str, Entry] = {}
@@ -311,9 +313,13 @@ class Artifact:
             raise
 
     @contextlib.contextmanager
-    def new_file(self, name: str, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
-        """A new file to write; when the ``with`` block ends it is added as ``name``."""
+    def new_file(
+        self, name: str, mode: str = "w", encoding: str | None = None, policy: str = "mutable"
+    ) -> Iterator[IO[Any]]:
+        """A new file to write; when the ``with`` block ends it is added as ``name``. (``policy`` is
+        checked and holds either way: the file is the artifact's own, so nothing else changes it.)"""
         self._check_draft("add files to")
+        _check_policy(policy)
         entry_name = normalize_entry_path(name)
         if self._has(entry_name):
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
@@ -1163,6 +1169,12 @@ class LoggedRun:
 
     group = property(lambda self: self._record.group)
     notes = property(lambda self: self._record.notes)
+    url = ""  # as the original's without a web app to address
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Empty: lorry records artifacts, not a run's metrics."""
+        return {}
 
     @property
     def tags(self) -> list[str]:

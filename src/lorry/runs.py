@@ -185,6 +185,37 @@ class Run:
             self.log_artifact(artifact)
         return artifact.link(target_path, aliases)
 
+    # -- models: the original's shorthands for artifacts of type "model" ---------------------------------
+
+    def log_model(
+        self, path: str | os.PathLike[str], name: str | None = None, aliases: Sequence[str] | None = None
+    ) -> None:
+        """Log the file or folder ``path`` as a ``model`` artifact (default name
+        ``run-<run id>-<file name>``), as ``log_artifact`` does: in the background."""
+        self.log_artifact(path, name=name or self._model_name(path), type="model", aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Use the model artifact ``name`` (``name[:alias]``) and download it; return the folder."""
+        artifact = self.use_artifact(name)
+        if "model" not in artifact.type:
+            raise ValidationError(f"{artifact.qualified_name} has type {artifact.type!r}, not a model")
+        return artifact.download()
+
+    def link_model(
+        self,
+        path: str | os.PathLike[str],
+        registered_model_name: str,
+        name: str | None = None,
+        aliases: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Log ``path`` as a model (as ``log_model``) and link it to the collection
+        ``registered_model_name`` of the project ``model-registry`` (see ``Artifact.link``)."""
+        artifact = self.log_artifact(path, name=name or self._model_name(path), type="model")
+        return self.link_artifact(artifact, f"model-registry/{registered_model_name}", aliases)
+
+    def _model_name(self, path: str | os.PathLike[str]) -> str:
+        return f"run-{self.id}-{Path(path).name}"
+
     # -- distributed artifacts: many processes, one version ----------------------------------------------
 
     def upsert_artifact(
