@@ -529,3 +529,21 @@ def test_collection_times_and_rename() -> None:
     with pytest.raises(wandb.UsageError, match="cannot be renamed"):
         collection.save()
     assert wandb.Api(project="times").artifact_collection_exists("bike-dataset", "dataset")
+
+
+def test_declare_inputs_and_outputs_of_a_finished_run() -> None:
+    dataset = logged_dataset("declare")
+    with wandb.init(project="declare", job_type="eval") as run:
+        run_id = run.id
+    api = wandb.Api(project="declare")
+    finished = api.run(run_id)
+    finished.use_artifact(api.artifact("bike-dataset:latest"))
+    finished.log_artifact(api.artifact("bike-dataset:latest"), aliases=["evaluated"], tags=["checked"])
+    again = api.run(run_id)
+    assert [a.qualified_name for a in again.used_artifacts()] == [dataset.qualified_name]
+    assert [a.qualified_name for a in again.logged_artifacts()] == [dataset.qualified_name]
+    assert run_id in [r.id for r in dataset.used_by()]
+    found = api.artifact("bike-dataset:evaluated")
+    assert (found.version, found.tags) == ("v0", ["checked"])
+    with pytest.raises(wandb.UsageError, match="not logged"):
+        finished.use_artifact(wandb.Artifact("draft", type="dataset"))

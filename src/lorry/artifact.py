@@ -1183,6 +1183,46 @@ class LoggedRun:
     def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.inputs]
 
+    def use_artifact(self, artifact: Artifact, use_as: str | None = None) -> Artifact:
+        """Record a logged version as an input of this run, after the fact (as the original's
+        public ``Run.use_artifact`` does)."""
+        accept_unused("Run.use_artifact", "use_as", use_as, None, "it is kept on the artifact only")
+        return self._declare(artifact, "inputs")
+
+    def log_artifact(
+        self, artifact: Artifact, aliases: Sequence[str] | None = None, tags: Sequence[str] | None = None
+    ) -> Artifact:
+        """Record a logged version as an output of this run, after the fact, adding ``aliases`` and
+        ``tags`` to it. (The run that logged it stays its ``logged_by()``.)"""
+        self._declare(artifact, "outputs")
+        if aliases or tags:
+            artifact.aliases.extend(a for a in aliases or () if a not in artifact.aliases)
+            artifact.tags.extend(t for t in tags or () if t not in artifact.tags)
+            artifact.save()
+        return artifact
+
+    def _declare(self, artifact: Artifact, field: str) -> Artifact:
+        if artifact.is_draft():
+            raise UsageError(f"artifact {artifact.name} is not logged; log it with a run first")
+        ref = artifact.wait()._ref()
+        registry = engine(self._settings).registry(self._settings)
+
+        async def declare() -> RunRecord:
+            record = await registry.get_run(self.entity, self.project, self.id)
+            if field == "inputs" and ref not in record.inputs:
+                record = replace(record, inputs=(*record.inputs, ref))
+                await registry.put_run(record)
+            elif field == "outputs" and ref not in record.outputs:
+                record = replace(record, outputs=(*record.outputs, ref))
+                await registry.put_run(record)
+            if field == "inputs":
+                collection = Collection(ref.entity, ref.project, ref.name)
+                await registry.add_consumer(collection, ref.version, record)
+            return record
+
+        self._record = _bridge.run_sync(declare())
+        return artifact
+
     def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.outputs]
 
