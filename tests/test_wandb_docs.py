@@ -547,3 +547,21 @@ def test_declare_inputs_and_outputs_of_a_finished_run() -> None:
     assert (found.version, found.tags) == ("v0", ["checked"])
     with pytest.raises(wandb.UsageError, match="not logged"):
         finished.use_artifact(wandb.Artifact("draft", type="dataset"))
+
+
+def test_reference_to_an_entry_of_another_artifact(project_dir: Path, tmp_path: Path) -> None:
+    source = logged_dataset("entry-ref")
+    with wandb.init(project="entry-ref") as run:
+        derived = wandb.Artifact("derived", type="dataset")
+        derived.add_reference(source.get_entry("a.csv"), name="copied/a.csv")
+        derived.add_file("model.h5")
+        run.log_artifact(derived)
+    derived.wait()
+    assert derived.get_entry("copied/a.csv").digest == source.get_entry("a.csv").digest
+    folder = derived.download(root=str(tmp_path / "derived"))
+    assert Path(folder, "copied/a.csv").read_text() == "a,b\n1,2\n"
+    draft = wandb.Artifact("draft", type="dataset")
+    with pytest.raises(ValueError, match="not logged yet"):
+        draft.add_reference(draft.add_file("model.h5"), name="again.h5")
+    with pytest.raises(ValueError, match="already in this artifact"):
+        draft.add_reference(source.get_entry("a.csv"), name="model.h5")

@@ -335,10 +335,18 @@ class Artifact:
         self._files[entry_name] = FileSource(entry_name, staged, FileStamp.of(Path(staged)), owned=True)
 
     def add_reference(
-        self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None
+        self,
+        uri: str | ArtifactEntry,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
     ) -> list[ArtifactEntry]:
-        """Track a URI instead of storing its content; a prefix or folder adds each object below it."""
+        """Track a URI instead of storing its content; a prefix or folder adds each object below it.
+        An entry of a logged version (``other.get_entry(path)``) adds that entry as it is, under
+        ``name``: its content is on the store already, so nothing is read or sent again."""
         self._check_draft("add references to")
+        if isinstance(uri, ArtifactEntry):
+            return [self._add_entry_of(uri, name)]
         if not isinstance(uri, str):
             raise ValidationError(f"reference URI must be a string, not {type(uri).__name__}")
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):
@@ -357,6 +365,20 @@ class Artifact:
             self._refs[entry.path] = entry
         self._layout = trial
         return [ArtifactEntry(self, entry) for entry in entries]
+
+    def _add_entry_of(self, source: ArtifactEntry, name: str | None) -> ArtifactEntry:
+        entry = replace(source._entry, path=normalize_entry_path(name or source.path))
+        if entry.ref is None and entry.digest is None:
+            raise ValidationError(f"entry {source.path!r} is not logged yet: add entries of a logged version")
+        if self._has(entry.path):
+            raise ValidationError(f"entry {entry.path!r} is already in this artifact")
+        self._layout.check(entry.path)
+        self._layout.add(entry.path)
+        if entry.ref is None:
+            self._carried[entry.path] = entry  # stored already: carried like a draft's entries
+        else:
+            self._refs[entry.path] = entry
+        return ArtifactEntry(self, entry)
 
     def remove(self, name: str | ArtifactEntry) -> None:
         """Remove an entry (by name, or the ``ArtifactEntry`` an ``add_*`` returned), or every entry
