@@ -374,10 +374,7 @@ class Artifact:
             raise ValidationError(f"entry {entry.path!r} is already in this artifact")
         self._layout.check(entry.path)
         self._layout.add(entry.path)
-        if entry.ref is None:
-            self._carried[entry.path] = entry  # stored already: carried like a draft's entries
-        else:
-            self._refs[entry.path] = entry
+        self._carried[entry.path] = entry  # like a draft's entries: stored already (or a reference)
         return ArtifactEntry(self, entry)
 
     def remove(self, name: str | ArtifactEntry) -> None:
