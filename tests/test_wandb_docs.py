@@ -565,3 +565,36 @@ def test_reference_to_an_entry_of_another_artifact(project_dir: Path, tmp_path: 
         draft.add_reference(draft.add_file("model.h5"), name="again.h5")
     with pytest.raises(ValueError, match="already in this artifact"):
         draft.add_reference(source.get_entry("a.csv"), name="model.h5")
+
+
+def test_delete_versions_with_an_alias_run_by_run() -> None:
+    with wandb.init(project="sweep") as run:
+        for i, alias in enumerate(["keep", "drop"]):
+            artifact = wandb.Artifact(f"ckpt-{i}", type="model")
+            with artifact.new_file("w.bin") as f:
+                f.write(str(i))
+            run.log_artifact(artifact, aliases=[alias])
+    api = wandb.Api()
+    for logged_run in api.runs("tester/sweep"):
+        for artifact in logged_run.logged_artifacts():
+            if "drop" in artifact.aliases:
+                artifact.delete(delete_aliases=True)
+    assert api.artifact_exists("sweep/ckpt-0:keep")
+    assert not api.artifact_exists("sweep/ckpt-1:v0")
+    api.artifact_collection("model", "tester/sweep/ckpt-0").delete()
+    assert not api.artifact_collection_exists("tester/sweep/ckpt-0", "model")
+
+
+def test_new_version_outside_a_run(project_dir: Path, tmp_path: Path) -> None:
+    elsewhere = str(tmp_path / "other-store")
+    with wandb.init(project="outside", store=elsewhere) as run:
+        run.log_artifact("images", name="bike-dataset", type="dataset")
+    api = wandb.Api(project="outside", store=elsewhere)
+    draft = api.artifact("bike-dataset:latest").new_draft()
+    draft.add_file("model.h5")
+    draft.save()  # no run: one is made where the version it came from is, not in the default place
+    assert draft.wait().qualified_name == "tester/outside/bike-dataset:v1"
+    assert sorted(api.artifact("bike-dataset:latest").manifest) == ["cat.png", "dog.png", "model.h5"]
+    logged_dataset("outside")
+    with wandb.init(project="outside") as run, pytest.raises(ValueError, match="type"):
+        run.use_artifact("bike-dataset:latest", type="model")

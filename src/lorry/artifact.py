@@ -147,6 +147,7 @@ class Artifact:
         self._carried: dict[str, Entry] = {}
         self._shard: concurrent.futures.Future[None] | None = None  # upsert_artifact's storing
         self._distributed_id: str | None = None
+        self._home: Settings | None = None  # a draft of a logged version is logged where that one is
 
     def __repr__(self) -> str:
         if self._logged is not None:
@@ -869,7 +870,7 @@ class Artifact:
 
             # Aliases set on the draft go with it; log_artifact checks them, and the metadata, before
             # anything is written.
-            current_or_new_run(project).log_artifact(self, aliases=list(self._aliases))
+            current_or_new_run(project, self._home).log_artifact(self, aliases=list(self._aliases))
 
     async def save_async(self) -> Artifact:
         self._log_if_draft()
@@ -941,6 +942,9 @@ class Artifact:
         draft._carried = dict(self.manifest.items())
         draft._layout = EntryLayout.of(draft._carried)
         draft._tags = list(self._tags)
+        draft._home = replace(
+            state.settings, entity=state.collection.entity, project=state.collection.project
+        )
         return draft
 
     # -- lineage ----------------------------------------------------------------------------------------

@@ -567,9 +567,15 @@ def require_run() -> Run:
     return run
 
 
-def current_or_new_run(project: str | None = None) -> Run:
+def current_or_new_run(project: str | None = None, home: Settings | None = None) -> Run:
+    """The current run, or a new one of job type ``auto`` in ``project`` (default: ``home``'s, whose
+    store and entity it also takes)."""
     run = current_run()
-    return run if run is not None else init(project=project, job_type="auto")
+    if run is not None:
+        return run
+    if home is None:
+        return init(project=project, job_type="auto")
+    return init(project=project or home.project, entity=home.entity, store=home.store, job_type="auto")
 
 
 def _forget(run: Run) -> None:
