@@ -318,10 +318,10 @@ def test_entries_download_alone_and_references_give_their_uri(tmp_path: Path, pr
         artifact.wait()
     used = lorry.Api().artifact("mixed:latest")
     entry = used.get_path("model.h5")
-    assert entry.ref() is None
+    assert entry.ref is None
     assert Path(entry.download(tmp_path / "one")).read_bytes() == b"model weights"
     reference = used.get_entry("refs/cat.png")
-    assert reference.ref() == (project_dir / "images/cat.png").as_uri()
+    assert reference.ref == (project_dir / "images/cat.png").as_uri()
     assert Path(reference.download()).read_bytes() == b"\x89PNG cat"
     with pytest.raises(lorry.LocalFileError):
         used.get_path("nope.txt")

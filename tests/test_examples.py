@@ -94,7 +94,7 @@ datadir = artifact.download(root=None)
     """
 path = artifact.get_path('bicycle-data.h5')
 path.download()
-assert path.ref() is None
+assert path.ref is None
 """,
     """
 artifact = wandb.Artifact('reference model')

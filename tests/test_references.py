@@ -162,7 +162,7 @@ def test_http_etag_and_size_recorded_and_downloaded(
     uri = http_server.put(f"{uuid.uuid4().hex}/data.bin", data)
     artifact = log_references((uri, {}))
     entry = artifact.get_entry("data.bin")
-    assert entry.ref() == uri
+    assert entry.ref == uri
     assert entry.digest.startswith("etag:")  # type: ignore[union-attr]
     assert entry.size == len(data)
     root = Path(lorry.Api(project="refs").artifact(artifact.qualified_name).download(tmp_path / "dl"))
@@ -220,7 +220,7 @@ def test_http_checksum_false_contacts_nothing(http_server: HttpSource, tmp_path:
     artifact = log_references((uri, {"checksum": False}))
     assert not [r for r in http_server.requests if r[1] == path]
     entry = artifact.get_entry("lazy.bin")
-    assert (entry.ref(), entry.digest, entry.size) == (uri, None, None)
+    assert (entry.ref, entry.digest, entry.size) == (uri, None, None)
     assert Path(artifact.download(tmp_path / "dl"), "lazy.bin").read_bytes() == b"lazy"
 
 
@@ -281,7 +281,7 @@ def test_s3_names_follow_the_original_table(
     entries = lorry.Artifact("t", type="dataset").add_reference(f"s3://{bucket}/{suffix}", name=name)
     assert [e.path for e in entries] == expected
     assert all(e.digest is not None and e.digest.startswith("etag:") for e in entries)
-    assert all(e.ref() == f"s3://{bucket}/{TABLE_KEYS[suffix, e.path]}" for e in entries)
+    assert all(e.ref == f"s3://{bucket}/{TABLE_KEYS[suffix, e.path]}" for e in entries)
 
 
 TABLE_KEYS = {
@@ -323,7 +323,7 @@ def test_s3_changed_source_is_an_integrity_error(moto_server: S3Server, s3_env: 
     bucket = s3_env(moto_server)
     put_objects(moto_server, bucket, {"data/a.bin": b"original"})
     artifact = log_references((f"s3://{bucket}/data/a.bin", {"name": "in/a.bin"}))
-    assert artifact.get_entry("in/a.bin").ref() == f"s3://{bucket}/data/a.bin"
+    assert artifact.get_entry("in/a.bin").ref == f"s3://{bucket}/data/a.bin"
     put_objects(moto_server, bucket, {"data/a.bin": b"replaced"})
     with pytest.raises(lorry.IntegrityError, match=r"in/a\.bin"):
         artifact.download(tmp_path / "dl")

@@ -559,7 +559,7 @@ def test_references_to_a_private_bucket_never_reach_the_store(
         run.log_artifact(artifact)
         artifact.wait()
     entries = sorted(artifact.files(), key=lambda e: e.path)
-    assert [(e.path, e.ref(), e.size) for e in entries] == [
+    assert [(e.path, e.ref, e.size) for e in entries] == [
         (f"{k}", f"s3://{source}/{k}", len(v)) for k, v in sorted(objects.items())
     ]
     assert all((e.digest or "").startswith("etag:") for e in entries)

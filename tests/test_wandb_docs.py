@@ -221,7 +221,7 @@ def test_reference_to_a_local_folder_and_file(project_dir: Path, tmp_path: Path)
         run.log_artifact(artifact)
     with wandb.init(project="refs") as run:
         used = run.use_artifact("mnist:latest")
-        assert used.get_entry("first.png").ref() == f"file://{mount}/datasets/mnist/0.png"
+        assert used.get_entry("first.png").ref == f"file://{mount}/datasets/mnist/0.png"
         folder = used.download(root=str(tmp_path / "down"), allow_missing_references=True)
     assert Path(folder, "1.png").read_text() == "one"
     assert Path(folder, "first.png").read_text() == "zero"

@@ -1092,7 +1092,7 @@ _MISSING = object()
 
 
 class ArtifactEntry:
-    """One file of an artifact: ``path``, ``size``, ``digest``, ``download()`` and ``ref()``."""
+    """One file of an artifact: ``path``, ``size``, ``digest``, ``ref``, ``download()``."""
 
     def __init__(self, artifact: Artifact, entry: Entry) -> None:
         self._artifact = artifact
@@ -1115,8 +1115,10 @@ class ArtifactEntry:
     def digest(self) -> str | None:
         return self._entry.digest
 
+    @property
     def ref(self) -> str | None:
-        """The URI this entry references, or None for a stored file."""
+        """The URI this entry references, or None for a stored file (an attribute, as in the
+        original: ``if entry.ref is None``)."""
         return self._entry.ref
 
     def ref_target(self) -> str:
