@@ -468,6 +468,7 @@ def test_entry_methods(tmp_path: Path, project_dir: Path) -> None:
         run.log_artifact(artifact)
     used = wandb.Api(project="entries").artifact("mixed:latest")
     stored, reference = used.get_entry("model.h5"), used.get_entry("bicycle-data.h5")
+    assert stored.ref is None and reference.ref == f"file://{project_dir / 'bicycle-data.h5'}"
     assert reference.ref_target() == f"file://{project_dir / 'bicycle-data.h5'}"
     with pytest.raises(ValueError):
         stored.ref_target()
