@@ -599,3 +599,18 @@ def test_new_version_outside_a_run(project_dir: Path, tmp_path: Path) -> None:
     logged_dataset("outside")
     with wandb.init(project="outside") as run, pytest.raises(ValueError, match="type"):
         run.use_artifact("bike-dataset:latest", type="model")
+
+
+def test_a_training_scripts_run_attributes(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="lorry"), wandb.init(project="train") as run:
+        run.summary["accuracy"] = 0.9
+        assert run.summary == {"accuracy": 0.9}
+        model = Path(run.dir, "model.h5")
+        model.write_bytes(b"weights")
+        assert run.save(str(model)) is True
+        assert run.url == ""
+        run.log_artifact(str(model), name="from-run-dir", type="model")
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "Run(summary=...) has no effect" in said and "Run(save=...) has no effect" in said
+    assert Path(run.dir).is_dir() and Path(run.dir).parent.name == "runs"
+    assert sorted(wandb.Api(project="train").artifact("from-run-dir:latest").manifest) == ["model.h5"]

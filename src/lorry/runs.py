@@ -101,6 +101,7 @@ class Run:
         self._tracked_lock = threading.Lock()
         self._record_lock: asyncio.Lock | None = None
         self._finished = False
+        self._summary: dict[str, Any] = {}
         self._retries_at_start = engine(settings).retries.copy()  # for the report at the end
         self._registry = engine(settings).registry(settings)
         if run_id is not None and self._resume(resume):
@@ -345,6 +346,31 @@ class Run:
         return artifact
 
     # -- metrics ----------------------------------------------------------------------------------------
+
+    url = ""  # as the original's without a web app to address
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """A dict a training script may write to; kept in memory only (lorry records no metrics)."""
+        accept_unused("Run", "summary", True, False, "it is kept in memory only: no metrics are recorded")
+        return self._summary
+
+    @property
+    def dir(self) -> str:
+        """A folder of this run's own, for files a script writes beside it (made when first asked)."""
+        folder = self.settings.cache_dir / "runs" / self.id
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    def save(
+        self,
+        glob_str: str | os.PathLike[str] | None = None,
+        base_path: str | None = None,
+        policy: str = "live",
+    ) -> bool:
+        """Accepted: the original uploads files to the run; here, log them in an artifact instead."""
+        accept_unused("Run", "save", True, False, "runs hold no files: log them in an artifact")
+        return True
 
     def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
         """Accepted so that training scripts run unchanged; lorry records artifacts, not metrics."""
