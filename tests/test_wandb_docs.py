@@ -14,11 +14,13 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import lorry as wandb
 from tests.conftest import write
+from tests.fixtures_s3 import S3Server
 
 # -- Create an artifact ------------------------------------------------------------------------------
 
@@ -614,3 +616,19 @@ def test_a_training_scripts_run_attributes(caplog: pytest.LogCaptureFixture) -> 
     assert "Run(summary=...) has no effect" in said and "Run(save=...) has no effect" in said
     assert Path(run.dir).is_dir() and Path(run.dir).parent.name == "runs"
     assert sorted(wandb.Api(project="train").artifact("from-run-dir:latest").manifest) == ["model.h5"]
+
+
+# -- Artifact data privacy -----------------------------------------------------------------------------
+
+
+def test_reference_to_a_private_bucket(moto_server: S3Server, s3_bucket: Any, store_dir: Path) -> None:
+    bucket = s3_bucket(moto_server).split("/")[2]
+    moto_server.admin().put_object(Bucket=bucket, Key="animals/cat.png", Body=b"private cat")
+    run = wandb.init(project="privacy")
+    artifact = wandb.Artifact("animals", type="dataset")
+    artifact.add_reference(f"s3://{bucket}/animals")
+    run.log_artifact(artifact)
+    run.finish()
+    assert artifact.get_entry("cat.png").ref == f"s3://{bucket}/animals/cat.png"
+    # only the metadata was recorded: no byte of the file is on lorry's store
+    assert not [p for p in store_dir.rglob("*") if p.is_file() and b"private cat" in p.read_bytes()]
