@@ -97,7 +97,7 @@ def main() -> None:
         names = ", ".join(a.qualified_name for a in inputs) or "nothing"
         print(f"{producer.job_type:<10} run {producer.id} made {artifact.qualified_name} from {names}")
         frontier.extend(inputs)
-    print(f"try        lorry lineage {report.name}:latest")
+    print(f"try        lorry lineage {report.collection.name}:latest")
 
 
 if __name__ == "__main__":

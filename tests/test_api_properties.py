@@ -148,7 +148,7 @@ def test_artifact_fields_round_trip_or_are_refused(tmp_path: Path, fields: tuple
         lorry.Api(store=str(store)).artifact(f"{name}:v0"),
         lorry.init(store=str(store)).use_artifact(f"{name}:latest"),
     ):
-        assert (got.name, got.type, got.description, got.version) == (name, kind, description, "v0")
+        assert (got.name, got.type, got.description, got.version) == (f"{name}:v0", kind, description, "v0")
         assert got.metadata == expected
         assert got.aliases == ["latest"]
         folder = Path(got.download(tmp_path / f"down-{uuid.uuid4().hex[:8]}"))

@@ -251,8 +251,8 @@ def test_lineage_logged_by_used_by() -> None:
     producer = lorry.Api().artifact("model:v0").logged_by()
     assert producer is not None
     assert producer.id == train.id and producer.job_type == "train" and producer.state == "finished"
-    assert [a.name for a in producer.used_artifacts()] == ["raw"]
-    assert [a.name for a in producer.logged_artifacts()] == ["model"]
+    assert [a.name for a in producer.used_artifacts()] == ["raw:v0"]
+    assert [a.name for a in producer.logged_artifacts()] == ["model:v0"]
     raw = lorry.Api().artifact("raw:v0")
     assert raw.logged_by().config == {"lr": 0.1}  # type: ignore[union-attr]
     assert [r.id for r in raw.used_by()] == [train.id]
@@ -320,10 +320,10 @@ def test_entries_download_alone_and_references_give_their_uri(tmp_path: Path, pr
         artifact.wait()
     used = lorry.Api().artifact("mixed:latest")
     entry = used.get_path("model.h5")
-    assert entry.ref() is None
+    assert entry.ref is None
     assert Path(entry.download(tmp_path / "one")).read_bytes() == b"model weights"
     reference = used.get_entry("refs/cat.png")
-    assert reference.ref() == (project_dir / "images/cat.png").as_uri()
+    assert reference.ref == (project_dir / "images/cat.png").as_uri()
     assert Path(reference.download()).read_bytes() == b"\x89PNG cat"
     with pytest.raises(lorry.LocalFileError):
         used.get_path("nope.txt")

@@ -162,10 +162,10 @@ def test_http_etag_and_size_recorded_and_downloaded(
     uri = http_server.put(f"{uuid.uuid4().hex}/data.bin", data)
     artifact = log_references((uri, {}))
     entry = artifact.get_entry("data.bin")
-    assert entry.ref() == uri
+    assert entry.ref == uri
     assert entry.digest.startswith("etag:")  # type: ignore[union-attr]
     assert entry.size == len(data)
-    root = Path(lorry.Api(project="refs").artifact(f"{artifact.name}:v0").download(tmp_path / "dl"))
+    root = Path(lorry.Api(project="refs").artifact(artifact.qualified_name).download(tmp_path / "dl"))
     assert (root / "data.bin").read_bytes() == data
     assert_not_in_store(store_dir, data)
 
@@ -220,7 +220,7 @@ def test_http_checksum_false_contacts_nothing(http_server: HttpSource, tmp_path:
     artifact = log_references((uri, {"checksum": False}))
     assert not [r for r in http_server.requests if r[1] == path]
     entry = artifact.get_entry("lazy.bin")
-    assert (entry.ref(), entry.digest, entry.size) == (uri, None, None)
+    assert (entry.ref, entry.digest, entry.size) == (uri, None, None)
     assert Path(artifact.download(tmp_path / "dl"), "lazy.bin").read_bytes() == b"lazy"
 
 
@@ -281,7 +281,7 @@ def test_s3_names_follow_the_original_table(
     entries = lorry.Artifact("t", type="dataset").add_reference(f"s3://{bucket}/{suffix}", name=name)
     assert [e.path for e in entries] == expected
     assert all(e.digest is not None and e.digest.startswith("etag:") for e in entries)
-    assert all(e.ref() == f"s3://{bucket}/{TABLE_KEYS[suffix, e.path]}" for e in entries)
+    assert all(e.ref == f"s3://{bucket}/{TABLE_KEYS[suffix, e.path]}" for e in entries)
 
 
 TABLE_KEYS = {
@@ -302,7 +302,7 @@ def test_s3_log_and_download_never_store_the_bytes(
     put_objects(moto_server, bucket, TABLE_OBJECTS)
     artifact = log_references((f"s3://{bucket}/images", {"name": "images"}), (f"s3://{bucket}/model.h5", {}))
     assert sorted(artifact.manifest) == ["images/cat.png", "images/dog.png", "model.h5"]
-    used = lorry.Api(project="refs").artifact(f"{artifact.name}:latest")
+    used = lorry.Api(project="refs").artifact(f"{artifact.collection.name}:latest")
     root = Path(used.download(tmp_path / "dl"))
     assert (root / "images/cat.png").read_bytes() == TABLE_OBJECTS["images/cat.png"]
     assert (root / "images/dog.png").read_bytes() == TABLE_OBJECTS["images/dog.png"]
@@ -323,7 +323,7 @@ def test_s3_changed_source_is_an_integrity_error(moto_server: S3Server, s3_env: 
     bucket = s3_env(moto_server)
     put_objects(moto_server, bucket, {"data/a.bin": b"original"})
     artifact = log_references((f"s3://{bucket}/data/a.bin", {"name": "in/a.bin"}))
-    assert artifact.get_entry("in/a.bin").ref() == f"s3://{bucket}/data/a.bin"
+    assert artifact.get_entry("in/a.bin").ref == f"s3://{bucket}/data/a.bin"
     put_objects(moto_server, bucket, {"data/a.bin": b"replaced"})
     with pytest.raises(lorry.IntegrityError, match=r"in/a\.bin"):
         artifact.download(tmp_path / "dl")

@@ -242,7 +242,7 @@ def test_sse_s3_is_asked_for_on_every_write(
         artifact = logged(
             run, "sse-s3", {"small.txt": b"server-managed keys", "large.bin": os.urandom(MULTIPART)}
         )
-    assert lorry.Api().artifact(f"{artifact.name}:latest").digest == artifact.digest
+    assert lorry.Api().artifact(f"{artifact.collection.name}:latest").digest == artifact.digest
     admin, bucket = moto_server.admin(), url.split("/")[2]
     pages = admin.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="team-store/")
     keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
@@ -559,7 +559,7 @@ def test_references_to_a_private_bucket_never_reach_the_store(
         run.log_artifact(artifact)
         artifact.wait()
     entries = sorted(artifact.files(), key=lambda e: e.path)
-    assert [(e.path, e.ref(), e.size) for e in entries] == [
+    assert [(e.path, e.ref, e.size) for e in entries] == [
         (f"{k}", f"s3://{source}/{k}", len(v)) for k, v in sorted(objects.items())
     ]
     assert all((e.digest or "").startswith("etag:") for e in entries)

@@ -76,6 +76,20 @@ class ArtifactCollection:
                 "of a collection (log its versions to a new name instead)"
             )
 
+    @property
+    def created_at(self) -> str:
+        """When its first version was created (deleted ones included)."""
+        return min(self._created())
+
+    @property
+    def updated_at(self) -> str:
+        """When its newest version was created (lorry keeps no time of the last ``save()``)."""
+        return max(self._created())
+
+    def _created(self) -> list[str]:
+        records = _bridge.run_sync(self._api._registry.versions(self._collection, include_gone=True))
+        return [record.created_at for record in records]
+
     def change_type(self, new_type: str) -> None:
         self.type = new_type
 
@@ -103,7 +117,12 @@ class ArtifactCollection:
 
     def save(self) -> None:
         """Persist ``description`` and ``tags`` (by compare-and-swap: other fields changed meanwhile
-        survive)."""
+        survive). A changed ``name`` is refused: a collection's records live under its name."""
+        if self.name != self._collection.name:
+            raise UsageError(
+                f"collection {self._collection} cannot be renamed to {self.name!r}: lorry keeps a "
+                "collection's versions under its name; log them to a new collection instead"
+            )
         if self.description is not None and not isinstance(self.description, str):
             raise ValidationError("description must be a string or None")
         old, tags, description = self._info, validate_tags(self._tags), self.description
@@ -177,12 +196,13 @@ class ArtifactType:
     def __init__(self, api: Api, entity: str, project: str, type_name: str) -> None:
         self._api = api
         self.entity, self.project, self.name = entity, project, type_name
+        self.id = f"{entity}/{project}/{type_name}"  # the original's is a server id
 
     def __repr__(self) -> str:
         return f"<ArtifactType {self.entity}/{self.project} {self.name!r}>"
 
     def collections(self, per_page: int = 50) -> list[ArtifactCollection]:
-        return self._api.artifact_collections(f"{self.entity}/{self.project}", self.name, per_page)
+        return self._api.artifact_collections(f"{self.entity}/{self.project}", self.name, per_page=per_page)
 
     def collection(self, name: str) -> ArtifactCollection:
         return self._api.artifact_collection(self.name, f"{self.entity}/{self.project}/{name}")
@@ -217,6 +237,10 @@ class Api:
         )
 
     @property
+    def default_entity(self) -> str:
+        return self.settings.entity
+
+    @property
     def _registry(self) -> Registry:
         self._store()
         return engine(self.settings).registry(self.settings)
@@ -245,15 +269,19 @@ class Api:
         self,
         type_name: str,
         name: str,
+        order: str | None = None,
         per_page: int = 50,
         tags: str | Sequence[str] | None = None,
+        start: str | None = None,
         *,
         include_deleted: bool = False,
     ) -> list[Artifact]:
-        """Every live version of the collection ``[[entity/]project/]name``, oldest first; with
-        ``tags``, only the versions that have all of them; with ``include_deleted``, deleted and
-        expired versions too (their ``state`` is ``"DELETED"``)."""
+        """Every live version of the collection ``[[entity/]project/]name``, oldest first (newest
+        first with an ``order`` starting with ``-``, such as ``-created_at``); with ``tags``, only the
+        versions that have all of them; with ``include_deleted``, deleted and expired versions too
+        (their ``state`` is ``"DELETED"``)."""
         accept_unused("Api.artifacts", "per_page", per_page, 50, _PER_PAGE)
+        accept_unused("Api.artifacts", "start", start, None, _PER_PAGE)
         wanted = set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))
         collection = self._collection(name)
         registry = self._registry
@@ -261,6 +289,8 @@ class Api:
         if actual != type_name:
             raise ValidationError(f"artifact {collection} has type {actual!r}, not {type_name!r}")
         found = _bridge.run_sync(self._versions(registry, collection, include_deleted))
+        if order is not None and order.startswith("-"):
+            found.reverse()
         return [a for a in found if wanted <= set(a.tags)]
 
     async def _versions(
@@ -272,18 +302,22 @@ class Api:
         return [await Artifact._load(self.settings, collection, record, table) for record in records]
 
     def artifact_versions(self, type_name: str, name: str, per_page: int = 50) -> list[Artifact]:
-        return self.artifacts(type_name, name, per_page)
+        return self.artifacts(type_name, name, per_page=per_page)
 
     def artifact_collections(
         self,
         project_name: str | None = None,
         type_name: str | None = None,
+        order: str | None = None,
         per_page: int = 50,
+        start: str | None = None,
         tags: str | Sequence[str] | None = None,
     ) -> list[ArtifactCollection]:
         """The collections of a project (``project`` or ``entity/project``) that have a live version,
-        optionally of one type, and with all of ``tags`` (collection tags)."""
+        optionally of one type, and with all of ``tags`` (collection tags), by name."""
+        accept_unused("Api.artifact_collections", "order", order, None, "collections are listed by name")
         accept_unused("Api.artifact_collections", "per_page", per_page, 50, _PER_PAGE)
+        accept_unused("Api.artifact_collections", "start", start, None, _PER_PAGE)
         wanted = set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))
         entity, project = self._project(project_name)
         found = _bridge.run_sync(self._registry.collection_infos(entity, project))
@@ -313,8 +347,9 @@ class Api:
             return False
         return True
 
-    def artifact_types(self, project: str | None = None) -> list[ArtifactType]:
+    def artifact_types(self, project: str | None = None, start: str | None = None) -> list[ArtifactType]:
         """The types of the collections in a project."""
+        accept_unused("Api.artifact_types", "start", start, None, _PER_PAGE)
         entity, project_name = self._project(project)
         found = _bridge.run_sync(self._registry.collections(entity, project_name))
         kinds = sorted({kind for _, kind in found})

@@ -36,6 +36,8 @@ from lorry._compat import accept_unused, note_once
 from lorry.cache import Cache
 from lorry.errors import (
     ArtifactFailedError,
+    EntryNotFoundError,
+    FolderMismatchError,
     IntegrityError,
     LocalFileError,
     NotFoundError,
@@ -49,6 +51,7 @@ from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
     check_latest,
+    parse_artifact_path,
     validate_alias,
     validate_artifact_name,
     validate_tags,
@@ -114,6 +117,7 @@ class Artifact:
         metadata: dict[str, Any] | None = None,
         incremental: bool = False,
         use_as: str | None = None,
+        storage_region: str | None = None,
     ) -> None:
         """``incremental=True``: the version logged holds the collection's latest version's entries
         plus what this artifact adds (same names replaced); ``use_as`` is kept and otherwise unused."""
@@ -141,10 +145,13 @@ class Artifact:
         self._incremental = bool(incremental)
         self.use_as = use_as
         accept_unused("Artifact", "use_as", use_as, None, "it is deprecated in the original API too")
+        accept_unused("Artifact", "storage_region", storage_region, None, "the store is where it is")
         # Entries of an earlier version carried into this draft (new_draft): already stored, so they
         # are neither read nor hashed nor sent again.
         self._carried: dict[str, Entry] = {}
         self._shard: concurrent.futures.Future[None] | None = None  # upsert_artifact's storing
+        self._distributed_id: str | None = None
+        self._home: Settings | None = None  # a draft of a logged version is logged where that one is
 
     def __repr__(self) -> str:
         if self._logged is not None:
@@ -156,7 +163,10 @@ class Artifact:
 
     @property
     def name(self) -> str:
-        return self._name
+        """``name:vN`` once logged (as in the original); the collection name alone before."""
+        if self._logged is None:
+            return self._name
+        return f"{self._name}:{version_alias(self._logged.record.version)}"
 
     @property
     def type(self) -> str:
@@ -308,9 +318,13 @@ class Artifact:
             raise
 
     @contextlib.contextmanager
-    def new_file(self, name: str, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
-        """A new file to write; when the ``with`` block ends it is added as ``name``."""
+    def new_file(
+        self, name: str, mode: str = "w", encoding: str | None = None, policy: str = "mutable"
+    ) -> Iterator[IO[Any]]:
+        """A new file to write; when the ``with`` block ends it is added as ``name``. (``policy`` is
+        checked and holds either way: the file is the artifact's own, so nothing else changes it.)"""
         self._check_draft("add files to")
+        _check_policy(policy)
         entry_name = normalize_entry_path(name)
         if self._has(entry_name):
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
@@ -333,19 +347,11 @@ class Artifact:
         max_objects: int | None = None,
     ) -> list[ArtifactEntry]:
         """Track a URI instead of storing its content; a prefix or folder adds each object below it.
-
-        An entry of another logged artifact (``other.get_entry("x")``) is added as it is, under
-        ``name`` (default: its own path): its content is already stored, so nothing is read or sent."""
+        An entry of a logged version (``other.get_entry(path)``) adds that entry as it is, under
+        ``name``: its content is on the store already, so nothing is read or sent again."""
         self._check_draft("add references to")
         if isinstance(uri, ArtifactEntry):
-            if uri.digest is None and uri.ref() is None:
-                raise ValidationError(f"entry {uri.path!r} belongs to an artifact not logged yet")
-            entry = replace(uri._entry, path=normalize_entry_path(name if name is not None else uri.path))
-            if self._has(entry.path) and self._carried.get(entry.path) != entry:
-                raise ValidationError(f"entry {entry.path!r} is already in this artifact with other content")
-            self._layout.add(entry.path)
-            self._carried[entry.path] = entry
-            return [ArtifactEntry(self, entry)]
+            return [self._add_entry_of(uri, name)]
         if not isinstance(uri, str):
             raise ValidationError(f"reference URI must be a string, not {type(uri).__name__}")
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):
@@ -365,10 +371,24 @@ class Artifact:
         self._layout = trial
         return [ArtifactEntry(self, entry) for entry in entries]
 
-    def remove(self, name: str) -> None:
-        """Remove an entry, or every entry below a folder name."""
+    def _add_entry_of(self, source: ArtifactEntry, name: str | None) -> ArtifactEntry:
+        entry = replace(source._entry, path=normalize_entry_path(name or source.path))
+        if entry.ref is None and entry.digest is None:
+            raise ValidationError(f"entry {source.path!r} is not logged yet: add entries of a logged version")
+        if self._carried.get(entry.path) == entry:
+            return ArtifactEntry(self, entry)  # the same entry added again
+        if self._has(entry.path):
+            raise ValidationError(f"entry {entry.path!r} is already in this artifact with other content")
+        self._layout.check(entry.path)
+        self._layout.add(entry.path)
+        self._carried[entry.path] = entry  # like a draft's entries: stored already (or a reference)
+        return ArtifactEntry(self, entry)
+
+    def remove(self, name: str | ArtifactEntry) -> None:
+        """Remove an entry (by name, or the ``ArtifactEntry`` an ``add_*`` returned), or every entry
+        below a folder name."""
         self._check_draft("remove files from")
-        target = normalize_entry_path(name)
+        target = normalize_entry_path(name.path if isinstance(name, ArtifactEntry) else name)
         removed = False
         tables: tuple[dict[str, Any], ...] = (self._files, self._refs, self._carried)
         for table in tables:
@@ -378,7 +398,7 @@ class Artifact:
                 self._layout.discard(key)
                 removed = True
         if not removed:
-            raise LocalFileError(f"artifact {self._name} has no entry {target!r}")
+            raise EntryNotFoundError(f"artifact {self._name} has no entry {target!r}")
 
     def _has(self, entry_name: str) -> bool:
         return entry_name in self._files or entry_name in self._refs or entry_name in self._carried
@@ -527,6 +547,7 @@ class Artifact:
         registry = eng.registry(run.settings)
         _bridge.run_sync(registry.start_shard(plan.collection, distributed_id, shard, run.id))
         self._progress = run.settings.progress
+        self._distributed_id = distributed_id
         self._shard = _bridge.bridge().submit(_store_shard(eng, plan, distributed_id, shard))
 
     def _wait_shard(self) -> None:
@@ -675,9 +696,10 @@ class Artifact:
         return "COMMITTED" if self._logged.record.gone_since(datetime.now(UTC)) is None else "DELETED"
 
     @property
-    def id(self) -> str:
-        """A stable identity of the version: ``entity/project/name:vN``."""
-        return self.qualified_name
+    def id(self) -> str | None:
+        """A stable identity of the version: ``entity/project/name:vN``; None for a draft, as in the
+        original."""
+        return None if self.is_draft() else self.qualified_name
 
     @property
     def version(self) -> str:
@@ -720,9 +742,12 @@ class Artifact:
             self._manifest = _bridge.run_sync(_registry(state).get_manifest(state.record.manifest))
         return self._manifest
 
-    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[ArtifactEntry]:
+    def files(
+        self, names: Sequence[str] | None = None, per_page: int = 50, start: str | None = None
+    ) -> list[ArtifactEntry]:
         """Its entries (only those named in ``names``, if given)."""
         accept_unused("Artifact.files", "per_page", per_page, 50, "the manifest is read whole")
+        accept_unused("Artifact.files", "start", start, None, "the manifest is read whole: no pages")
         wanted = None if names is None else {normalize_entry_path(n) for n in names}
         return [ArtifactEntry(self, e) for e in self.manifest.values() if wanted is None or e.path in wanted]
 
@@ -746,7 +771,7 @@ class Artifact:
         try:
             return ArtifactEntry(self, self.manifest[entry_name])
         except KeyError:
-            raise LocalFileError(f"artifact {self.qualified_name} has no entry {entry_name!r}") from None
+            raise EntryNotFoundError(f"artifact {self.qualified_name} has no entry {entry_name!r}") from None
 
     get_path = get_entry
 
@@ -866,7 +891,8 @@ class Artifact:
             if names
         ]
         if problems:
-            raise IntegrityError(f"{folder} does not match {self.qualified_name}: " + "; ".join(problems))
+            shown = "; ".join(problems)
+            raise FolderMismatchError(f"{folder} does not match {self.qualified_name}: {shown}")
 
     # -- updating ---------------------------------------------------------------------------------------
 
@@ -883,7 +909,7 @@ class Artifact:
 
             # Aliases set on the draft go with it; log_artifact checks them, and the metadata, before
             # anything is written.
-            current_or_new_run(project).log_artifact(self, aliases=list(self._aliases))
+            current_or_new_run(project, self._home).log_artifact(self, aliases=list(self._aliases))
 
     async def save_async(self) -> Artifact:
         self._log_if_draft()
@@ -957,6 +983,9 @@ class Artifact:
         draft._carried = dict(self.manifest.items())
         draft._layout = EntryLayout.of(draft._carried)
         draft._tags = list(self._tags)
+        draft._home = replace(
+            state.settings, entity=state.collection.entity, project=state.collection.project
+        )
         return draft
 
     # -- lineage ----------------------------------------------------------------------------------------
@@ -986,6 +1015,113 @@ class Artifact:
 
     source_collection = collection
 
+    # -- the original's remaining surface ---------------------------------------------------------------
+    # One store and no server: a version is its own source (no portfolio collections), and there is no
+    # web page and no metrics history to point at.
+
+    source_name = name
+    source_version = version
+    source_entity = entity
+    source_project = project
+    source_qualified_name = qualified_name
+
+    @property
+    def distributed_id(self) -> str | None:
+        """The distributed artifact this one was upserted to (``run.upsert_artifact``), if any."""
+        return self._distributed_id
+
+    @property
+    def source_artifact(self) -> Artifact:
+        return self
+
+    @property
+    def is_link(self) -> bool:
+        """Always False: ``link`` makes a version of the target collection, not a link (see there)."""
+        return False
+
+    @property
+    def linked_artifacts(self) -> list[Artifact]:
+        return []
+
+    @property
+    def commit_hash(self) -> str:
+        """The digest of the version's manifest (what its commit recorded)."""
+        return self.digest
+
+    @property
+    def history_step(self) -> int | None:
+        """None: lorry records artifacts, not a run's metrics history."""
+        return None
+
+    @property
+    def url(self) -> str:
+        """``""``, as the original returns without a web app to address (see ``lorry ui``)."""
+        return ""
+
+    def json_encode(self) -> dict[str, Any]:
+        """The reference the original writes into a run's summary for this version."""
+        return {
+            "_type": "artifactVersion",
+            "_version": "v0",
+            "id": self.id,
+            "version": self.version,
+            "sequenceName": self._name,
+            "usedAs": self.use_as,
+        }
+
+    def get(self, name: str) -> None:
+        """None: the original returns a rich media object stored at ``name``; lorry has none (read the
+        file with ``get_entry(name).download()``)."""
+        accept_unused("Artifact", "get", True, False, "there are no rich media objects; use get_entry")
+
+    def add(self, obj: object, name: str, overwrite: bool = False) -> ArtifactEntry:
+        """Refused with a clear error: the original adds its rich media objects (tables, images, ...),
+        which lorry does not have. Write the object to a file with ``new_file`` instead."""
+        raise UsageError(
+            f"Artifact.add takes the original's media objects, which lorry has none of; write "
+            f"{type(obj).__name__} with artifact.new_file({name!r}) instead"
+        )
+
+    def get_added_local_path_name(self, local_path: str | os.PathLike[str]) -> str | None:
+        """The entry name that ``local_path``, added with ``add_file`` or ``add_dir``, is stored as."""
+        try:
+            identity = _identity(os.fspath(local_path))
+        except OSError:
+            return None
+        return next((name for name, origin in self._origins.items() if origin == identity), None)
+
+    def link(self, target_path: str, aliases: Sequence[str] | None = None) -> Artifact:
+        """Make this version's content a version of the collection ``[[entity/]project/]name`` too,
+        with ``aliases`` (and ``latest``); return that version. The original links without copying;
+        lorry has no links between collections, so the target gets a version of its own holding the
+        same entries (nothing is read or stored again), logged by a run of job type ``link``."""
+        from lorry.runs import Run
+
+        self._log_if_draft()
+        state = self._state()
+        path = parse_artifact_path(target_path)
+        if path.alias is not None:
+            raise ValidationError(f"link target {target_path!r} names a version; give a collection")
+        settings = replace(
+            state.settings,
+            entity=path.entity or state.collection.entity,
+            project=path.project or state.collection.project,
+        )
+        target = self.new_draft()
+        target._name = path.name
+        with Run(settings, job_type="link", name=None, config=None) as run:
+            run.use_artifact(self)
+            run.log_artifact(target, aliases=list(aliases or ()))
+            return target.wait()
+
+    def unlink(self) -> None:
+        """Refused as the original refuses it for a version that is not a link: every version here is
+        its own (``delete()`` removes one made by ``link``)."""
+        raise ValidationError(
+            f"artifact {self.qualified_name} is not a linked artifact and cannot be unlinked; "
+            "use delete() to delete it"
+        )
+
     def _ref(self) -> ArtifactRef:
         state = self._state()
         return ArtifactRef(
@@ -997,7 +1133,7 @@ _MISSING = object()
 
 
 class ArtifactEntry:
-    """One file of an artifact: ``path``, ``size``, ``digest``, ``download()`` and ``ref()``."""
+    """One file of an artifact: ``path``, ``size``, ``digest``, ``ref``, ``download()``."""
 
     def __init__(self, artifact: Artifact, entry: Entry) -> None:
         self._artifact = artifact
@@ -1020,12 +1156,31 @@ class ArtifactEntry:
     def digest(self) -> str | None:
         return self._entry.digest
 
+    @property
     def ref(self) -> str | None:
-        """The URI this entry references, or None for a stored file."""
+        """The URI this entry references, or None for a stored file (an attribute, as in the
+        original: ``if entry.ref is None``)."""
         return self._entry.ref
 
-    def download(self, root: str | os.PathLike[str] | None = None) -> str:
-        """Fetch this one file (verified) under ``root`` and return its path."""
+    def ref_target(self) -> str:
+        """The URI this entry references; a ``ValidationError`` (a ``ValueError``) for a stored file."""
+        if self._entry.ref is None:
+            raise ValidationError(f"entry {self._entry.path!r} is stored, not a reference")
+        return self._entry.ref
+
+    def parent_artifact(self) -> Artifact:
+        return self._artifact
+
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        skip_cache: bool | None = None,
+        executor: object | None = None,
+    ) -> str:
+        """Fetch this one file (verified) under ``root`` and return its path. (``skip_cache`` and
+        ``executor`` are accepted: one file is fetched into place, through lorry's own engine.)"""
+        accept_unused("ArtifactEntry.download", "skip_cache", skip_cache, None, "it is fetched into place")
+        accept_unused("ArtifactEntry.download", "executor", executor, None, "lorry schedules transfers")
         return _bridge.run_sync(self.download_async(root))
 
     async def download_async(self, root: str | os.PathLike[str] | None = None) -> str:
@@ -1080,6 +1235,12 @@ class LoggedRun:
 
     group = property(lambda self: self._record.group)
     notes = property(lambda self: self._record.notes)
+    url = ""  # as the original's without a web app to address
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Empty: lorry records artifacts, not a run's metrics."""
+        return {}
 
     @property
     def tags(self) -> list[str]:
@@ -1087,6 +1248,46 @@ class LoggedRun:
 
     def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.inputs]
+
+    def use_artifact(self, artifact: Artifact, use_as: str | None = None) -> Artifact:
+        """Record a logged version as an input of this run, after the fact (as the original's
+        public ``Run.use_artifact`` does)."""
+        accept_unused("Run.use_artifact", "use_as", use_as, None, "it is kept on the artifact only")
+        return self._declare(artifact, "inputs")
+
+    def log_artifact(
+        self, artifact: Artifact, aliases: Sequence[str] | None = None, tags: Sequence[str] | None = None
+    ) -> Artifact:
+        """Record a logged version as an output of this run, after the fact, adding ``aliases`` and
+        ``tags`` to it. (The run that logged it stays its ``logged_by()``.)"""
+        self._declare(artifact, "outputs")
+        if aliases or tags:
+            artifact.aliases.extend(a for a in aliases or () if a not in artifact.aliases)
+            artifact.tags.extend(t for t in tags or () if t not in artifact.tags)
+            artifact.save()
+        return artifact
+
+    def _declare(self, artifact: Artifact, field: str) -> Artifact:
+        if artifact.is_draft():
+            raise UsageError(f"artifact {artifact.name} is not logged; log it with a run first")
+        ref = artifact.wait()._ref()
+        registry = engine(self._settings).registry(self._settings)
+
+        async def declare() -> RunRecord:
+            record = await registry.get_run(self.entity, self.project, self.id)
+            if field == "inputs" and ref not in record.inputs:
+                record = replace(record, inputs=(*record.inputs, ref))
+                await registry.put_run(record)
+            elif field == "outputs" and ref not in record.outputs:
+                record = replace(record, outputs=(*record.outputs, ref))
+                await registry.put_run(record)
+            if field == "inputs":
+                collection = Collection(ref.entity, ref.project, ref.name)
+                await registry.add_consumer(collection, ref.version, record)
+            return record
+
+        self._record = _bridge.run_sync(declare())
+        return artifact
 
     def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.outputs]

@@ -368,7 +368,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         doc.update(
             description=artifact.description,
             metadata=artifact.metadata,
-            entries=[{"path": e.path, "size": e.size, "digest": e.digest, "ref": e.ref()} for e in files],
+            entries=[{"path": e.path, "size": e.size, "digest": e.digest, "ref": e.ref} for e in files],
             producer={**(_run_json(producer) or {}), "inputs": [a.qualified_name for a in inputs]}
             if producer is not None
             else None,
@@ -398,7 +398,7 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         out.line("  -")
     width = max((len(human_size(e.size)) for e in files[:MAX_FILES_SHOWN]), default=0)
     for entry in files[:MAX_FILES_SHOWN]:
-        ref = entry.ref()
+        ref = entry.ref
         shown = s.dim(f"  -> {redact_uri(ref)}") if ref else ""  # a signed URL without its signature
         out.line(f"  {human_size(entry.size):>{width}}  {entry.path}{shown}")
     if len(files) > MAX_FILES_SHOWN:

@@ -15,8 +15,10 @@
     │   ├── ObjectNotFoundError               no such key in a store
     │   └── StoreNotFoundError                no store at all where one was to be read
     ├── LocalFileError (OSError)              a local file is missing, unreadable or of the wrong kind
+    │   └── EntryNotFoundError                no such entry in an artifact (also FileNotFoundError, KeyError)
     ├── IntegrityError                        bytes that do not match their digest
-    │   └── SourceChangedError                a source file changed while it was being logged
+    │   ├── SourceChangedError                a source file changed while it was being logged
+    │   └── FolderMismatchError (ValueError)  a folder does not hold exactly an artifact's files (verify)
     ├── ConflictError                         a conditional write lost: the object exists or changed
     ├── StoreError                            the store failed (I/O error, server error, bad record)
     │   ├── TransientError                    may succeed if tried again: reset, timeout, 5xx, 429, SlowDown
@@ -84,12 +86,24 @@ class LocalFileError(LorryError, OSError):
     """A local file that is missing, unreadable, or not the kind of file the call needs."""
 
 
+class EntryNotFoundError(LocalFileError, FileNotFoundError, KeyError):
+    """No entry of that name in an artifact. Also a ``FileNotFoundError`` and a ``KeyError``: the
+    original raises those from ``remove`` and ``get_entry``, and code written for it catches them."""
+
+    __str__ = OSError.__str__  # KeyError's would quote the message
+
+
 class IntegrityError(LorryError):
     """Bytes that do not match the digest recorded for them."""
 
 
 class SourceChangedError(IntegrityError):
     """A source file changed after it was added; the version that holds it fails."""
+
+
+class FolderMismatchError(IntegrityError, ValueError):
+    """A folder that does not hold exactly an artifact's files (``verify``); a ``ValueError``, as the
+    original's is."""
 
 
 class ConflictError(LorryError):

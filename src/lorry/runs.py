@@ -103,6 +103,7 @@ class Run:
         self._tracked_lock = threading.Lock()
         self._record_lock: asyncio.Lock | None = None
         self._finished = False
+        self._summary: dict[str, Any] = {}
         self._retries_at_start = engine(settings).retries.copy()  # for the report at the end
         self._registry = engine(settings).registry(settings)
         if run_id is not None and self._resume(resume):
@@ -177,6 +178,46 @@ class Run:
             raise ValidationError("aliases must be a list of strings, not one string")
         artifact._start_log(self, list(aliases or ()), [] if tags is None else tags)
         return artifact
+
+    def link_artifact(
+        self, artifact: Artifact, target_path: str, aliases: Sequence[str] | None = None
+    ) -> Artifact:
+        """``artifact.link(target_path, aliases)`` (logging the artifact first, if it is a draft)."""
+        self._check_open()
+        if artifact.is_draft():
+            self.log_artifact(artifact)
+        return artifact.link(target_path, aliases)
+
+    # -- models: the original's shorthands for artifacts of type "model" ---------------------------------
+
+    def log_model(
+        self, path: str | os.PathLike[str], name: str | None = None, aliases: Sequence[str] | None = None
+    ) -> None:
+        """Log the file or folder ``path`` as a ``model`` artifact (default name
+        ``run-<run id>-<file name>``), as ``log_artifact`` does: in the background."""
+        self.log_artifact(path, name=name or self._model_name(path), type="model", aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Use the model artifact ``name`` (``name[:alias]``) and download it; return the folder."""
+        artifact = self.use_artifact(name)
+        if "model" not in artifact.type:
+            raise ValidationError(f"{artifact.qualified_name} has type {artifact.type!r}, not a model")
+        return artifact.download()
+
+    def link_model(
+        self,
+        path: str | os.PathLike[str],
+        registered_model_name: str,
+        name: str | None = None,
+        aliases: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Log ``path`` as a model (as ``log_model``) and link it to the collection
+        ``registered_model_name`` of the project ``model-registry`` (see ``Artifact.link``)."""
+        artifact = self.log_artifact(path, name=name or self._model_name(path), type="model")
+        return self.link_artifact(artifact, f"model-registry/{registered_model_name}", aliases)
+
+    def _model_name(self, path: str | os.PathLike[str]) -> str:
+        return f"run-{self.id}-{Path(path).name}"
 
     # -- distributed artifacts: many processes, one version ----------------------------------------------
 
@@ -307,6 +348,31 @@ class Run:
         return artifact
 
     # -- metrics ----------------------------------------------------------------------------------------
+
+    url = ""  # as the original's without a web app to address
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """A dict a training script may write to; kept in memory only (lorry records no metrics)."""
+        accept_unused("Run", "summary", True, False, "it is kept in memory only: no metrics are recorded")
+        return self._summary
+
+    @property
+    def dir(self) -> str:
+        """A folder of this run's own, for files a script writes beside it (made when first asked)."""
+        folder = self.settings.cache_dir / "runs" / self.id
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    def save(
+        self,
+        glob_str: str | os.PathLike[str] | None = None,
+        base_path: str | None = None,
+        policy: str = "live",
+    ) -> bool:
+        """Accepted: the original uploads files to the run; here, log them in an artifact instead."""
+        accept_unused("Run", "save", True, False, "runs hold no files: log them in an artifact")
+        return True
 
     def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
         """Accepted so that training scripts run unchanged; lorry records artifacts, not metrics."""
@@ -532,9 +598,15 @@ def require_run() -> Run:
     return run
 
 
-def current_or_new_run(project: str | None = None) -> Run:
+def current_or_new_run(project: str | None = None, home: Settings | None = None) -> Run:
+    """The current run, or a new one of job type ``auto`` in ``project`` (default: ``home``'s, whose
+    store and entity it also takes)."""
     run = current_run()
-    return run if run is not None else init(project=project, job_type="auto")
+    if run is not None:
+        return run
+    if home is None:
+        return init(project=project, job_type="auto")
+    return init(project=project or home.project, entity=home.entity, store=home.store, job_type="auto")
 
 
 def _forget(run: Run) -> None:

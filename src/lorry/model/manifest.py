@@ -260,7 +260,13 @@ class Manifest(Mapping[str, Entry]):
     def items(self) -> ItemsView[str, Entry]:
         return _Items(self)
 
-    def entries(self) -> Iterator[Entry]:
+    @property
+    def entries(self) -> Manifest:
+        """The manifest itself: the original's ``manifest.entries`` is a dict of path to entry, and a
+        manifest is that mapping already."""
+        return self
+
+    def _entries(self) -> Iterator[Entry]:
         """Every entry, in path order, each made as it is reached."""
         return map(self._entry, range(len(self._paths)))
 
@@ -348,14 +354,14 @@ class _Values(ValuesView[Entry]):
     _mapping: Manifest
 
     def __iter__(self) -> Iterator[Entry]:
-        return self._mapping.entries()
+        return self._mapping._entries()
 
 
 class _Items(ItemsView[str, Entry]):
     _mapping: Manifest
 
     def __iter__(self) -> Iterator[tuple[str, Entry]]:
-        return ((entry.path, entry) for entry in self._mapping.entries())
+        return ((entry.path, entry) for entry in self._mapping._entries())
 
 
 RAW_DIGEST = 32
