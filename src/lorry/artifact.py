@@ -354,6 +354,7 @@ class Artifact:
         except BaseException:
             _bridge.bridge().submit(eng.assigner.release(ticket))
             raise
+        self._forget_draft()  # the plan holds what is logged; the tables for building it can go
         run._track(self)
 
     def wait(self, timeout: float | None = None) -> Artifact:
@@ -393,10 +394,13 @@ class Artifact:
         self._type = logged.record.type
         self._description = logged.record.description
         self._metadata = dict(logged.record.metadata)
-        self._files, self._refs, self._origins = {}, {}, {}
-        self._layout = EntryLayout()
+        self._forget_draft()
         self._aliases = aliases
         self._saved_aliases = list(aliases)
+
+    def _forget_draft(self) -> None:
+        self._files, self._refs, self._origins = {}, {}, {}
+        self._layout = EntryLayout()
 
     def _sync(self) -> None:
         if self._logged is None and self._pending is not None:
