@@ -80,7 +80,7 @@ def quick_folder(tmp_path: Path) -> Iterator[Path]:
 
 def test_many_files_log_and_download_in_memory_that_grows_slowly(quick_folder: Path) -> None:
     """Log and download through the helper process, at two sizes: each further entry costs the caller
-    and the helper together under 1.25 KiB to log (it cost 3.6 KiB; 0.95 KiB measured) and 400 bytes
+    and the helper together under 1.25 KiB to log (it cost 3.6 KiB; 0.8 KiB measured) and 400 bytes
     to download (0.27 KiB measured), so 100,000 entries stay within 256 MiB.
     Both sizes are past the files a log holds on the way (``PARTS_IN_FLIGHT`` parts of ``PART_FILES``),
     a bound that does not grow with the number of files."""
