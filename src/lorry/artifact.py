@@ -62,7 +62,7 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine, gather_all
-from lorry.transfer.files import FileStamp, local_error, matches, owner_only, safe_target
+from lorry.transfer.files import FileStamp, Targets, local_error, matches, owner_only
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.progress import progress
@@ -853,16 +853,20 @@ class Artifact:
         if not folder.is_dir():
             raise LocalFileError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
         missing, differ, extra = [], [], []
+        targets = Targets(folder)  # each folder's real path looked up once, not once per entry
         for entry in manifest.values():
-            path = safe_target(folder, entry.path)
+            path = targets.target(entry.path)
             if not path.is_file():
                 missing.append(entry.path)
             elif entry.digest is not None and not matches(path, entry.size, entry.digest):
                 differ.append(entry.path)
-        for path in (p for p in folder.rglob("*") if p.is_file()):
-            relative = path.relative_to(folder).as_posix()
-            if relative not in manifest:
-                extra.append(relative)
+        # os.walk, not rglob: rglob keeps every path it yields in a set, a million of them here.
+        for parent, _, names in os.walk(folder):
+            below = Path(parent).relative_to(folder).as_posix()
+            for name in names:
+                relative = name if below == "." else f"{below}/{name}"
+                if relative not in manifest and os.path.isfile(os.path.join(parent, name)):
+                    extra.append(relative)
         problems = [
             _few(names, what)
             for names, what in ((missing, "missing"), (differ, "differ"), (extra, "not in the artifact"))
