@@ -14,7 +14,8 @@ A test that a given server cannot pass is named, with the reason, in the subclas
             "test_complete_create_on_existing_key": "RGW ignores preconditions on CompleteMultipartUpload",
         }
 
-Multipart tests run only when the store is a ``MultipartStore``. Parts other than the last are
+A backend with S3-style multipart uploads subclasses ``MultipartConformance`` instead, which adds
+the multipart tests (its store must be a ``MultipartStore``). Parts other than the last are
 ``PART_SIZE`` bytes (S3's minimum is 5 MiB); a subclass may lower it if its server allows.
 """
 
@@ -22,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
+import os
 from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
@@ -32,6 +36,7 @@ from lorry.storage.base import CREATE, OVERWRITE, MultipartStore, ObjectMeta, St
 
 T = TypeVar("T")
 MiB = 1 << 20
+STREAM_SIZE = 9 * MiB + 17
 
 Body = Callable[..., Coroutine[Any, Any, None]]
 
@@ -76,19 +81,12 @@ class StoreConformance:
     """The behaviour every ``Store`` promises. Subclasses provide the ``store`` fixture."""
 
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {}
-    PART_SIZE: ClassVar[int] = 5 * MiB
 
     @pytest.fixture(autouse=True)
     def _known_failures(self, request: pytest.FixtureRequest) -> None:
         reason = self.KNOWN_FAILURES.get(request.node.originalname)
         if reason is not None:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-
-    @pytest.fixture
-    def mstore(self, store: Store) -> MultipartStore:
-        if not isinstance(store, MultipartStore):
-            pytest.skip(f"{type(store).__name__} is not a MultipartStore")
-        return store
 
     # -- put / head / get ---------------------------------------------------------------------------
 
@@ -174,6 +172,49 @@ class StoreConformance:
         got = await store.get("large/20mib")
         assert len(got) == len(data)
         assert got == data
+
+    # -- put of a file or a stream: read a chunk at a time ---------------------------------------------
+
+    @store_test
+    async def test_put_stream_from_its_position(self, store: Store) -> None:
+        data = payload(STREAM_SIZE, seed=5)  # more than one chunk of every backend's reads
+        stream = io.BytesIO(b"not this" + data)
+        stream.seek(len(b"not this"))
+        meta = await store.put("streamed/a", stream)
+        assert meta == ObjectMeta(key="streamed/a", size=len(data), etag=meta.etag)
+        assert await store.head("streamed/a") == meta
+        got = await store.get("streamed/a")
+        assert len(got) == len(data)
+        assert got == data
+
+    @store_test
+    async def test_put_file(self, store: Store, tmp_path: Path) -> None:
+        for name, data in [("small", payload(1000, seed=6)), ("empty", b"")]:
+            (tmp_path / name).write_bytes(data)
+            with io.FileIO(tmp_path / name) as handle:
+                meta = await store.put(f"files/{name}", handle)
+            assert meta.size == len(data)
+            assert await store.get(f"files/{name}") == data
+            assert await store.head(f"files/{name}") == meta
+
+    @store_test
+    async def test_put_stream_create(self, store: Store) -> None:
+        first, second = payload(STREAM_SIZE, seed=7), payload(STREAM_SIZE, seed=8)
+        meta = await store.put("streamed/once", io.BytesIO(first), CREATE)
+        with pytest.raises(ConflictError):
+            await store.put("streamed/once", io.BytesIO(second), CREATE)
+        assert await store.head("streamed/once") == meta
+        assert await store.get("streamed/once", 0, 100) == first[:100]
+
+    @store_test
+    async def test_put_stream_that_cannot_seek_is_refused(self, store: Store) -> None:
+        read, write = os.pipe()
+        os.write(write, b"piped")
+        os.close(write)
+        with io.FileIO(read) as pipe, pytest.raises(ValidationError):
+            await store.put("streamed/pipe", pipe)
+        with pytest.raises(ObjectNotFoundError):
+            await store.head("streamed/pipe")
 
     @store_test
     async def test_special_keys(self, store: Store) -> None:
@@ -305,6 +346,21 @@ class StoreConformance:
 
         await asyncio.gather(*(put(k) for k in keys))
         assert [m.key for m in await listing(store, "many/")] == keys
+
+
+
+class MultipartConformance(StoreConformance):
+    """The suite, and S3-style multipart uploads."""
+
+    PART_SIZE: ClassVar[int] = 5 * MiB
+
+    @pytest.fixture
+    def mstore(self, store: Store) -> MultipartStore:
+        multipart = {name for name in dir(MultipartStore) if not name.startswith("_")} - set(dir(Store))
+        missing = sorted(name for name in multipart if not callable(getattr(store, name, None)))
+        assert not missing, f"{type(store).__name__} lacks {missing}"
+        assert isinstance(store, MultipartStore)
+        return store
 
     # -- multipart ----------------------------------------------------------------------------------
 

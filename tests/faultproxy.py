@@ -15,10 +15,13 @@ request and response starts and ends, and at chosen rates (from a seeded random 
   the middle of the response body;
 - ``truncate``: sends the response with its full ``Content-Length`` but only part of the body, then
   closes (FIN, not RST);
+- ``denied``: answers ``403 AccessDenied`` itself, a failure no retry cures;
+- ``corrupt``: forwards the request with one byte of its body changed;
 - adds latency: a uniform random delay before each request is forwarded.
 
 ``down()`` stops listening and cuts every open connection (the server "crashes"); ``up()`` listens
-again on the same port. ``counts`` tallies connections, requests and each fault injected.
+again on the same port. ``counts`` tallies connections, requests, each fault injected and the
+server's answers by status.
 ``Faults.only`` and ``Faults.limit`` aim faults at chosen requests; ``down_when`` takes the server away
 when a chosen request arrives.
 
@@ -44,9 +47,11 @@ T = TypeVar("T")
 HEAD_LIMIT = 1 << 20
 CHUNK = 64 << 10
 
-REQUEST_FAULTS = ("error_500", "slowdown", "stall", "reset_request")
+REQUEST_FAULTS = ("error_500", "slowdown", "stall", "reset_request", "denied", "corrupt")
 RESPONSE_FAULTS = ("reset_response", "truncate", "stall")
 FAULT_KINDS = ("reset_request", "reset_response", "error_500", "slowdown", "stall", "truncate")
+"""The faults of a flaky network and a busy server (the workload's); ``denied`` and ``corrupt`` are
+aimed at single requests."""
 
 
 @dataclass
@@ -59,12 +64,20 @@ class Faults:
     slowdown: float = 0.0
     stall: float = 0.0
     truncate: float = 0.0
+    denied: float = 0.0
+    """Answer ``403 AccessDenied`` in the server's place: a failure that does not pass."""
+    corrupt: float = 0.0
+    """Forward the request with one byte of its body changed: damage on the way."""
     latency: float = 0.0
     """Upper bound, in seconds, of the uniform delay added before each request is forwarded."""
     retry_after: int = 1
     """The ``Retry-After`` (seconds) that ``503 SlowDown`` asks for."""
     stall_seconds: float = 30.0
     """How long a stalled connection is held open (unless the client gives up first)."""
+    stall_where: str = "anywhere"
+    """Where a stall before the response happens: ``body`` (the proxy stops taking the request body
+    halfway), ``answer`` (it takes the whole request and never answers) or ``anywhere`` (either, at
+    random)."""
     only: Callable[[str], bool] | None = None
     """Break only the requests whose first line (``PUT /bucket/key?... HTTP/1.1``) this accepts."""
     limit: int | None = None
@@ -80,6 +93,8 @@ class _Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     aimed: bool = True
     """A request that faults may hit (``Faults.only`` is asked once per request)."""
+    in_flight: bool = True
+    """Counted in the proxy's ``in_flight`` (until its answer starts on its way)."""
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -136,6 +151,17 @@ class FaultProxy:
         self._open: set[asyncio.StreamWriter] = set()
         self._trip: Callable[[str], bool] | None = None
         self.tripped = threading.Event()
+        self.abandoned: list[float] = []
+        """Seconds each stall that reads on lasted until the client gave up (closed the connection);
+        one the client sat out to the end is counted in ``counts["stalls waited out"]`` instead."""
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        """Requests between their first byte and the end of their answer, now and at most."""
+        self.body_bytes_in_flight = 0
+        self.peak_body_bytes = 0
+        """The request bodies (by ``Content-Length``) of those requests, in bytes, now and at most."""
+        self.expect_continue: list[str] = []
+        """First lines of the requests that carried ``Expect: 100-continue``."""
         self.before: Callable[[str], None] | None = None
         """Called with each request's first line before the request is forwarded (on the proxy's
         thread): a test's way to change the server's state at a chosen moment."""
@@ -181,7 +207,7 @@ class FaultProxy:
 
     @property
     def faults_injected(self) -> int:
-        return sum(self.counts[kind] for kind in FAULT_KINDS)
+        return sum(self.counts[kind] for kind in (*FAULT_KINDS, "denied", "corrupt"))
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
@@ -237,8 +263,15 @@ class FaultProxy:
                 if upstream is None:
                     upstream = await asyncio.open_connection(*self.upstream, limit=HEAD_LIMIT)
                     self._open.add(upstream[1])
-                if not await self._exchange(request, client_r, client_w, *upstream):
-                    return
+                self.in_flight += 1
+                self.body_bytes_in_flight += request.length or 0
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                self.peak_body_bytes = max(self.peak_body_bytes, self.body_bytes_in_flight)
+                try:
+                    if not await self._exchange(request, client_r, client_w, *upstream):
+                        return
+                finally:
+                    self._answered(request)
         except (_Cut, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             return
         except asyncio.CancelledError:  # the proxy is closing: this connection ends with it
@@ -262,8 +295,11 @@ class FaultProxy:
         has_body = request.chunked or (request.length or 0) > 0
         # With "Expect: 100-continue" the client sends its body only after an interim "100 Continue".
         expect = has_body and (request.header("expect") or "").lower() == "100-continue"
-        fault = self._pick(REQUEST_FAULTS, request, impossible=set() if has_body else {"reset_request"})
-        if fault in ("error_500", "slowdown", "stall"):
+        if (request.header("expect") or "").lower() == "100-continue":
+            self.expect_continue.append(request.line)
+        bodiless = set() if has_body else {"reset_request", "corrupt"}
+        fault = self._pick(REQUEST_FAULTS, request, impossible=bodiless)
+        if fault in ("error_500", "slowdown", "stall", "denied"):
             return await self._refuse(fault, request, client_r, client_w, expect=expect)
         server_w.write(request.raw)
         if expect:
@@ -276,7 +312,8 @@ class FaultProxy:
             cut = self._random.randrange(0, max(1, request.length or CHUNK))
             await _relay_body(request, client_r, server_w, cut=cut)
             raise _Cut
-        await _relay_body(request, client_r, server_w)
+        flip = self._random.randrange(0, request.length) if fault == "corrupt" and request.length else None
+        await _relay_body(request, client_r, server_w, flip=flip)
         await server_w.drain()
         return await self._respond(request, client_r, client_w, server_r)
 
@@ -293,7 +330,7 @@ class FaultProxy:
         if fault == "stall":
             if expect:  # the client waits for "100 Continue", which never comes
                 await self._stall(client_r, reading=False)
-            elif request.length and self._random.random() < 0.5:  # stop taking the body halfway
+            elif request.length and self._stalls_in_body():  # stop taking the body halfway
                 await _relay_body(request, client_r, None, cut=self._random.randrange(0, request.length))
                 await self._stall(client_r, reading=False)
             else:  # take the whole request, never answer
@@ -318,6 +355,7 @@ class FaultProxy:
     ) -> bool:
         """Pass the server's response on, or break it on the way."""
         response, raw = await self._response_head(server_r, client_w, until_continue=False)
+        self.counts[f"status {response.status}"] += 1
         bodiless = request.start[0] == "HEAD" or response.status in (204, 304)
         length = 0 if bodiless else response.length
         has_body = response.chunked or length is None or length > 0
@@ -327,6 +365,7 @@ class FaultProxy:
             if fault == "stall":
                 await self._stall(client_r, reading=True)
             raise _Cut
+        self._answered(request)
         client_w.write(raw)
         if fault is None:
             if bodiless:
@@ -359,6 +398,14 @@ class FaultProxy:
                 return response, raw
             client_w.write(raw)
 
+    def _answered(self, request: _Message) -> None:
+        """The request is no longer in flight: its answer is about to reach the client (which may
+        send its next request at once), or its connection ended."""
+        if request.in_flight:
+            request.in_flight = False
+            self.in_flight -= 1
+            self.body_bytes_in_flight -= request.length or 0
+
     def _pick(self, kinds: tuple[str, ...], request: _Message, impossible: set[str]) -> str | None:
         """One of ``kinds``, drawn by the rates, or None; a draw that cannot apply here is no fault."""
         faults = self.faults
@@ -376,15 +423,27 @@ class FaultProxy:
             roll -= rate
         return None
 
+    def _stalls_in_body(self) -> bool:
+        where = self.faults.stall_where
+        return where == "body" or (where == "anywhere" and self._random.random() < 0.5)
+
     async def _stall(self, client_r: asyncio.StreamReader, *, reading: bool) -> None:
         """Say nothing for ``stall_seconds``. ``reading``: keep taking (and dropping) what the client
         sends, and end early when it gives up; else take nothing more, as a server that hangs."""
-        with contextlib.suppress(TimeoutError, ConnectionError):
+        began = asyncio.get_running_loop().time()
+        try:
             async with asyncio.timeout(self.faults.stall_seconds):
                 if not reading:
                     await asyncio.sleep(self.faults.stall_seconds)
                 while await client_r.read(CHUNK):
                     pass
+        except TimeoutError:
+            if reading:
+                self.counts["stalls waited out"] += 1
+            return
+        except ConnectionError:
+            pass
+        self.abandoned.append(asyncio.get_running_loop().time() - began)
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
@@ -404,13 +463,18 @@ async def _relay_body(
     *,
     cut: int | None = None,
     until_eof: bool = False,
+    flip: int | None = None,
 ) -> None:
     """Copy ``message``'s body from ``reader`` to ``writer`` (None: discard it). With ``cut``, copy
-    only that many bytes of it and stop."""
+    only that many bytes of it and stop; with ``flip``, change the byte at that offset."""
     budget = cut if cut is not None else -1
+    offset = 0
 
     def send(data: bytes) -> bool:
-        nonlocal budget
+        nonlocal budget, offset
+        if flip is not None and offset <= flip < offset + len(data):
+            data = data[: flip - offset] + bytes([data[flip - offset] ^ 0xFF]) + data[flip - offset + 1 :]
+        offset += len(data)
         if budget >= 0:
             data = data[:budget]
             budget -= len(data)
@@ -452,6 +516,7 @@ async def _relay_body(
 _ERRORS = {
     "error_500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
     "slowdown": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+    "denied": (403, "Forbidden", "AccessDenied", "Access Denied"),
 }
 
 

@@ -103,13 +103,17 @@ def ceph_rgw() -> Iterator[S3Server]:
         )
 
 
+# moto with its conditional writes made atomic (it checks, then writes, on many threads at once).
+MOTO_LAUNCHER = Path(__file__).with_name("moto_server.py")
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[S3Server]:
     port = _free_port()
     # moto logs every request: into a file, as a pipe nobody reads would fill up and block it.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

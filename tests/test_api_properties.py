@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import lorry
-from lorry.model.manifest import normalize_entry_path
+from tests import oracles
 from tests.strategies import hostile_metadata, names, storable_values, wild_text
 
 # Each example logs and reads back a real artifact: few examples, each with a generous deadline (the
@@ -118,6 +118,13 @@ def artifact_fields(draw: st.DrawFn) -> tuple[Any, Any, Any, Any, Any]:
 @given(artifact_fields())
 def test_artifact_fields_round_trip_or_are_refused(tmp_path: Path, fields: tuple[Any, ...]) -> None:
     name, kind, description, metadata, late = fields
+    valid = (
+        oracles.valid_artifact_name(name)
+        and oracles.valid_type(kind)
+        and oracles.valid_description(description)
+        and oracles.storable_metadata(metadata)
+        and (late is None or oracles.storable_metadata({"late": late}))
+    )
     store = new_store(tmp_path)
     with lorry.init(store=str(store)) as run:
         before = snapshot(store)
@@ -131,7 +138,9 @@ def test_artifact_fields_round_trip_or_are_refused(tmp_path: Path, fields: tuple
         except lorry.ValidationError as error:
             refused(error)
             assert snapshot(store) == before
+            assert not valid, f"valid fields refused: {error}"
             return
+        assert valid, "invalid fields accepted"
         artifact.wait()
         event("accepted")
     expected = as_json({**(metadata or {}), **({"late": late} if late is not None else {})})
@@ -159,10 +168,7 @@ def test_entry_names_round_trip_or_are_refused(tmp_path: Path, adds: list[tuple[
     with lorry.init(store=str(store)) as run:
         before = snapshot(store)
         for number, (name, as_new_file, data) in enumerate(adds):
-            try:
-                normal: str | None = normalize_entry_path(name)
-            except lorry.InvalidPathError:
-                normal = None
+            normal = oracles.normal_entry_name(name)
             clash = normal is not None and (
                 normal in expected
                 or any(normal.startswith(p + "/") or p.startswith(normal + "/") for p in expected)
@@ -213,7 +219,9 @@ def test_aliases_round_trip_or_are_refused(tmp_path: Path, name: str, wanted: li
             refused(error, "alias")
             assert snapshot(store) == before  # not even the blob was stored
             assert artifact.is_draft()
+            assert not all(oracles.valid_alias(a) or a == "latest" for a in wanted), error
             return
+        assert all(oracles.valid_alias(a) or a == "latest" for a in wanted), wanted
         artifact.wait()
         event("accepted")
     user = sorted(set(wanted) - {"latest"})
@@ -246,6 +254,11 @@ def test_saved_changes_round_trip_or_are_refused(
         base.wait()
     before = snapshot(store)
     artifact = lorry.Api(store=str(store)).artifact("base:v0")
+    valid = (
+        oracles.valid_description(description)
+        and oracles.storable_metadata({key: value})
+        and (oracles.valid_alias(alias) or alias == "latest")
+    )
     try:
         artifact.description = description
         if replace:
@@ -257,7 +270,9 @@ def test_saved_changes_round_trip_or_are_refused(
     except lorry.ValidationError as error:
         refused(error, "description", "metadata", "alias")
         assert snapshot(store) == before
+        assert not valid, f"a valid change was refused: {error}"
         return
+    assert valid, "an invalid change was accepted"
     metadata = as_json({key: value} if replace else {"kept": 1, key: value})
     event("accepted")
     again = lorry.Api(store=str(store)).artifact("base:v0")

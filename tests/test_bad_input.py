@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import lorry
 from lorry.model.digest import digest_bytes
 from lorry.registry.registry import manifest_key
 from tests.conftest import logged, write
+from tests.disks import mount_tmpfs, python_without_override, unmount
 
 
 def store_files(store: Path) -> set[str]:
@@ -84,12 +84,26 @@ def test_missing_file_directory_and_wrong_kinds(tmp_path: Path) -> None:
         artifact.add_file(tmp_path / "f", policy="sometimes")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+UNREADABLE = """
+import sys
+import lorry
+try:
+    lorry.Artifact("a", type="t").add_file(sys.argv[1])
+except lorry.LocalFileError as error:
+    print(error)
+"""
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     path = write(tmp_path / "secret", b"x")
     path.chmod(0)
-    with pytest.raises(lorry.LocalFileError, match="permission denied"):
-        lorry.Artifact("a", type="t").add_file(path)
+    if os.geteuid() != 0:
+        with pytest.raises(lorry.LocalFileError, match="permission denied"):
+            lorry.Artifact("a", type="t").add_file(path)
+    else:  # root reads every file: the check runs in a child to which permissions apply
+        result = python_without_override(UNREADABLE, str(path))
+        assert result.returncode == 0, result.stderr
+        assert "permission denied" in result.stdout and str(path) in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/../../b", "/etc/passwd", "", "a/\x00b", "..", "C:/x"])
@@ -250,19 +264,12 @@ def test_a_tampered_blob_is_caught_and_not_installed(tmp_path: Path, store_dir: 
 
 
 @contextlib.contextmanager
-def tiny_filesystem(size: str) -> Iterator[Path]:
-    mount = Path(f"/tmp/lorry-full-{uuid.uuid4().hex[:8]}")
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
-    )
-    if result.returncode != 0:
-        mount.rmdir()
-        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
+def tiny_filesystem(size_mb: int) -> Iterator[Path]:
+    mount = mount_tmpfs(Path(f"/tmp/lorry-full-{uuid.uuid4().hex[:8]}"), size_mb)
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=True)
+        unmount(mount)
         mount.rmdir()
 
 
@@ -275,7 +282,7 @@ def test_disk_full_while_downloading(tmp_path: Path) -> None:
             handle.write(os.urandom(3 << 20))
         run.log_artifact(artifact)
         artifact.wait()
-    with tiny_filesystem("1m") as mount:
+    with tiny_filesystem(1) as mount:
         with pytest.raises(lorry.LocalFileError, match="disk is full"):
             artifact.download(mount / "root")
         leftovers = [p.name for p in (mount / "root").rglob("*")]
@@ -296,3 +303,23 @@ def test_nothing_is_written_for_rejected_input(store_dir: Path) -> None:
     run.finish()
     after = store_files(store_dir)
     assert {p for p in after - before if "/runs/" not in p} == set()
+
+
+def test_downloads_never_write_through_a_symlink_planted_in_the_root(tmp_path: Path) -> None:
+    """Links planted where an entry or its folder will go: the download refuses them, and nothing
+    outside the root is written or created."""
+    with lorry.init() as run:
+        artifact = logged(run, "planted", {"a.txt": b"new a", "sub/b.txt": b"new b"})
+    outside = tmp_path / "outside"
+    victim = write(outside / "victim.txt", b"victim")
+    for planted in ("a.txt", "sub"):
+        root = tmp_path / f"down-{planted.replace('/', '-')}"
+        root.mkdir()
+        if planted == "sub":
+            (root / "sub").symlink_to(outside, target_is_directory=True)
+        else:
+            (root / "a.txt").symlink_to(victim)
+        with pytest.raises(lorry.InvalidPathError, match=r"symlink|outside"):
+            artifact.download(root)
+        assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+        assert victim.read_bytes() == b"victim"

@@ -21,7 +21,7 @@ from tests.fixtures_s3 import S3Server
 
 COMMANDS = [
     ["put"], ["get"], ["ls"], ["versions"], ["show"], ["lineage"], ["alias"], ["alias", "set"],
-    ["alias", "rm"], ["verify"], ["cache"], ["cache", "info"], ["cache", "cleanup"], ["config"],
+    ["alias", "rm"], ["verify"], ["cache"], ["cache", "info"], ["cache", "cleanup"], ["config"], ["ui"],
 ]  # fmt: skip
 
 
@@ -101,8 +101,9 @@ def test_get_downloads_and_prints_where(data: Path, tmp_path: Path) -> None:
 
 
 def test_ls_and_versions(data: Path) -> None:
-    assert "no artifacts" in ok("ls")
+    assert "no store at" in fails("ls")  # nothing logged yet, and nothing made by looking
     ok("put", str(data), "--name", "ds", "--type", "dataset")
+    assert "no artifacts in elsewhere" in ok("ls", "elsewhere")
     write("data/more.txt", "more")
     ok("put", str(data), "--name", "ds", "--type", "dataset", "--alias", "best")
     ok("put", "data/labels.csv", "--name", "labels", "--type", "table")
@@ -117,6 +118,7 @@ def test_ls_and_versions(data: Path) -> None:
     ]
     assert set(listing[0]) == {
         "name",
+        "tags",
         "entity",
         "project",
         "type",
@@ -228,11 +230,11 @@ def test_verify_passes_then_names_what_differs(data: Path) -> None:
     (folder / "labels.csv").write_text("tampered")
     (folder / "stray.txt").write_text("stray")
     message = fails("verify", "ds:v0", "--root", str(folder))
-    assert "labels.csv: content differs" in message and "stray.txt: not in the artifact" in message
+    assert "1 file differs (labels.csv)" in message and "1 file not in the artifact (stray.txt)" in message
 
 
 def test_cache_info_and_cleanup_on_the_local_store() -> None:
-    assert ok("cache", "info").strip().endswith(": 0 files, 0 B")
+    assert ok("cache", "info").strip().endswith(": 0 files, 0 B; staging 0 files, 0 B")
     assert as_json("cache", "info")["bytes"] == 0
     assert as_json("cache", "cleanup", "--max-size", "1G")["freed"] == 0
 
@@ -254,22 +256,27 @@ def test_config_says_where_each_setting_came_from_and_hides_secrets() -> None:
 
 
 def test_failures_are_one_line_with_exit_code_1(data: Path) -> None:
-    assert "tester/uncategorized/nope" in fails("get", "nope")
+    assert "no store at" in fails("get", "nope")
     ok("put", str(data), "--name", "ds", "--type", "dataset")
+    assert "tester/uncategorized/nope" in fails("get", "nope")
     assert "no alias 'missing'" in fails("show", "ds:missing")
     assert "no such file" in fails("put", "absent.bin", "--name", "x", "--type", "model")
     assert "artifact name" in fails("put", str(data), "--name", "bad/name", "--type", "dataset")
     assert "type 'dataset'" in fails("put", "data/labels.csv", "--name", "ds", "--type", "model")
     assert "names a version" in fails("versions", "ds:v0")
     assert "project" in fails("ls", "a/b/c")
-    assert fails("verify", "ds")  # not downloaded: every file missing
+    assert "artifacts/ds:v0 does not exist" in fails("verify", "ds")  # never downloaded
+    ok("get", "ds", "--root", "copy")
+    (Path("copy") / "labels.csv").unlink()
+    unverified = fails("verify", "ds", "--root", "copy")
+    assert "does not match tester/uncategorized/ds:v0" in unverified and "labels.csv" in unverified
     assert not lorry.Api().artifact_exists("x:latest")
 
 
 def test_debug_shows_the_traceback() -> None:
     result = cli("get", "nope", "--debug")
     assert result.returncode == 1
-    assert "Traceback" in result.stderr and "ArtifactNotFoundError" in result.stderr
+    assert "Traceback" in result.stderr and "StoreNotFoundError" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("lorry: error: ")
 
 

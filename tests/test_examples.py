@@ -4,6 +4,7 @@ project's own examples, each run as a user would: a fresh Python process."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -194,4 +195,18 @@ def test_project_examples_run(example: str, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
+    for claim in EXAMPLE_CLAIMS[example]:
+        assert re.search(claim, result.stdout, re.MULTILINE), (claim, result.stdout)
+
+
+# What each example shows, in its own output (the examples check their results before printing them).
+EXAMPLE_CLAIMS = {
+    "download_model.py": [r"^again .*: 2 of 2 files kept as they were, none fetched$",
+                          r"^download .* verified$"],
+    "pipeline.py": [r"^report +\S+pipeline-report:v0: mean absolute error [0-9.]+ min$",
+                    r"^preprocess .* from \S+pipeline-raw:v0$"],
+    "quickstart.py": [r"^logged +\S+:v0  4 files", r"^download .*: images/bike\.png, images/cat\.png"],
+    "train_background.py": [r"^logged +v0, v1, ", r"^best +v\d+ \(epoch \d+"],
+    "ui_demo.py": [r"^logged ride-time-model \(12 checkpoints\)$",
+                   r"^kept 11 checkpoints; v1 deleted: True$"],
+}

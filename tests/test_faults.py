@@ -11,6 +11,7 @@ half-made. Each test prints what it injected and what it verified.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import json
 import logging
@@ -38,6 +39,7 @@ from lorry.errors import ArtifactFailedError, LocalFileError
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from lorry.transfer.retry import RetryStats
+from tests.disks import mount_tmpfs, unmount
 from tests.faultproxy import FAULT_KINDS, FaultProxy, Faults
 from tests.fixtures_s3 import S3Server
 
@@ -55,7 +57,7 @@ FLAKY = Faults(
     truncate=0.04,  # only responses with a body can be truncated
     latency=0.02,
     retry_after=1,
-    stall_seconds=5.0,
+    stall_seconds=60.0,  # far longer than the test waits: only lorry's request timeout ends a stall
 )
 REQUEST_TIMEOUT = "2"  # seconds without progress before lorry abandons a request (LORRY_REQUEST_TIMEOUT)
 
@@ -228,6 +230,101 @@ def test_workload_under_faults_loses_nothing(rig: Rig, tmp_path: Path) -> None:
     assert spent.retries >= rig.proxy.faults_injected // 2
     assert spent.gave_up == 0
     assert elapsed < 150
+    # Every stall was ended by lorry, at its 2 s request timeout (or sooner, when it gave the request
+    # up for another reason), never by the proxy's 60 s.
+    assert rig.proxy.counts["stalls waited out"] == 0
+    assert all(s < 3 for s in rig.proxy.abandoned), rig.proxy.abandoned
+    assert sum(s >= 1.8 for s in rig.proxy.abandoned) >= 3, rig.proxy.abandoned
+    assert rig.proxy.expect_continue == []
+
+
+# -- a request that makes no progress --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "request_line"),
+    [("answer", "PUT /faults/blobs/"), ("body", "partNumber=2")],
+)
+def test_a_stalled_request_is_abandoned_at_the_request_timeout(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, request_line: str
+) -> None:
+    """The proxy holds one request for a minute, far past the test's patience: having taken the whole
+    request it never answers, or it stops taking the body of an 8 MiB part halfway. lorry abandons the
+    request after ``LORRY_REQUEST_TIMEOUT`` (1 s here), retries it, and the version commits in
+    seconds. No request asks for ``Expect: 100-continue``, whose wait has no timeout."""
+    monkeypatch.setenv("LORRY_REQUEST_TIMEOUT", "1")
+    rng = random.Random(23)
+    files = {"notes.bin": write_random(tmp_path / "notes.bin", 100_000, rng),
+             "model.bin": write_random(tmp_path / "model.bin", 34 * MiB, rng)}
+    # Half of a stall's rate falls before the answer and half during it: 2.0 makes it certain before.
+    rig.proxy.faults = Faults(stall=2.0, stall_where=where, stall_seconds=60,
+                              only=lambda line: request_line in line.replace(f"/{rig.bucket}/", "/"), limit=1)
+    begin = time.monotonic()
+    with lorry.init(job_type="stall") as run:
+        artifact = lorry.Artifact("model", type="model")
+        for entry, path in files.items():
+            artifact.add_file(path, name=entry, policy="immutable")
+        run.log_artifact(artifact)
+        assert artifact.wait(timeout=20).version == "v0"
+    took = time.monotonic() - begin
+    assert rig.proxy.counts["stall"] == 1, rig.proxy.counts
+    if where == "answer":  # the proxy reads on, so it sees when the client gives up
+        assert len(rig.proxy.abandoned) == 1 and 0.9 <= rig.proxy.abandoned[0] < 3, rig.proxy.abandoned
+        assert rig.proxy.counts["stalls waited out"] == 0
+    assert took < 20, took
+    assert rig.proxy.expect_continue == []
+    assert rig.open_uploads() == []
+    print(f"\na request stalled ({where}) for up to 60 s: abandoned after "
+          f"{rig.proxy.abandoned or 'the timeout'} s, the version committed {took:.1f} s after the log")
+
+
+# -- damage on the way, and failures that do not pass -------------------------------------------------------
+
+
+@pytest.mark.parametrize("request_line", ["PUT /faults/blobs/", "partNumber=3"])
+def test_a_body_damaged_on_the_way_is_refused_by_the_server(
+    rig: Rig, tmp_path: Path, request_line: str
+) -> None:
+    """One byte of a blob's body (or of a part's) is changed between lorry and the server: the
+    ``Content-MD5`` lorry sends makes the server refuse it (``400 BadDigest``), the request is sent
+    again, and the store holds only the right bytes."""
+    rng = random.Random(29)
+    files = {"notes.bin": write_random(tmp_path / "notes.bin", 200_000, rng),
+             "model.bin": write_random(tmp_path / "model.bin", 34 * MiB, rng)}
+    aimed = lambda line: request_line in line.replace(f"/{rig.bucket}/", "/")  # noqa: E731
+    rig.proxy.faults = Faults(corrupt=1.0, only=aimed, limit=1)
+    with lorry.init(job_type="damaged") as run:
+        artifact = lorry.Artifact("model", type="model")
+        for entry, path in files.items():
+            artifact.add_file(path, name=entry, policy="immutable")
+        run.log_artifact(artifact)
+        assert artifact.wait(timeout=60).version == "v0"
+    assert rig.proxy.counts["corrupt"] == 1, rig.proxy.counts
+    assert rig.proxy.counts["status 400"] == 1, rig.proxy.counts  # BadDigest: the damage was refused
+    rig.proxy.quiet()
+    assert rig.open_uploads() == []
+    rig.check_blobs({digest_of(path.read_bytes()) for path in files.values()})
+
+
+def test_a_multipart_upload_that_fails_for_good_is_aborted(rig: Rig, tmp_path: Path) -> None:
+    """A part is refused with ``403 AccessDenied``, which no retry cures: the version fails at once,
+    naming the refusal, and the upload is aborted, so no orphaned multipart upload is left."""
+    data = write_random(tmp_path / "model.bin", 34 * MiB, random.Random(31))
+    rig.proxy.faults = Faults(denied=1.0, only=lambda line: "partNumber=2" in line, limit=1)
+    begin = time.monotonic()
+    with lorry.init(job_type="denied") as run:
+        artifact = lorry.Artifact("model", type="model")
+        artifact.add_file(data, policy="immutable")
+        run.log_artifact(artifact)
+        with pytest.raises(ArtifactFailedError) as failed:
+            artifact.wait(timeout=60)
+        with contextlib.suppress(ArtifactFailedError):
+            run.finish()
+    assert time.monotonic() - begin < 20
+    assert "AccessDenied" in str(failed.value.__cause__ or failed.value) or "denied" in str(failed.value)
+    assert rig.proxy.counts["denied"] == 1
+    rig.proxy.quiet()
+    assert rig.open_uploads() == []
 
 
 # -- one lost answer at the worst moment ---------------------------------------------------------------------
@@ -347,6 +444,8 @@ def test_training_loop_keeps_running_while_the_server_is_down(
     calls: list[float] = []
     contents: list[bytes] = []
     logged = []
+    arrivals: list[float] = []
+    rig.proxy.before = lambda line: arrivals.append(time.monotonic())
     loop_started = time.monotonic()
     run = lorry.init(job_type="train")
     for step in range(steps):
@@ -370,7 +469,14 @@ def test_training_loop_keeps_running_while_the_server_is_down(
     run.finish()
     spent = retry_stats().since(before)
 
-    assert max(calls) < 0.5, calls  # the loop never waited for the store
+    # The loop never waited for the store: a log is a queued job, not a request.
+    assert sorted(calls)[len(calls) // 2] < 0.001, calls
+    assert max(calls) < 0.05, calls
+    # Every failing request sleeps at most the 10 s backoff cap before it tries again: the first one
+    # reaches the server within the cap once it is back, and the rest follow it.
+    back = min(t for t in arrivals if t >= outage.came_back) - outage.came_back
+    assert back <= 10.5, back
+    assert committed < 10 + 8, committed
     assert [a.version for a in logged] == [f"v{i}" for i in range(steps)]
     for step in (0, outage.down_at, outage.down_at + 1, steps - 1):
         version = lorry.Api().artifact(f"checkpoints:v{step}")
@@ -428,10 +534,10 @@ def test_a_server_that_never_returns_fails_at_the_deadline_and_the_upload_resume
     assert rig.proxy.tripped.is_set()
     message = str(failed.value.__cause__ or failed.value)
     assert "retry deadline" in message and "LORRY_RETRY_DEADLINE" in message, message
-    assert deadline <= took < deadline + 10, took
+    # One request timeout (2 s) may run past the deadline; no backoff sleeps past it.
+    assert deadline <= took < deadline + 3, took
     begin = time.monotonic()
-    with pytest.raises(ArtifactFailedError, match="model"):
-        run.finish()
+    run.finish()  # the failure was raised by wait() already: not a second time
     finishing = time.monotonic() - begin
     assert finishing < 3, finishing  # the store is known to be gone: no second wait
     stored_parts = rig.server.admin().list_parts(
@@ -464,19 +570,12 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     mounted: list[Path] = []
 
     def mount(name: str, size_mb: int = 4, read_only: bool = False) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        options = f"size={size_mb}m,mode=0700" + (",ro" if read_only else "")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
-        mounted.append(point)
-        return point
+        mounted.append(mount_tmpfs(tmp_path / name, size_mb, read_only=read_only))
+        return mounted[-1]
 
     yield mount
     for point in reversed(mounted):
-        subprocess.run(["umount", "-l", str(point)], check=False)
+        unmount(point)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -488,7 +587,7 @@ def cache_is_consistent(cache: Path) -> int:
     blobs = [p for p in (cache / "blobs").rglob("*") if p.is_file()] if (cache / "blobs").exists() else []
     for blob in blobs:
         assert blob.name == digest_of(blob.read_bytes()), blob
-    assert not [p for p in (cache / "tmp").rglob("*") if p.is_file()] if (cache / "tmp").exists() else True
+    assert list(cache.glob("staging/*/download-*")) == []  # downloads on their way in, by Cache.temp_path
     return len(blobs)
 
 
@@ -646,17 +745,13 @@ def _run(*command: str, stdin: str | None = None) -> str:
 @pytest.fixture
 def lossy_link() -> Iterator[LossyLink]:
     missing = [tool for tool in ("ip", "nft") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} missing (scripts/servers/install.sh installs them)")
+    assert not missing, f"{' and '.join(missing)} missing: scripts/servers/install.sh installs them"
     tag = f"lf{uuid.uuid4().hex[:6]}"  # interface names have at most 15 characters
     link = LossyLink(client_ns=f"{tag}c", server_ns=f"{tag}s")
     made: list[str] = []
     try:
         for ns in (link.client_ns, link.server_ns):
-            try:
-                _run("ip", "netns", "add", ns)
-            except RuntimeError as exc:
-                pytest.skip(f"cannot make a network namespace here: {exc}")
+            _run("ip", "netns", "add", ns)  # needs root, as the suite runs in CI
             made.append(ns)
         # The veth ends are created inside the namespaces: nothing is added to the machine's own.
         _run("ip", "link", "add", f"{tag}x", "netns", link.client_ns, "type", "veth",
@@ -706,7 +801,7 @@ print(json.dumps({"versions": versions, "uploaded": uploaded, "elapsed": time.mo
 def test_packet_loss_on_a_veth_link_costs_time_not_data(
     rig: Rig, lossy_link: LossyLink, tmp_path: Path
 ) -> None:
-    """2 % of packets dropped each way (and the proxy's latency) between a client in one network
+    """5 % of packets dropped each way (and the proxy's latency) between a client in one network
     namespace and the server's side in another: TCP recovers, lorry's timeouts catch what it cannot."""
     rng = random.Random(13)
     source = tmp_path / "src"

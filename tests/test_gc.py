@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 import lorry
 from lorry.errors import ConflictError, CorruptRecordError
-from lorry.registry.maintenance import GC_STATE_KEY, collect_garbage, read_fence
+from lorry.registry.maintenance import GC_STATE_KEY, SETTLE, collect_garbage, read_fence, verify_store
 from lorry.registry.registry import blob_key, manifest_key
 from lorry.storage.base import OVERWRITE
 from lorry.storage.local import LocalStore
@@ -126,7 +128,11 @@ def test_one_gc_at_a_time_and_a_dead_one_expires() -> None:
         assert (await read_fence(store)).running
         with pytest.raises(ConflictError, match="another gc is running"):
             await collect_garbage(store, settle=0)
-        running["refreshed"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()  # it died
+        running["refreshed"] = (datetime.now(UTC) - timedelta(minutes=9)).isoformat()  # quiet, alive
+        await store.put(GC_STATE_KEY, json.dumps(running).encode(), OVERWRITE)
+        with pytest.raises(ConflictError, match="another gc is running"):
+            await collect_garbage(store, settle=0)
+        running["refreshed"] = (datetime.now(UTC) - timedelta(minutes=11)).isoformat()  # it died
         await store.put(GC_STATE_KEY, json.dumps(running).encode(), OVERWRITE)
         await collect_garbage(store, settle=0)
         assert not (await read_fence(store)).running
@@ -152,3 +158,62 @@ def test_verify_reports_damaged_and_dangling_aliases(history: lorry.Artifact) ->
     problems = {problem.key.rpartition("/")[2]: problem.message for problem in report.problems}
     assert set(problems) == {"broken.json", "dangling.json"}
     assert problems["dangling.json"] == "names v7, which does not exist"
+
+
+def test_gc_waits_five_seconds_between_announcing_itself_and_reading_the_versions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default wait, as it is: a log that read the fence before gc's record appeared has that
+    long to create its version, which gc then sees."""
+    store = LocalStore(store_path())
+    announced: list[float] = []
+    read: list[float] = []
+    real_put, real_list = store.put, store.list
+
+    async def put(key: str, data: bytes, mode: object = OVERWRITE) -> object:
+        result = await real_put(key, data, mode)  # type: ignore[arg-type]
+        if key == GC_STATE_KEY and json.loads(data)["state"] == "running" and not announced:
+            announced.append(time.monotonic())
+        return result
+
+    def listing(prefix: str) -> object:
+        if not read and announced:
+            read.append(time.monotonic())
+        return real_list(prefix)
+
+    monkeypatch.setattr(store, "put", put)
+    monkeypatch.setattr(store, "list", listing)
+    asyncio.run(collect_garbage(store))
+    assert announced and read
+    assert 5.0 <= read[0] - announced[0] < 6.0, read[0] - announced[0]
+
+
+def test_a_log_slow_to_commit_checks_a_third_time_and_repairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log takes longer than half the gc wait between its second check and its create, and a gc
+    (with a short wait here) runs in that time and removes the log's blobs, which no version names
+    yet: the log checks the fence a third time after its create and stores them again."""
+    from lorry.registry.registry import Registry
+
+    real_commit = Registry.commit
+    gc_done = threading.Event()
+    removed: list[int] = []
+
+    def gc_now() -> None:
+        report = asyncio.run(collect_garbage(LocalStore(store_path()), grace=timedelta(0), settle=0.5))
+        removed.append(report.blobs)
+        gc_done.set()
+
+    async def slow_commit(self: Registry, *args: object, **kwargs: object) -> object:
+        if not gc_done.is_set():
+            threading.Thread(target=gc_now).start()
+            await asyncio.to_thread(gc_done.wait, 30)
+            await asyncio.sleep(max(0.0, SETTLE / 2 + 0.2 - 0.5))  # past half the gc wait in all
+        return await real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Registry, "commit", slow_commit)
+    with lorry.init() as run:
+        artifact = logged(run, "slow", {"a.bin": os.urandom(5000), "b.txt": b"bee"})
+    assert removed and removed[0] == 2  # the gc did take the log's two blobs
+    report = asyncio.run(verify_store(LocalStore(store_path())))
+    assert report.ok, report.problems
+    artifact.verify(artifact.download())

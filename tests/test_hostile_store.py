@@ -196,8 +196,7 @@ class Scene:
             if path.is_file():  # downloads/<n>/root/<entry>
                 entry = "/".join(path.relative_to(self.downloads).parts[2:])
                 assert FILES.get(entry) == path.read_bytes(), f"{path} is not a complete, verified file"
-        if (self.cache / "tmp").exists():
-            assert list((self.cache / "tmp").iterdir()) == []
+        assert list(self.cache.glob("staging/*/download-*")) == []  # no download left half-way
         assert {p.name for p in self.tmp_path.iterdir()} <= self.before | {"downloads"}
         assert not (self.tmp_path.parent / ESCAPE).exists()
         assert not Path("/tmp", ESCAPE).exists()

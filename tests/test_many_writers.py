@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry, Manifest
-from lorry.registry.maintenance import collect_garbage, verify_store
+from lorry.registry.maintenance import SETTLE, collect_garbage, verify_store
 from lorry.registry.records import VersionRecord
-from lorry.registry.registry import Collection
+from lorry.registry.registry import Collection, blob_key
 from lorry.settings import Settings
-from lorry.storage.base import MultipartStore, Store
+from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, PutMode, Store
+from lorry.storage.local import LocalStore
 from lorry.transfer.engine import engine
 from tests.conftest import use_remote_store
 from tests.fixtures_gcs import start_emulator
@@ -65,9 +66,13 @@ def _store() -> Store:
 
 
 def _versions() -> list[VersionRecord]:
+    return _versions_of(ARTIFACT)
+
+
+def _versions_of(name: str) -> list[VersionRecord]:
     settings = _settings()
     registry = engine(settings).registry(settings)
-    return _bridge.run_sync(registry.versions(Collection(settings.entity, "stress", ARTIFACT)))
+    return _bridge.run_sync(registry.versions(Collection(settings.entity, "stress", name)))
 
 
 def _manifest_digest(key: str) -> str:
@@ -85,6 +90,10 @@ def _journal(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:  # the last line of a killed writer may be cut short
             continue
     return lines
+
+
+def _logged(journal: Path, kind: str) -> list[dict[str, Any]]:
+    return [e for e in _journal(journal) if e["kind"] == kind]
 
 
 def _start(worker: int, first: int, count: int, journal: Path) -> subprocess.Popen[bytes]:
@@ -161,9 +170,7 @@ def _check_invariants(journals: dict[int, Path]) -> list[VersionRecord]:
     return versions
 
 
-def test_many_writers_with_kills_keep_an_exact_history(
-    any_store: str, tmp_path: Path
-) -> None:
+def test_many_writers_with_kills_keep_an_exact_history(any_store: str, tmp_path: Path) -> None:
     journals = _run_writers(tmp_path, seed=hash(any_store) & 0xFFFF)
     versions = _check_invariants(journals)
 
@@ -172,14 +179,41 @@ def test_many_writers_with_kills_keep_an_exact_history(
     assert report.ok, report.problems
     assert report.versions == len(versions)
 
-    # A new process logs what the killed ones were logging: it commits normally, reusing what is stored.
-    leftovers = tmp_path / "journal-recovery.jsonl"
-    recovery = _start(0, LOGS, 5, leftovers)
-    assert recovery.wait(timeout=120) == 0, recovery.stderr.read() if recovery.stderr else ""
+    # A new process logs what the killed ones were logging when they died: it commits normally, to
+    # the version holding that content if the killed log got as far as its commit, else to a new one.
+    done_calls = {(w, e["call"]) for w, j in journals.items() for e in _logged(j, "done")}
+    cut_short = sorted({(w, e["call"]) for w, j in journals.items() for e in _logged(j, "intent")}
+                       - done_calls)
+    assert cut_short, "no log was cut short by a kill"
+    recovered = tmp_path / "journal-recovery.jsonl"
+    for worker, call in cut_short:
+        recovery = _start(worker, call, 1, recovered)
+        assert recovery.wait(timeout=120) == 0, recovery.stderr.read() if recovery.stderr else ""
+    now = _versions()
+    known = {v.manifest for v in versions}
+    redone = _logged(recovered, "done")
+    assert len(redone) == len(cut_short)
+    for entry in redone:
+        wanted = _manifest_digest(entry["key"])
+        assert now[entry["version"]].manifest == wanted
+        assert (entry["version"] < len(versions)) == (wanted in known)  # an existing version is reused
+    assert len(now) == len(versions) + len({_manifest_digest(e["key"]) for e in redone} - known)
 
-    # gc with no grace, while nobody writes: keeps every version's needs, removes the rest.
+    # gc with no grace, while nobody writes: keeps every version's needs, removes exactly the rest
+    # (what the killed logs left, and a blob planted as a crashed log of other content would leave).
+    orphan = os.urandom(1000)
+    _bridge.run_sync(store.put(blob_key(digest_bytes(orphan)), orphan))
+    registry = engine(_settings()).registry(_settings())
+    needed = set()
+    for version in now:
+        manifest = _bridge.run_sync(registry.get_manifest(version.manifest))
+        needed |= {entry.digest.split(":", 1)[1] for entry in manifest.values()}
+    stored = {meta.key.rsplit("/", 1)[1] for meta in _bridge.run_sync(_keys(store, "blobs/"))}
+    assert needed <= stored
     gc = _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.1))
-    assert gc.versions == len(_versions())
+    assert gc.versions == len(now)
+    assert gc.blobs == len(stored - needed) >= 1
+    assert {meta.key.rsplit("/", 1)[1] for meta in _bridge.run_sync(_keys(store, "blobs/"))} == needed
     after = _bridge.run_sync(verify_store(store))
     assert after.ok, after.problems
     if isinstance(store, MultipartStore):
@@ -195,6 +229,10 @@ def test_many_writers_with_kills_keep_an_exact_history(
     )
 
 
+async def _keys(store: Store, prefix: str) -> list[ObjectMeta]:
+    return [meta async for meta in store.list(prefix)]
+
+
 async def _open_uploads(store: MultipartStore) -> list[str]:
     return [u.key async for u in store.list_multipart("")]
 
@@ -207,8 +245,16 @@ def test_threads_of_one_process_share_one_history(any_store: str) -> None:
     threads, per_thread = 6, 5
     run = lorry.init(project="stress", job_type="threads")
     results: dict[int, list[lorry.Artifact]] = {}
+    failures: list[BaseException] = []
 
     def log(thread: int) -> None:
+        try:
+            log_all(thread)
+        except BaseException as exc:  # handed to the test's thread
+            failures.append(exc)
+            raise
+
+    def log_all(thread: int) -> None:
         mine = []
         for i in range(per_thread):
             artifact = lorry.Artifact(ARTIFACT, type="dataset")
@@ -225,6 +271,9 @@ def test_threads_of_one_process_share_one_history(any_store: str) -> None:
         worker.start()
     for worker in workers:
         worker.join(timeout=120)
+    assert not [w for w in workers if w.is_alive()], "a thread did not finish within 120 s"
+    assert not failures, failures
+    assert sorted(results) == list(range(threads))
     run.finish()
     versions = _versions()
     assert [v.version for v in versions] == list(range((threads - 1) * per_thread))
@@ -286,8 +335,11 @@ def test_gc_while_logging_never_breaks_a_version(tmp_path: Path, monkeypatch: py
                     assert writer.returncode == 0, writer.stderr.read() if writer.stderr else ""
                 writer = _start(1, batches * batch, batch, journal)
                 batches += 1
+            began_logging = len(_logged(journal, "intent")) > batch * (batches - 1)
             _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.2))
-            overlaps += writer.poll() is None  # this gc began and ended while the writer logged
+            # This gc ran across a log: the writer had begun logging when it started (not still
+            # importing) and had not committed its whole batch when it ended.
+            overlaps += began_logging and len(_logged(journal, "done")) < batch * batches
             time.sleep(0.5)  # gc back to back would starve the writer, which waits for a gap
         assert writer is not None
         assert writer.wait(timeout=60) == 0, writer.stderr.read() if writer.stderr else ""
@@ -390,10 +442,170 @@ def rclone_store(tmp_path: Path, aws_isolated: Path, monkeypatch: pytest.MonkeyP
         server.wait(timeout=10)
 
 
-def test_probe_runs_once_per_store(tmp_path: Path) -> None:
+class _Recording:
+    """A store that notes every write and delete it passes on."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        self.calls.append(("put", key, type(mode).__name__))
+        return await self.inner.put(key, data, mode)
+
+    async def delete(self, key: str) -> None:
+        self.calls.append(("delete", key, ""))
+        await self.inner.delete(key)
+
+
+def test_probe_runs_once_per_store(monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe costs four writes and a delete once per process and store, and leaves nothing."""
     from lorry.registry import safety
 
-    store = _store()
-    assert asyncio.run(safety.probe_conditional_writes(store)) is None
+    store = _Recording(LocalStore(Path(os.environ["LORRY_STORE"])))
+
+    async def ask_often() -> None:
+        await asyncio.gather(*(safety.require_conditional_writes(store) for _ in range(3)))  # type: ignore[arg-type]
+        await safety.require_conditional_writes(store)  # type: ignore[arg-type]
+
+    asyncio.run(ask_often())
+    assert [(call, mode) for call, _, mode in store.calls] == [
+        ("put", "Create"), ("put", "Create"), ("put", "Update"), ("put", "Update"), ("delete", ""),
+    ]
+    assert len({key for _, key, _ in store.calls}) == 1
+    assert store.calls[0][1].startswith(safety.PROBE_PREFIX)
     assert not list((Path(os.environ["LORRY_STORE"]) / "_lorry" / "probe").glob("*"))
+
+    # Through the API: two runs, three versions, one probe.
+    probes: list[str] = []
+    real = safety.probe_conditional_writes
+
+    async def counted(target: Store) -> str | None:
+        probes.append(target.url)
+        return await real(target)
+
+    monkeypatch.setattr(safety, "probe_conditional_writes", counted)
+    for round_ in range(2):
+        with lorry.init(project="stress") as run:
+            for i in range(2 - round_):
+                artifact = lorry.Artifact("probed", type="dataset")
+                with artifact.new_file("a.txt") as handle:
+                    handle.write(f"{round_}-{i}")
+                run.log_artifact(artifact)
+    assert len(_versions_of("probed")) == 3
+    assert len(probes) == 1, probes
+
+# -- deletes, expiry and distributed artifacts while others log ------------------------------------------
+
+SHARD = """
+import sys, lorry
+with lorry.init(project="stress", job_type="rank") as run:
+    shard = lorry.Artifact("spread", type="dataset")
+    with shard.new_file(f"rank-{sys.argv[1]}.bin", mode="wb") as f:
+        f.write(bytes([int(sys.argv[1])]) * 70_000)
+    run.upsert_artifact(shard, distributed_id="stress-job")
+"""
+
+
+# gc's wait between announcing itself and reading the versions must cover the slowest stretch a log
+# leaves unrepaired between its last look at the fence and its commit (SETTLE / 2): while deleted
+# versions' contents are logged again, gc runs against exactly the reuse the fence protects.
+SAFE_SETTLE = SETTLE / 2 + 0.5
+
+
+def _delete_and_collect_while(
+    procs: list[subprocess.Popen[bytes]],
+    shards: list[subprocess.Popen[bytes]],
+    store: Store,
+    rng: random.Random,
+) -> set[int]:
+    """Until the writers are done: every 0.3 s delete a random live version (aliases too); between
+    deletes, a gc with no grace, with a pause after each (logs wait while a gc runs)."""
+    deleted: set[int] = set()
+    deadline = time.monotonic() + DEADLINE
+    next_gc = time.monotonic() + 1.0
+    try:
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            live = _versions()
+            if live:
+                victim = rng.choice(live).version
+                lorry.Api().artifact(f"stress/{ARTIFACT}:v{victim}").delete(delete_aliases=True)
+                deleted.add(victim)
+            if time.monotonic() >= next_gc:
+                _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=SAFE_SETTLE))
+                next_gc = time.monotonic() + 2.0
+            time.sleep(0.3)
+        for proc in procs:
+            assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, (
+                proc.stderr.read() if proc.stderr else ""
+            )
+        assert [s.wait(timeout=60) for s in shards] == [0, 0]
+    finally:
+        for proc in [*procs, *shards]:
+            if proc.poll() is None:
+                proc.kill()
+    return deleted
+
+
+def test_deletes_expiry_and_upserts_while_others_log(any_store: str, tmp_path: Path) -> None:
+    """Writers log (with contents shared between them) while this process deletes versions, runs gc
+    with no grace, expires a version and assembles a distributed one from shard processes: afterwards
+    numbers are still gapless and never reused, no two live versions share content, every call's
+    version holds its content (deleted or not), latest is the highest live version, and a whole-store
+    verify finds nothing missing."""
+    writers, logs = 3, 10
+    rng = random.Random(hash(any_store) & 0xFFFF)
+    settings = _settings()
+    registry = engine(settings).registry(settings)
+    collection = Collection(settings.entity, "stress", ARTIFACT)
+    store = _store()
+    with lorry.init(project="stress") as run:
+        brief = lorry.Artifact("brief", type="dataset")
+        brief.ttl = timedelta(seconds=1)
+        with brief.new_file("b.txt") as handle:
+            handle.write("brief")
+        run.log_artifact(brief).wait()
+    journals = {w: tmp_path / f"journal-{w}.jsonl" for w in range(writers)}
+    procs = [_start(w, 0, logs, journals[w]) for w in range(writers)]
+    shards = [
+        subprocess.Popen([sys.executable, "-c", SHARD, str(rank)], env=dict(os.environ)) for rank in range(2)
+    ]
+    deleted = _delete_and_collect_while(procs, shards, store, rng)
+    with lorry.init(project="stress") as run:
+        whole = run.finish_artifact(lorry.Artifact("spread", type="dataset"), distributed_id="stress-job")
+    assert sorted(whole.manifest) == ["rank-0.bin", "rank-1.bin"]
+    assert deleted, "nothing was deleted while the writers ran"
+
+    records = _bridge.run_sync(registry.versions(collection, include_gone=True))
+    assert [r.version for r in records] == list(range(len(records)))  # gapless, never reused
+    live = [r for r in records if r.deleted_at is None]
+    assert len({r.manifest for r in live}) == len(live)
+    assert all(records[n].deleted_at is not None for n in deleted)
+    intents = [e for j in journals.values() for e in _journal(j) if e["kind"] == "intent"]
+    done = [e for j in journals.values() for e in _journal(j) if e["kind"] == "done"]
+    assert len(done) == writers * logs
+    expected = {e["key"]: _manifest_digest(e["key"]) for e in intents}
+    for entry in done:
+        assert records[entry["version"]].manifest == expected[entry["key"]], entry
+    latest = lorry.Api().artifact(f"stress/{ARTIFACT}:latest").version if live else None
+    assert latest == (f"v{live[-1].version}" if live else None)
+    expires = datetime.fromisoformat(brief.created_at) + timedelta(seconds=1)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds() + 0.05))  # a fast store's run
+    with pytest.raises(lorry.ArtifactDeletedError, match=r"expired|deleted"):
+        lorry.Api().artifact("stress/brief:v0")
+    _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=0.1))
+    # gc (this one, or one that ran meanwhile) turned the expired version into a deleted one, dated
+    # when it expired
+    (gone,) = _bridge.run_sync(
+        registry.versions(Collection(settings.entity, "stress", "brief"), include_gone=True)
+    )
+    assert gone.deleted_at is not None and datetime.fromisoformat(gone.deleted_at) == gone.expires_at()
+    report = _bridge.run_sync(verify_store(store))
+    assert report.ok, report.problems
+    for record in live[-2:]:
+        artifact = lorry.Api().artifact(f"stress/{ARTIFACT}:v{record.version}")
+        artifact.verify(artifact.download(tmp_path / f"v{record.version}"))
+    print(f"\n{any_store}: {len(records)} versions, {len(deleted)} deleted while {writers} writers logged")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import filecmp
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +14,18 @@ from pathlib import Path
 import pytest
 
 import lorry
+from lorry import _bridge
+from lorry.errors import ObjectNotFoundError, SourceChangedError
+from lorry.registry.registry import blob_key
+from lorry.settings import Settings
+from lorry.storage.base import CREATE, Store
 from lorry.storage.s3 import S3Store
 from lorry.transfer.cleanup import stale_uploads
+from lorry.transfer.engine import engine
+from lorry.transfer.files import FileStamp
+from lorry.transfer.upload import FileSource, _StampedFile
+from tests.conftest import use_remote_store
+from tests.fixtures_gcs import GCSStoreFactory
 from tests.fixtures_s3 import S3Server
 
 MiB = 1 << 20
@@ -45,9 +57,34 @@ def test_round_trip_small_and_multipart_files(remote_store: str, tmp_path: Path)
             assert (folder / "data" / name).read_bytes() == data
         assert used.metadata == {"n": 4}
         assert used.logged_by().job_type == "upload"  # type: ignore[union-attr]
-    # A second download comes from the cache, still verified.
+    # From here on the store has none of the blobs: what still works comes from the folder or the cache.
+    stamps = {name: _stamp(folder / "data" / name) for name in contents}
+    for entry in used.files():
+        _bridge.run_sync(_store().delete(blob_key(entry.digest or "")))
+    # A second download into the same folder fetches nothing: every file is kept as it is.
+    assert Path(lorry.Api().artifact("dataset:v0").download(tmp_path / "down")) == folder
+    assert {name: _stamp(folder / "data" / name) for name in contents} == stamps
+    # A download into a new folder comes from the cache, verified.
     again = Path(lorry.Api().artifact("dataset:v0").download(tmp_path / "again"))
-    assert (again / "data/big.bin").read_bytes() == contents["big.bin"]
+    assert {name: (again / "data" / name).read_bytes() for name in contents} == contents
+    # Files leave the cache by copy: writing to one cannot reach the cache (or the store).
+    cached = {p.stat().st_ino for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    big = again / "data/big.bin"
+    assert big.stat().st_nlink == 1 and big.stat().st_ino not in cached
+    with open(big, "r+b") as handle:
+        handle.write(b"overwritten")
+    third = Path(lorry.Api().artifact("dataset:v0").download(tmp_path / "third"))
+    assert (third / "data/big.bin").read_bytes() == contents["big.bin"]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """What changes when a file is written or replaced: its inode and its modification time."""
+    return path.stat().st_ino, path.stat().st_mtime_ns
+
+
+def _store() -> Store:
+    settings = Settings.load()
+    return engine(settings).store(settings.store)
 
 
 def test_versions_dedupe_and_call_order(remote_store: str) -> None:
@@ -78,15 +115,8 @@ def test_missing_blob_on_the_store_is_a_clear_error(remote_store: str, tmp_path:
             handle.write(b"payload")
         run.log_artifact(artifact)
         artifact.wait()
-    from lorry import _bridge
-    from lorry.registry.registry import blob_key
-    from lorry.settings import Settings
-    from lorry.transfer.engine import engine
-
-    settings = Settings.load()
-    store = engine(settings).store(settings.store)
     entry = artifact.get_entry("f.bin")
-    _bridge.run_sync(store.delete(blob_key(entry.digest or "")))
+    _bridge.run_sync(_store().delete(blob_key(entry.digest or "")))
     with pytest.raises(lorry.StoreError, match=r"f\.bin"):
         artifact.download(tmp_path / "d")
     assert not (tmp_path / "d/f.bin").exists()
@@ -121,3 +151,77 @@ async def stale_counts(store: S3Store) -> tuple[int, int]:
         return len(young), len(old)
     finally:
         await store.close()
+
+
+LOG_ONE_FILE = """
+import json, sys, lorry
+def peak():
+    # This process's own high-water mark (VmHWM): ru_maxrss would count the parent it was forked from.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+run = lorry.init(job_type="checkpoint")
+lorry.Api().artifact_collections(run.project, "model")  # the store and its client, opened
+before = peak()
+artifact = lorry.Artifact("checkpoint", type="model")
+artifact.add_file(sys.argv[1], policy="immutable")
+run.log_artifact(artifact)
+artifact.wait()
+run.finish()
+print(json.dumps({"before": before, "peak": peak()}))
+"""
+
+
+def test_a_large_file_goes_to_gcs_a_chunk_at_a_time(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """GCS has no multipart upload: a large file goes up as one resumable upload, read a chunk at a
+    time, so the memory it costs does not grow with the file (a 2 GiB file stays under 300 MiB)."""
+    use_remote_store("gcs", request, monkeypatch)
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "never")  # measured in the process that logs it
+    size = 160 * MiB
+    source = tmp_path / "model.bin"
+    with open(source, "wb") as handle:
+        block = os.urandom(MiB)
+        for i in range(size // MiB):
+            handle.write(i.to_bytes(8, "little") + block[8:])
+    result = subprocess.run(
+        [sys.executable, "-c", LOG_ONE_FILE, str(source)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(report)
+    assert report["peak"] - report["before"] < size // 4, report
+    folder = Path(lorry.Api().artifact("checkpoint:latest").download(tmp_path / "down"))
+    assert filecmp.cmp(folder / "model.bin", source, shallow=False)
+
+
+@pytest.mark.parametrize("change", ["grown", "shrunk", "rewritten"])
+def test_a_source_changed_while_streamed_stores_nothing(
+    gcs_store_factory: GCSStoreFactory, tmp_path: Path, change: str
+) -> None:
+    """The stream checks its source's stamp when its last bytes are read, before the last chunk of
+    the resumable upload goes out, so a changed source leaves no object with a wrong name."""
+    store = gcs_store_factory()
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(9 * MiB))
+    item = FileSource("source.bin", source, FileStamp.of(source), owned=False)
+    if change == "grown":
+        with open(source, "ab") as handle:
+            handle.write(b"more")
+    elif change == "shrunk":
+        os.truncate(source, 8 * MiB + 5)
+    else:
+        with open(source, "r+b") as handle:
+            handle.write(b"new")
+        os.utime(source, ns=(0, item.stamp.mtime_ns + 1))
+
+    async def body() -> None:
+        try:
+            with _StampedFile(item) as stream, pytest.raises(SourceChangedError):
+                await store.put("blob", stream, CREATE)
+            with pytest.raises(ObjectNotFoundError):
+                await store.head("blob")
+        finally:
+            await store.close()
+
+    asyncio.run(body())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from lorry.errors import AccessDeniedError, ObjectNotFoundError, TransientError, ValidationError
 from lorry.settings import Settings
+from lorry.storage.base import OVERWRITE, Body, ObjectMeta, PutMode, is_stream
 from lorry.storage.local import LocalStore
 from lorry.transfer.retry import RetryingStore, RetryPolicy
 
@@ -98,6 +100,33 @@ def test_a_dropped_download_resumes_from_its_byte_offset(tmp_path: Path) -> None
     inner.starts.clear()
     assert asyncio.run(store.get("blob", 10, 5000)) == data[10:5000]
     assert inner.starts == [10, 1010]
+
+
+class ResetMidPut(LocalStore):
+    """A local store whose first put reads part of its stream, then loses the connection."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.tries = 0
+
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        self.tries += 1
+        if self.tries == 1:
+            assert is_stream(data)
+            data.read(1000)
+            raise TransientError("connection reset by peer")
+        return await super().put(key, data, mode)
+
+
+def test_a_retried_put_of_a_stream_sends_it_again_from_where_it_started(tmp_path: Path) -> None:
+    inner = ResetMidPut(tmp_path / "store")
+    data = bytes(range(256)) * 40
+    stream = io.BytesIO(b"header" + data)
+    stream.seek(6)
+    meta = asyncio.run(RetryingStore(inner, policy([])).put("blob", stream))
+    assert inner.tries == 2
+    assert meta.size == len(data)
+    assert inner.path_of("blob").read_bytes() == data
 
 
 class FakeClock:

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3  # type: ignore[import-untyped]
 import pytest
@@ -54,7 +55,9 @@ from lorry.storage.base import CREATE, Update
 from lorry.storage.gcs import GCSStore
 from lorry.storage.options import StoreOptions
 from lorry.transfer import engine as engine_module
+from lorry.transfer.engine import engine
 from tests.conftest import logged
+from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import S3Server, _delete_bucket
 from tests.fixtures_tls import KMS_KEY_ID, Certificates, TLSCeph
 from tests.test_references import HttpSource, serve
@@ -299,10 +302,13 @@ def test_untrusted_certificate_is_refused_with_a_clear_error(
 ) -> None:
     monkeypatch.setenv("LORRY_STORE", f"s3://{tls_bucket()}/{PREFIX}")
     monkeypatch.delenv("LORRY_CA_BUNDLE")
+    monkeypatch.setenv("LORRY_RETRY_DEADLINE", "600")  # a retried refusal would take ten minutes
+    before = engine(lorry.Settings.load()).retries.copy()
     started = time.monotonic()
     with pytest.raises(lorry.UntrustedCertificateError) as refused:
         lorry.init()
-    assert time.monotonic() - started < 5  # final at once: never retried
+    assert time.monotonic() - started < 5
+    assert engine(lorry.Settings.load()).retries.since(before).retries == 0  # final at once: never retried
     message = str(refused.value)
     assert f"TLS certificate of {ceph_rgw_tls.https_endpoint} is not trusted" in message
     assert "LORRY_CA_BUNDLE" in message
@@ -480,26 +486,56 @@ def test_store_and_cache_files_are_owner_only_under_umask_0(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
+    """Each kind of file the cache holds is seen while it exists: a staging snapshot, an upload
+    journal (kept by an upload cut off by a server that went away), downloaded blobs."""
     monkeypatch.setenv("LORRY_STORE", s3_bucket(moto_server))
+    upstream = urlsplit(moto_server.endpoint)
+    assert upstream.hostname is not None and upstream.port is not None
+    proxy = FaultProxy((upstream.hostname, upstream.port)).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setenv("LORRY_RETRY_DEADLINE", "1")
+    cache = tmp_path / "cache"
+    seen: dict[str, list[Path]] = {}
+
+    def modes() -> tuple[dict[Path, int], dict[Path, int]]:
+        files = [p for p in cache.rglob("*") if p.is_file()]
+        folders = [cache, *(p for p in cache.rglob("*") if p.is_dir())]
+        return {p: p.stat().st_mode & 0o777 for p in files}, {p: p.stat().st_mode & 0o777 for p in folders}
+
+    def owner_only(kind: str, under: str) -> None:
+        files, folders = modes()
+        seen[kind] = [p for p in files if under in p.relative_to(cache).parts]
+        assert seen[kind], f"no {kind} in {sorted(files)}"
+        assert files == dict.fromkeys(files, 0o600)
+        assert folders == dict.fromkeys(folders, 0o700)
+
     previous = os.umask(0)
     try:
         with lorry.init() as run:
             artifact = logged(run, "private", {"a.bin": b"a" * 100, "b.bin": os.urandom(3 << 20)})
-            with open(tmp_path / "mutable.bin", "wb") as handle:
-                handle.write(b"snapshotted into the staging area")
+            (tmp_path / "mutable.bin").write_bytes(b"snapshotted into the staging area")
             more = lorry.Artifact("private-2", type="dataset")
             more.add_file(str(tmp_path / "mutable.bin"))
+            owner_only("staging snapshot", "staging")  # taken at add_file, removed once stored
             run.log_artifact(more)
             more.wait()
+
+            (tmp_path / "large.bin").write_bytes(os.urandom(MULTIPART))
+            proxy.down_when(lambda line: "partNumber=2" in line)
+            cut_off = lorry.Artifact("private-3", type="dataset")
+            cut_off.add_file(str(tmp_path / "large.bin"), policy="immutable")
+            run.log_artifact(cut_off)
+            with pytest.raises(lorry.ArtifactFailedError):
+                cut_off.wait(timeout=60)
+            owner_only("upload journal", "uploads")  # kept for the next attempt to resume
+            with contextlib.suppress(lorry.ArtifactFailedError):
+                run.finish()
+        proxy.up()
         artifact.download(tmp_path / "down")
+        owner_only("downloaded blob", "blobs")
     finally:
         os.umask(previous)
-    cache = tmp_path / "cache"
-    files = [p for p in cache.rglob("*") if p.is_file()]
-    folders = [cache, *(p for p in cache.rglob("*") if p.is_dir())]
-    assert len(files) >= 2  # the downloaded blobs
-    assert {p: p.stat().st_mode & 0o777 for p in files} == dict.fromkeys(files, 0o600)
-    assert {p: p.stat().st_mode & 0o777 for p in folders} == dict.fromkeys(folders, 0o700)
+        proxy.close()
 
 
 # -- references ---------------------------------------------------------------------------------------

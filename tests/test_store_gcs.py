@@ -1,20 +1,25 @@
 """The GCS store: the conformance suite on gcp-storage-emulator, and request-level tests.
 
-The emulator ignores ``ifGenerationMatch``, so the conformance tests of conditional writes are known
-failures there (strict xfails: if the emulator starts honouring preconditions, they are noticed). The
-same semantics are covered below against a small aiohttp server on 127.0.0.1 that records every request
-and answers as GCS documents it: the right query parameters go out, and a 412 comes back as
-``ConflictError``. That server also pages listings (the emulator never does), answers 416 for a range
-past the end, and refuses credentials.
+The emulator as it ships ignores ``ifGenerationMatch``. The conformance suite (and the many-writers
+runs) use it with GCS's precondition check added in front of its upload handler by the tests
+(``tests/gcs_emulator.py``), so the conditional-write tests pass there against that check, not against
+the emulator's own code; the check itself is tested below (it refuses what GCS refuses, and the
+emulator without it does not). The emulator as it ships is refused by lorry's probe
+(``test_many_writers.py``). What lorry sends is pinned by a small aiohttp server on 127.0.0.1 that
+records every request and answers as GCS documents it: the right query parameters go out, and a 412
+comes back as ``ConflictError``. That server also pages listings (the emulator never does), answers
+416 for a range past the end, and refuses credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -22,10 +27,10 @@ import pytest
 from aiohttp import web
 
 from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
-from lorry.storage.base import CREATE, OVERWRITE, ObjectMeta, Store, Update
+from lorry.storage.base import CREATE, OVERWRITE, ObjectMeta, Update
 from lorry.storage.gcs import GCSStore
 from tests.conformance import StoreConformance, listing, run
-from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory
+from tests.fixtures_gcs import GCSEmulator, GCSStoreFactory, start_emulator
 
 
 class TestGCSStore(StoreConformance):
@@ -57,6 +62,34 @@ class TestGCSStoreUnderPrefix(TestGCSStore):
 
 
 # -- the store on the emulator, beyond the conformance suite ----------------------------------------
+
+
+def test_the_precondition_check_added_to_the_emulator_refuses_what_gcs_refuses(
+    gcs_emulator: GCSEmulator, tmp_path: Path
+) -> None:
+    """``ifGenerationMatch=0`` creates only a missing object, ``ifGenerationMatch=G`` replaces only
+    generation G, and a refusal is GCS's ``412 conditionNotMet``; the emulator as it ships takes both."""
+
+    def upload(emulator: GCSEmulator, bucket: str, generation: str, body: bytes) -> tuple[int, bytes]:
+        query = f"uploadType=media&name=obj&ifGenerationMatch={generation}"
+        return emulator.request("POST", f"/upload/storage/v1/b/{bucket}/o?{query}", body)
+
+    gcs_emulator.create_bucket("lorry-shim")
+    status, first = upload(gcs_emulator, "lorry-shim", "0", b"one")
+    assert status == 200
+    live = json.loads(first)["generation"]
+    status, refused = upload(gcs_emulator, "lorry-shim", "0", b"two")  # exists: no second create
+    assert status == 412 and b"conditionNotMet" in refused
+    assert upload(gcs_emulator, "lorry-shim", str(int(live) + 1), b"two")[0] == 412  # a stale swap
+    status, swapped = upload(gcs_emulator, "lorry-shim", live, b"two")
+    assert status == 200 and json.loads(swapped)["generation"] != live
+    assert gcs_emulator.request("GET", "/storage/v1/b/lorry-shim/o/obj?alt=media") == (200, b"two")
+    gcs_emulator.wipe()
+
+    with start_emulator(tmp_path, preconditions=False) as plain:  # why the check is added
+        plain.create_bucket("lorry-plain")
+        assert upload(plain, "lorry-plain", "0", b"one")[0] == 200
+        assert upload(plain, "lorry-plain", "0", b"two")[0] == 200
 
 
 def test_special_keys_except_semicolon(gcs_store_factory: GCSStoreFactory) -> None:
@@ -273,6 +306,68 @@ def test_overwrite_sends_no_precondition_and_reads_the_generation() -> None:
     asyncio.run(body())
 
 
+def test_a_large_stream_goes_up_as_a_resumable_upload_in_chunks() -> None:
+    """Each chunk is one request with its Content-Range; a chunk the server kept only part of (its
+    308 says how much) is sent again from there; the preconditions go with the session's start."""
+    chunk = 256 << 10
+    data = bytes(range(256)) * (3 * chunk // 256) + b"tail"
+    received = bytearray()
+    ranges: list[str] = []
+
+    async def resumable(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            return web.Response(headers={"Location": str(request.url.with_path("/session/7"))})
+        content_range = request.headers["Content-Range"]
+        ranges.append(content_range)
+        first = int(content_range.split()[1].split("-")[0])
+        body = await request.read()
+        assert first == len(received)  # bytes strictly in order, none skipped or repeated
+        kept = body if len(ranges) != 1 else body[: chunk // 2]  # the first chunk only half persisted
+        received.extend(kept)
+        if len(received) < len(data):
+            return web.Response(status=308, headers={"Range": f"bytes=0-{len(received) - 1}"})
+        return web.json_response(resource("pre/big", len(received), 9))
+
+    async def body() -> None:
+        async with recording_server(resumable) as (server, recorder):
+            store = GCSStore("bkt", "pre", endpoint=server.endpoint, upload_chunk_size=chunk)
+            try:
+                meta = await store.put("big", io.BytesIO(data), CREATE)
+            finally:
+                await store.close()
+            assert meta == ObjectMeta(key="big", size=len(data), etag="9")
+            assert bytes(received) == data
+            start = recorder.seen[0]
+            assert (start.method, start.path) == ("POST", "/upload/storage/v1/b/bkt/o")
+            assert start.query == {"name": "pre/big", "uploadType": "resumable", "ifGenerationMatch": "0"}
+            assert start.headers["X-Upload-Content-Length"] == str(len(data))
+            size = len(data)
+            half = chunk // 2
+            assert ranges == [
+                f"bytes 0-{chunk - 1}/{size}",
+                f"bytes {half}-{half + chunk - 1}/{size}",
+                f"bytes {half + chunk}-{half + 2 * chunk - 1}/{size}",
+                f"bytes {half + 2 * chunk}-{size - 1}/{size}",
+            ]
+
+    asyncio.run(body())
+
+
+def test_a_resumable_upload_refused_by_its_precondition_is_a_conflict() -> None:
+    async def body() -> None:
+        async with recording_server(precondition_failed) as (server, recorder):
+            store = GCSStore("bkt", "pre", endpoint=server.endpoint, upload_chunk_size=256 << 10)
+            try:
+                with pytest.raises(ConflictError, match="already exists"):
+                    await store.put("big", io.BytesIO(bytes(300 << 10)), CREATE)
+            finally:
+                await store.close()
+            [seen] = recorder.seen  # no bytes sent after the refusal
+            assert seen.query["uploadType"] == "resumable"
+
+    asyncio.run(body())
+
+
 def test_list_follows_next_page_token() -> None:
     names = ["pre/a/1", "pre/a/2", "pre/a/3", "pre/a/4", "pre/a/5"]
 
@@ -391,10 +486,6 @@ def test_unreachable_server_is_a_store_error() -> None:
         await store.close()
 
     asyncio.run(body())
-
-
-def test_store_protocol() -> None:
-    assert isinstance(GCSStore("b", endpoint="http://127.0.0.1:1"), Store)
 
 
 # -- generations, for references ------------------------------------------------------------------------

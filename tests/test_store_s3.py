@@ -7,17 +7,19 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 
 from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
-from lorry.storage.base import CREATE, MultipartStore, Store, Update
+from lorry.storage.base import CREATE, Update
 from lorry.storage.s3 import S3Store
-from tests.conformance import StoreConformance, listing, run
+from tests.conformance import MultipartConformance, listing, payload, run
+from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import MakeStore, S3Server
 
 
-class TestCephStore(StoreConformance):
+class TestCephStore(MultipartConformance):
     KNOWN_FAILURES: ClassVar[Mapping[str, str]] = {
         "test_complete_create_on_existing_key": (
             "Ceph RGW 16.2 ignores If-None-Match on CompleteMultipartUpload and overwrites the object"
@@ -29,16 +31,26 @@ class TestCephStore(StoreConformance):
         return s3_store(ceph_rgw)
 
 
-class TestMotoStore(StoreConformance):
+class TestMotoStore(MultipartConformance):
+
     @pytest.fixture
     def store(self, moto_server: S3Server, s3_store: MakeStore) -> S3Store:
         return s3_store(moto_server)
 
 
-def test_is_a_multipart_store() -> None:
-    store = S3Store("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
-    assert isinstance(store, Store)
-    assert isinstance(store, MultipartStore)
+class TestMotoStoreThroughBotocore(MultipartConformance):
+    """The suite with every call through aiobotocore, as on AWS itself (where no endpoint URL is set
+    and the direct client is never made): moto, since AWS cannot be reached from the tests."""
+
+    @pytest.fixture
+    def store(self, moto_server: S3Server, s3_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+        store = s3_store(moto_server)
+
+        async def no_direct_client() -> None:
+            return None
+
+        monkeypatch.setattr(store, "_direct", no_direct_client)
+        return store
 
 
 @pytest.mark.parametrize(
@@ -96,18 +108,30 @@ def test_store_at_bucket_root(moto_server: S3Server, s3_store: MakeStore) -> Non
     run(store, body())
 
 
-def test_client_configuration(moto_server: S3Server, s3_store: MakeStore) -> None:
-    store = s3_store(moto_server, max_pool_connections=7)
+def test_connections_are_bounded_by_the_pool(ceph_rgw: S3Server, s3_store: MakeStore) -> None:
+    """40 calls at once through a store of 3 connections: the server sees at most 3 requests at a
+    time (counted by a proxy in front of it), on at most 3 connections per client, path-style."""
+    upstream = urlsplit(ceph_rgw.endpoint)
+    assert upstream.hostname is not None and upstream.port is not None
+    proxy = FaultProxy((upstream.hostname, upstream.port)).start()
+    lines: list[str] = []
+    proxy.before = lines.append
+    store = s3_store(ceph_rgw, max_pool_connections=3, endpoint_url=proxy.endpoint)
 
     async def body() -> None:
-        await store.put("k", b"v")
-        config = (await store._client()).meta.config
-        assert config.max_pool_connections == 7
-        assert config.s3["addressing_style"] == "path"
-        assert config.request_checksum_calculation == "when_required"
-        assert config.response_checksum_validation == "when_required"
+        await asyncio.gather(*(store.put(f"k{i}", payload(64 << 10, i)) for i in range(20)))
+        reads = [store.get(f"k{i}") for i in range(10)]
+        await asyncio.gather(*reads, *(listing(store, "") for _ in range(10)))
 
-    run(store, body())
+    try:
+        run(store, body())
+    finally:
+        proxy.close()
+    assert len(lines) >= 40
+    assert 1 < proxy.peak_in_flight <= 3, proxy.peak_in_flight
+    assert proxy.counts["connections"] <= 6, proxy.counts  # one pool for object calls, one for the rest
+    bucket = store.bucket
+    assert all(line.split()[1].startswith(f"/{bucket}") for line in lines), lines[:3]  # path-style
 
 
 def test_wrong_credentials_on_ceph(ceph_rgw: S3Server, s3_store: MakeStore) -> None:

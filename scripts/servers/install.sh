@@ -2,6 +2,7 @@
 # Install what the test servers need and the machine may lack (idempotent, quiet).
 # Ceph RGW comes from Debian; moto and the GCS emulator are Python packages in the dev extras.
 # iproute2 (ip) and nftables (nft) build the lossy link between network namespaces of tests/test_faults.py.
+# chromium (driven by Playwright, with chromium-driver for Selenium users) runs the web UI's browser tests.
 set -euo pipefail
 here="$(dirname "$0")"
 bash "$here/ceph-rgw.sh" install
@@ -9,9 +10,11 @@ bash "$here/ceph-rgw.sh" install
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ $(id -u) -ne 0 ]]; then
-        echo "install.sh: ${missing[*]} missing (run as root to install); the packet loss test will skip" >&2
+        echo "install.sh: ${missing[*]} missing (run as root to install); the packet loss and browser tests will fail" >&2
         exit 0
     fi
     echo "install.sh: installing ${missing[*]}" >&2

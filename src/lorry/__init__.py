@@ -14,8 +14,10 @@ it::
 from typing import Any
 
 from lorry.api import Api, ArtifactCollection
-from lorry.artifact import Artifact, ArtifactEntry, LoggedRun
+from lorry.artifact import Artifact, ArtifactEntry, ArtifactTTL, LoggedRun
 from lorry.errors import (
+    AccessDeniedError,
+    ArtifactDeletedError,
     ArtifactFailedError,
     ArtifactNotFoundError,
     ConflictError,
@@ -31,23 +33,30 @@ from lorry.errors import (
     RunNotFoundError,
     SourceChangedError,
     StoreError,
+    StoreNotFoundError,
+    TransientError,
     UnsafeStoreError,
     UntrustedCertificateError,
     UsageError,
     ValidationError,
 )
-from lorry.runs import Run, finish, init, log_artifact, use_artifact
+from lorry.model.retention import BestRule, RetentionPolicy
+from lorry.runs import Run, finish, init, log, log_artifact, use_artifact
 from lorry.settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
     "Api",
     "Artifact",
     "ArtifactCollection",
+    "ArtifactDeletedError",
     "ArtifactEntry",
     "ArtifactFailedError",
     "ArtifactNotFoundError",
+    "ArtifactTTL",
+    "BestRule",
     "ConflictError",
     "CorruptRecordError",
     "IntegrityError",
@@ -59,11 +68,14 @@ __all__ = [
     "LorryError",
     "NotFoundError",
     "ObjectNotFoundError",
+    "RetentionPolicy",
     "Run",
     "RunNotFoundError",
     "Settings",
     "SourceChangedError",
     "StoreError",
+    "StoreNotFoundError",
+    "TransientError",
     "UnsafeStoreError",
     "UntrustedCertificateError",
     "UsageError",
@@ -71,6 +83,7 @@ __all__ = [
     "__version__",
     "finish",
     "init",
+    "log",
     "log_artifact",
     "use_artifact",
 ]

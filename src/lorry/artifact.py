@@ -15,39 +15,54 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import errno
 import fcntl
 import itertools
+import logging
 import os
 import posixpath
 import shutil
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from lorry import _bridge
+from lorry._compat import accept_unused, note_once
 from lorry.cache import Cache
 from lorry.errors import (
     ArtifactFailedError,
     IntegrityError,
     LocalFileError,
+    NotFoundError,
+    ObjectNotFoundError,
+    StoreError,
     UsageError,
     ValidationError,
 )
 from lorry.model.manifest import Entry, EntryLayout, Manifest, Rows, normalize_entry_path
 from lorry.model.metadata import validate_metadata
-from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_type, version_alias
+from lorry.model.names import (
+    LATEST,
+    check_latest,
+    validate_alias,
+    validate_artifact_name,
+    validate_tags,
+    validate_type,
+    version_alias,
+)
 from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, Registry
+from lorry.registry.registry import Collection, Registry, ShardRecord, blob_key, check_live
 from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine, gather_all
-from lorry.transfer.files import FileStamp, local_error, matches, safe_target
+from lorry.transfer.files import FileStamp, Targets, local_error, matches, owner_only
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.progress import progress
@@ -57,13 +72,22 @@ if TYPE_CHECKING:
     from lorry.runs import Run
     from lorry.storage.base import Store
 
+log = logging.getLogger("lorry")
+
 POLICIES = ("mutable", "immutable")
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a snapshot that failed for want of room
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing the snapshot can fail so
 _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) instead of copying
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class ArtifactTTL(enum.Enum):
+    """``artifact.ttl = ArtifactTTL.INHERIT``: the original's team default. There are no teams here,
+    so it means what ``None`` means: no time to live."""
+
+    INHERIT = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +112,11 @@ class Artifact:
         type: str = "unspecified",
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
+        use_as: str | None = None,
     ) -> None:
+        """``incremental=True``: the version logged holds the collection's latest version's entries
+        plus what this artifact adds (same names replaced); ``use_as`` is kept and otherwise unused."""
         self._name = validate_artifact_name(name)
         self._type = validate_type(type)
         self.description = description
@@ -100,12 +128,23 @@ class Artifact:
         self._layout = EntryLayout()  # no name both a file and a folder
         self._staging: Path | None = None
         self._staged_names = itertools.count()  # the staging folder is this artifact's own
+        self._drop_staging: weakref.finalize[Any, Any] | None = None
         self._pending: concurrent.futures.Future[_Logged] | None = None
+        self._failure_seen = False  # a failed log was raised to the user (by wait() or an attribute)
         self._logged: _Logged | None = None
         self._manifest: Manifest | None = None
         self._saved_aliases: list[str] = []
         self._counters = Counters()  # progress of logging, read by progress bars
         self._progress: bool | None = None
+        self._tags: list[str] = []
+        self._ttl: timedelta | None = None
+        self._incremental = bool(incremental)
+        self.use_as = use_as
+        accept_unused("Artifact", "use_as", use_as, None, "it is deprecated in the original API too")
+        # Entries of an earlier version carried into this draft (new_draft): already stored, so they
+        # are neither read nor hashed nor sent again.
+        self._carried: dict[str, Entry] = {}
+        self._shard: concurrent.futures.Future[None] | None = None  # upsert_artifact's storing
 
     def __repr__(self) -> str:
         if self._logged is not None:
@@ -162,19 +201,61 @@ class Artifact:
             raise ValidationError("aliases must be a list of strings, not one string")
         self._aliases = list(value)
 
+    @property
+    def tags(self) -> list[str]:
+        """The version's tags. Edit (or assign), then ``save()``; a draft takes them when logged."""
+        self._sync()
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Sequence[str]) -> None:
+        self._sync()
+        self._tags = list(validate_tags(value))
+
+    @property
+    def ttl(self) -> timedelta | None:
+        """Time to live, from the version's creation: once it has passed the version is no longer
+        served and ``lorry gc`` deletes it. ``None`` (the default): kept until deleted."""
+        self._sync()
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, value: timedelta | ArtifactTTL | None) -> None:
+        self._sync()
+        if value is ArtifactTTL.INHERIT:
+            note_once("ttl:inherit", "ArtifactTTL.INHERIT means no ttl in lorry: there is no team default")
+            value = None
+        if value is not None and not isinstance(value, timedelta):
+            raise ValidationError(f"ttl must be a datetime.timedelta or None, not {type(value).__name__}")
+        if value is not None and value.total_seconds() <= 0:
+            raise ValidationError(f"ttl must be positive, not {value}")
+        self._ttl = value
+
+    @property
+    def incremental(self) -> bool:
+        return self._incremental
+
     # -- building ---------------------------------------------------------------------------------------
 
     def add_file(
-        self, local_path: str | os.PathLike[str], name: str | None = None, policy: str = "mutable"
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        is_tmp: bool | None = False,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        overwrite: bool = False,
     ) -> ArtifactEntry:
         """Add one file, stored as ``name`` (default: the file's own name).
 
         ``policy="mutable"`` snapshots the file now, so later writes to it do not change what is
         logged; ``"immutable"`` promises the file will not change (no copy is made) and fails the
-        version if it does.
+        version if it does. ``overwrite=True`` replaces an entry of the same name. (Uploaded files
+        never go into the download cache, so ``skip_cache`` holds already.)
         """
         self._check_draft("add files to")
-        _check_policy(policy)
+        policy = _check_policy(policy)
+        accept_unused("add_file", "is_tmp", is_tmp, False, "entries keep the name they are given")
         path = Path(local_path)
         if path.is_dir():
             raise LocalFileError(f"{path} is a directory; use add_dir to add a directory")
@@ -185,19 +266,28 @@ class Artifact:
         if not os.access(path, os.R_OK):
             raise LocalFileError(f"cannot add {path}: permission denied")
         entry_name = normalize_entry_path(name if name is not None else path.name)
+        if overwrite:
+            self._forget(entry_name)
         self._add_source(entry_name, path, policy)
         return ArtifactEntry(self, Entry(entry_name, None, path.stat().st_size))
 
     def add_dir(
-        self, local_path: str | os.PathLike[str], name: str | None = None, policy: str = "mutable"
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        merge: bool = False,
     ) -> None:
         """Add every file below a directory, as ``name/<relative path>`` (or ``<relative path>``).
 
         Symbolic links are followed: a link to a file adds that file's content, a link to a directory
-        adds that directory's files. A dangling link or a link cycle is an error naming it.
+        adds that directory's files. A dangling link or a link cycle is an error naming it. A name
+        already in the artifact is an error, unless ``merge=True``: then the new file replaces it
+        (nothing is removed).
         """
         self._check_draft("add files to")
-        _check_policy(policy)
+        policy = _check_policy(policy)
         root = Path(local_path)
         if not root.exists():
             raise LocalFileError(f"cannot add {root}: no such directory")
@@ -208,9 +298,11 @@ class Artifact:
         try:  # file by file as the walk finds them: a million files are never all held at once
             for relative, path in _walk_files(root):
                 entry_name = normalize_entry_path(posixpath.join(prefix, relative) if prefix else relative)
+                if merge and self._origins.get(entry_name) != _identity(path):
+                    self._forget(entry_name)
                 if self._add_source(entry_name, path, policy):
                     added.append(entry_name)
-        except BaseException:  # all or nothing: what this call added goes again
+        except BaseException:  # what this call added goes again (an entry merge replaced stays replaced)
             for entry_name in added:
                 self._drop(entry_name)
             raise
@@ -220,25 +312,40 @@ class Artifact:
         """A new file to write; when the ``with`` block ends it is added as ``name``."""
         self._check_draft("add files to")
         entry_name = normalize_entry_path(name)
-        if entry_name in self._files or entry_name in self._refs:
+        if self._has(entry_name):
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
         self._layout.check(entry_name)
         if not set(mode) <= set("wxab+t") or not set(mode) & set("wxa"):
             raise ValidationError(f"new_file mode must be a write mode such as 'w' or 'wb', not {mode!r}")
         staged = self._staged_path()
-        with open(staged, mode, encoding=encoding) as handle:
+        with open(staged, mode, encoding=encoding, opener=owner_only) as handle:
             yield handle
-        os.chmod(staged, 0o600)
-        if entry_name in self._files or entry_name in self._refs:  # taken while the block ran
+        if self._has(entry_name):  # taken while the block ran
             raise ValidationError(f"entry {entry_name!r} is already in this artifact")
         self._layout.add(entry_name)
         self._files[entry_name] = FileSource(entry_name, staged, FileStamp.of(Path(staged)), owned=True)
 
     def add_reference(
-        self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None
+        self,
+        uri: str | ArtifactEntry,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
     ) -> list[ArtifactEntry]:
-        """Track a URI instead of storing its content; a prefix or folder adds each object below it."""
+        """Track a URI instead of storing its content; a prefix or folder adds each object below it.
+
+        An entry of another logged artifact (``other.get_entry("x")``) is added as it is, under
+        ``name`` (default: its own path): its content is already stored, so nothing is read or sent."""
         self._check_draft("add references to")
+        if isinstance(uri, ArtifactEntry):
+            if uri.digest is None and uri.ref() is None:
+                raise ValidationError(f"entry {uri.path!r} belongs to an artifact not logged yet")
+            entry = replace(uri._entry, path=normalize_entry_path(name if name is not None else uri.path))
+            if self._has(entry.path) and self._carried.get(entry.path) != entry:
+                raise ValidationError(f"entry {entry.path!r} is already in this artifact with other content")
+            self._layout.add(entry.path)
+            self._carried[entry.path] = entry
+            return [ArtifactEntry(self, entry)]
         if not isinstance(uri, str):
             raise ValidationError(f"reference URI must be a string, not {type(uri).__name__}")
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):
@@ -246,7 +353,11 @@ class Artifact:
         entries = refs.resolve(uri, name, checksum, max_objects)
         trial = self._layout.copy()
         for entry in entries:
-            if entry.path in self._files or (entry.path in self._refs and self._refs[entry.path] != entry):
+            if (
+                entry.path in self._files
+                or entry.path in self._carried
+                or (entry.path in self._refs and self._refs[entry.path] != entry)
+            ):
                 raise ValidationError(f"entry {entry.path!r} is already in this artifact with other content")
             trial.add(entry.path)
         for entry in entries:
@@ -259,7 +370,8 @@ class Artifact:
         self._check_draft("remove files from")
         target = normalize_entry_path(name)
         removed = False
-        for table in (self._files, self._refs):
+        tables: tuple[dict[str, Any], ...] = (self._files, self._refs, self._carried)
+        for table in tables:
             for key in [k for k in table if k == target or k.startswith(target + "/")]:
                 del table[key]
                 self._origins.pop(key, None)
@@ -268,14 +380,39 @@ class Artifact:
         if not removed:
             raise LocalFileError(f"artifact {self._name} has no entry {target!r}")
 
-    def _add_source(self, entry_name: str, path: str | Path, policy: str) -> bool:
-        """Add a file as ``entry_name``; False if this very file is already there under that name."""
+    def _has(self, entry_name: str) -> bool:
+        return entry_name in self._files or entry_name in self._refs or entry_name in self._carried
+
+    def _check_free(self, entry_name: str, path: str | Path) -> None:
+        """Refuse to put ``path`` under a name that holds something else (the same file is fine)."""
         if entry_name in self._refs:
             raise ValidationError(f"entry {entry_name!r} is already a reference in this artifact")
+        if entry_name in self._carried:
+            raise ValidationError(
+                f"entry {entry_name!r} is already in this artifact (from the version it was drafted "
+                "from); pass overwrite=True (add_dir: merge=True) to replace it"
+            )
+        if entry_name in self._files and self._origins.get(entry_name) != _identity(path):
+            raise ValidationError(
+                f"two different files under one entry name {entry_name!r}; pass overwrite=True "
+                "(add_dir: merge=True) to replace it"
+            )
+
+    def _forget(self, entry_name: str) -> None:
+        """Drop whatever entry ``entry_name`` holds (for overwrite and merge)."""
         if entry_name in self._files:
-            if self._origins.get(entry_name) == _identity(path):
-                return False  # the same file added twice
-            raise ValidationError(f"two different files under one entry name {entry_name!r}")
+            self._drop(entry_name)
+        elif self._has(entry_name):
+            self._refs.pop(entry_name, None)
+            self._carried.pop(entry_name, None)
+            self._origins.pop(entry_name, None)
+            self._layout.discard(entry_name)
+
+    def _add_source(self, entry_name: str, path: str | Path, policy: str) -> bool:
+        """Add a file as ``entry_name``; False if this very file is already there under that name."""
+        self._check_free(entry_name, path)
+        if entry_name in self._files:
+            return False  # the same file added twice
         self._layout.check(entry_name)
         staged: str | None = None
         try:
@@ -287,12 +424,15 @@ class Artifact:
                 st = os.stat(path)
                 origin, stamp = _identity_of(st), FileStamp.of_stat(st)
                 source = FileSource(entry_name, str(path), stamp, owned=False)
+        except LocalFileError:
+            raise  # already says what could not be done, and where
         except OSError as exc:
             if staged is not None:  # a partial snapshot is no use to anyone
                 with contextlib.suppress(OSError):
                     os.unlink(staged)
-            where = f" (its snapshot in {self._staging})" if exc.errno in _NO_ROOM else ""
-            raise local_error(exc, f"cannot add {path}{where}") from exc
+            if staged is not None and (exc.filename == staged or exc.errno in _NO_ROOM):
+                raise local_error(exc, f"cannot add {path}: its snapshot in {self._staging}") from exc
+            raise local_error(exc, f"cannot add {path}") from exc
         self._files[entry_name] = source
         self._origins[entry_name] = origin
         self._layout.add(entry_name)
@@ -308,54 +448,137 @@ class Artifact:
                 os.unlink(source.source)
 
     def _staged_path(self) -> str:
-        """A fresh name in this artifact's staging folder (made on first use, removed once logged)."""
+        """A fresh name in this artifact's staging folder (made on first use; removed once logged, or
+        when a draft that was never logged is dropped)."""
         if self._staging is None:
-            self._staging = Cache(Settings.load().cache_dir).staging_folder()
+            cache = Cache(Settings.load().cache_dir)
+            try:
+                self._staging = cache.staging_folder()
+            except OSError as exc:
+                raise local_error(exc, f"cannot write to the staging area in {cache.root}") from exc
+            self._drop_staging = weakref.finalize(self, _drop_staging, self._staging, os.getpid())
         return f"{self._staging}/{next(self._staged_names):x}"
 
     def _check_draft(self, action: str) -> None:
-        if self._pending is not None or self._logged is not None:
+        if not self.is_draft():
             raise UsageError(
                 f"cannot {action} artifact {self._name}: it is already logged; create a new Artifact"
             )
 
     # -- logging (called by Run) ------------------------------------------------------------------------
 
-    def _start_log(self, run: Run, aliases: Sequence[str]) -> None:
+    def _start_log(self, run: Run, aliases: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Draw this artifact's place in its collection's order, then hand the work to the engine."""
-        if self._pending is not None or self._logged is not None:
-            raise UsageError(
-                f"artifact {self._name} is already logged; create a new Artifact for a new version"
-            )
-        checked = _dedupe([LATEST, *(validate_alias(a) for a in aliases if a != LATEST)])
-        # The dict may have been changed in place since it was set: check it again, and freeze a deep
-        # copy, so that later changes to it do not reach this version.
-        metadata = validate_metadata(self._metadata)
-        Manifest.check_size(((f.path, f.stamp.size) for f in self._files.values()), self._refs.values())
-        collection = Collection(run.entity, run.project, self._name)
+        plan = self._plan(run, aliases, tags)
         eng = engine(run.settings)
-        ticket = eng.assigner.draw(str(collection))
-        plan = _LogPlan(
-            run=run,
-            settings=run.settings,
-            collection=collection,
-            artifact_type=self._type,
-            files=tuple(self._files.values()),
-            refs=tuple(self._refs.values()),
-            description=self.description,
-            metadata=metadata,
-            aliases=tuple(checked),
-            counters=self._counters,
-            staging=self._staging,
-        )
+        ticket = eng.assigner.draw(str(plan.collection))
         self._progress = run.settings.progress
         try:
             self._pending = _bridge.bridge().submit(_log(eng, plan, ticket))
         except BaseException:
             _bridge.bridge().submit(eng.assigner.release(ticket))
             raise
+        if self._drop_staging is not None:
+            self._drop_staging.detach()  # the log removes the staging folder when it ends
         self._forget_draft()  # the plan holds what is logged; the tables for building it can go
         run._track(self)
+
+    def _plan(self, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> _LogPlan:
+        """Everything a log needs, checked and frozen now."""
+        if not self.is_draft():
+            raise UsageError(
+                f"artifact {self._name} is already logged; create a new Artifact for a new version"
+            )
+        checked = _dedupe([LATEST, *(validate_alias(a) for a in aliases if a != LATEST)])
+        if isinstance(tags, str):
+            raise ValidationError("tags must be a list of strings, not one string")
+        all_tags = validate_tags([*self._tags, *tags])
+        # The dict may have been changed in place since it was set: check it again, and freeze a deep
+        # copy, so that later changes to it do not reach this version.
+        metadata = validate_metadata(self._metadata)
+        refs = (*self._refs.values(), *self._carried.values())
+        Manifest.check_size(((f.path, f.stamp.size) for f in self._files.values()), refs)
+        return _LogPlan(
+            run=run,
+            settings=run.settings,
+            collection=Collection(run.entity, run.project, self._name),
+            artifact_type=self._type,
+            files=tuple(self._files.values()),
+            refs=refs,
+            description=self.description,
+            metadata=metadata,
+            aliases=tuple(checked),
+            tags=all_tags,
+            ttl=None if self._ttl is None else self._ttl.total_seconds(),
+            incremental=self._incremental,
+            counters=self._counters,
+            staging=self._staging,
+        )
+
+    # -- distributed artifacts (called by Run) ----------------------------------------------------------
+
+    def _has_entries(self) -> bool:
+        return bool(self._files or self._refs or self._carried)
+
+    def _start_shard(self, run: Run, distributed_id: str, shard: str, aliases: Sequence[str]) -> None:
+        """Record the shard as started (before returning, so a process that dies from here on leaves
+        it visibly missing), then store its files in the background."""
+        plan = self._plan(run, aliases, ())
+        eng = engine(run.settings)
+        registry = eng.registry(run.settings)
+        _bridge.run_sync(registry.start_shard(plan.collection, distributed_id, shard, run.id))
+        self._progress = run.settings.progress
+        self._shard = _bridge.bridge().submit(_store_shard(eng, plan, distributed_id, shard))
+
+    def _wait_shard(self) -> None:
+        if self._shard is not None:
+            with progress(f"storing {self._name}", lambda: [self._counters], self._progress):
+                self._shard.result()
+
+    async def _wait_shard_async(self) -> None:
+        if self._shard is not None:
+            await asyncio.wrap_future(self._shard)
+
+    def _finish_distributed(
+        self, run: Run, distributed_id: str, aliases: Sequence[str], skip_missing: bool
+    ) -> Artifact:
+        """Commit one version holding every stored shard's entries, then drop the shard records."""
+        collection = Collection(run.entity, run.project, self._name)
+        registry = engine(run.settings).registry(run.settings)
+        records = _bridge.run_sync(registry.shards(collection, distributed_id))
+        missing = [r for r in records if r.manifest is None]
+        where = f"distributed artifact {collection} (distributed_id {distributed_id!r})"
+        if missing and not skip_missing:
+            listed = "; ".join(f"shard {r.shard} of run {r.run}, started {r.started_at}" for r in missing)
+            raise ArtifactFailedError(
+                f"{where} is missing {len(missing)} shard(s) that were started and never stored (a "
+                f"process still at work, or one that died): {listed}; nothing was committed"
+            )
+        stored = [r for r in records if r.manifest is not None]
+        if not stored:
+            raise UsageError(f"{where} has no shards: upsert_artifact adds them")
+        entries: dict[str, Entry] = {}
+        owners: dict[str, ShardRecord] = {}
+        for record in stored:
+            assert record.manifest is not None
+            for entry in _bridge.run_sync(registry.get_manifest(record.manifest)).values():
+                other = owners.get(entry.path)
+                if other is not None and other.run != record.run:
+                    raise ValidationError(
+                        f"{where}: shards {other.shard} (run {other.run}) and {record.shard} "
+                        f"(run {record.run}) both add the entry {entry.path!r}; nothing was committed"
+                    )
+                entries[entry.path], owners[entry.path] = entry, record
+        final = Artifact(self._name, self._type, self._description, dict(self._metadata))
+        final._carried = entries
+        final._tags, final._ttl = list(self._tags), self._ttl
+        run.log_artifact(final, aliases=aliases)
+        final.wait()
+        _bridge.run_sync(registry.drop_shards(records))
+        assert final._logged is not None
+        self._shard = None
+        self._become(final._logged, final._aliases)
+        return self
 
     def wait(self, timeout: float | None = None) -> Artifact:
         """Block until the version is committed; raise ``ArtifactFailedError`` if it could not be."""
@@ -369,10 +592,21 @@ class Artifact:
                     logged = self._pending.result(timeout)
             except concurrent.futures.TimeoutError:
                 raise TimeoutError(f"artifact {self._name} was not committed within {timeout} s") from None
+            except ArtifactFailedError:
+                self._failure_seen = True  # the user has it: finish() does not raise it again
+                raise
             self._become(logged, _bridge.run_sync(_aliases_of(logged)))
         return self
 
     async def wait_async(self) -> Artifact:
+        try:
+            return await self._outcome()
+        except ArtifactFailedError:
+            self._failure_seen = True
+            raise
+
+    async def _outcome(self) -> Artifact:
+        """``wait_async`` for lorry's own callers (``finish``): a failure met here is not yet the user's."""
         if self._logged is None:
             if self._pending is None:
                 raise UsageError(f"artifact {self._name} is not logged; log it with run.log_artifact first")
@@ -380,9 +614,13 @@ class Artifact:
             self._become(logged, await _aliases_of(logged))
         return self
 
+    def _failure_unseen(self) -> bool:
+        """Whether this artifact failed and no call of the user's has raised it yet."""
+        return not self._failure_seen
+
     def is_draft(self) -> bool:
         """Not logged yet: still being built."""
-        return self._pending is None and self._logged is None
+        return self._pending is None and self._logged is None and self._shard is None
 
     def is_pending(self) -> bool:
         """Logged, and not committed (or failed) yet."""
@@ -397,9 +635,11 @@ class Artifact:
         self._forget_draft()
         self._aliases = aliases
         self._saved_aliases = list(aliases)
+        self._tags = list(logged.record.tags)
+        self._ttl = None if logged.record.ttl is None else timedelta(seconds=logged.record.ttl)
 
     def _forget_draft(self) -> None:
-        self._files, self._refs, self._origins = {}, {}, {}
+        self._files, self._refs, self._origins, self._carried = {}, {}, {}, {}
         self._layout = EntryLayout()
 
     def _sync(self) -> None:
@@ -431,8 +671,11 @@ class Artifact:
 
     @property
     def state(self) -> str:
-        """``"PENDING"`` while it is being built or logged, ``"COMMITTED"`` once it is a version."""
-        return "COMMITTED" if self._logged is not None else "PENDING"
+        """``"PENDING"`` while it is being built or logged, ``"COMMITTED"`` once it is a version,
+        ``"DELETED"`` once that version is deleted or has expired."""
+        if self._logged is None:
+            return "PENDING"
+        return "COMMITTED" if self._logged.record.gone_since(datetime.now(UTC)) is None else "DELETED"
 
     @property
     def id(self) -> str:
@@ -480,8 +723,26 @@ class Artifact:
             self._manifest = _bridge.run_sync(_registry(state).get_manifest(state.record.manifest))
         return self._manifest
 
-    def files(self) -> list[ArtifactEntry]:
-        return [ArtifactEntry(self, entry) for entry in self.manifest.values()]
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[ArtifactEntry]:
+        """Its entries (only those named in ``names``, if given)."""
+        accept_unused("Artifact.files", "per_page", per_page, 50, "the manifest is read whole")
+        wanted = None if names is None else {normalize_entry_path(n) for n in names}
+        return [ArtifactEntry(self, e) for e in self.manifest.values() if wanted is None or e.path in wanted]
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Download the one file of a single-file artifact and return its path."""
+        entries = list(self.manifest.values())
+        if len(entries) != 1:
+            raise ValidationError(f"artifact {self.qualified_name} holds {len(entries)} files, not one")
+        return ArtifactEntry(self, entries[0]).download(root)
+
+    def finalize(self) -> None:
+        """Accepted for the original's sake: lorry freezes an artifact when it is logged."""
+
+    @property
+    def updated_at(self) -> str:
+        """When the version was created (lorry keeps no separate time of the last ``save()``)."""
+        return self.created_at
 
     def get_entry(self, name: str) -> ArtifactEntry:
         entry_name = normalize_entry_path(name)
@@ -495,24 +756,68 @@ class Artifact:
     def default_root(self) -> Path:
         return Path("artifacts") / f"{self._name}:{self.version}"
 
-    def download(self, root: str | os.PathLike[str] | None = None, path_prefix: str | None = None) -> str:
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        allow_missing_references: bool = False,
+        skip_cache: bool | None = None,
+        path_prefix: str | None = None,
+        multipart: bool | None = None,
+    ) -> str:
         """Fetch what is missing or different under ``root`` (default ``./artifacts/<name>:<version>``),
-        verify every file against its digest, and return the folder."""
+        verify every file against its digest, and return the folder.
+
+        ``allow_missing_references``: a reference whose source is gone or changed is skipped with a
+        warning instead of failing the download. ``skip_cache``: blobs of a remote store are not kept
+        in the download cache. ``multipart`` is accepted; lorry splits large files into ranges itself.
+        """
         self.wait()
         counters = Counters()
         with progress(f"downloading {self._name}", lambda: [counters], self._state().settings.progress):
-            return _bridge.run_sync(self._download(root, path_prefix, counters))
+            return _bridge.run_sync(
+                self._download(
+                    root, path_prefix, counters, allow_missing_references, bool(skip_cache), multipart
+                )
+            )
 
     async def download_async(
-        self, root: str | os.PathLike[str] | None = None, path_prefix: str | None = None
+        self,
+        root: str | os.PathLike[str] | None = None,
+        allow_missing_references: bool = False,
+        skip_cache: bool | None = None,
+        path_prefix: str | None = None,
+        multipart: bool | None = None,
     ) -> str:
-        return await self._download(root, path_prefix, Counters())
+        return await self._download(
+            root, path_prefix, Counters(), allow_missing_references, bool(skip_cache), multipart
+        )
+
+    def checkout(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Make ``root`` hold exactly this version: download it, then remove every file in ``root``
+        that is not one of its entries (and the folders left empty). Returns the folder."""
+        folder = Path(self.download(root))
+        keep = set(self.manifest)
+        for path in sorted(folder.rglob("*"), reverse=True):  # children before their folders
+            relative = path.relative_to(folder).as_posix()
+            if (path.is_file() or path.is_symlink()) and relative not in keep:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        return str(folder)
 
     async def _download(
-        self, root: str | os.PathLike[str] | None, path_prefix: str | None, counters: Counters
+        self,
+        root: str | os.PathLike[str] | None,
+        path_prefix: str | None,
+        counters: Counters,
+        allow_missing_references: bool = False,
+        skip_cache: bool = False,
+        multipart: bool | None = None,
     ) -> str:
+        accept_unused("download", "multipart", multipart, None, "large files are fetched in ranges always")
         await self.wait_async()
         state = self._state()
+        check_live(state.collection, state.record)
         manifest = self._manifest or await _registry(state).get_manifest(state.record.manifest)
         self._manifest = manifest
         target = Path(root) if root is not None else self.default_root()
@@ -524,50 +829,68 @@ class Artifact:
             raise LocalFileError(f"download root {target} exists and is not a folder") from None
         except OSError as exc:
             raise local_error(exc, f"cannot make the download folder {target}") from exc
-        await fetch_entries(
-            eng,
-            eng.store(state.settings.store, state.settings.store_options),
-            Cache(state.settings.cache_dir),
-            entries.values(),
-            target,
-            counters,
-        )
+        store = eng.store(state.settings.store, state.settings.store_options)
+        with _download_cache(state.settings, skip_cache) as cache:
+            if not allow_missing_references:
+                await fetch_entries(eng, store, cache, entries.values(), target, counters)
+                return str(target)
+            stored = [e for e in entries.values() if e.ref is None]
+            await fetch_entries(eng, store, cache, stored, target, counters)
+
+            async def reference(entry: Entry) -> None:
+                try:
+                    await fetch_entry(eng, store, cache, entry, target)
+                except (NotFoundError, IntegrityError, StoreError, LocalFileError) as exc:
+                    log.warning("skipped reference %s of %s: %s", entry.path, self.qualified_name, exc)
+
+            await gather_all([reference(e) for e in entries.values() if e.ref is not None])
         return str(target)
 
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Check that ``root`` holds exactly this version's files; ``IntegrityError`` lists what differs."""
         folder = Path(root) if root is not None else self.default_root()
-        problems = []
-        for entry in self.manifest.values():
-            path = safe_target(folder, entry.path)
+        manifest = self.manifest  # read first: a damaged version is the error to report, whatever the folder
+        if not folder.is_dir():
+            raise LocalFileError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
+        missing, differ, extra = [], [], []
+        targets = Targets(folder)  # each folder's real path looked up once, not once per entry
+        for entry in manifest.values():
+            path = targets.target(entry.path)
             if not path.is_file():
-                problems.append(f"{entry.path}: missing")
+                missing.append(entry.path)
             elif entry.digest is not None and not matches(path, entry.size, entry.digest):
-                problems.append(f"{entry.path}: content differs")
-        for path in (p for p in folder.rglob("*") if p.is_file()):
-            relative = path.relative_to(folder).as_posix()
-            if relative not in self.manifest:
-                problems.append(f"{relative}: not in the artifact")
+                differ.append(entry.path)
+        # os.walk, not rglob: rglob keeps every path it yields in a set, a million of them here.
+        for parent, _, names in os.walk(folder):
+            below = Path(parent).relative_to(folder).as_posix()
+            for name in names:
+                relative = name if below == "." else f"{below}/{name}"
+                if relative not in manifest and os.path.isfile(os.path.join(parent, name)):
+                    extra.append(relative)
+        problems = [
+            _few(names, what)
+            for names, what in ((missing, "missing"), (differ, "differ"), (extra, "not in the artifact"))
+            if names
+        ]
         if problems:
-            raise IntegrityError(
-                f"{folder} does not match {self.qualified_name}: " + "; ".join(problems[:20])
-            )
+            raise IntegrityError(f"{folder} does not match {self.qualified_name}: " + "; ".join(problems))
 
     # -- updating ---------------------------------------------------------------------------------------
 
-    def save(self) -> Artifact:
-        """Persist changes to ``description``, ``metadata`` and ``aliases`` (no new version). A draft is
-        logged first, by the current run or a run made for it."""
-        self._log_if_draft()
+    def save(self, project: str | None = None, settings: object | None = None) -> Artifact:
+        """Persist changes to ``description``, ``metadata``, ``aliases``, ``tags`` and ``ttl`` (no new
+        version). A draft is logged first, by the current run or a run made for it (in ``project``)."""
+        accept_unused("Artifact.save", "settings", settings, None, "lorry reads its own settings")
+        self._log_if_draft(project)
         return _bridge.run_sync(self.save_async())
 
-    def _log_if_draft(self) -> None:
+    def _log_if_draft(self, project: str | None = None) -> None:
         if self.is_draft():
             from lorry.runs import current_or_new_run
 
             # Aliases set on the draft go with it; log_artifact checks them, and the metadata, before
             # anything is written.
-            current_or_new_run().log_artifact(self, aliases=list(self._aliases))
+            current_or_new_run(project).log_artifact(self, aliases=list(self._aliases))
 
     async def save_async(self) -> Artifact:
         self._log_if_draft()
@@ -576,7 +899,11 @@ class Artifact:
         metadata = validate_metadata(self._metadata)
         old = state.record
         wanted = _dedupe(validate_alias(a) for a in self._aliases if a != LATEST)
+        tags = validate_tags(self._tags)
+        ttl = None if self._ttl is None else self._ttl.total_seconds()
         registry = _registry(state)
+        if self._aliases.count(LATEST) > self._saved_aliases.count(LATEST):  # added by hand
+            check_latest(old.version, await registry.latest(state.collection))
 
         def change(current: VersionRecord) -> VersionRecord:
             # Apply only what this object changed, onto the newest state: concurrent edits of other
@@ -588,6 +915,10 @@ class Artifact:
                 merged = {k: v for k, v in current.metadata.items() if k not in old.metadata or k in metadata}
                 merged.update({k: v for k, v in metadata.items() if old.metadata.get(k, _MISSING) != v})
                 updated = replace(updated, metadata=merged)
+            if tags != old.tags:
+                updated = replace(updated, tags=tags)
+            if ttl != old.ttl:
+                updated = replace(updated, ttl=ttl)
             return updated
 
         record = await registry.update_version(state.collection, old.version, change)
@@ -599,9 +930,41 @@ class Artifact:
         self._logged = replace(state, record=record)
         self._metadata = dict(record.metadata)
         self._description = record.description
+        self._tags = list(record.tags)
+        self._ttl = None if record.ttl is None else timedelta(seconds=record.ttl)
         self._aliases = await _aliases_of(self._logged)
         self._saved_aliases = list(self._aliases)
         return self
+
+    # -- deleting and drafting --------------------------------------------------------------------------
+
+    def delete(self, delete_aliases: bool = False) -> None:
+        """Delete this version. Refused while it has user aliases, unless ``delete_aliases=True``.
+
+        Readers are told it was deleted at once; its number is never given again; ``latest`` moves to
+        the highest version left. Its files stay on the store until ``lorry gc`` removes what no live
+        version needs, after the grace period."""
+        _bridge.run_sync(self.delete_async(delete_aliases))
+
+    async def delete_async(self, delete_aliases: bool = False) -> None:
+        await self.wait_async()
+        state = self._state()
+        record = await _registry(state).delete_version(
+            state.collection, state.record.version, delete_aliases=delete_aliases
+        )
+        self._logged = replace(state, record=record)
+        self._aliases, self._saved_aliases = [], []
+
+    def new_draft(self) -> Artifact:
+        """A draft of a new version holding this version's entries, to change and log. The entries
+        carried over are already stored: logging the draft neither reads, hashes nor sends them."""
+        state = self._state()
+        check_live(state.collection, state.record)
+        draft = Artifact(self._name, self._type, self._description, dict(self._metadata))
+        draft._carried = dict(self.manifest.items())
+        draft._layout = EntryLayout.of(draft._carried)
+        draft._tags = list(self._tags)
+        return draft
 
     # -- lineage ----------------------------------------------------------------------------------------
 
@@ -619,6 +982,16 @@ class Artifact:
         state = self._state()
         found = _bridge.run_sync(_registry(state).consumers(state.collection, state.record.version))
         return [LoggedRun.load(state.settings, e, p, run_id) for e, p, run_id in found]
+
+    @property
+    def collection(self) -> Any:
+        """The ``ArtifactCollection`` this version belongs to."""
+        from lorry.api import ArtifactCollection
+
+        state = self._state()
+        return ArtifactCollection.load(state.settings, state.collection)
+
+    source_collection = collection
 
     def _ref(self) -> ArtifactRef:
         state = self._state()
@@ -712,10 +1085,17 @@ class LoggedRun:
     def path(self) -> str:
         return f"{self.entity}/{self.project}/{self.id}"
 
-    def used_artifacts(self) -> list[Artifact]:
+    group = property(lambda self: self._record.group)
+    notes = property(lambda self: self._record.notes)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._record.tags)
+
+    def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.inputs]
 
-    def logged_artifacts(self) -> list[Artifact]:
+    def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
         return [load_version(self._settings, ref) for ref in self._record.outputs]
 
 
@@ -725,7 +1105,10 @@ def load_version(settings: Settings, ref: ArtifactRef) -> Artifact:
 
 async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
     collection = Collection(ref.entity, ref.project, ref.name)
-    record = await engine(settings).registry(settings).read_version(collection, ref.version)
+    # Lineage outlives deletes: a deleted version comes back with state "DELETED" (its download says
+    # it was deleted), so walking a run's inputs and outputs never fails on it.
+    registry = engine(settings).registry(settings)
+    record = await registry.read_version(collection, ref.version, include_gone=True)
     return await Artifact._load(settings, collection, record)
 
 
@@ -771,6 +1154,9 @@ class _LogPlan:
     aliases: tuple[str, ...]
     counters: Counters
     staging: Path | None
+    tags: tuple[str, ...] = ()
+    ttl: float | None = None
+    incremental: bool = False
 
 
 async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
@@ -779,21 +1165,27 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         store = eng.store(plan.settings.store, plan.settings.store_options)
         registry = eng.registry(plan.settings)
         fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
+        await registry.refuse_other_type(plan.collection, plan.artifact_type)  # before any upload
         rows = await _store_files(eng, store, plan, plan.counters)
         for ref in plan.refs:
             rows.add(ref)
         manifest = Manifest.of_rows(rows)
         del rows
-        await registry.put_manifest(manifest)
+        if not plan.incremental:
+            await registry.put_manifest(manifest)
 
         async def restore() -> None:  # a gc ran meanwhile: store again whatever it removed
             await _store_files(eng, store, plan, Counters())
+            await _check_carried(store, manifest, plan.files)
             await registry.put_manifest(manifest)
 
         async with eng.assigner.turn(ticket):
+            if plan.incremental:  # on top of the newest version, read in turn: after earlier logs
+                manifest = await _on_latest(registry, plan.collection, manifest)
+                await registry.put_manifest(manifest)
             fence = await guard_commit(store, fence, restore)
             started = time.monotonic()
-            record, _ = await registry.commit(
+            record, created = await registry.commit(
                 plan.collection,
                 plan.artifact_type,
                 manifest,
@@ -801,10 +1193,20 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
                 logged_by=plan.run.id,
                 description=plan.description,
                 metadata=plan.metadata,
+                tags=plan.tags,
+                ttl=plan.ttl,
             )
             if time.monotonic() - started > SETTLE / 2:
                 await repair_if_gc_ran(store, fence, restore)
+            if not created and not set(plan.tags) <= set(record.tags):  # the same content, logged with tags
+                record = await registry.update_version(
+                    plan.collection,
+                    record.version,
+                    lambda r: replace(r, tags=validate_tags([*r.tags, *plan.tags])),
+                )
             await registry.set_aliases(plan.collection, record.version, plan.aliases)
+        if not created:
+            _warn_not_applied(plan, record)
         await plan.run._record_output(
             ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)
         )
@@ -815,6 +1217,74 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
         if plan.staging is not None:  # logged or failed, an artifact is never logged again
             await eng.in_thread(shutil.rmtree, plan.staging, True)
     return _Logged(plan.settings, plan.collection, record)
+
+
+async def _store_shard(eng: Engine, plan: _LogPlan, distributed_id: str, shard: str) -> None:
+    """Store one shard's files and manifest, then record the shard as stored (guarded against gc as a
+    commit is: see ``_log``)."""
+    try:
+        store = eng.store(plan.settings.store, plan.settings.store_options)
+        registry = eng.registry(plan.settings)
+        fence = await read_fence(store)
+        rows = await _store_files(eng, store, plan, plan.counters)
+        for ref in plan.refs:
+            rows.add(ref)
+        manifest = Manifest.of_rows(rows)
+        del rows
+        await registry.put_manifest(manifest)
+
+        async def restore() -> None:
+            await _store_files(eng, store, plan, Counters())
+            await registry.put_manifest(manifest)
+
+        fence = await guard_commit(store, fence, restore)
+        started = time.monotonic()
+        await registry.store_shard(plan.collection, distributed_id, shard, plan.run.id, manifest.digest)
+        if time.monotonic() - started > SETTLE / 2:
+            await repair_if_gc_ran(store, fence, restore)
+    except Exception as exc:
+        raise ArtifactFailedError(f"storing shard {shard} of {plan.collection} failed: {exc}") from exc
+    finally:
+        if plan.staging is not None:
+            await eng.in_thread(shutil.rmtree, plan.staging, True)
+
+
+async def _on_latest(registry: Registry, collection: Collection, changes: Manifest) -> Manifest:
+    """An incremental log: the newest live version's entries, with ``changes`` on top."""
+    number = await registry.latest(collection)
+    if number is None:
+        return changes
+    base = await registry.get_manifest((await registry.read_version(collection, number)).manifest)
+    return Manifest([*(e for path, e in base.items() if path not in changes), *changes.values()])
+
+
+async def _check_carried(store: Store, manifest: Manifest, files: Sequence[FileSource]) -> None:
+    """After a gc ran during a log: the blobs of entries carried from an earlier version (which this
+    log did not store) must still be there; a gc removes them only once that version is deleted."""
+    mine = {f.path for f in files}
+    for entry in manifest.values():
+        if entry.ref is None and entry.digest is not None and entry.path not in mine:
+            try:
+                await store.head(blob_key(entry.digest))
+            except ObjectNotFoundError:
+                raise IntegrityError(
+                    f"entry {entry.path!r} came from a version that was deleted, and gc removed its "
+                    "content; add the file again"
+                ) from None
+
+
+@contextlib.contextmanager
+def _download_cache(settings: Settings, skip: bool) -> Iterator[Cache]:
+    """The download cache, or with ``skip`` a private one removed afterwards (nothing is kept)."""
+    cache = Cache(settings.cache_dir)
+    if not skip:
+        yield cache
+        return
+    folder = cache.staging_folder()
+    try:
+        yield Cache(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> Rows:
@@ -843,6 +1313,39 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
     return rows
 
 
+def _warn_not_applied(plan: _LogPlan, record: VersionRecord) -> None:
+    """Content equal to an existing version makes no new version, and that version keeps its own
+    description and metadata (a version is not changed by another log): say so if others were given."""
+    given = (
+        ("description", plan.description, record.description),
+        ("metadata", plan.metadata, record.metadata),
+    )
+    dropped = [what for what, asked, kept in given if asked not in (None, {}) and asked != kept]
+    if dropped:
+        log.warning(
+            "artifact %s:%s already holds this content: no new version was made, and the %s given "
+            "were not applied (the version keeps its own; change them with save())",
+            plan.collection,
+            version_alias(record.version),
+            " and ".join(dropped),
+        )
+
+
+def _few(names: Sequence[str], what: str, shown: int = 3) -> str:
+    """``'170 files missing (a, b, c, ... and 167 more)'``: a count and the first few, one line."""
+    count = len(names)
+    verb = what if count != 1 or what != "differ" else "differs"
+    listed = ", ".join(sorted(names)[:shown]) + (f", ... and {count - shown} more" if count > shown else "")
+    return f"{count} file{'' if count == 1 else 's'} {verb} ({listed})"
+
+
+def _drop_staging(folder: Path, owner: int) -> None:
+    """Remove the staging folder of a draft that was dropped (never by a forked child: it is the
+    parent's)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _identity(path: str | Path) -> int:
     return _identity_of(os.stat(path))
 
@@ -860,9 +1363,12 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _check_policy(policy: str) -> None:
+def _check_policy(policy: str | None) -> str:
+    if policy is None:
+        return "mutable"
     if policy not in POLICIES:
         raise ValidationError(f"policy must be 'mutable' or 'immutable', not {policy!r}")
+    return policy
 
 
 def _dedupe(items: Any) -> list[str]:
@@ -873,7 +1379,7 @@ def _snapshot(source: str | Path, target: str) -> tuple[int, FileStamp]:
     """Copy ``source`` so later writes to it do not reach the copy: a reflink where the filesystem
     shares extents, else a full copy done by the kernel. Returns the source's identity and the copy's
     stamp."""
-    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
+    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0, opener=owner_only) as dst:
         st = os.fstat(src.fileno())
         try:
             fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())

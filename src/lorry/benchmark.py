@@ -39,8 +39,7 @@ from lorry.artifact import Artifact
 from lorry.registry.registry import blob_key, manifest_key
 from lorry.runs import Run, resolve_artifact
 from lorry.settings import Settings
-from lorry.storage.base import Store
-from lorry.storage.local import LocalStore
+from lorry.storage.base import LOCAL_FILES, LocalFiles, Store
 from lorry.transfer.engine import engine
 
 KiB = 1 << 10
@@ -386,12 +385,12 @@ async def _remove(store: Store, keys: set[str]) -> int:
             await store.delete(key)
 
     await asyncio.gather(*(delete(k) for k in sorted(found)))
-    if isinstance(store, LocalStore):
-        _prune(store, found)
+    if (local := LOCAL_FILES.of(store)) is not None:
+        _prune(local, found)
     return len(found)
 
 
-def _prune(store: LocalStore, keys: Iterable[str]) -> None:
+def _prune(store: LocalFiles, keys: Iterable[str]) -> None:
     """Remove the folders of a local store that the deleted keys leave empty."""
     folders = {store.path_of(k).parent for k in keys}
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):

@@ -1,26 +1,100 @@
 """The download cache: blobs by content digest, bounded in size by ``cleanup``; and the staging area
-where ``policy="mutable"`` snapshots and ``new_file`` contents wait to be logged.
+where ``policy="mutable"`` snapshots, ``new_file`` contents and downloads in progress wait.
 
 Files leave the cache by copy, never by link, so a user's later write to a downloaded file cannot
 corrupt the cache (or the store).
+
+Each process stages in a folder of its own, ``staging/<pid>-<random>/``, with a lock file
+(``locks/staging/<pid>-<random>``) it holds (``flock``) for as long as it lives. The folder goes when
+the process exits; one whose owner died without exiting (``kill -9``, a crash) is found by
+``reclaim_staging``: the kernel released its lock.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import os
+import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorry.model.digest import hex_part
-from lorry.storage.local import make_dirs
+from lorry.storage.local import FILE_MODE, make_dirs
+
+
+@dataclass(frozen=True, slots=True)
+class StagingInfo:
+    files: int
+    bytes: int
+    in_use: int
+    """Files of processes still running (the rest are left by processes that died)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CacheInfo:
     files: int
     bytes: int
+    staging: StagingInfo
+
+
+@dataclass(frozen=True, slots=True)
+class _Area:
+    """One process's staging folder and the descriptor that holds its lock."""
+
+    pid: int
+    folder: Path
+    lock_fd: int
+
+    @classmethod
+    def claim(cls, top: Path) -> _Area:
+        make_dirs(top)
+        make_dirs(_locks(top))
+        while True:
+            name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            lock = _locks(top) / name
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A cleanup between the open and the lock may have taken it and removed the file: then the
+            # lock is on a name that is gone, and another is made.
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                    break
+            os.close(fd)
+        folder = top / name
+        make_dirs(folder)
+        area = cls(os.getpid(), folder, fd)
+        atexit.register(area.release)
+        return area
+
+    def release(self) -> None:
+        if os.getpid() != self.pid:  # a forked child exits: the area is its parent's
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(_locks(self.folder.parent) / self.folder.name)
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
+
+
+_areas: dict[Path, _Area] = {}
+_areas_lock = threading.Lock()
+
+
+def _own_area(top: Path) -> Path:
+    """This process's staging folder under ``top``, claimed on first use; again after a fork, and
+    after the folder was removed (a cache cleared by hand, or by a benchmark between its runs)."""
+    with _areas_lock:
+        area = _areas.get(top)
+        if area is not None and area.pid == os.getpid() and not area.folder.is_dir():
+            area.release()
+            area = None
+        if area is None or area.pid != os.getpid():
+            area = _areas[top] = _Area.claim(top)
+        return area.folder
 
 
 class Cache:
@@ -46,8 +120,12 @@ class Cache:
         return path
 
     def temp_path(self) -> Path:
-        make_dirs(self.root / "tmp")
-        return self.root / "tmp" / uuid.uuid4().hex
+        """A fresh name in this process's staging folder, for a download on its way into the cache."""
+        return _own_area(self.staging_root) / f"download-{uuid.uuid4().hex}"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / "staging"
 
     def admit(self, temp: Path, digest: str) -> Path:
         """Give a verified temporary file its place in the cache."""
@@ -58,17 +136,38 @@ class Cache:
 
     def staging_folder(self) -> Path:
         """A new folder for one artifact's snapshots and ``new_file`` contents, removed once logged."""
-        folder = self.root / "staging" / uuid.uuid4().hex
+        folder = _own_area(self.staging_root) / uuid.uuid4().hex
         make_dirs(folder)
         return folder
 
     def info(self) -> CacheInfo:
-        files = total = 0
-        for path in self._blobs():
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size
-                files += 1
-        return CacheInfo(files=files, bytes=total)
+        files, total = _measure(self._blobs())
+        staged = in_use = 0
+        staged_bytes = 0
+        for folder, alive in self._staging_areas():
+            count, size = _measure(_files_below(folder))
+            staged, staged_bytes = staged + count, staged_bytes + size
+            in_use += count if alive else 0
+        return CacheInfo(files, total, StagingInfo(staged, staged_bytes, in_use))
+
+    def reclaim_staging(self) -> int:
+        """Remove the staging folders of processes that are gone; return the bytes freed."""
+        freed = 0
+        for folder, alive in self._staging_areas(take=True):
+            if not alive:
+                freed += _measure(_files_below(folder))[1]
+                shutil.rmtree(folder, ignore_errors=True)
+        return freed
+
+    def _staging_areas(self, take: bool = False) -> list[tuple[Path, bool]]:
+        """Each process's staging folder and whether its process still holds it. With ``take``, the
+        lock of a dead one is taken and its lock file removed, so nobody claims it meanwhile."""
+        top = self.staging_root
+        try:
+            names = sorted(os.listdir(top))
+        except FileNotFoundError:
+            return []
+        return [(top / name, _held(_locks(top) / name, take)) for name in names]
 
     def cleanup(self, max_size: int) -> int:
         """Remove the least recently used blobs until the cache holds at most ``max_size`` bytes;
@@ -92,3 +191,40 @@ class Cache:
     def _blobs(self) -> list[Path]:
         top = self.root / "blobs"
         return [Path(d, f) for d, _, files in os.walk(top) for f in files] if top.exists() else []
+
+
+def _locks(top: Path) -> Path:
+    """Where the lock files of the staging folders under ``top`` are (beside it, not in it)."""
+    return top.parent / "locks" / top.name
+
+
+def _held(lock: Path, take: bool) -> bool:
+    """Whether a live process holds ``lock`` (no lock file at all: the folder is an orphan)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return True
+    if take:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+    os.close(fd)
+    return False
+
+
+def _files_below(folder: Path) -> list[Path]:
+    return [Path(d, f) for d, _, files in os.walk(folder) for f in files]
+
+
+def _measure(paths: list[Path]) -> tuple[int, int]:
+    """(files, bytes) of ``paths`` that still exist."""
+    files = total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+            files += 1
+    return files, total

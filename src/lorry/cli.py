@@ -23,7 +23,10 @@ from typing import Any, TextIO
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.names import LATEST, latest_is_managed
+from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.model.secret import redact_uri
+from lorry.runs import one_line
 
 log = logging.getLogger("lorry")
 
@@ -198,7 +201,9 @@ def _run_json(run: lorry.LoggedRun | None) -> dict[str, Any] | None:
     }
 
 
-def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) -> dict[str, Any]:
+def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None = None) -> dict[str, Any]:
+    """One version as every ``--json`` document shows it (``producer``: its run, if already read)."""
+    producer = producer if producer is not None else _producer(artifact)
     return {
         "name": artifact.qualified_name,
         "version": artifact.version,
@@ -209,6 +214,7 @@ def _version_json(artifact: lorry.Artifact, producer: lorry.LoggedRun | None) ->
         "digest": artifact.digest,
         "created_at": artifact.created_at,
         "logged_by": producer.path if producer is not None else None,
+        "state": artifact.state,
     }
 
 
@@ -257,7 +263,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
     artifact = _api(args).artifact(args.artifact)
     folder = os.path.abspath(artifact.download(args.root))
     if out.json:
-        out.document({**_version_json(artifact, None), "path": folder})
+        out.document({**_version_json(artifact), "path": folder})
         return 0
     out.line(folder)
     return 0
@@ -269,6 +275,10 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     rows: list[dict[str, Any]] = []
     for collection in collections:
         versions = collection.versions()
+        if args.tag and not set(args.tag) <= set(collection.tags):  # tagged, or holding versions tagged so
+            versions = [v for v in versions if set(args.tag) <= set(v.tags)]
+            if not versions:
+                continue
         latest = versions[-1] if versions else None
         rows.append(
             {
@@ -276,6 +286,7 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
                 "entity": collection.entity,
                 "project": collection.project,
                 "type": collection.type,
+                "tags": collection.tags,
                 "versions": len(versions),
                 "latest": latest.version if latest else None,
                 "size": latest.size if latest else None,
@@ -312,8 +323,11 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
     api = _api(args)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
-    artifact_type = api.artifact(args.collection).type
-    versions = api.artifacts(artifact_type, args.collection)
+    artifact_type = api.artifact_collection_type(args.collection)
+    versions = api.artifacts(artifact_type, args.collection, tags=args.tag or None, include_deleted=True)
+    gone = [a.version for a in versions if a.state == "DELETED"]
+    if not args.deleted:
+        versions = [a for a in versions if a.state != "DELETED"]
     described = [(a, _producer(a)) for a in versions]
     if out.json:
         out.document([_version_json(a, p) for a, p in described])
@@ -324,7 +338,7 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
         [
             [
                 a.version,
-                _aliases_text(a.aliases),
+                "(deleted)" if a.state == "DELETED" else _aliases_text(a.aliases),
                 human_size(a.size),
                 str(a.file_count),
                 a.digest[:12],
@@ -335,6 +349,8 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
         ],
         [s.green, s.yellow, None, None, s.dim, None, None],
     )
+    if gone and not args.deleted:
+        out.line(s.dim(f"deleted: {', '.join(gone)} (--deleted lists them)"))
     return 0
 
 
@@ -414,7 +430,7 @@ class Graph:
         return sorted(b for a, b, _ in self.edges if a == node)
 
 
-def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
+def walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
     graph = Graph()
     graph.artifacts[root.qualified_name] = root
 
@@ -462,7 +478,8 @@ def _walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
 
 def _node_label(graph: Graph, node: str) -> str:
     if node in graph.artifacts:
-        return f"{node} ({graph.artifacts[node].type})"
+        artifact = graph.artifacts[node]
+        return f"{node} ({artifact.type}{', deleted' if artifact.state == 'DELETED' else ''})"
     run = graph.runs[node]
     return f"run {node} ({run.job_type or 'no job type'})"
 
@@ -513,7 +530,7 @@ def _dot(graph: Graph, root: str) -> str:
 
 def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     root = _api(args).artifact(args.artifact)
-    graph = _walk_lineage(root, args.depth)
+    graph = walk_lineage(root, args.depth)
     name = root.qualified_name
     if out.json:
         nodes = [
@@ -535,35 +552,41 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _refuse_managed_alias(alias: str) -> None:
-    if alias == "latest":
-        raise lorry.ValidationError("alias 'latest' is managed by lorry: it always names the newest version")
+def cmd_ui(args: argparse.Namespace, out: Output) -> int:
+    from lorry.ui import serve  # the web server's modules load only for this command
+
+    def announce(line: str) -> None:
+        out.line(line)
+        out.out.flush()
+
+    serve(_api(args).settings, args.host, args.port, announce)
+    return 0
 
 
 def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
-    _refuse_managed_alias(args.alias)
     artifact = _api(args).artifact(args.artifact)
     if args.alias not in artifact.aliases:
         artifact.aliases.append(args.alias)
         artifact.save()
     if out.json:
-        out.document(_version_json(artifact, None))
+        out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
 
 
 def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
-    _refuse_managed_alias(args.alias)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact = _api(args).artifact(f"{args.collection}:{args.alias}")
+    if args.alias == LATEST:  # lorry moves it to each new version; removing it by hand is refused
+        raise latest_is_managed(int(artifact.version[1:]))
     if args.alias not in artifact.aliases:  # 'vN' resolves, but is not an alias one can remove
         raise lorry.ValidationError(f"{args.alias!r} is a version number, not an alias")
     artifact.aliases.remove(args.alias)
     artifact.save()
     if out.json:
-        out.document(_version_json(artifact, None))
+        out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
@@ -578,7 +601,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     folder = Path(args.root) if args.root is not None else artifact.default_root()
     artifact.verify(folder)
     if out.json:
-        out.document({**_version_json(artifact, None), "path": os.path.abspath(folder), "ok": True})
+        out.document({**_version_json(artifact), "path": os.path.abspath(folder), "ok": True})
     else:
         out.line(
             f"{out.style.green('ok')}: {folder} matches {artifact.qualified_name} "
@@ -615,6 +638,91 @@ def _verify_store(args: argparse.Namespace, out: Output) -> int:
     return 1
 
 
+def cmd_rm(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    if args.all:
+        if ":" in args.artifact:
+            raise lorry.ValidationError(f"--all deletes every version: give {args.artifact!r}, no ':alias'")
+        collection = api.artifact_collection(api.artifact_collection_type(args.artifact), args.artifact)
+        doomed = collection.artifacts()
+    else:
+        if ":" not in args.artifact:
+            raise lorry.ValidationError(
+                f"give the version to delete ({args.artifact}:v3, {args.artifact}:old), or --all for all"
+            )
+        doomed = [api.artifact(args.artifact)]
+    aliased = [a for a in doomed if _user_aliases(a)]
+    if aliased and not (args.all or args.delete_aliases):
+        names = ", ".join(f"{a.qualified_name} ({', '.join(_user_aliases(a))})" for a in aliased)
+        raise lorry.UsageError(f"{names} has aliases; pass --delete-aliases to delete it with them")
+    if not out.json:
+        for artifact in doomed:
+            aliases = _user_aliases(artifact)
+            note = f" with its aliases {', '.join(aliases)}" if aliases else ""
+            out.line(f"{'would delete' if args.dry_run else 'delete'} {artifact.qualified_name}{note}")
+    if args.dry_run or not doomed:
+        if out.json:
+            out.document({"dry_run": True, "deleted": [a.qualified_name for a in doomed]})
+        return 0
+    if sys.stdin.isatty() and not args.yes:
+        answer = input(f"delete {len(doomed)} version(s)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.line("nothing deleted")
+            return 1
+    if args.all:
+        collection.delete()
+    else:
+        doomed[0].delete(delete_aliases=args.delete_aliases)
+    if out.json:
+        out.document({"dry_run": False, "deleted": [a.qualified_name for a in doomed]})
+    else:
+        out.line(f"deleted {len(doomed)} version(s); `lorry gc` frees their files after its grace period")
+    return 0
+
+
+def _user_aliases(artifact: lorry.Artifact) -> list[str]:
+    return [a for a in artifact.aliases if a != "latest"]
+
+
+def cmd_retain(args: argparse.Namespace, out: Output) -> int:
+    api = _api(args)
+    policy = None
+    if args.keep_last is not None or args.keep_best is not None:
+        policy = RetentionPolicy(
+            keep_last=args.keep_last, keep_aliased=not args.no_keep_aliased, keep_best=args.keep_best
+        )
+    if args.collection is None:  # every collection of the project that has a policy of its own
+        if policy is not None:
+            raise lorry.ValidationError(
+                "give NAME to apply --keep-last or --keep-best; without NAME, "
+                "each artifact's saved policy is applied"
+            )
+        collections = [c for c in api.artifact_collections() if c.retention is not None]
+    else:
+        collections = [
+            api.artifact_collection(api.artifact_collection_type(args.collection), args.collection)
+        ]
+    if policy is not None and args.save:
+        collections[0].retention = policy
+        collections[0].save()
+    decided = [(c, d) for c in collections for d in c.apply_retention(policy, dry_run=args.dry_run)]
+    if out.json:
+        out.document(
+            [
+                {"name": c.name, "version": f"v{d.version}", "keep": d.keep, "reason": d.reason}
+                for c, d in decided
+            ]
+        )
+        return 0
+    gone = "would delete" if args.dry_run else "deleted"
+    for collection, d in decided:
+        verb = out.style.green("keep") if d.keep else out.style.red(gone)
+        out.line(f"{verb} {collection.name}:v{d.version}: {d.reason}")
+    if not collections:
+        out.line("no artifact here has a retention policy (set one with NAME --keep-last N --save)")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     report = lorry.Api(store=args.store).collect_garbage(args.older_than, dry_run=args.dry_run)
     if out.json:
@@ -622,6 +730,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
             {
                 "dry_run": report.dry_run,
                 "versions": report.versions,
+                "expired": report.expired,
                 "blobs": report.blobs,
                 "blob_bytes": report.blob_bytes,
                 "manifests": report.manifests,
@@ -640,6 +749,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
         f"{verb} {report.blobs} blobs ({human_size(report.blob_bytes)}), {report.manifests} manifests and "
         f"{report.uploads} stale uploads; kept everything {report.versions} versions need"
         + (spared if report.spared else "")
+        + (f"; {report.expired} expired versions marked deleted" if report.expired else "")
     )
     return 0
 
@@ -648,26 +758,41 @@ def _cache() -> Cache:
     return Cache(lorry.Settings.load().cache_dir)
 
 
+def _cache_json(cache: Cache) -> dict[str, Any]:
+    info = cache.info()
+    staging = {"files": info.staging.files, "bytes": info.staging.bytes, "in_use": info.staging.in_use}
+    return {"path": str(cache.root), "files": info.files, "bytes": info.bytes, "staging": staging}
+
+
+def _cache_text(cache: Cache) -> str:
+    info = cache.info()
+    staged = info.staging
+    left = staged.files - staged.in_use
+    dead = f", {left} left by processes that ended (lorry cache cleanup removes them)" if left else ""
+    return (
+        f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}; "
+        f"staging {_files_text(staged.files)}, {human_size(staged.bytes)}{dead}"
+    )
+
+
 def cmd_cache_info(args: argparse.Namespace, out: Output) -> int:
     cache = _cache()
-    info = cache.info()
     if out.json:
-        out.document({"path": str(cache.root), "files": info.files, "bytes": info.bytes})
+        out.document(_cache_json(cache))
     else:
-        out.line(f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}")
+        out.line(_cache_text(cache))
     return 0
 
 
 def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
     cache = _cache()
-    freed = cache.cleanup(args.max_size)
-    info = cache.info()
+    staging_freed = cache.reclaim_staging()
+    freed = cache.cleanup(args.max_size) if args.max_size is not None else 0
     if out.json:
-        out.document({"path": str(cache.root), "freed": freed, "files": info.files, "bytes": info.bytes})
+        out.document({**_cache_json(cache), "freed": freed, "staging_freed": staging_freed})
     else:
-        out.line(
-            f"freed {human_size(freed)}; {cache.root} now holds {info.files} files, {human_size(info.bytes)}"
-        )
+        out.line(f"freed {human_size(freed)} of blobs and {human_size(staging_freed)} of staging")
+        out.line(_cache_text(cache))
     return 0
 
 
@@ -699,12 +824,15 @@ def _duration(text: str) -> timedelta:
 
 def cmd_config(args: argparse.Namespace, out: Output) -> int:
     settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
-    rows = [(name, redact(name, value), source) for name, value, source in settings.describe()]
+    rows = [
+        (name, redact(name, value) if isinstance(value, str) else value, source)
+        for name, value, source in settings.describe()
+    ]
     if out.json:
         out.document([{"name": n, "value": v, "source": src} for n, v, src in rows])
         return 0
     s = out.style
-    out.table(["SETTING", "VALUE", "SOURCE"], rows, [s.cyan, None, s.dim])
+    out.table(["SETTING", "VALUE", "SOURCE"], [(n, str(v), src) for n, v, src in rows], [s.cyan, None, s.dim])
     return 0
 
 
@@ -967,6 +1095,13 @@ lorry ls other-team/bikes --type model --json
     )
     ls.add_argument("project_name", nargs="?", metavar="PROJECT", help="project or entity/project")
     ls.add_argument("--type", help="only artifacts of this type")
+    ls.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="only artifacts tagged T, or with versions tagged T (repeatable: all of them)",
+    )
 
     versions = _add(
         commands,
@@ -980,6 +1115,7 @@ lorry versions bikes/bike-dataset --json
         [common],
     )
     versions.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
+    _add_version_filters(versions)
 
     show = _add(
         commands,
@@ -1095,16 +1231,16 @@ lorry cache cleanup --max-size 10G
         cache_commands,
         "cleanup",
         cmd_cache_cleanup,
-        "remove the least recently used files until the cache is at most SIZE",
-        "lorry cache cleanup --max-size 500M",
+        "remove what processes that ended left in the staging area; with --max-size, the least "
+        "recently used blobs until the cache is at most SIZE",
+        "lorry cache cleanup\nlorry cache cleanup --max-size 500M",
         [cache_options],
     )
     cleanup.add_argument(
         "--max-size",
         type=parse_size,
-        required=True,
         metavar="SIZE",
-        help="like 10G, 500M, 0 (1K = 1024 bytes)",
+        help="like 10G, 500M, 0 (1K = 1024 bytes); without it, the blobs stay",
     )
 
     _add_maintenance_commands(commands)
@@ -1121,12 +1257,98 @@ lorry config --store s3://bucket/team --json
         [common],
     )
 
-    _add_bench_command(commands)
+    _add_looking_commands(commands)
     return parser
+
+
+def _add_looking_commands(commands: Any) -> None:
+    """Commands that look at a store rather than change it: the benchmark and the web UI."""
+    _add_bench_command(commands)
+    _add_ui_command(commands)
+
+
+def _add_ui_command(commands: Any) -> None:
+    ui = _add(
+        commands,
+        "ui",
+        cmd_ui,
+        "browse the store's artifacts, metadata and lineage in a web browser (read-only)",
+        """
+lorry ui                              # then open the URL it prints
+lorry ui --store s3://bucket/team --port 9000
+lorry ui --host 0.0.0.0               # reachable from other machines: the URL carries a token
+""",
+        [_options(project=False, entity=False, json_output=False)],
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument(
+        "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
+    )
+
+
+def _add_version_filters(versions: argparse.ArgumentParser) -> None:
+    versions.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
+    )
+    versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
+
+
+def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Commands that delete versions: by name, or by a retention policy."""
+    rm = _add(
+        commands,
+        "rm",
+        cmd_rm,
+        "delete a version (or --all of them); its number is never given again",
+        """
+lorry rm bike-model:v3
+lorry rm bike-model:old --delete-aliases
+lorry rm bike-model --all --dry-run
+""",
+        [common],
+    )
+    rm.add_argument("artifact", metavar="NAME:VERSION", help="[[entity/]project/]name:version or alias")
+    rm.add_argument("--all", action="store_true", help="delete every version of NAME, aliases too")
+    rm.add_argument("--delete-aliases", action="store_true", help="delete a version that has aliases")
+    rm.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
+
+    retain = _add(
+        commands,
+        "retain",
+        cmd_retain,
+        "delete the versions a retention policy does not keep, saying why each one stays or goes",
+        """
+lorry retain checkpoints --keep-last 5 --dry-run
+lorry retain checkpoints --keep-last 2 --keep-best loss:min:3 --save
+lorry retain checkpoints             # apply the policy saved with --save
+lorry retain --dry-run               # every artifact's saved policy
+""",
+        [common],
+    )
+    retain.add_argument(
+        "collection",
+        nargs="?",
+        metavar="NAME",
+        help="[[entity/]project/]name (default: every artifact of the project with a saved policy)",
+    )
+    retain.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N versions")
+    retain.add_argument(
+        "--keep-best",
+        type=BestRule.parse,
+        metavar="KEY:min|max:K",
+        help="keep the K versions with the lowest (min) or highest (max) metadata KEY",
+    )
+    retain.add_argument(
+        "--no-keep-aliased", action="store_true", help="versions with aliases may go too (default: kept)"
+    )
+    retain.add_argument("--save", action="store_true", help="store the policy with the artifact")
+    retain.add_argument("--dry-run", action="store_true", help="show what would go and why, delete nothing")
 
 
 def _add_maintenance_commands(commands: Any) -> None:
     """Commands that look after a whole store rather than one artifact."""
+    _add_deleting_commands(commands, _options())
     uploads = _add(
         commands,
         "abort-uploads",
@@ -1178,8 +1400,7 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, lorry.LorryError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())  # one line, whatever the message holds
+    return one_line(exc)  # one line, whatever the message holds
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,8 +10,10 @@
     ├── UsageError (RuntimeError)             a call made in the wrong state (no run, not logged yet, ...)
     ├── NotFoundError (LookupError)
     │   ├── ArtifactNotFoundError             no such collection, version or alias
+    │   │   └── ArtifactDeletedError          the version existed and was deleted (or expired)
     │   ├── RunNotFoundError
-    │   └── ObjectNotFoundError               no such key in a store
+    │   ├── ObjectNotFoundError               no such key in a store
+    │   └── StoreNotFoundError                no store at all where one was to be read
     ├── LocalFileError (OSError)              a local file is missing, unreadable or of the wrong kind
     ├── IntegrityError                        bytes that do not match their digest
     │   └── SourceChangedError                a source file changed while it was being logged
@@ -62,12 +64,20 @@ class ArtifactNotFoundError(NotFoundError):
     """No artifact collection, version or alias by that name."""
 
 
+class ArtifactDeletedError(ArtifactNotFoundError):
+    """The version existed and was deleted, or its time to live ran out; its number stays taken."""
+
+
 class RunNotFoundError(NotFoundError):
     """No run with that id."""
 
 
 class ObjectNotFoundError(NotFoundError):
     """No object under that key in the store."""
+
+
+class StoreNotFoundError(NotFoundError):
+    """Reading a store that does not exist (a mistyped path): nothing is created there."""
 
 
 class LocalFileError(LorryError, OSError):

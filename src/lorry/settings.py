@@ -70,7 +70,7 @@ class Settings:
     gcs_kms_key: str | None = None
     """A Cloud KMS key name for GCS objects (customer-managed encryption)."""
     request_timeout: float = 60.0
-    """Seconds an S3 request may make no progress (connecting, sending, receiving) before it is
+    """Seconds an S3 or GCS request may make no progress (connecting, sending, receiving) before it is
     abandoned and tried again."""
     retry_deadline: float = 600.0
     """Seconds that failing requests are tried again (a store that does not answer for that long
@@ -102,9 +102,13 @@ class Settings:
         "transfer_process": "LORRY_TRANSFER_PROCESS",
     }
 
+    _FALLBACK_ENV = {"entity": "WANDB_ENTITY", "project": "WANDB_PROJECT"}  # noqa: RUF012
+    """Read after lorry's own variables, so scripts written for the original API keep their project."""
+
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
-        """Settings from ``overrides`` (None means "not given"), then ``$LORRY_*``, then defaults."""
+        """Settings from ``overrides``, then ``$LORRY_*``, then defaults. An empty string means "not
+        given" in both places (``store=""`` as ``LORRY_STORE=``), never the current directory."""
         unknown = set(overrides) - set(cls._ENV)
         if unknown:
             raise ValidationError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -117,10 +121,12 @@ class Settings:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for name, env in cls._ENV.items():
-            if overrides.get(name) is not None:
+            if overrides.get(name) not in (None, ""):
                 values[name], sources[name] = overrides[name], "argument"
             elif os.environ.get(env):
                 values[name], sources[name] = _parse(name, os.environ[env]), f"${env}"
+            elif os.environ.get(fallback := cls._FALLBACK_ENV.get(name, "")):
+                values[name], sources[name] = os.environ[fallback], f"${fallback}"
             elif name in defaults:
                 values[name], sources[name] = defaults[name], "default"
             else:
@@ -168,13 +174,20 @@ class Settings:
         updated.check()
         return updated
 
-    def describe(self) -> list[tuple[str, str, str]]:
-        """(name, value, source) for each setting, for ``lorry config``."""
+    def describe(self) -> list[tuple[str, str | int | float | bool | None, str]]:
+        """(name, value, source) for each setting, for ``lorry config``: values keep their JSON type
+        (a path is a string, a secret ``***``)."""
         return [
-            (f.name, str(getattr(self, f.name)), self.sources.get(f.name, "default"))
+            (f.name, _plain(getattr(self, f.name)), self.sources.get(f.name, "default"))
             for f in fields(self)
             if f.name != "sources"
         ]
+
+
+def _plain(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)  # a Path, or a Secret (whose str is ***)
 
 
 def _parse(name: str, raw: str) -> Any:

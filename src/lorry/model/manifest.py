@@ -90,6 +90,17 @@ class EntryLayout:
         self._names: set[str] = set()
         self._folders: dict[str, int] = {}  # folder → how many names lie below it
 
+    @classmethod
+    def of(cls, names: Iterable[str]) -> EntryLayout:
+        """The layout of names already known not to clash (a manifest's): built without checks."""
+        layout = cls()
+        layout._names = set(names)
+        folders = layout._folders
+        for name in layout._names:
+            for folder in folders_of(name):
+                folders[folder] = folders.get(folder, 0) + 1
+        return layout
+
     def copy(self) -> EntryLayout:
         other = EntryLayout()
         other._names, other._folders = set(self._names), dict(self._folders)

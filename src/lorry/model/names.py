@@ -24,6 +24,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]+(?: [A-Za-z0-9_.\-]+)*")
 _ALIAS = re.compile(r"[A-Za-z0-9_.\-]+")
 _VERSION_ALIAS = re.compile(r"v(0|[1-9][0-9]*)")
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
+_TAG = re.compile(r"[A-Za-z0-9_\-]+(?: +[A-Za-z0-9_\-]+)*")  # the original's rule for tags
 
 LATEST = "latest"
 
@@ -61,6 +62,28 @@ def validate_alias(alias: object, *, allow_version: bool = False) -> str:
     if text in (".", ".."):
         raise InvalidNameError(f"alias {text!r} is not allowed")
     return text
+
+
+def validate_tags(tags: object) -> tuple[str, ...]:
+    """A list of tags (letters, digits, '_' and '-', words separated by spaces), duplicates dropped,
+    order kept."""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+        raise InvalidNameError(f"tags must be a list of strings, not {type(tags).__name__}")
+    checked = (_check(tag, "tag", _TAG, "letters, digits, '_', '-' and single spaces") for tag in tags)
+    return tuple(dict.fromkeys(checked))
+
+
+def check_latest(version: int, newest: int | None) -> None:
+    """The one rule for ``latest``: lorry moves it to each new version, so asking for it is accepted
+    only where it is already true (a new version, the newest one); leaving it out changes nothing."""
+    if version != newest:
+        raise latest_is_managed(newest)
+
+
+def latest_is_managed(newest: int | None) -> InvalidNameError:
+    """The one error for ``latest`` set or removed by hand."""
+    shown = version_alias(newest) if newest is not None else "no version yet"
+    return InvalidNameError(f"alias {LATEST!r} is managed by lorry: it names {shown}, the newest version")
 
 
 def validate_segment(value: object, what: str) -> str:

@@ -21,7 +21,13 @@ be referenced. The **gc fence** closes that gap without locks:
 
 So whatever a committed version needs is either reached by gc's reading or stored again by its log.
 
-``verify_store`` reads every version and checks that its manifest and blobs are present and intact,
+Deleted and expired versions keep their records, but what only they reach is garbage once the grace
+period has passed *since they were deleted or expired* (not since their blobs were written): a
+download of a version deleted a moment ago still finds its blobs, and so does a log that found them
+already stored. gc also marks expired versions deleted and removes alias pointers left naming a
+deleted version (an alias moved onto it while it was being deleted).
+
+``verify_store`` reads every live version and checks that its manifest and blobs are present and intact,
 and that every alias names a version that exists.
 """
 
@@ -35,16 +41,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from lorry.errors import ConflictError, CorruptRecordError, LorryError, ObjectNotFoundError
 from lorry.model.digest import digest_bytes, hex_part, is_content_digest, new_hasher
 from lorry.registry.records import VersionRecord, dump_json, load_json
-from lorry.registry.registry import Registry, blob_key, manifest_key, pointer_version
-from lorry.storage.base import CREATE, ObjectMeta, Store, Update, Upload
-from lorry.storage.local import LocalStore
+from lorry.registry.registry import (
+    Collection,
+    Registry,
+    ShardRecord,
+    blob_key,
+    manifest_key,
+    pointer_version,
+)
+from lorry.storage.base import CREATE, LOCAL_FILES, ObjectMeta, Store, Update, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 
 GC_STATE_KEY = "_lorry/gc/state.json"
@@ -55,6 +67,7 @@ LEASE = 600.0
 POLL = 1.0
 
 _VERSION_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/versions/[0-9]+\.json")
+_SHARD_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/drafts/[^/]+/shards/[^/]+\.json")
 _ALIAS_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/aliases/[^/]+\.json")
 _BLOB_KEY = re.compile(r"blobs/blake3/[0-9a-f]{2}/([0-9a-f]{64})")
 _MANIFEST_KEY = re.compile(r"manifests/blake3/[0-9a-f]{2}/([0-9a-f]{64})\.json")
@@ -146,6 +159,7 @@ class _Scan:
     manifests: dict[str, ObjectMeta] = field(default_factory=dict)  # digest -> meta
     versions: list[str] = field(default_factory=list)  # version record keys
     aliases: list[str] = field(default_factory=list)  # alias pointer keys
+    shards: list[str] = field(default_factory=list)  # distributed artifacts' shard record keys
     probes: list[ObjectMeta] = field(default_factory=list)
 
     @classmethod
@@ -160,6 +174,8 @@ class _Scan:
                 scan.versions.append(meta.key)
             elif _ALIAS_KEY.fullmatch(meta.key):
                 scan.aliases.append(meta.key)
+            elif _SHARD_KEY.fullmatch(meta.key):
+                scan.shards.append(meta.key)
             elif meta.key.startswith(_PROBE_PREFIX):
                 scan.probes.append(meta)
         return scan
@@ -185,23 +201,51 @@ class _Reach:
     manifests: dict[str, list[str]] = field(default_factory=dict)  # digest -> version keys needing it
     blobs: dict[str, int | None] = field(default_factory=dict)  # digest -> size the manifest says
     problems: list[Problem] = field(default_factory=list)
+    gone: dict[str, VersionRecord] = field(default_factory=dict)  # key -> deleted or expired record
 
 
-async def _reach(store: Store, version_keys: list[str]) -> _Reach:
+async def _reach(
+    store: Store,
+    version_keys: list[str],
+    *,
+    now: datetime,
+    kept_since: datetime | None = None,
+    shard_keys: Iterable[str] = (),
+) -> _Reach:
+    """What live versions need; a version deleted or expired after ``kept_since`` counts as live
+    (None: no gone version does)."""
     reach = _Reach(versions=len(version_keys))
 
     async def read_version(key: str) -> None:
         try:
             record = VersionRecord.from_bytes(await store.get(key), key)
         except ObjectNotFoundError:
-            reach.versions -= 1  # removed since the listing (nothing removes versions today)
+            reach.versions -= 1  # removed since the listing (records are never removed)
             return
         except CorruptRecordError as exc:
             reach.problems.append(Problem(key, str(exc)))
             return
+        gone = record.gone_since(now)
+        if gone is not None:
+            reach.versions -= 1
+            reach.gone[key] = record
+            if kept_since is None or gone <= kept_since:
+                return
         reach.manifests.setdefault(record.manifest, []).append(key)
 
+    async def read_shard(key: str) -> None:  # a stored shard waits for its finish: keep what it needs
+        try:
+            shard = ShardRecord.from_json(load_json(await store.get(key), key), key)
+        except ObjectNotFoundError:
+            return
+        except CorruptRecordError as exc:
+            reach.problems.append(Problem(key, str(exc)))
+            return
+        if shard.manifest is not None:
+            reach.manifests.setdefault(shard.manifest, []).append(key)
+
     await _bounded(version_keys, read_version)
+    await _bounded(shard_keys, read_shard)
     registry = Registry(store)
 
     async def read_manifest(digest: str) -> None:
@@ -228,7 +272,9 @@ class GcReport:
 
     dry_run: bool
     versions: int
-    """Committed versions found; everything they need was kept."""
+    """Live versions found; everything they need was kept."""
+    expired: int
+    """Versions whose time to live ran out, marked deleted by this gc."""
     blobs: int
     blob_bytes: int
     manifests: int
@@ -258,17 +304,16 @@ async def collect_garbage(
         return await _collect(store, grace, dry_run=False, now=now)
 
 
-async def _collect(
-    store: Store, grace: timedelta, *, dry_run: bool, now: Callable[[], datetime]
-) -> GcReport:
+async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callable[[], datetime]) -> GcReport:
     scan = await _Scan.of(store)  # listed before the versions are read: a later commit is in `reach`
-    reach = await _reach(store, scan.versions)
+    cutoff = now() - grace
+    reach = await _reach(store, scan.versions, now=now(), kept_since=cutoff, shard_keys=scan.shards)
     if reach.problems:  # what an unreadable version or manifest needs is unknown: remove nothing
         raise CorruptRecordError(
             f"gc stopped before removing anything: {reach.problems[0]} "
             f"({len(reach.problems)} unreadable records in all; `lorry verify` lists them)"
         )
-    cutoff = now() - grace
+    expired = [key for key, record in reach.gone.items() if record.deleted_at is None]
 
     def old(meta: ObjectMeta) -> bool:
         return meta.modified is not None and meta.modified < cutoff
@@ -279,8 +324,11 @@ async def _collect(
     doomed = [meta for meta in unreferenced if old(meta)]
     uploads: list[Upload] = await stale_uploads(store, grace, now())
     # A local store's unfinished temporary files are its uploads in progress.
-    temps = await asyncio.to_thread(store.stale_temp_files, cutoff) if isinstance(store, LocalStore) else []
+    local = LOCAL_FILES.of(store)
+    temps = await asyncio.to_thread(local.stale_temp_files, cutoff) if local is not None else []
     if not dry_run:
+        await _bounded(expired, lambda key: _mark_expired(store, key))
+        await _bounded(scan.aliases, lambda key: _drop_alias_of_gone(store, key, reach.gone))
         await _bounded(doomed, lambda meta: store.delete(meta.key))
         await abort_uploads(store, uploads)
         for temp in temps:
@@ -289,6 +337,7 @@ async def _collect(
     return GcReport(
         dry_run=dry_run,
         versions=reach.versions,
+        expired=len(expired),
         blobs=len(blobs),
         blob_bytes=sum(meta.size for meta in blobs),
         manifests=sum(1 for meta in doomed if meta.key.startswith("manifests/")),
@@ -300,6 +349,36 @@ async def _collect(
             *(f"upload:{temp.name}" for temp in temps),
         ),
     )
+
+
+def _collection_of(version_key: str) -> tuple[Collection, int]:
+    entity, project, _, name, _, file = version_key.split("/")
+    return Collection(entity, project, name), int(file.removesuffix(".json"))
+
+
+async def _mark_expired(store: Store, key: str) -> None:
+    """Turn an expired version into a deleted one, stamped with the moment it expired."""
+    collection, number = _collection_of(key)
+
+    def stamp(current: VersionRecord) -> VersionRecord:
+        expires = current.expires_at()
+        if current.deleted_at is not None or expires is None:
+            return current
+        return replace(current, deleted_at=expires.isoformat(timespec="microseconds"))
+
+    await Registry(store).update_version(collection, number, stamp, include_gone=True)
+
+
+async def _drop_alias_of_gone(store: Store, key: str, gone: dict[str, VersionRecord]) -> None:
+    try:
+        number = pointer_version(await store.get(key), key)
+    except (ObjectNotFoundError, CorruptRecordError):
+        return
+    prefix = key[: key.index("/aliases/") + 1]
+    if f"{prefix}versions/{number}.json" in gone:
+        collection, _ = _collection_of(f"{prefix}versions/{number}.json")
+        alias = key[len(prefix) + len("aliases/") :].removesuffix(".json")
+        await Registry(store).remove_alias(collection, number, alias)
 
 
 @asynccontextmanager
@@ -389,7 +468,7 @@ async def verify_store(store: Store, *, quick: bool = False) -> StoreReport:
     """Check every committed version: its record parses, its manifest is there and matches its digest,
     and each blob it needs is there with the right size and (unless ``quick``) the right bytes."""
     scan = await _Scan.of(store)
-    reach = await _reach(store, scan.versions)
+    reach = await _reach(store, scan.versions, now=datetime.now(UTC))
     problems = list(reach.problems)
     hashed = 0
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
 from lorry.errors import CorruptRecordError, ValidationError
 from lorry.model.digest import is_content_digest
-from lorry.model.names import validate_artifact_name, validate_segment, validate_type
+from lorry.model.names import validate_artifact_name, validate_segment, validate_tags, validate_type
 
 
 def load_json(payload: bytes, key: str) -> dict[str, Any]:
@@ -85,10 +86,32 @@ class ArtifactRef:
         return f"{self.entity}/{self.project}/{self.name}:v{self.version}"
 
 
+def _tags(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    try:
+        return validate_tags(doc.get("tags", []))
+    except ValidationError as exc:
+        raise CorruptRecordError(f"record {key} has invalid 'tags': {exc}") from exc
+
+
+def _optional(doc: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str) -> Any:
+    return None if doc.get(name) is None else _field(doc, name, kind, key)
+
+
+def _timestamp(doc: Mapping[str, Any], name: str, key: str) -> str | None:
+    value: str | None = _optional(doc, name, str, key)
+    if value is not None:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise CorruptRecordError(f"record {key} has an invalid {name!r}") from exc
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class VersionRecord:
     """One committed version. Created once (its creation is the commit); later ``save()`` calls
-    change ``description`` and ``metadata`` by compare-and-swap."""
+    change ``description``, ``metadata``, ``tags`` and ``ttl`` by compare-and-swap, and a delete
+    sets ``deleted_at`` the same way (the record stays, so its number is never given again)."""
 
     version: int
     manifest: str
@@ -99,9 +122,29 @@ class VersionRecord:
     logged_by: str | None
     description: str | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    ttl: float | None = None
+    """Seconds from ``created_at`` after which the version expires (is deleted); None: never."""
+    deleted_at: str | None = None
+
+    def expires_at(self) -> datetime | None:
+        if self.ttl is None:
+            return None
+        return datetime.fromisoformat(self.created_at) + timedelta(seconds=self.ttl)
+
+    def gone_since(self, now: datetime) -> datetime | None:
+        """When this version stopped being served (deleted, or expired by ``now``), else None."""
+        times = [datetime.fromisoformat(self.deleted_at)] if self.deleted_at is not None else []
+        expires = self.expires_at()
+        if expires is not None and expires <= now:
+            times.append(expires)
+        return min(times) if times else None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "tags": list(self.tags),
+            "ttl": self.ttl,
+            "deleted_at": self.deleted_at,
             "version": self.version,
             "manifest": self.manifest,
             "type": self.type,
@@ -135,7 +178,17 @@ class VersionRecord:
             logged_by=logged_by,
             description=description,
             metadata=_field(doc, "metadata", dict, key),
+            tags=_tags(doc, key),
+            ttl=_ttl(doc, key),
+            deleted_at=_timestamp(doc, "deleted_at", key),
         )
+
+
+def _ttl(doc: Mapping[str, Any], key: str) -> float | None:
+    ttl = _optional(doc, "ttl", (int, float), key)
+    if ttl is not None and (isinstance(ttl, bool) or not ttl >= 0):
+        raise CorruptRecordError(f"record {key} has an invalid 'ttl'")
+    return None if ttl is None else float(ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +206,15 @@ class RunRecord:
     state: str = "running"
     inputs: tuple[ArtifactRef, ...] = ()
     outputs: tuple[ArtifactRef, ...] = ()
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "group": self.group,
+            "tags": list(self.tags),
+            "notes": self.notes,
             "id": self.id,
             "entity": self.entity,
             "project": self.project,
@@ -189,4 +248,7 @@ class RunRecord:
             state=_field(doc, "state", str, key),
             inputs=tuple(ArtifactRef.from_json(r, key) for r in _field(doc, "inputs", list, key)),
             outputs=tuple(ArtifactRef.from_json(r, key) for r in _field(doc, "outputs", list, key)),
+            group=_optional(doc, "group", str, key),
+            tags=_tags(doc, key),
+            notes=_optional(doc, "notes", str, key),
         )

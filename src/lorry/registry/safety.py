@@ -21,7 +21,18 @@ import weakref
 from collections.abc import AsyncIterator
 
 from lorry.errors import ConflictError, ObjectNotFoundError, UnsafeStoreError
-from lorry.storage.base import CREATE, OVERWRITE, Create, ObjectMeta, PutMode, Store, Update
+from lorry.storage.base import (
+    CREATE,
+    OVERWRITE,
+    Body,
+    C,
+    Capability,
+    Create,
+    ObjectMeta,
+    PutMode,
+    Store,
+    Update,
+)
 
 PROBE_PREFIX = "_lorry/probe/"
 
@@ -109,6 +120,9 @@ class SingleWriterStore:
     def url(self) -> str:
         return self.inner.url
 
+    def capability(self, kind: Capability[C]) -> C | None:
+        return kind.of(self.inner)
+
     async def head(self, key: str) -> ObjectMeta:
         return await self.inner.head(key)
 
@@ -118,7 +132,7 @@ class SingleWriterStore:
     def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         return self.inner.stream(key, start, end)
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
         if isinstance(mode, Create | Update):
             try:
                 current: str | None = (await self.inner.head(key)).etag

@@ -8,10 +8,14 @@ Keys are ``/``-separated relative paths of printable characters without ``..`` s
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import BinaryIO, Generic, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
 
 from lorry.errors import ValidationError
 
@@ -36,6 +40,13 @@ class Update:
 PutMode = Overwrite | Create | Update
 OVERWRITE = Overwrite()
 CREATE = Create()
+
+
+Body = bytes | bytearray | memoryview | BinaryIO
+"""What ``put`` stores: bytes, or a binary file or stream (anything with ``read``, ``seek`` and
+``tell``: an open file, ``io.BytesIO``), read from its position to its end a chunk at a time, so a
+large object needs little memory. A stream must be seekable: a retry sends it again from where it
+started (``RetryingStore`` seeks back), and some backends read it twice (S3's ``Content-MD5``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +123,9 @@ class Store(Protocol):
     def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Like ``get`` but in chunks, for objects too large to hold in memory."""
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        """Store ``data`` under ``key`` if ``mode`` allows it; ``ConflictError`` if it does not."""
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        """Store ``data`` (bytes, or a stream read to its end) under ``key`` if ``mode`` allows it;
+        ``ConflictError`` if it does not."""
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
@@ -123,6 +135,87 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections and files."""
+
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, slots=True)
+class Capability(Generic[C]):
+    """A fast path below the contract that a store may offer, named by the ``runtime_checkable``
+    protocol that describes it: ``LOCAL_FILES.of(store)`` is the part of ``store`` that has local
+    files, found through any wrappers, or None.
+
+    Calls made through a capability bypass the wrappers, so it is for work they have nothing to add
+    to (linking a local file is no request to limit or retry) or that does its own.
+    """
+
+    protocol: type
+
+    def of(self, store: object) -> C | None:
+        if isinstance(store, self.protocol):
+            return cast(C, store)  # the protocol is C's: Capability[C](C)
+        if isinstance(store, Wrapper):
+            return store.capability(self)
+        return None
+
+
+@runtime_checkable
+class Wrapper(Protocol):
+    """A store that wraps another (limits, retries, checks) and passes its capabilities through."""
+
+    def capability(self, kind: Capability[C]) -> C | None:
+        """What the wrapped store offers of ``kind``: ``kind.of(inner)``."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A store whose objects are files on this machine (``LocalStore``): the transfer layer links or
+    copies in the kernel instead of reading and sending, and garbage collection removes the temporary
+    files that killed writers left."""
+
+    @property
+    def root(self) -> Path:
+        """The store's folder."""
+
+    def exists(self) -> bool:
+        """Whether the store's folder is there (a local store is made by its first write)."""
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds ``key``."""
+
+    def temp_path(self) -> Path:
+        """A fresh name on the store's filesystem, for a file ``commit_file`` will name."""
+
+    def commit_file(self, temp: Path, key: str, mode: PutMode) -> ObjectMeta:
+        """Give a finished temporary file its key's name, honouring ``mode``."""
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Store a content-addressed object unless it is there already (one exclusive create)."""
+
+    def stale_temp_files(self, cutoff: datetime) -> list[Path]:
+        """Temporary files last written before ``cutoff``."""
+
+
+@runtime_checkable
+class VersionedReads(Protocol):
+    """Reads of any object of a bucket and of its versions (S3 ``versionId``, GCS generation): what a
+    reference records and downloads. ``raw`` takes the key verbatim (a bucket's own names may hold
+    segments that the store's keys may not)."""
+
+    async def head_version(
+        self, key: str, version: str | None = None, /, *, raw: bool = False
+    ) -> VersionedMeta: ...
+
+    def open_version(
+        self, key: str, version: str | None = None, /, *, raw: bool = False
+    ) -> AbstractAsyncContextManager[VersionedBody]: ...
+
+    def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]: ...
+
+
+LOCAL_FILES: Capability[LocalFiles] = Capability(LocalFiles)
+VERSIONED_READS: Capability[VersionedReads] = Capability(VersionedReads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +263,63 @@ def check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise ValidationError(f"invalid store key {key!r}")
     return key
+
+
+# -- bodies: what every backend needs to send a stream --------------------------------------------------
+
+STREAM_READ = 8 << 20
+"""Bytes read from a stream at a time (a multiple of 256 KiB, as GCS's resumable uploads need)."""
+
+
+def is_stream(body: Body) -> TypeGuard[BinaryIO]:
+    """Whether ``body`` is a stream to read rather than bytes in memory."""
+    return not isinstance(body, bytes | bytearray | memoryview)
+
+
+def remaining(stream: BinaryIO) -> int:
+    """Bytes from the stream's position to its end; the position is left where it was."""
+    if not stream.seekable():
+        raise ValidationError(f"{stream!r} cannot seek: put takes bytes or a seekable file or stream")
+    start = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(start)
+    return max(0, end - start)
+
+
+def body_size(body: Body) -> int:
+    """How many bytes ``put`` would store."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return len(body)
+    return remaining(body)
+
+
+def read_chunk(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream (``read`` may return short)."""
+    chunk = stream.read(size)
+    if len(chunk) == size or not chunk:
+        return chunk
+    parts = [chunk]
+    got = len(chunk)
+    while got < size and (more := stream.read(size - got)):
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+async def stream_chunks(stream: BinaryIO, size: int, chunk: int = STREAM_READ) -> AsyncIterator[bytes]:
+    """The next ``size`` bytes of ``stream`` in chunks, each read in a thread; a stream that ends
+    early is a ``ValidationError`` (the object would be stored short)."""
+    left = size
+    while left > 0:
+        data = await asyncio.to_thread(read_chunk, stream, min(chunk, left))
+        if not data:
+            raise ValidationError(f"{stream!r} ended {left} bytes short of the {size} it held")
+        left -= len(data)
+        yield data
+
+
+async def read_whole(body: Body) -> bytes | bytearray | memoryview:
+    """``body``'s bytes in memory (a stream read to its end): for bodies known to be small."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return body
+    return b"".join([chunk async for chunk in stream_chunks(body, remaining(body))])

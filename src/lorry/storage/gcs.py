@@ -31,11 +31,13 @@ order, in parallel, replace a part, and list the parts stored so far:
   tree of composes for more) would be honest on real GCS, but ``compose`` crashes the emulator these
   tests run against, so that code could not be tested against any real server here.
 
-Large objects therefore go up in one ``put`` (a single-request media upload). Downloads need nothing
-special: ``get`` and ``stream`` take byte ranges, which the transfer layer fetches in parallel.
+Large objects therefore go up in one ``put`` of a stream (a file): a resumable upload session that
+takes the bytes in order, a chunk per request, so memory holds one chunk whatever the object's size.
+Bytes and small streams go in a single-request media upload. Downloads need nothing special: ``get``
+and ``stream`` take byte ranges, which the transfer layer fetches in parallel.
 
-Chunking, retries and parallelism live in ``lorry.transfer``: this module makes exactly one HTTP
-request per call (two for a multi-page ``list``) and never retries.
+Retries and parallelism live in ``lorry.transfer``: this module makes one HTTP request per call (more
+for a multi-page ``list`` or a resumable upload) and never retries.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from typing import cast
+from typing import BinaryIO, cast
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 from gcloud.aio.storage import Storage
+from yarl import URL
 
 from lorry.errors import (
     AccessDeniedError,
@@ -64,6 +67,8 @@ from lorry.errors import (
 )
 from lorry.storage.base import (
     OVERWRITE,
+    STREAM_READ,
+    Body,
     Create,
     ObjectMeta,
     PutMode,
@@ -71,7 +76,12 @@ from lorry.storage.base import (
     VersionedBody,
     VersionedMeta,
     check_key,
+    is_stream,
+    read_chunk,
+    read_whole,
+    remaining,
 )
+from lorry.storage.failures import no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 
@@ -105,6 +115,7 @@ class GCSStore:
         read_timeout: float = 300.0,
         max_connections: int = 256,
         list_page_size: int | None = None,
+        upload_chunk_size: int = STREAM_READ,
         options: StoreOptions | None = None,
     ) -> None:
         """Build a store; nothing is contacted until the first call.
@@ -113,8 +124,12 @@ class GCSStore:
         GCS itself). ``service_file``: a credentials JSON file (default: the usual discovery).
         ``read_timeout`` bounds each wait for bytes from the server, not a whole transfer, so large
         objects can stream for as long as they keep moving. ``list_page_size``: ``maxResults`` for
-        ``list`` (default: the server's, 1000 on GCS). ``options``: TLS trust and the KMS key.
+        ``list`` (default: the server's, 1000 on GCS). ``upload_chunk_size``: a stream larger than
+        this goes up as a resumable upload in chunks of this size (a multiple of 256 KiB), smaller
+        ones in one request. ``options``: TLS trust and the KMS key.
         """
+        if upload_chunk_size <= 0 or upload_chunk_size % (256 << 10):
+            raise ValidationError(f"upload_chunk_size {upload_chunk_size} is not a multiple of 256 KiB")
         if not bucket or "/" in bucket:
             raise ValidationError(f"invalid GCS bucket name {bucket!r}")
         prefix = prefix.strip("/")
@@ -133,6 +148,7 @@ class GCSStore:
         )
         self._max_connections = max_connections
         self._list_page_size = list_page_size
+        self._upload_chunk = upload_chunk_size
         self._options = options or StoreOptions()
         self._session: aiohttp.ClientSession | None = None
         self._storage: Storage | None = None
@@ -151,7 +167,17 @@ class GCSStore:
         parts = urlsplit(url)
         if parts.scheme != "gs" or not parts.netloc or parts.query or parts.fragment:
             raise ValidationError(f"not a gs://bucket/prefix URL: {url!r}")
-        return cls(parts.netloc, parts.path, endpoint=endpoint, service_file=service_file, options=options)
+        # As for S3: a request that makes no progress for ``request_timeout`` is abandoned and retried.
+        timeout = (options or StoreOptions()).request_timeout
+        return cls(
+            parts.netloc,
+            parts.path,
+            endpoint=endpoint,
+            service_file=service_file,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            options=options,
+        )
 
     @property
     def url(self) -> str:
@@ -209,7 +235,7 @@ class GCSStore:
                     if remaining == 0:
                         break
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
         parameters: dict[str, str] = {}
         if isinstance(mode, Create):
             parameters["ifGenerationMatch"] = "0"
@@ -220,20 +246,76 @@ class GCSStore:
             parameters["ifGenerationMatch"] = mode.etag
         if self._options.gcs_kms_key is not None:
             parameters["kmsKeyName"] = self._options.gcs_kms_key
+        if is_stream(data) and (size := remaining(data)) > self._upload_chunk:
+            return await self._put_resumable(key, data, size, mode, parameters)
+        body = await read_whole(data)  # at most one chunk
         storage = await self._client()
         with self._mapped(key, conflict=mode):
             resource = await storage.upload(
                 self.bucket,
                 self._name(key),
-                io.BytesIO(data),  # shares a bytes object without copying it
+                io.BytesIO(body),  # shares a bytes object without copying it
                 content_type=CONTENT_TYPE,
                 # An empty object goes up as a multipart upload (metadata and media in one request):
                 # gcp-storage-emulator drops the connection on an empty media upload; GCS takes both.
-                metadata={"contentType": CONTENT_TYPE} if not data else None,
+                metadata={"contentType": CONTENT_TYPE} if not body else None,
                 parameters=parameters,
                 force_resumable_upload=False,  # one request; retries belong to the transfer layer
                 timeout=self._t(),
             )
+        return self._meta(key, resource)
+
+    async def _put_resumable(
+        self, key: str, stream: BinaryIO, size: int, mode: PutMode, parameters: dict[str, str]
+    ) -> ObjectMeta:
+        """A resumable upload: a session started with the preconditions, then the bytes in chunks of
+        ``upload_chunk_size``, one request each, so memory holds one chunk whatever the size.
+
+        The server answers every chunk but the last with ``308`` and how much it has persisted; a
+        chunk it kept only part of is sent again from there. A failure fails the whole ``put`` (a retry
+        starts a new session), so no session outlives its call.
+        """
+        storage = await self._client()
+        session = self._session
+        assert session is not None  # made with the client
+        headers = await self._auth(storage)
+        params = {**parameters, "uploadType": "resumable", "name": self._name(key)}
+        start = stream.tell()
+        with self._mapped(key, conflict=mode):
+            async with session.post(
+                f"{self.endpoint or GCS_API_ROOT}/upload/storage/v1/b/{self.bucket}/o",
+                params=params,
+                json={"name": self._name(key), "contentType": CONTENT_TYPE},
+                headers={
+                    **headers,
+                    "X-Upload-Content-Type": CONTENT_TYPE,
+                    "X-Upload-Content-Length": str(size),
+                },
+            ) as response:
+                await _raise_for_status(response)
+                location = response.headers.get("Location")
+            if not location:
+                raise StoreError(f"GCS started no upload session for {key} in {self.url}")
+            offset = 0
+            while True:
+                wanted = min(self._upload_chunk, size - offset)
+                chunk = await asyncio.to_thread(read_chunk, stream, wanted)
+                if len(chunk) != wanted:
+                    raise ValidationError(f"{stream!r} ended before the {size} bytes it held")
+                end = offset + wanted
+                async with session.put(
+                    URL(location, encoded=True),
+                    data=chunk,
+                    headers={**headers, "Content-Range": f"bytes {offset}-{end - 1}/{size}"},
+                ) as response:
+                    if response.status != 308:  # the last chunk: the object's resource
+                        await _raise_for_status(response)
+                        resource = await response.json(content_type=None)
+                        break
+                    persisted = _persisted(response.headers.get("Range"))
+                if persisted != end:
+                    stream.seek(start + persisted)
+                offset = persisted
         return self._meta(key, resource)
 
     async def delete(self, key: str) -> None:
@@ -327,9 +409,7 @@ class GCSStore:
         storage = await self._client()
         session = self._session
         assert session is not None  # made with the client
-        sent = dict(headers or {})
-        if self.endpoint is None:
-            sent["Authorization"] = f"Bearer {await storage.token.get()}"
+        sent = {**(headers or {}), **await self._auth(storage)}
         url = f"{self.endpoint or GCS_API_ROOT}/storage/v1/b/{self.bucket}/o/{quote(name, safe='')}"
         # With Accept-Encoding asked for explicitly, the bytes are wanted as the server sends them.
         response = await session.get(
@@ -337,15 +417,15 @@ class GCSStore:
         )
         if response.status >= 400:
             async with response:
-                text = await response.text(errors="replace")
-            raise aiohttp.ClientResponseError(
-                response.request_info,
-                response.history,
-                status=response.status,
-                message=text or response.reason or "",
-                headers=response.headers,
-            )
+                await _raise_for_status(response)
         return response
+
+    async def _auth(self, storage: Storage) -> dict[str, str]:
+        """The headers of a request made here rather than by gcloud-aio-storage: its token (none
+        for an emulator)."""
+        if self.endpoint is not None:
+            return {}
+        return {"Authorization": f"Bearer {await storage.token.get()}"}
 
     async def _chunks(self, key: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         with self._mapped(key):
@@ -389,7 +469,10 @@ class GCSStore:
         trust = aiohttp_ssl(self._options)
         warn_unverified(self._options, endpoint_of(self.endpoint or GCS_API_ROOT))
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=trust), timeout=self._timeout
+            connector=aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=trust, socket_factory=self._options.socket_factory()
+            ),
+            timeout=self._timeout,
         )
         try:
             storage = Storage(
@@ -483,20 +566,45 @@ class GCSStore:
                     f"GCS refused the credentials for {what} (HTTP {status}): {detail}; check "
                     f"GOOGLE_APPLICATION_CREDENTIALS and the account's permissions on bucket {self.bucket}"
                 ) from exc
-            if status in (408, 429) or status >= 500:
+            if transient_status(status):
+                wait = retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 raise TransientError(
-                    f"GCS request for {what} failed (HTTP {status}): {detail}", retry_after=_retry_after(exc)
+                    f"GCS request for {what} failed (HTTP {status}): {detail}", retry_after=wait
                 ) from exc
             raise StoreError(f"GCS request for {what} failed (HTTP {status}): {detail}") from exc
         except aiohttp.ClientSSLError as exc:
             # A certificate that is not trusted stays untrusted: final, unlike other connection failures.
             tls = tls_error(exc, endpoint_of(self.endpoint or GCS_API_ROOT))
             raise (tls or StoreError(f"GCS request for {what} failed: {exc}")) from exc
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # Resets, refused connections, timeouts: no answer from the server, worth another try.
-            raise TransientError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"GCS request for {what} failed: {type(exc).__name__}: {exc}") from exc
+            failed = f"GCS request for {what} failed: {type(exc).__name__}: {exc}"
+            raise (TransientError(failed) if no_answer(exc) else StoreError(failed)) from exc
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    """An error status as ``ClientResponseError`` with the server's text, as gcloud-aio raises it, so
+    ``_mapped`` reads a request made here like one of the library's."""
+    if response.status < 400:
+        return
+    text = await response.text(errors="replace")
+    raise aiohttp.ClientResponseError(
+        response.request_info,
+        response.history,
+        status=response.status,
+        message=text or response.reason or "",
+        headers=response.headers,
+    )
+
+
+def _persisted(value: str | None) -> int:
+    """How many bytes a resumable session holds, from its ``Range: bytes=0-N`` (none: 0)."""
+    if value is None:
+        return 0
+    _, sep, last = value.partition("-")
+    if not sep or not last.strip().isdecimal():
+        raise StoreError(f"GCS answered a resumable upload with a malformed Range: {value!r}")
+    return int(last) + 1
 
 
 class _Outcome:
@@ -519,14 +627,6 @@ def _goog_hashes(headers: list[str]) -> dict[str, str]:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
-
-
-def _retry_after(exc: aiohttp.ClientResponseError) -> float | None:
-    value = exc.headers.get("Retry-After") if exc.headers else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _timestamp(value: object) -> datetime | None:

@@ -26,8 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from lorry.errors import ConflictError, ObjectNotFoundError, StoreError
-from lorry.storage.base import OVERWRITE, Create, ObjectMeta, PutMode, Update, check_key
+from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, ValidationError
+from lorry.storage.base import (
+    OVERWRITE,
+    Body,
+    Create,
+    ObjectMeta,
+    PutMode,
+    Update,
+    body_size,
+    check_key,
+    read_chunk,
+)
 
 _INTERNAL = ".lorry"
 FILE_MODE = 0o600
@@ -60,11 +70,21 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a directory")
-        try:
-            make_dirs(self.root / _INTERNAL / "tmp")
-            make_dirs(self.root / _INTERNAL / "locks")
-        except OSError as exc:
-            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        # Nothing is created until the first write: reading a mistyped path must not make a store there.
+
+    def _internal(self, name: str) -> Path:
+        """The store's own folder ``name`` (tmp, locks), made with the store on first write."""
+        folder = self.root / _INTERNAL / name
+        if not folder.is_dir():
+            try:
+                make_dirs(folder)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        return folder
+
+    def exists(self) -> bool:
+        """Whether anything was ever written here (reading a store that does not exist finds it empty)."""
+        return self.root.is_dir()
 
     @property
     def url(self) -> str:
@@ -97,7 +117,7 @@ class LocalStore:
         finally:
             handle.close()
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
         return await asyncio.to_thread(self.put_sync, key, data, mode)
 
     async def delete(self, key: str) -> None:
@@ -117,7 +137,7 @@ class LocalStore:
 
     def temp_path(self) -> Path:
         """A fresh name in the store's own temporary folder (same filesystem, so renames are atomic)."""
-        return self.root / _INTERNAL / "tmp" / uuid.uuid4().hex
+        return self._internal("tmp") / uuid.uuid4().hex
 
     def stale_temp_files(self, cutoff: datetime) -> builtins.list[Path]:
         """Temporary files last written before ``cutoff``: what killed writers left behind."""
@@ -194,16 +214,28 @@ class LocalStore:
         st = self._stat(key)
         return ObjectMeta(key=key, size=st.st_size, etag=etag_of(st))
 
-    def put_sync(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
+    def put_sync(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        size = body_size(data)  # refuses a stream that cannot seek, as every backend does
         temp = self.temp_path()
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                if isinstance(data, bytes | bytearray | memoryview):
+                    handle.write(data)
+                else:  # a stream, a chunk at a time
+                    while size > 0 and (chunk := read_chunk(data, min(READ_CHUNK, size))):
+                        handle.write(chunk)
+                        size -= len(chunk)
+                    if size:
+                        raise ValidationError(f"{data!r} ended {size} bytes short of what it held")
         except OSError as exc:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
         return self.commit_file(temp, key, mode)
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -257,7 +289,7 @@ class LocalStore:
     def _locked(self, key: str) -> Iterator[None]:
         # A fixed set of lock stripes: bounded files, and unrelated keys rarely share one.
         name = hashlib.sha256(key.encode()).hexdigest()[:2]
-        fd = os.open(self.root / _INTERNAL / "locks" / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self._internal("locks") / name, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -16,7 +16,7 @@ Encryption at rest, on every write that creates an object (and, for a customer k
 - ``gcs_kms_key``: a Cloud KMS key name (``projects/.../cryptoKeys/...``) for GCS objects; reads need
   nothing.
 
-Waiting: ``request_timeout`` is how long an S3 request may make no progress (connecting, sending,
+Waiting: ``request_timeout`` is how long an S3 or GCS request may make no progress (connecting, sending,
 or between bytes received) before it is abandoned and tried again; ``retry_deadline`` is how long
 failing calls are tried again before they fail (see ``lorry.transfer.retry``).
 """
@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lorry.errors import ValidationError
 from lorry.model.secret import Secret
@@ -78,6 +81,21 @@ class StoreOptions:
         if len(key) != 32:
             raise ValidationError(f"setting s3_sse_c_key must be 32 bytes (AES-256), not {len(key)}")
         return key
+
+    def socket_factory(self) -> Callable[[tuple[Any, ...]], socket.socket]:
+        """Sockets (for aiohttp's ``socket_factory``) whose sent bytes must be acknowledged, and taken
+        from a full window, within ``request_timeout`` or the connection fails: aiohttp has no timeout
+        of its own for sending a body, and a server that stops reading would hold it for ever."""
+        timeout_ms = max(1, int(self.request_timeout * 1000))
+
+        def make(addr_info: tuple[Any, ...]) -> socket.socket:
+            family, kind, proto = addr_info[:3]
+            sock = socket.socket(family=family, type=kind, proto=proto)
+            if hasattr(socket, "TCP_USER_TIMEOUT") and family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+            return sock
+
+        return make
 
     def for_references(self) -> StoreOptions:
         """The options for reading objects lorry did not write: the same TLS trust and waiting, no

@@ -24,15 +24,15 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import hashlib
 import logging
 import os
-import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -49,6 +49,7 @@ from botocore.handlers import add_expect_header  # type: ignore[import-untyped]
 from lorry.errors import (
     AccessDeniedError,
     ConflictError,
+    LorryError,
     ObjectNotFoundError,
     StoreError,
     TransientError,
@@ -58,6 +59,8 @@ from lorry.errors import (
 from lorry.model.secret import REDACTED
 from lorry.storage.base import (
     OVERWRITE,
+    STREAM_READ,
+    Body,
     Create,
     ObjectMeta,
     Part,
@@ -66,8 +69,12 @@ from lorry.storage.base import (
     Upload,
     VersionedBody,
     VersionedMeta,
+    body_size,
     check_key,
+    read_chunk,
+    stream_chunks,
 )
+from lorry.storage.failures import full_answer, no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.s3_http import Answer, DirectS3, S3ResponseError, content_md5, content_md5_async
 from lorry.storage.sigv4 import Credentials
@@ -77,19 +84,58 @@ T = TypeVar("T")
 STREAM_CHUNK = 1 << 20
 DEFAULT_REGION = "us-east-1"
 
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# What S3's error codes (or, for an answer without a body, its status) mean to lorry: the one table
+# ``_error`` reads, for both of the store's clients. A code not here is decided by its status
+# (``failures.transient_status``); a failure without an answer by ``_no_answer``.
+_S3_CODES: dict[str, type[LorryError]] = {
+    **dict.fromkeys(["NoSuchBucket"], StoreError),
+    **dict.fromkeys(["NoSuchUpload", "404", "NoSuchKey", "NotFound"], ObjectNotFoundError),
+    **dict.fromkeys(["412", "PreconditionFailed", "409", "ConditionalRequestConflict"], ConflictError),
+    **dict.fromkeys(
+        [
+            "403",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "InvalidToken",
+            "ExpiredToken",
+            "TokenRefreshRequired",
+        ],
+        AccessDeniedError,
+    ),
+    # Busy or broken for now: worth another try after a pause, whatever the status says. BadDigest
+    # and IncompleteBody: the body was damaged or cut on the way (Content-MD5 caught it); the file is
+    # intact.
+    **dict.fromkeys(
+        [
+            "BadDigest",
+            "IncompleteBody",
+            "SlowDown",
+            "RequestTimeout",
+            "RequestTimeTooSkewed",
+            "InternalError",
+            "ServiceUnavailable",
+            "Throttling",
+            "ThrottlingException",
+            "TooManyRequests",
+            "RequestLimitExceeded",
+        ],
+        TransientError,
+    ),
+}
 # What S3 answers for a version id that names no version: NoSuchVersion, or 400 InvalidArgument for one
 # that is not even well formed (AWS, moto).
 _NO_SUCH_VERSION = {"NoSuchVersion", "InvalidArgument"}
-_CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
-_REFUSED = {
-    "403",
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "TokenRefreshRequired",
+# Connection and read failures raised by botocore itself (no HTTP answer at all).
+_BOTOCORE_NO_ANSWER = {
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ResponseStreamingError",
+    "IncompleteReadError",
+    "HTTPClientError",
+    "ProxyConnectionError",
 }
 
 
@@ -197,19 +243,37 @@ class S3Store:
             async for chunk in self._chunks(body, key):
                 yield chunk
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        md5 = await content_md5_async(data)
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        size = body_size(data)
+        # A stream is read twice: once for its Content-MD5 (which S3 needs before the body), once sent.
+        if isinstance(data, bytes | bytearray | memoryview):
+            md5 = await content_md5_async(data)
+        else:
+            md5 = await asyncio.to_thread(_md5_of, data)
         direct = await self._direct()
         if direct is not None:
             headers = {"content-md5": md5, **self._sse_write_headers, **_precondition_headers(mode)}
-            sent = self._send(direct, "PutObject", "PUT", key, headers=headers, body=data)
+            body: bytes | bytearray | memoryview | AsyncIterator[bytes]
+            if isinstance(data, bytes | bytearray | memoryview):
+                body = data
+            else:
+                headers["content-length"] = str(size)
+                body = stream_chunks(data, size)
+            sent = self._send(direct, "PutObject", "PUT", key, headers=headers, body=body)
             etag = (await self._guarded(mode, key, sent)).headers.get("ETag", "")
         else:
             response = await self._conditional(
-                mode, "put_object", key, Key=self._key(key), Body=data, ContentMD5=md5, **self._sse_write
+                mode,
+                "put_object",
+                key,
+                Key=self._key(key),
+                Body=data,
+                ContentLength=size,
+                ContentMD5=md5,
+                **self._sse_write,
             )
             etag = response["ETag"]
-        return ObjectMeta(key=key, size=len(data), etag=_etag(etag))
+        return ObjectMeta(key=key, size=size, etag=_etag(etag))
 
     async def delete(self, key: str) -> None:
         await self._call("delete_object", key, Key=self._key(key))
@@ -482,31 +546,41 @@ class S3Store:
             raise
 
     def _error(self, exc: BaseException, operation: str, key: str | None) -> Exception:
+        """``exc`` (from either client) as lorry's error, by ``_S3_CODES``."""
         where = f"{self.url}/{key}" if key is not None else self.url
         tls = tls_error(exc, self._endpoint_shown)
         if tls is not None:
             return tls
-        code = _code(exc)
-        if code == "NoSuchBucket":
-            return StoreError(f"bucket {self.bucket!r} does not exist ({operation} {where})")
-        if code == "NoSuchUpload":
-            return ObjectNotFoundError(f"no such multipart upload of {where}")
-        if code in _NOT_FOUND:
-            return ObjectNotFoundError(f"{key} not found in {self.url}")
-        if code in _CONFLICT:
-            return ConflictError(f"{key} already exists or changed since it was read ({where})")
-        if code in _REFUSED:
-            return AccessDeniedError(
-                f"the S3 server refused the credentials or their permissions for {operation} {where}: "
-                f"{code} {_message(exc)}".rstrip()
-            )
         if isinstance(exc, NoCredentialsError):
             return AccessDeniedError(
                 f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)"
             )
-        detail = f"{code} {_message(exc)}".strip() if code else f"{type(exc).__name__}: {exc}"
-        if _transient(exc, code):
-            return TransientError(f"{operation} {where} failed: {detail}", retry_after=_retry_after(exc))
+        answer = _answer(exc)
+        if answer is None:
+            detail = f"{type(exc).__name__}: {exc}"
+            if _no_answer(exc):
+                return TransientError(f"{operation} {where} failed: {detail}")
+            return StoreError(f"{operation} {where} failed: {detail}")
+        code = answer.code
+        detail = f"{code} {answer.message}".strip()
+        kind = _S3_CODES.get(code)
+        if code == "NoSuchBucket":
+            return StoreError(f"bucket {self.bucket!r} does not exist ({operation} {where})")
+        if code == "NoSuchUpload":
+            return ObjectNotFoundError(f"no such multipart upload of {where}")
+        if kind is ObjectNotFoundError:
+            return ObjectNotFoundError(f"{key} not found in {self.url}")
+        if kind is ConflictError:
+            return ConflictError(f"{key} already exists or changed since it was read ({where})")
+        if kind is AccessDeniedError:
+            return AccessDeniedError(
+                f"the S3 server refused the credentials or their permissions for {operation} {where}: "
+                f"{detail}"
+            )
+        if full_answer(answer.status, code, answer.message):  # retrying for the whole deadline would hide it
+            return StoreError(f"the store is full: {operation} {where} was refused: {detail}")
+        if kind is TransientError or (answer.status is not None and transient_status(answer.status)):
+            return TransientError(f"{operation} {where} failed: {detail}", retry_after=answer.retry_after)
         return StoreError(f"{operation} {where} failed: {detail}")
 
     async def _client(self) -> Any:
@@ -545,7 +619,7 @@ class S3Store:
             # to connect, between bytes received, and (TCP_USER_TIMEOUT) for sent bytes to be taken.
             connect_timeout=self._options.request_timeout,
             read_timeout=self._options.request_timeout,
-            connector_args={"socket_factory": _socket_factory(self._options.request_timeout)},
+            connector_args={"socket_factory": self._options.socket_factory()},
         )
         access_key, secret_key, token = self._credentials
         context = session.create_client(
@@ -574,7 +648,7 @@ class S3Store:
                 ssl=aiohttp_ssl(replace(self._options, ca_bundle=ca_bundle)),
                 max_connections=self._max_pool_connections,
                 request_timeout=self._options.request_timeout,
-                socket_factory=_socket_factory(self._options.request_timeout),
+                socket_factory=self._options.socket_factory(),
             )
         return _Clients(client, direct)
 
@@ -709,20 +783,6 @@ def _hide_in_botocore_logs(*secrets: str) -> None:
         _hide_secrets.secrets |= {secret for secret in secrets if len(secret) >= 8}
 
 
-def _socket_factory(timeout: float) -> Callable[[tuple[Any, ...]], socket.socket]:
-    """Sockets whose sent bytes must be acknowledged (and taken from a full window) within ``timeout``
-    seconds, or the connection fails: aiohttp has no timeout of its own for sending a body."""
-
-    def make(addr_info: tuple[Any, ...]) -> socket.socket:
-        family, kind, proto = addr_info[:3]
-        sock = socket.socket(family=family, type=kind, proto=proto)
-        if hasattr(socket, "TCP_USER_TIMEOUT") and family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeout * 1000)))
-        return sock
-
-    return make
-
-
 def _configured_endpoint(session: Any) -> str | None:
     """The S3 endpoint from ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL`` or the config file.
 
@@ -738,6 +798,16 @@ def _configured_endpoint(session: Any) -> str | None:
     return endpoint
 
 
+def _md5_of(stream: BinaryIO) -> str:
+    """``Content-MD5`` of the rest of ``stream``, read a chunk at a time; its position is kept."""
+    start = stream.tell()
+    hasher = hashlib.md5(usedforsecurity=False)
+    while chunk := read_chunk(stream, STREAM_READ):
+        hasher.update(chunk)
+    stream.seek(start)
+    return base64.b64encode(hasher.digest()).decode()
+
+
 def _etag(value: object) -> str:
     return str(value).strip('"')
 
@@ -747,75 +817,42 @@ def _version(value: object) -> str | None:
     return None if value in (None, "", "null") else str(value)
 
 
-def _code(exc: BaseException | None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A failed request's answer, as either client reports it. ``code`` is S3's error code, else the
+    status (an answer to ``HEAD`` has no body to name a code)."""
+
+    status: int | None
+    code: str
+    message: str
+    retry_after: float | None
+
+
+def _answer(exc: BaseException | None) -> _Answer | None:
+    """The answer behind ``exc``; None when the request got none."""
     if isinstance(exc, S3ResponseError):
-        return exc.code or str(exc.status)
+        return _Answer(exc.status, exc.code or str(exc.status), exc.message, exc.retry_after)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return None if code is None else str(code)
+        metadata = exc.response.get("ResponseMetadata", {})
+        status = metadata.get("HTTPStatusCode")
+        code = error.get("Code") or status
+        if code is None:
+            return None
+        return _Answer(
+            int(status) if status is not None else None,
+            str(code),
+            str(error.get("Message") or ""),
+            retry_after(metadata.get("HTTPHeaders", {}).get("retry-after")),
+        )
     return None
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, S3ResponseError):
-        return exc.message
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Message") or "")
-    return str(exc)
+def _code(exc: BaseException | None) -> str | None:
+    answer = _answer(exc)
+    return None if answer is None else answer.code
 
 
-# Codes that mean "busy or broken for now": worth another try after a pause.
-_TRANSIENT_CODES = {
-    "SlowDown",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "InternalError",
-    "ServiceUnavailable",
-    "Throttling",
-    "ThrottlingException",
-    "TooManyRequests",
-    "RequestLimitExceeded",
-}
-
-
-def _status(exc: BaseException) -> int | None:
-    if isinstance(exc, S3ResponseError):
-        return exc.status
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return int(status) if status is not None else None
-    return None
-
-
-def _transient(exc: BaseException, code: str | None) -> bool:
-    """Connection resets, timeouts, 5xx, 429 and SlowDown may pass; anything else will not."""
-    if isinstance(exc, (TimeoutError, aiohttp.ClientError, ConnectionError)):
-        return True
-    if isinstance(exc, BotoCoreError):
-        # Connection and read failures raised by botocore itself (no HTTP response at all).
-        return type(exc).__name__ in {
-            "EndpointConnectionError",
-            "ConnectionClosedError",
-            "ReadTimeoutError",
-            "ConnectTimeoutError",
-            "ResponseStreamingError",
-            "IncompleteReadError",
-            "HTTPClientError",
-            "ProxyConnectionError",
-        }
-    status = _status(exc)
-    return code in _TRANSIENT_CODES or status == 429 or (status is not None and status >= 500)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    if isinstance(exc, S3ResponseError):
-        return exc.retry_after
-    if not isinstance(exc, ClientError):
-        return None
-    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    value = headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare from S3; the backoff applies
+def _no_answer(exc: BaseException) -> bool:
+    """A failure without an answer (reset, refused, timed out), from aiohttp or from botocore."""
+    return no_answer(exc) or (isinstance(exc, BotoCoreError) and type(exc).__name__ in _BOTOCORE_NO_ANSWER)

@@ -29,6 +29,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from lorry.storage.failures import retry_after
 from lorry.storage.sigv4 import UNSIGNED_PAYLOAD, Credentials, Signer, encode_path, encode_query
 
 ERROR_BODY_LIMIT = 64 << 10
@@ -91,7 +92,7 @@ class DirectS3:
         *,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | bytearray | memoryview | None = None,
+        body: bytes | bytearray | memoryview | AsyncIterator[bytes] | None = None,
         read: bool = False,
     ) -> Answer:
         """One request; the body of the answer is read only if ``read``."""
@@ -107,7 +108,7 @@ class DirectS3:
         *,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | bytearray | memoryview | None = None,
+        body: bytes | bytearray | memoryview | AsyncIterator[bytes] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose answer was 2xx (else ``S3ResponseError``); its body is read in the block."""
         path = encode_path(key)
@@ -185,12 +186,5 @@ async def _failure(response: aiohttp.ClientResponse) -> S3ResponseError:
         response.status,
         code.group(1).decode(errors="replace") if code else None,
         message.group(1).decode(errors="replace") if message else "",
-        _retry_after(response.headers.get("Retry-After")),
+        retry_after(response.headers.get("Retry-After")),
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare from S3; the backoff applies

@@ -23,8 +23,7 @@ from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, St
 from lorry.model.digest import digest_bytes
 from lorry.model.manifest import Entry
 from lorry.registry.registry import blob_key
-from lorry.storage.base import Store
-from lorry.storage.local import LocalStore
+from lorry.storage.base import LOCAL_FILES, Store
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
@@ -32,12 +31,14 @@ from lorry.transfer.files import (
     FILE_MODE,
     Targets,
     discard,
+    download_target,
+    give_name,
     hash_file,
     install_verified,
     local_error,
     make_parents,
     matches,
-    safe_target,
+    refuse_folder,
     temp_beside,
     write_new,
 )
@@ -81,16 +82,18 @@ async def fetch_entries(
 
     async def small_worker() -> None:
         for batch in small:
-            await _fetch_batch(engine, store, cache, batch, root)
+            async with engine.limits.files:  # a batch's files are written one after the other
+                await _fetch_batch(engine, store, cache, batch, root)
             for entry in batch:
                 done(entry)
 
     async def other_worker() -> None:
         for entry in others:
-            await fetch_entry(engine, store, cache, entry, root)
+            async with engine.limits.files:  # a copy from the cache holds its source and its target
+                await fetch_entry(engine, store, cache, entry, root)
             done(entry)
 
-    small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
+    small_workers = 2 if LOCAL_FILES.of(store) else 1 + engine.settings.max_requests // BATCH_FILES
     await gather_all(
         [
             *(small_worker() for _ in range(small_workers)),
@@ -100,14 +103,14 @@ async def fetch_entries(
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
-    target = safe_target(root, entry.path)
+    target = download_target(root, entry.path)
     if await _settled(engine, matches, target, entry.size, entry.digest):
         return target
     await _settled(engine, make_parents, target, root)
     if entry.ref is not None:
         await refs.fetch(engine, entry, target)
-    elif isinstance(store, LocalStore):
-        source = store.path_of(blob_key(_digest(entry)))
+    elif (local := LOCAL_FILES.of(store)) is not None:
+        source = local.path_of(blob_key(_digest(entry)))
         await _settled(engine, _install_from_store, source, target, entry)
     elif not await _settled(engine, _install_from_cache, cache, entry, target):
         if (entry.size or 0) <= SMALL_OBJECT:
@@ -122,17 +125,19 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
 async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[Entry], root: Path) -> None:
     """Fetch a batch of small stored (not referenced) entries."""
 
+    local = LOCAL_FILES.of(store)
+
     def settle() -> list[tuple[Entry, Path]]:
         """What is neither in place already nor installed now from a local store or the cache."""
         missing = []
         targets = Targets(root)
         for entry in batch:
-            target = targets.target(entry.path)
+            target = refuse_folder(targets.target(entry.path), entry.path)
             if matches(target, entry.size, entry.digest):
                 continue
             targets.make_parents(target)
-            if isinstance(store, LocalStore):
-                _install_from_store(store.path_of(blob_key(_digest(entry))), target, entry)
+            if local is not None:
+                _install_from_store(local.path_of(blob_key(_digest(entry))), target, entry)
             elif not _install_from_cache(cache, entry, target):
                 missing.append((entry, target))
         return missing
@@ -176,8 +181,7 @@ async def _get_small(engine: Engine, store: Store, entry: Entry) -> bytes:
     key = blob_key(_digest(entry))
     size = entry.size or 0
     try:  # one byte more than recorded, to see a longer blob without reading all of it
-        async with engine.limits.requests:
-            data = await store.get(key, 0, size + 1)
+        data = await store.get(key, 0, size + 1)
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     if len(data) != size:
@@ -203,7 +207,7 @@ def _copy_fresh(cached: Path, target: Path) -> None:
     except OSError as exc:
         discard(temp)
         raise local_error(exc, f"cannot write {target}") from exc
-    os.replace(temp, target)
+    give_name(temp, target)
 
 
 def _install_from_store(source: Path, target: Path, entry: Entry) -> None:
@@ -231,8 +235,7 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
     key = blob_key(digest)
     size = entry.size or 0
     try:  # a size that lies would make a huge sparse file and a request per missing range
-        async with engine.limits.requests:
-            stored = (await store.head(key)).size
+        stored = (await store.head(key)).size
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
     if stored != size:
@@ -256,10 +259,9 @@ async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) 
             async def worker() -> None:
                 for part in todo:
                     offset = part.start
-                    async with engine.limits.requests:
-                        async for chunk in store.stream(key, part.start, part.end):
-                            await _settled(engine, _pwrite_all, fd, chunk, offset)
-                            offset += len(chunk)
+                    async for chunk in store.stream(key, part.start, part.end):
+                        await _settled(engine, _pwrite_all, fd, chunk, offset)
+                        offset += len(chunk)
                     if offset != part.end:
                         raise _wrong_size(key, entry, "shorter than")
 

@@ -20,7 +20,7 @@ from lorry.registry.registry import Registry
 from lorry.settings import Settings
 from lorry.storage import open_store
 from lorry.storage.base import Store
-from lorry.storage.local import LocalStore
+from lorry.storage.limit import limited
 from lorry.storage.options import StoreOptions
 from lorry.transfer.retry import RetryPolicy, RetryStats, with_retries
 
@@ -83,20 +83,29 @@ class Engine:
     settings: Settings
     assigner: Assigner = field(default_factory=Assigner)
     _stores: dict[tuple[str, StoreOptions], Store] = field(default_factory=dict)
+    _policies: dict[tuple[str, StoreOptions], RetryPolicy] = field(default_factory=dict)
     _limits: Limits | None = None
     _pool: ThreadPoolExecutor | None = None
     retries: RetryStats = field(default_factory=RetryStats)
     """What retrying has cost the stores of this engine so far (read by ``Run.finish``)."""
 
     def store(self, url: str, options: StoreOptions | None = None) -> Store:
-        """The store at ``url``, opened with ``options`` (default: those of the engine's settings); a
-        remote one has its calls retried (a local one has nothing to retry)."""
+        """The store at ``url``, opened with ``options`` (default: those of the engine's settings), built
+        once: the backend, then the request limit (a permit per call, shared by every store of the
+        engine), then retries (so a try waiting to be retried holds no permit)."""
         key = (url, self.settings.store_options if options is None else options)
         if key not in self._stores:
-            store = open_store(url, key[1])
-            policy = RetryPolicy(deadline=key[1].retry_deadline, stats=self.retries)
-            self._stores[key] = store if isinstance(store, LocalStore) else with_retries(store, policy)
+            backend = limited(open_store(url, key[1]), self.limits.requests)
+            self._stores[key] = with_retries(backend, self.retry_policy(url, key[1]))
         return self._stores[key]
+
+    def retry_policy(self, url: str, options: StoreOptions | None = None) -> RetryPolicy:
+        """The retry policy of the store ``store(url, options)``, for calls outside the Store contract
+        (references) to share: one deadline, one outage, one account of the cost."""
+        key = (url, self.settings.store_options if options is None else options)
+        if key not in self._policies:
+            self._policies[key] = RetryPolicy(deadline=key[1].retry_deadline, stats=self.retries)
+        return self._policies[key]
 
     def registry(self, settings: Settings) -> Registry:
         """The records of the store ``settings`` name, in its single-writer mode if the settings say so."""
@@ -123,6 +132,7 @@ class Engine:
         for store in self._stores.values():
             await store.close()
         self._stores.clear()
+        self._policies.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None

@@ -24,6 +24,14 @@ DOWNLOAD_MODE = 0o666
 """Downloaded files are the user's: their umask decides, as for any file they create."""
 
 
+def owner_only(path: str, flags: int) -> int:
+    """An opener for ``open()``: the file is created readable by its owner only, whatever the umask,
+    from its first byte on."""
+    fd = os.open(path, flags, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
 @dataclass(frozen=True, slots=True)
 class FileStamp:
     """What identifies one content of a local file cheaply: a write changes at least one of these."""
@@ -137,7 +145,7 @@ def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FIL
             temp.unlink()
         raise local_error(exc, f"cannot write {target}") from exc
     if atomic:
-        os.replace(temp, target)
+        give_name(temp, target)
 
 
 def install_verified(source: Path, target: Path, digest: str, what: str) -> None:
@@ -150,7 +158,17 @@ def install_verified(source: Path, target: Path, digest: str, what: str) -> None
     if actual != digest:
         temp.unlink()
         raise IntegrityError(f"{what} does not match its digest (expected {digest}, got {actual})")
-    os.replace(temp, target)
+    give_name(temp, target)
+
+
+def give_name(temp: Path, target: Path) -> None:
+    """Rename a finished temporary file to its final name; if that fails, the temporary file goes too
+    and the error names the target (not the temporary name, which the user never chose)."""
+    try:
+        os.replace(temp, target)
+    except OSError as exc:
+        discard(temp)
+        raise local_error(exc, f"cannot write {target}") from exc
 
 
 def matches(path: Path, size: int | None, digest: str | None) -> bool:
@@ -166,6 +184,19 @@ def matches(path: Path, size: int | None, digest: str | None) -> bool:
 def safe_target(root: Path, entry_path: str) -> Path:
     """``root/entry_path``, refusing anything that would land outside ``root`` (``..``, symlinks)."""
     return Targets(root).target(entry_path)
+
+
+def download_target(root: Path, entry_path: str) -> Path:
+    """Where entry ``entry_path`` goes below ``root``: ``safe_target``, and refused at once if a folder
+    stands there (before any byte is fetched)."""
+    return refuse_folder(safe_target(root, entry_path), entry_path)
+
+
+def refuse_folder(target: Path, entry_path: str) -> Path:
+    """``target``, unless a folder stands there: then an error naming the entry and the folder."""
+    if target.is_dir() and not target.is_symlink():
+        raise LocalFileError(f"cannot download entry {entry_path!r}: {target} is a folder")
+    return target
 
 
 def make_parents(target: Path, root: Path) -> None:

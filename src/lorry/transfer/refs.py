@@ -36,9 +36,9 @@ import logging
 import os
 import posixpath
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, cast
+from typing import IO, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -55,19 +55,26 @@ from lorry.errors import (
 from lorry.model.manifest import Entry, normalize_entry_path
 from lorry.model.secret import redact_text, redact_uri
 from lorry.settings import Settings
+from lorry.storage.base import VERSIONED_READS, VersionedMeta, VersionedReads
+from lorry.storage.failures import no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
 from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
-from lorry.transfer.files import DOWNLOAD_MODE, copy_hashing, discard, hash_file, local_error, temp_beside
-from lorry.transfer.retry import RetryingStore, RetryPolicy
-
-if TYPE_CHECKING:  # the cloud clients load on first use, not with ``import lorry``
-    from lorry.storage.base import Store, VersionedMeta
-    from lorry.storage.gcs import GCSStore
-    from lorry.storage.s3 import S3Store
+from lorry.transfer.files import (
+    DOWNLOAD_MODE,
+    copy_hashing,
+    discard,
+    give_name,
+    hash_file,
+    local_error,
+    temp_beside,
+)
+from lorry.transfer.retry import RetryPolicy
 
 DEFAULT_MAX_OBJECTS = 10_000
+RESOLVE_DEADLINE = 10.0
+"""Seconds that looking up a reference (in ``add_reference``, in the caller's thread) is retried."""
 STREAM_CHUNK = 1 << 20
 REMOTE_SCHEMES = ("http", "https", "s3", "gs")
 
@@ -90,7 +97,13 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
     if not checksum:
         return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
     settings = Settings.load()
-    options = settings.store_options.for_references()
+    # The caller waits while a reference is looked up: a host that cannot be reached fails it within
+    # seconds. The long retry deadline is for transfers already under way (downloads of it).
+    options = replace(
+        settings.store_options.for_references(),
+        retry_deadline=min(settings.retry_deadline, RESOLVE_DEADLINE),
+        request_timeout=min(settings.request_timeout, RESOLVE_DEADLINE),
+    )
     eng = engine_module.engine(settings)
     if scheme in ("s3", "gs"):
         return _bridge.run_sync(_resolve_bucket(eng, options, uri, scheme, entry_name, limit))
@@ -197,23 +210,16 @@ async def _expand(
     return entries
 
 
-def _unwrapped(engine: Engine, url: str, options: StoreOptions) -> tuple[Store, RetryPolicy]:
-    """The engine's store for a bucket (one client per bucket, closed with the engine), without its
-    retrying wrapper: the calls here retry themselves with the same policy."""
-    store = engine.store(url, options)
-    if isinstance(store, RetryingStore):
-        return store.inner, store.policy
-    return store, RetryPolicy(deadline=options.retry_deadline)
-
-
-class _VersionedStore(Protocol):
-    """What resolving a bucket reference needs; S3Store and GCSStore both have it."""
-
-    async def head_version(
-        self, key: str, version: str | None = None, *, raw: bool = False
-    ) -> VersionedMeta: ...
-
-    def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]: ...
+def _bucket(
+    engine: Engine, scheme: str, bucket: str, options: StoreOptions
+) -> tuple[VersionedReads, RetryPolicy]:
+    """The engine's store for a bucket (one client per bucket, closed with the engine), read through
+    its versions: calls outside the Store contract, each holding a permit of the request limit, and
+    retried here with the store's own policy."""
+    url = f"{scheme}://{bucket}"
+    reads = VERSIONED_READS.of(engine.store(url, options))
+    assert reads is not None  # S3 and GCS stores read versions
+    return reads, engine.retry_policy(url, options)
 
 
 def _content_digest(scheme: str, meta: VersionedMeta) -> str | None:
@@ -228,9 +234,7 @@ async def _resolve_bucket(
     engine: Engine, options: StoreOptions, uri: str, scheme: str, name: str | None, limit: int
 ) -> list[Entry]:
     bucket, key = _split_bucket(uri)
-    store, policy = (
-        _s3_store(engine, options, bucket) if scheme == "s3" else _gcs_store(engine, options, bucket)
-    )
+    store, policy = _bucket(engine, scheme, bucket, options)
     # Resolving only reads, so a transient failure retries the whole of it.
     return await policy.run(
         f"resolve {uri}", lambda: _resolve_bucket_once(store, uri, scheme, bucket, key, name, limit)
@@ -238,7 +242,7 @@ async def _resolve_bucket(
 
 
 async def _resolve_bucket_once(
-    store: _VersionedStore, uri: str, scheme: str, bucket: str, key: str, name: str | None, limit: int
+    store: VersionedReads, uri: str, scheme: str, bucket: str, key: str, name: str | None, limit: int
 ) -> list[Entry]:
     # Keys are passed with ``raw=True``: a reference names whatever object the bucket holds, including
     # keys with ``//`` or ``.`` segments that ``check_key`` refuses for lorry's own keys.
@@ -312,7 +316,7 @@ async def _install(
             raise _changed(entry, f"{count} bytes where {entry.size} were recorded")
         if verify is not None:
             verify()
-        await engine.in_thread(os.replace, temp, target)
+        await engine.in_thread(give_name, temp, target)
     except BaseException:
         discard(temp)
         raise
@@ -346,7 +350,8 @@ def _http_session(options: StoreOptions, uri: str) -> aiohttp.ClientSession:
     # each wait, not a transfer.
     trust = aiohttp_ssl(options)
     warn_unverified(options, endpoint_of(uri))
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    connect = min(30.0, options.request_timeout)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=300)
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=trust))
 
 
@@ -371,14 +376,10 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
 
 def _http_status_error(uri: str, status: int, headers: Mapping[str, str], what: str) -> StoreError:
     shown = redact_uri(uri)
-    if status == 429 or status >= 500:
-        return TransientError(f"{what} {shown} answered HTTP {status}", retry_after=_retry_after(headers))
+    if transient_status(status):
+        wait = retry_after(headers.get("Retry-After"))
+        return TransientError(f"{what} {shown} answered HTTP {status}", retry_after=wait)
     return StoreError(f"{what} {shown} answered HTTP {status}")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("Retry-After", "").strip()
-    return float(raw) if raw.isdecimal() else None
 
 
 def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
@@ -387,7 +388,7 @@ def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
     if isinstance(exc, aiohttp.ClientSSLError):
         return tls_error(exc, endpoint_of(uri)) or StoreError(f"{what}: TLS failed: {redact_text(str(exc))}")
     detail = f"{type(exc).__name__}: {redact_text(str(exc))}"
-    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError):
+    if no_answer(exc):
         return TransientError(f"{what}: {detail}")
     return StoreError(f"{what}: {detail}")
 
@@ -420,6 +421,14 @@ async def _http_head(options: StoreOptions, uri: str) -> Mapping[str, str]:
                 async with session.get(uri, headers=_IDENTITY) as response:
                     status, headers = response.status, response.headers.copy()
                     response.close()  # drop the connection rather than read the body
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc, aiohttp.ClientSSLError):
+            raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
+        # No host by that name, or nothing listening: waiting would not change that while a user waits.
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise StoreError(
+            f"cannot reach {endpoint_of(uri)} for the reference {redact_uri(uri)}: {reason}"
+        ) from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise _http_failure(exc, f"cannot reach the reference {redact_uri(uri)}", uri) from exc
     if status in _GONE_STATUSES:
@@ -470,46 +479,31 @@ async def _fetch_http_once(engine: Engine, options: StoreOptions, entry: Entry, 
 # with ``//`` or ``.`` segments that ``check_key`` refuses for lorry's own keys.
 
 
-def _s3_store(engine: Engine, options: StoreOptions, bucket: str) -> tuple[S3Store, RetryPolicy]:
-    from lorry.storage.s3 import S3Store
-
-    store, policy = _unwrapped(engine, f"s3://{bucket}", options)
-    assert isinstance(store, S3Store)
-    return store, policy
-
-
 async def _fetch_s3(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
-    store, policy = _s3_store(engine, options, bucket)
+    store, policy = _bucket(engine, "s3", bucket, options)
     # A failed attempt leaves nothing behind, so a transient failure starts the object again.
     await policy.run(f"GET {entry.ref}", lambda: _fetch_s3_once(engine, store, entry, key, target))
 
 
-async def _fetch_s3_once(engine: Engine, store: S3Store, entry: Entry, key: str, target: Path) -> None:
-    async with engine.limits.requests:
-        try:
-            async with store.open_version(key, entry.version_id, raw=True) as body:
-                served = body.etag or ""
-                if entry.digest is not None and entry.digest != f"etag:{served}":
-                    recorded = entry.digest.removeprefix("etag:")
-                    raise _changed(entry, f"ETag {served!r}, recorded {recorded!r}")
-                await _install(engine, entry, target, body.chunks)
-        except ObjectNotFoundError as exc:  # the key, or the recorded version of it, is gone
-            raise _gone(entry) from exc
+async def _fetch_s3_once(
+    engine: Engine, store: VersionedReads, entry: Entry, key: str, target: Path
+) -> None:
+    try:
+        async with store.open_version(key, entry.version_id, raw=True) as body:
+            served = body.etag or ""
+            if entry.digest is not None and entry.digest != f"etag:{served}":
+                recorded = entry.digest.removeprefix("etag:")
+                raise _changed(entry, f"ETag {served!r}, recorded {recorded!r}")
+            await _install(engine, entry, target, body.chunks)
+    except ObjectNotFoundError as exc:  # the key, or the recorded version of it, is gone
+        raise _gone(entry) from exc
 
 
 # -- gs:// ------------------------------------------------------------------------------------------
 #
 # Names are passed with ``raw=True``, as for s3:// above.
-
-
-def _gcs_store(engine: Engine, options: StoreOptions, bucket: str) -> tuple[GCSStore, RetryPolicy]:
-    from lorry.storage.gcs import GCSStore
-
-    store, policy = _unwrapped(engine, f"gs://{bucket}", options)
-    assert isinstance(store, GCSStore)
-    return store, policy
 
 
 def _gcs_hasher(digest: str | None) -> _Hasher | None:
@@ -530,11 +524,13 @@ def _gcs_hasher(digest: str | None) -> _Hasher | None:
 async def _fetch_gcs(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
     assert entry.ref is not None
     bucket, key = _split_bucket(entry.ref)
-    store, policy = _gcs_store(engine, options, bucket)
+    store, policy = _bucket(engine, "gs", bucket, options)
     await policy.run(f"GET {entry.ref}", lambda: _fetch_gcs_once(engine, store, entry, key, target))
 
 
-async def _fetch_gcs_once(engine: Engine, store: GCSStore, entry: Entry, key: str, target: Path) -> None:
+async def _fetch_gcs_once(
+    engine: Engine, store: VersionedReads, entry: Entry, key: str, target: Path
+) -> None:
     hasher = _gcs_hasher(entry.digest)
 
     def verify() -> None:
@@ -545,20 +541,19 @@ async def _fetch_gcs_once(engine: Engine, store: GCSStore, entry: Entry, key: st
         if actual != recorded:
             raise _changed(entry, f"{alg} {actual}, recorded {recorded}")
 
-    async with engine.limits.requests:
-        try:
-            async with store.open_version(key, entry.version_id, raw=True) as body:
-                generation = body.version_id
-                if entry.version_id is not None and generation and generation != entry.version_id:
-                    raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
-                if entry.digest is not None:
-                    alg, _, recorded = entry.digest.partition(":")
-                    served = {"md5": body.md5, "crc32c": body.crc32c}.get(alg)
-                    if served is not None and served != recorded:
-                        raise _changed(entry, f"{alg} {served}, recorded {recorded}")
-                await _install(engine, entry, target, body.chunks, hasher, verify)
-        except ObjectNotFoundError as exc:  # the object, or the recorded generation of it, is gone
-            raise _gone(entry) from exc
+    try:
+        async with store.open_version(key, entry.version_id, raw=True) as body:
+            generation = body.version_id
+            if entry.version_id is not None and generation and generation != entry.version_id:
+                raise _changed(entry, f"generation {generation}, recorded {entry.version_id}")
+            if entry.digest is not None:
+                alg, _, recorded = entry.digest.partition(":")
+                served = {"md5": body.md5, "crc32c": body.crc32c}.get(alg)
+                if served is not None and served != recorded:
+                    raise _changed(entry, f"{alg} {served}, recorded {recorded}")
+            await _install(engine, entry, target, body.chunks, hasher, verify)
+    except ObjectNotFoundError as exc:  # the object, or the recorded generation of it, is gone
+        raise _gone(entry) from exc
 
 
 # -- file:// ----------------------------------------------------------------------------------------
@@ -616,4 +611,4 @@ def _fetch_file(entry: Entry, target: Path) -> None:
     if entry.digest is not None and actual != entry.digest:
         temp.unlink()
         raise IntegrityError(f"reference {entry.ref} of entry {entry.path!r} changed since it was logged")
-    os.replace(temp, target)
+    give_name(temp, target)

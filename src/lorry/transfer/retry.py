@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import time
@@ -32,7 +33,19 @@ from datetime import timedelta
 from typing import TypeVar
 
 from lorry.errors import ObjectNotFoundError, TransientError
-from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, Part, PutMode, Store, Upload
+from lorry.storage.base import (
+    OVERWRITE,
+    Body,
+    C,
+    Capability,
+    MultipartStore,
+    ObjectMeta,
+    Part,
+    PutMode,
+    Store,
+    Upload,
+    is_stream,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("lorry")
@@ -143,11 +156,25 @@ class RetryPolicy:
                 retry_after=exc.retry_after,
             ) from exc
         pause = min(self.delay(attempt, exc.retry_after), self.deadline - failing)
-        log.debug("retrying %s in %.2fs after: %s", what, pause, exc)
+        if _stalled(exc):  # a server that stopped answering or reading: worth saying, not only retrying
+            log.warning("%s made no progress and was abandoned; trying again in %.1f s: %s", what, pause, exc)
+        else:
+            log.debug("retrying %s in %.2fs after: %s", what, pause, exc)
         self.stats.retries += 1
         self.stats.waited += pause
         await self.sleep(pause)
         return first_failure
+
+
+def _stalled(exc: BaseException) -> bool:
+    """Whether a failure was a request that timed out (no connection, no byte received, or sent bytes
+    the server did not take), rather than an answer such as a 503."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TimeoutError) or (isinstance(seen, OSError) and seen.errno == errno.ETIMEDOUT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _seconds(value: float) -> str:
@@ -170,6 +197,9 @@ class RetryingStore:
     @property
     def url(self) -> str:
         return self.inner.url
+
+    def capability(self, kind: Capability[C]) -> C | None:
+        return kind.of(self.inner)
 
     async def head(self, key: str) -> ObjectMeta:
         return await self.policy.run(f"HEAD {key}", lambda: self.inner.head(key))
@@ -202,8 +232,16 @@ class RetryingStore:
                     self.policy.succeeded(first_failure)
                 raise
 
-    async def put(self, key: str, data: bytes, mode: PutMode = OVERWRITE) -> ObjectMeta:
-        return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
+    async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
+        if not is_stream(data):
+            return await self.policy.run(f"PUT {key}", lambda: self.inner.put(key, data, mode))
+        start = data.tell()
+
+        async def again() -> ObjectMeta:  # a stream is sent again from where it started
+            data.seek(start)
+            return await self.inner.put(key, data, mode)
+
+        return await self.policy.run(f"PUT {key}", again)
 
     async def delete(self, key: str) -> None:
         await self.policy.run(f"DELETE {key}", lambda: self.inner.delete(key))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import time
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.registry.registry import blob_key
-from lorry.storage.base import CREATE, MultipartStore, Part, Store
-from lorry.storage.local import LocalStore
+from lorry.storage.base import CREATE, LOCAL_FILES, STREAM_READ, LocalFiles, MultipartStore, Part, Store
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     FileStamp,
+    check_stamp,
     check_unchanged,
     copy_hashing,
     hash_file,
@@ -85,14 +86,18 @@ async def store_files(
 
     async def small_worker() -> None:
         for batch in small:
-            for (index, _), digest in zip(batch, await _store_batch(engine, store, batch), strict=True):
+            async with engine.limits.files:  # a batch's files are read one after the other
+                digests = await _store_batch(engine, store, batch)
+            for (index, _), digest in zip(batch, digests, strict=True):
                 done(index, digest)
 
     async def large_worker() -> None:
         for index, item in large:
-            done(index, await _store_one(engine, store, item, journal))
+            async with engine.limits.files:
+                entry = await _store_one(engine, store, item, journal)
+            done(index, entry)
 
-    small_workers = 2 if isinstance(store, LocalStore) else 1 + engine.settings.max_requests // BATCH_FILES
+    small_workers = 2 if LOCAL_FILES.of(store) else 1 + engine.settings.max_requests // BATCH_FILES
     await gather_all(
         [
             *(small_worker() for _ in range(small_workers)),
@@ -104,28 +109,29 @@ async def store_files(
 
 async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, FileSource]]) -> list[str]:
     items = [item for _, item in batch]
-    if isinstance(store, LocalStore):
-        return await engine.in_thread(lambda: [_store_local(store, item) for item in items])
-    async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
-        read = await engine.in_thread(lambda: [_read_hashed(item) for item in items])
+    if (local := LOCAL_FILES.of(store)) is not None:
+        digests = await engine.in_thread(lambda: [_store_local(local, item) for item in items])
+    else:
+        async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
+            read = await engine.in_thread(lambda: [_read_hashed(item) for item in items])
 
-        async def put(data: bytes, digest: str) -> None:
-            # A conditional create at once (one request): a conflict means it is already stored.
-            async with engine.limits.requests:
+            async def put(data: bytes, digest: str) -> None:
+                # A conditional create at once (one request): a conflict means it is already stored.
                 with contextlib.suppress(ConflictError):
                     await store.put(blob_key(digest), data, CREATE)
 
-        await gather_all(put(data, digest) for data, digest in read)
-    return [digest for _, digest in read]
+            await gather_all(put(data, digest) for data, digest in read)
+        digests = [digest for _, digest in read]
+    return digests
 
 
 async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
-    if isinstance(store, LocalStore):
-        return await engine.in_thread(_store_local, store, item)
+    if (local := LOCAL_FILES.of(store)) is not None:
+        return await engine.in_thread(_store_local, local, item)
     return await _store_remote(engine, store, item, journal)
 
 
-def _store_local(store: LocalStore, item: FileSource) -> str:
+def _store_local(store: LocalFiles, item: FileSource) -> str:
     if item.stamp.size <= SMALL_OBJECT:  # read once, hashed and written from memory
         data, digest = _read_hashed(item)
         store.put_blob(blob_key(digest), data)
@@ -165,10 +171,13 @@ def _store_local(store: LocalStore, item: FileSource) -> str:
 
 async def _store_remote(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
     size = item.stamp.size
-    if size >= MULTIPART_THRESHOLD and isinstance(store, MultipartStore):
+    if size >= MULTIPART_THRESHOLD:
         digest = await engine.in_thread(_hash_checked, item)
         if not await _stored(engine, store, blob_key(digest)):
-            await _store_multipart(engine, store, item, blob_key(digest), journal)
+            if isinstance(store, MultipartStore):
+                await _store_multipart(engine, store, item, blob_key(digest), journal)
+            else:
+                await _store_streamed(engine, store, item, blob_key(digest))
         return digest
     # Read and hash in one trip to a thread: what is sent is exactly what was hashed. A HEAD first
     # saves sending bytes the store already has.
@@ -176,16 +185,45 @@ async def _store_remote(engine: Engine, store: Store, item: FileSource, journal:
         data, digest = await engine.in_thread(_read_hashed, item)
         if await _stored(engine, store, blob_key(digest)):
             return digest
-        async with engine.limits.requests:
-            with contextlib.suppress(ConflictError):
-                await store.put(blob_key(digest), data, CREATE)
+        with contextlib.suppress(ConflictError):
+            await store.put(blob_key(digest), data, CREATE)
     return digest
+
+
+async def _store_streamed(engine: Engine, store: Store, item: FileSource, key: str) -> None:
+    """The file as one ``put`` of a stream (GCS: a resumable upload), read a chunk at a time: memory
+    holds a chunk, not the file."""
+    async with engine.limits.memory.hold(STREAM_READ):
+        try:
+            handle = await engine.in_thread(_StampedFile, item)
+        except OSError as exc:
+            raise local_error(exc, f"cannot read {item.source}") from exc
+        try:
+            with contextlib.suppress(ConflictError):  # stored meanwhile: the same bytes
+                await store.put(key, handle, CREATE)
+        finally:
+            await engine.in_thread(handle.close)
+
+
+class _StampedFile(io.FileIO):
+    """A source file that checks its stamp when its last bytes are read, before they are sent: a
+    source changed on the way fails its version before the object is complete, as with parts."""
+
+    def __init__(self, item: FileSource) -> None:
+        super().__init__(item.source, "rb")
+        self.item = item
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        now = FileStamp.of_fd(self.fileno())
+        if self.tell() >= min(now.size, self.item.stamp.size):  # the end, of the file as it was or is
+            check_stamp(now, self.item.stamp, self.item.source, self.item.path)
+        return data or b""
 
 
 async def _stored(engine: Engine, store: Store, key: str) -> bool:
     try:
-        async with engine.limits.requests:
-            await store.head(key)
+        await store.head(key)
     except ObjectNotFoundError:
         return False
     return True
@@ -240,8 +278,7 @@ async def _upload_parts(
                                 f"{item.source} (entry {item.path!r}) shrank while it was being logged"
                             )
                         data = buffer if part.size == plan.part_size else bytes(body)
-                        async with engine.limits.requests:
-                            parts[part.number] = await store.put_part(key, upload_id, part.number, data)
+                        parts[part.number] = await store.put_part(key, upload_id, part.number, data)
 
             in_flight = max(
                 1, min(plan.count, MAX_PARTS_IN_FLIGHT, engine.settings.max_memory // plan.part_size)
@@ -251,9 +288,8 @@ async def _upload_parts(
             os.close(fd)
         await engine.in_thread(check_unchanged, item.source, item.stamp, item.path)
         ordered = [parts[n] for n in sorted(parts)]
-        async with engine.limits.requests:
-            with contextlib.suppress(ConflictError):  # completed meanwhile by a writer of the same bytes
-                await store.complete_multipart(key, upload_id, ordered, CREATE)
+        with contextlib.suppress(ConflictError):  # completed meanwhile by a writer of the same bytes
+            await store.complete_multipart(key, upload_id, ordered, CREATE)
     except asyncio.CancelledError:
         raise  # interrupted, not failed: the journal lets the next attempt resume
     except BaseException:
