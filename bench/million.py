@@ -137,10 +137,13 @@ def run(entries: int, policy: str, work: Path, steps: tuple[str, ...] = STEPS) -
     env.pop("LORRY_TRANSFER_PROCESS", None)
     try:
         create_rate = make_tree(work / "source", entries)
-        figures = [
-            run_step(step, "million", work / ("source" if step == "log" else "down"), policy, env)
-            for step in steps
-        ]
+        print(json.dumps({"create_rate": create_rate}), flush=True)
+        figures = []
+        for step in steps:
+            figures.append(
+                run_step(step, "million", work / ("source" if step == "log" else "down"), policy, env)
+            )
+            print(json.dumps(asdict(figures[-1])), flush=True)  # seen as it comes: a run takes long
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for figure in figures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from datetime import timedelta
+from unittest.mock import patch
 
 import orjson
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lorry
-from lorry.model.manifest import Entry, Manifest, normalize_entry_path
+from lorry.model import manifest as manifest_module
+from lorry.model.manifest import _PLAIN_PATH, Entry, Manifest, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     parse_artifact_path,
@@ -345,3 +347,75 @@ def test_version_record_parser_refuses_damage_by_name(changes: dict[str, object]
     assert record.size >= 0 and record.file_count >= 0 and record.version >= 0
     assert validate_type(record.type) == record.type
     assert record.logged_by is None or validate_segment(record.logged_by, "run id") == record.logged_by
+
+
+# -- the manifest's columns and its reading a piece at a time -----------------------------------------
+
+
+@PURE
+@given(wild_text)
+def test_names_taken_as_plain_at_once_are_in_normal_form(text: str) -> None:
+    """The quick check of a stored name never lets through one that the full check would change."""
+    if _PLAIN_PATH.fullmatch(text):
+        assert normalize_entry_path(text) == text
+
+
+TRICKY = st.sampled_from(['a},{"path":"b', 'q"},{"path":', "x\\", "]}", '{"format":1,"entries":[', "é名"])
+tricky_entries = st.builds(
+    Entry,
+    path=st.lists(st.one_of(names, TRICKY).filter(lambda n: n not in (".", "..")), min_size=1, max_size=3)
+    .map("/".join)
+    .map(normalize_entry_path),
+    digest=st.binary(min_size=32, max_size=32).map(lambda b: "blake3:" + b.hex()),
+    size=st.integers(min_value=0, max_value=(1 << 64) - 1),
+)
+references = st.builds(
+    Entry,
+    path=names.filter(lambda n: n not in (".", "..")).map(lambda n: f"refs/{n}"),
+    digest=st.one_of(st.none(), st.just("etag:abc")),
+    size=st.one_of(st.none(), st.integers(0, 1 << 40)),
+    ref=st.just('s3://bucket/key},{"path":"x"'),
+    version_id=st.one_of(st.none(), st.just("v1")),
+)
+
+
+@PURE
+@given(
+    st.lists(st.one_of(tricky_entries, references), max_size=30, unique_by=lambda e: e.path).filter(
+        _no_file_is_a_folder
+    ),
+    st.integers(min_value=1, max_value=300),
+)
+def test_a_manifest_read_in_pieces_is_the_manifest_read_whole(items: list[Entry], piece: int) -> None:
+    """Cut into pieces as small as one entry, names and references that hold the text between two
+    entries (``},{"path":``) included, a manifest reads back exactly; and the same document laid out
+    otherwise (read whole) gives the same entries."""
+    manifest = Manifest(items)
+    assert sorted(manifest.values(), key=lambda e: e.path) == sorted(items, key=lambda e: e.path)
+    with patch.object(manifest_module, "_PIECE_BYTES", piece):
+        again = Manifest.from_bytes(manifest.to_bytes())
+    assert list(again.items()) == list(manifest.items()) and again.digest == manifest.digest
+    pretty = orjson.dumps(orjson.loads(manifest.to_bytes()), option=orjson.OPT_INDENT_2)
+    assert list(Manifest.from_bytes(pretty).items()) == list(manifest.items())
+    assert manifest.size == sum(e.size or 0 for e in items)
+
+
+def test_a_cut_between_nested_objects_is_not_taken_for_one_between_entries() -> None:
+    """Objects nested in an entry may also meet at ``},{"path":``: such a document is read whole, and
+    gives what any JSON reader gives, not entries made from the pieces."""
+    digest = "blake3:" + "1" * 64
+    inner = [{"q": 1}, {"path": "b", "digest": digest, "size": 2}]
+    doc = {"format": 1, "entries": [{"path": "a", "digest": digest, "size": 1, "x": inner}]}
+    with patch.object(manifest_module, "_PIECE_BYTES", 1):
+        manifest = Manifest.from_bytes(orjson.dumps(doc))
+    assert list(manifest) == ["a"] and manifest["a"].size == 1
+
+
+def test_a_folder_of_a_manifest_is_cut_out_of_its_rows() -> None:
+    digest = "blake3:" + "2" * 64
+    paths = ["a", "b", "b-c", "b.txt", "b/x", "b/y/z", "ba", "c"]
+    manifest = Manifest(Entry(p, digest, 1) for p in paths if p != "b")
+    assert list(manifest.below("b")) == ["b/x", "b/y/z"]
+    assert list(manifest.below("b/y/z")) == ["b/y/z"]
+    assert list(manifest.below("a")) == ["a"] and list(manifest.below("nothing")) == []
+    assert "b/x" in manifest and "b" not in manifest and manifest.get("b") is None

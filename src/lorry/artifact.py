@@ -65,7 +65,7 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine, gather_all
-from lorry.transfer.files import FileStamp, local_error, matches, owner_only, safe_target
+from lorry.transfer.files import FileStamp, Targets, local_error, matches, owner_only
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.progress import progress
@@ -500,6 +500,7 @@ class Artifact:
             raise
         if self._drop_staging is not None:
             self._drop_staging.detach()  # the log removes the staging folder when it ends
+        self._forget_draft()  # the plan holds what is logged; the tables for building it can go
         run._track(self)
 
     def _plan(self, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> _LogPlan:
@@ -652,13 +653,15 @@ class Artifact:
         self._type = logged.record.type
         self._description = logged.record.description
         self._metadata = dict(logged.record.metadata)
-        self._files, self._refs, self._origins = {}, {}, {}
-        self._layout = EntryLayout()
+        self._forget_draft()
         self._aliases = aliases
         self._saved_aliases = list(aliases)
         self._tags = list(logged.record.tags)
         self._ttl = None if logged.record.ttl is None else timedelta(seconds=logged.record.ttl)
-        self._carried = {}
+
+    def _forget_draft(self) -> None:
+        self._files, self._refs, self._origins, self._carried = {}, {}, {}, {}
+        self._layout = EntryLayout()
 
     def _sync(self) -> None:
         if self._logged is None and self._pending is not None:
@@ -875,16 +878,20 @@ class Artifact:
         if not folder.is_dir():
             raise LocalFileError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
         missing, differ, extra = [], [], []
+        targets = Targets(folder)  # each folder's real path looked up once, not once per entry
         for entry in manifest.values():
-            path = safe_target(folder, entry.path)
+            path = targets.target(entry.path)
             if not path.is_file():
                 missing.append(entry.path)
             elif entry.digest is not None and not matches(path, entry.size, entry.digest):
                 differ.append(entry.path)
-        for path in (p for p in folder.rglob("*") if p.is_file()):
-            relative = path.relative_to(folder).as_posix()
-            if relative not in manifest:
-                extra.append(relative)
+        # os.walk, not rglob: rglob keeps every path it yields in a set, a million of them here.
+        for parent, _, names in os.walk(folder):
+            below = Path(parent).relative_to(folder).as_posix()
+            for name in names:
+                relative = name if below == "." else f"{below}/{name}"
+                if relative not in manifest and os.path.isfile(os.path.join(parent, name)):
+                    extra.append(relative)
         problems = [
             _few(names, what)
             for names, what in ((missing, "missing"), (differ, "differ"), (extra, "not in the artifact"))

@@ -7,6 +7,7 @@ and so hash to the same manifest digest, whatever order the files were added in.
 from __future__ import annotations
 
 import bisect
+import io
 import posixpath
 import re
 from array import array
@@ -304,7 +305,11 @@ class Manifest(Mapping[str, Entry]):
         yield _TAIL
 
     def to_bytes(self) -> bytes:
-        payload = b"".join(self.chunks())
+        # Not b"".join(...): it would hold every piece and the whole at once, twice the bytes.
+        buffer = io.BytesIO()
+        for chunk in self.chunks():
+            buffer.write(chunk)
+        payload = buffer.getvalue()  # the buffer's own bytes, not a copy
         if len(payload) > self.MAX_BYTES:
             raise ValidationError(_too_large(len(self), f"{len(payload)} bytes", self.MAX_BYTES))
         return payload
