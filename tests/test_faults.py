@@ -791,7 +791,7 @@ with lorry.init(job_type="lossy") as run:
     versions = [artifact.wait().version for artifact in logged]
 uploaded = time.monotonic() - started
 for artifact in logged:
-    artifact.verify(artifact.download(down / artifact.name))
+    artifact.verify(artifact.download(down / artifact.collection.name))
 stats = engine(Settings.load()).retries
 print(json.dumps({"versions": versions, "uploaded": uploaded, "elapsed": time.monotonic() - started,
                   "retries": stats.retries}))
