@@ -7,7 +7,6 @@ failure (one line on stderr, ``lorry: error: ...``; ``--debug`` adds the traceba
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -19,7 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
+
+import click
 
 import lorry
 from lorry.cache import Cache
@@ -29,6 +31,8 @@ from lorry.model.secret import redact_uri
 from lorry.runs import one_line
 
 log = logging.getLogger("lorry")
+
+Args = SimpleNamespace  # one command's parsed options and arguments, by name
 
 # -- presentation helpers ------------------------------------------------------------------------------
 
@@ -54,7 +58,7 @@ def parse_size(text: str) -> int:
     """``'10G'``, ``'500M'``, ``'1.5GiB'``, ``'4096'`` → bytes (binary units: 1K = 1024)."""
     match = _SIZE.fullmatch(text)
     if not match:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use a number with K, M, G or T, like 10G")
+        raise ValueError(f"invalid size {text!r}: use a number with K, M, G or T, like 10G")
     number, unit = match.groups()
     power = "kmgtp".find(unit.lower()) + 1 if unit else 0
     return int(float(number) * 1024**power)
@@ -229,11 +233,11 @@ def _aliases_text(aliases: Sequence[str]) -> str:
 # -- commands ------------------------------------------------------------------------------------------
 
 
-def _api(args: argparse.Namespace) -> lorry.Api:
+def _api(args: Args) -> lorry.Api:
     return lorry.Api(store=args.store, entity=args.entity, project=args.project)
 
 
-def cmd_put(args: argparse.Namespace, out: Output) -> int:
+def cmd_put(args: Args, out: Output) -> int:
     artifact = lorry.Artifact(args.name, type=args.type, description=args.description, metadata=args.metadata)
     path = Path(args.path)
     if path.is_dir():
@@ -259,7 +263,7 @@ def cmd_put(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_get(args: argparse.Namespace, out: Output) -> int:
+def cmd_get(args: Args, out: Output) -> int:
     artifact = _api(args).artifact(args.artifact)
     folder = os.path.abspath(artifact.download(args.root))
     if out.json:
@@ -269,7 +273,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_ls(args: argparse.Namespace, out: Output) -> int:
+def cmd_ls(args: Args, out: Output) -> int:
     api = _api(args)
     collections = api.artifact_collections(args.project_name or None, args.type)
     rows: list[dict[str, Any]] = []
@@ -319,7 +323,7 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_versions(args: argparse.Namespace, out: Output) -> int:
+def cmd_versions(args: Args, out: Output) -> int:
     api = _api(args)
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
@@ -357,7 +361,7 @@ def cmd_versions(args: argparse.Namespace, out: Output) -> int:
 MAX_FILES_SHOWN = 20
 
 
-def cmd_show(args: argparse.Namespace, out: Output) -> int:
+def cmd_show(args: Args, out: Output) -> int:
     artifact = _api(args).artifact(args.artifact)
     producer = _producer(artifact)
     inputs = producer.used_artifacts() if producer is not None else []
@@ -528,7 +532,7 @@ def _dot(graph: Graph, root: str) -> str:
     return "\n".join(lines)
 
 
-def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
+def cmd_lineage(args: Args, out: Output) -> int:
     root = _api(args).artifact(args.artifact)
     graph = walk_lineage(root, args.depth)
     name = root.qualified_name
@@ -552,7 +556,7 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_ui(args: argparse.Namespace, out: Output) -> int:
+def cmd_ui(args: Args, out: Output) -> int:
     from lorry.ui import serve  # the web server's modules load only for this command
 
     def announce(line: str) -> None:
@@ -563,7 +567,7 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
+def cmd_alias_set(args: Args, out: Output) -> int:
     artifact = _api(args).artifact(args.artifact)
     if args.alias not in artifact.aliases:
         artifact.aliases.append(args.alias)
@@ -575,7 +579,7 @@ def cmd_alias_set(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
+def cmd_alias_rm(args: Args, out: Output) -> int:
     if ":" in args.collection:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact = _api(args).artifact(f"{args.collection}:{args.alias}")
@@ -592,7 +596,7 @@ def cmd_alias_rm(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+def cmd_verify(args: Args, out: Output) -> int:
     if args.artifact is None:
         return _verify_store(args, out)
     if args.quick:
@@ -610,7 +614,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _verify_store(args: argparse.Namespace, out: Output) -> int:
+def _verify_store(args: Args, out: Output) -> int:
     if args.root is not None:
         raise lorry.ValidationError("--root needs the NAME of the version to check the folder against")
     report = _api(args).verify_store(quick=args.quick)
@@ -638,7 +642,7 @@ def _verify_store(args: argparse.Namespace, out: Output) -> int:
     return 1
 
 
-def cmd_rm(args: argparse.Namespace, out: Output) -> int:
+def cmd_rm(args: Args, out: Output) -> int:
     api = _api(args)
     if args.all:
         if ":" in args.artifact:
@@ -684,7 +688,7 @@ def _user_aliases(artifact: lorry.Artifact) -> list[str]:
     return [a for a in artifact.aliases if a != "latest"]
 
 
-def cmd_retain(args: argparse.Namespace, out: Output) -> int:
+def cmd_retain(args: Args, out: Output) -> int:
     api = _api(args)
     policy = None
     if args.keep_last is not None or args.keep_best is not None:
@@ -723,7 +727,7 @@ def cmd_retain(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_gc(args: argparse.Namespace, out: Output) -> int:
+def cmd_gc(args: Args, out: Output) -> int:
     report = lorry.Api(store=args.store).collect_garbage(args.older_than, dry_run=args.dry_run)
     if out.json:
         out.document(
@@ -775,7 +779,7 @@ def _cache_text(cache: Cache) -> str:
     )
 
 
-def cmd_cache_info(args: argparse.Namespace, out: Output) -> int:
+def cmd_cache_info(args: Args, out: Output) -> int:
     cache = _cache()
     if out.json:
         out.document(_cache_json(cache))
@@ -784,7 +788,7 @@ def cmd_cache_info(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
+def cmd_cache_cleanup(args: Args, out: Output) -> int:
     cache = _cache()
     staging_freed = cache.reclaim_staging()
     freed = cache.cleanup(args.max_size) if args.max_size is not None else 0
@@ -796,7 +800,7 @@ def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_uploads(args: argparse.Namespace, out: Output) -> int:
+def cmd_uploads(args: Args, out: Output) -> int:
     api = lorry.Api(store=args.store)
     found = api.stale_uploads(args.older_than) if args.dry_run else api.abort_stale_uploads(args.older_than)
     if out.json:
@@ -816,13 +820,13 @@ def _duration(text: str) -> timedelta:
     try:
         value, unit = float(text[:-1]), units[text[-1]]
     except (ValueError, KeyError, IndexError):
-        raise argparse.ArgumentTypeError(f"must be a duration like 30m, 24h or 7d, not {text!r}") from None
+        raise ValueError(f"must be a duration like 30m, 24h or 7d, not {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+        raise ValueError(f"must not be negative: {text!r}")
     return timedelta(seconds=value * unit)
 
 
-def cmd_config(args: argparse.Namespace, out: Output) -> int:
+def cmd_config(args: Args, out: Output) -> int:
     settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
     rows = [
         (name, redact(name, value) if isinstance(value, str) else value, source)
@@ -836,7 +840,7 @@ def cmd_config(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace, out: Output) -> int:
+def cmd_bench(args: Args, out: Output) -> int:
     from lorry import benchmark
 
     store = args.url or lorry.Settings.load().store
@@ -919,53 +923,20 @@ def _count(text: str) -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}")
+        raise ValueError(f"must be a whole number, 0 or more, not {text!r}")
     return value
 
 
-def _add_bench_command(commands: Any) -> None:
-    bench = _add(
-        commands,
-        "bench",
-        cmd_bench,
-        "measure logging and downloading on a store (MB/s, files/s, CPU, memory); removes what it wrote",
-        """
-lorry bench                                    # the configured store
-lorry bench s3://bucket/scratch --runs 3
-lorry bench /mnt/nfs/store --small 10000 --medium 0 --large 2G --json
-""",
-        [_options(store=False, project=False)],
-    )
-    bench.add_argument("url", nargs="?", metavar="URL", help="the store (default: the configured one)")
-    bench.add_argument("--small", type=_count, default=1000, metavar="N", help="small files (default 1000)")
-    bench.add_argument(
-        "--small-size", type=parse_size, default=4 << 10, metavar="SIZE", help="of each (default 4K)"
-    )
-    bench.add_argument("--medium", type=_count, default=64, metavar="N", help="medium files (default 64)")
-    bench.add_argument(
-        "--medium-size", type=parse_size, default=4 << 20, metavar="SIZE", help="of each (default 4M)"
-    )
-    bench.add_argument(
-        "--large", type=parse_size, default=512 << 20, metavar="SIZE", help="one file (default 512M; 0 skips)"
-    )
-    bench.add_argument("--runs", type=_positive_int, default=1, metavar="N", help="runs of each (default 1)")
-    bench.add_argument(
-        "--workdir", metavar="DIR", help="where to generate the datasets (default: the temporary folder)"
-    )
-
-
-# -- the parser ----------------------------------------------------------------------------------------
+# -- the command line ----------------------------------------------------------------------------------
 
 
 def _metadata(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f"not valid JSON ({exc.msg} at column {exc.colno}): {text!r}"
-        ) from None
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno}): {text!r}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"rows\": 10}}', not {text!r}")
+        raise ValueError(f"must be a JSON object like '{{\"rows\": 10}}', not {text!r}")
     return value
 
 
@@ -975,76 +946,221 @@ def _positive_int(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+        raise ValueError(f"must be a positive integer, not {text!r}")
     return value
 
 
-def _options(
+class Parsed(click.ParamType[Any]):
+    """A value read by one of this module's parsers; its complaint becomes a usage error (exit 2)."""
+
+    def __init__(self, parse: Callable[[str], Any]) -> None:
+        self.parse = parse
+        self.name = parse.__name__.strip("_")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):  # a default, already parsed
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            where = (
+                param.opts[0]
+                if isinstance(param, click.Option)
+                else (param.human_readable_name if param else "")
+            )
+            raise click.UsageError(f"argument {where}: {exc}", ctx) from None
+
+
+class _Formatter(click.HelpFormatter):
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, "usage: " if prefix is None else prefix)
+
+
+class _Help:
+    """Help as the command line has always shown it: ``usage:`` first, the examples kept as written."""
+
+    epilog: str | None
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog:
+            formatter.write("\n" + self.epilog + "\n")
+
+
+class Command(_Help, click.Command):
+    pass
+
+
+class Group(_Help, click.Group):
+    """Subcommands listed under ``commands``; a missing or unknown one is a usage error."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if not name.startswith("-") and self.get_command(ctx, name) is None:
+            choices = ", ".join(self.list_commands(ctx))
+            raise click.UsageError(f"argument COMMAND: invalid choice: {name!r} (choose from {choices})", ctx)
+        return super().resolve_command(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they were added, not sorted
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(200)) for name, command in self.commands.items()]
+        with formatter.section("commands"), formatter.indentation():
+            formatter.write_dl(rows)
+
+
+click.Context.formatter_class = _Formatter
+SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class _State:
+    """What ``main`` must know after a command ran: whether to show tracebacks."""
+
+    debug: bool = False
+
+
+def _shared_options(
     *, store: bool = True, project: bool = True, entity: bool = True, json_output: bool = True
-) -> argparse.ArgumentParser:
-    """The options a subcommand shares with others, as a parent parser."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("common options")
+) -> list[click.Parameter]:
+    """The options commands share, each defined once here."""
+    options: list[click.Parameter] = []
     if store:
-        group.add_argument(
-            "--store", metavar="URL", help="store: a path, file://, s3:// or gs:// URL (default $LORRY_STORE)"
+        options.append(
+            click.Option(
+                ["--store"],
+                metavar="URL",
+                help="store: a path, file://, s3:// or gs:// URL (default $LORRY_STORE)",
+            )
         )
     if project:
-        group.add_argument(
-            "--project", metavar="P", help="project (default $LORRY_PROJECT, else 'uncategorized')"
+        options.append(
+            click.Option(
+                ["--project"], metavar="P", help="project (default $LORRY_PROJECT, else 'uncategorized')"
+            )
         )
     if entity:
-        group.add_argument("--entity", metavar="E", help="entity (default $LORRY_ENTITY, else the user name)")
-    if json_output:
-        group.add_argument(
-            "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+        options.append(
+            click.Option(["--entity"], metavar="E", help="entity (default $LORRY_ENTITY, else the user name)")
         )
-    group.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="log debug messages; show tracebacks"
-    )
-    return parent
+    if json_output:
+        options.append(click.Option(["--json"], is_flag=True, help="print JSON for scripts"))
+    options.append(click.Option(["--debug"], is_flag=True, help="log debug messages; show tracebacks"))
+    return options
+
+
+def _run(handler: Callable[[Args, Output], int]) -> Callable[..., int]:
+    """The click callback of a command: its parameters become ``args``, its output an ``Output``."""
+
+    def callback(**params: Any) -> int:
+        state = click.get_current_context().ensure_object(_State)
+        state.debug = state.debug or bool(params.get("debug"))
+        _configure_logging(state.debug)
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        args = Args(**{"store": None, "project": None, "entity": None, **values})
+        return handler(args, Output(json=bool(params.get("json"))))
+
+    return callback
+
+
+def _examples(text: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in text.strip().splitlines())
 
 
 def _add(
-    subparsers: Any,
+    group: click.Group,
     name: str,
-    handler: Callable[[argparse.Namespace, Output], int],
+    handler: Callable[[Args, Output], int],
     summary: str,
     examples: str,
-    parents: Sequence[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        name,
-        help=summary,
-        description=summary[:1].upper() + summary[1:] + ".",
-        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=list(parents),
+    params: Sequence[click.Parameter],
+    shared: Sequence[click.Parameter],
+) -> None:
+    group.add_command(
+        Command(
+            name,
+            callback=_run(handler),
+            params=[*params, *shared],
+            help=summary[:1].upper() + summary[1:] + ".",
+            short_help=summary,
+            epilog=_examples(examples),
+            context_settings=SETTINGS,
+        )
     )
-    parser.set_defaults(handler=handler)
-    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lorry",
-        description="Version datasets, models and results as artifacts on a store (a local directory, "
-        "s3:// or gs://).",
+def _group(parent: click.Group, name: str, summary: str, examples: str) -> Group:
+    group = Group(
+        name,
+        help=summary[:1].upper() + summary[1:] + ".",
+        short_help=summary,
+        epilog=_examples(examples),
+        context_settings=SETTINGS,
+        no_args_is_help=False,
+        subcommand_metavar="COMMAND [ARGS]...",
+        invoke_without_command=True,
+        callback=click.pass_context(_require_command),
+    )
+    parent.add_command(group)
+    return group
+
+
+def _arg(name: str, metavar: str, *, required: bool = True) -> click.Argument:
+    return click.Argument([name], metavar=metavar, required=required)
+
+
+def _opt(*names: str, **attrs: Any) -> click.Option:
+    return click.Option(list(names), **attrs)
+
+
+def _flag(*names: str, help: str) -> click.Option:
+    return click.Option(list(names), is_flag=True, help=help)
+
+
+def _top_level(ctx: click.Context, debug: bool = False) -> None:
+    ctx.ensure_object(_State).debug = debug
+    _require_command(ctx)
+
+
+def _require_command(ctx: click.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("the following arguments are required: COMMAND", ctx)
+
+
+def build_cli() -> Group:
+    cli = Group(
+        "lorry",
+        callback=click.pass_context(_top_level),
+        help="Version datasets, models and results as artifacts on a store (a local directory, s3:// or gs://).",
         epilog="examples:\n"
         "  lorry put data/ --name bike-dataset --type dataset --alias raw\n"
         "  lorry ls\n"
         "  lorry get bike-dataset:raw --root ./data\n"
         "\n"
         "exit codes: 0 success, 1 failure, 2 bad usage. `lorry COMMAND --help` for each command.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        params=[
+            click.Option(
+                ["--version"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_print_version,
+                help="show the version and exit",
+            ),
+            _flag("--debug", help="log debug messages; show tracebacks"),
+        ],
+        context_settings=SETTINGS,
+        no_args_is_help=False,
+        subcommand_metavar="COMMAND [ARGS]...",
+        invoke_without_command=True,
     )
-    parser.add_argument("--version", action="version", version=f"lorry {lorry.__version__}")
-    parser.add_argument("--debug", action="store_true", help="log debug messages; show tracebacks")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _options()
+    common = _shared_options()
+    name_alias = "NAME[:ALIAS]"
 
-    put = _add(
-        commands,
+    _add(
+        cli,
         "put",
         cmd_put,
         "log a file or a folder as a new version (or find the version that already holds it)",
@@ -1052,24 +1168,26 @@ def build_parser() -> argparse.ArgumentParser:
 lorry put data/ --name bike-dataset --type dataset --alias raw
 lorry put model.h5 --name bike-model --type model --metadata '{"epochs": 10}'
 """,
-        [common],
-    )
-    put.add_argument("path", metavar="PATH", help="the file or folder to log")
-    put.add_argument("--name", required=True, help="artifact name")
-    put.add_argument("--type", required=True, help="artifact type, such as dataset or model")
-    put.add_argument("--alias", action="append", default=[], metavar="A", help="alias to set (repeatable)")
-    put.add_argument("--description", metavar="TEXT", help="description of the version")
-    put.add_argument("--metadata", type=_metadata, metavar="JSON", help="metadata, a JSON object")
-    put.add_argument(
-        "--policy",
-        choices=("immutable", "mutable"),
-        default="immutable",
-        help="immutable (default): no copy is made, the version fails if a file changes while it is "
-        "stored; mutable: snapshot the files first",
+        [
+            _arg("path", "PATH"),
+            _opt("--name", required=True, help="artifact name"),
+            _opt("--type", required=True, help="artifact type, such as dataset or model"),
+            _opt("--alias", multiple=True, metavar="A", help="alias to set (repeatable)"),
+            _opt("--description", metavar="TEXT", help="description of the version"),
+            _opt("--metadata", type=Parsed(_metadata), metavar="JSON", help="metadata, a JSON object"),
+            _opt(
+                "--policy",
+                type=click.Choice(["immutable", "mutable"]),
+                default="immutable",
+                help="immutable (default): no copy is made, the version fails if a file changes while it is "
+                "stored; mutable: snapshot the files first",
+            ),
+        ],
+        common,
     )
 
-    get = _add(
-        commands,
+    _add(
+        cli,
         "get",
         cmd_get,
         "download a version (fetching only what is missing) and print where it is",
@@ -1077,13 +1195,15 @@ lorry put model.h5 --name bike-model --type model --metadata '{"epochs": 10}'
 lorry get bike-model                 # the latest version, into ./artifacts/bike-model:vN
 lorry get bike-model:best --root /srv/model
 """,
-        [common],
+        [
+            _arg("artifact", name_alias),
+            _opt("--root", metavar="DIR", help="download folder (default ./artifacts/<name>:<version>)"),
+        ],
+        common,
     )
-    get.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
-    get.add_argument("--root", metavar="DIR", help="download folder (default ./artifacts/<name>:<version>)")
 
-    ls = _add(
-        commands,
+    _add(
+        cli,
         "ls",
         cmd_ls,
         "list the artifacts of a project: type, number of versions, latest version and its size",
@@ -1091,20 +1211,21 @@ lorry get bike-model:best --root /srv/model
 lorry ls
 lorry ls other-team/bikes --type model --json
 """,
-        [_options(project=False)],
-    )
-    ls.add_argument("project_name", nargs="?", metavar="PROJECT", help="project or entity/project")
-    ls.add_argument("--type", help="only artifacts of this type")
-    ls.add_argument(
-        "--tag",
-        action="append",
-        default=[],
-        metavar="T",
-        help="only artifacts tagged T, or with versions tagged T (repeatable: all of them)",
+        [
+            _arg("project_name", "PROJECT", required=False),
+            _opt("--type", help="only artifacts of this type"),
+            _opt(
+                "--tag",
+                multiple=True,
+                metavar="T",
+                help="only artifacts tagged T, or with versions tagged T (repeatable: all of them)",
+            ),
+        ],
+        _shared_options(project=False),
     )
 
-    versions = _add(
-        commands,
+    _add(
+        cli,
         "versions",
         cmd_versions,
         "list every version of an artifact with aliases, size, digest, creation time and producer run",
@@ -1112,13 +1233,16 @@ lorry ls other-team/bikes --type model --json
 lorry versions bike-dataset
 lorry versions bikes/bike-dataset --json
 """,
-        [common],
+        [
+            _arg("collection", "NAME"),
+            _opt("--tag", multiple=True, metavar="T", help="only versions tagged T (repeatable)"),
+            _flag("--deleted", help="list deleted and expired versions too"),
+        ],
+        common,
     )
-    versions.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
-    _add_version_filters(versions)
 
-    show = _add(
-        commands,
+    _add(
+        cli,
         "show",
         cmd_show,
         "describe a version: metadata, description, aliases, files and lineage",
@@ -1126,12 +1250,12 @@ lorry versions bikes/bike-dataset --json
 lorry show bike-dataset              # the latest version
 lorry show bike-dataset:v3 --json
 """,
-        [common],
+        [_arg("artifact", name_alias)],
+        common,
     )
-    show.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
 
-    lineage = _add(
-        commands,
+    _add(
+        cli,
         "lineage",
         cmd_lineage,
         "draw what a version was made from and what was made from it",
@@ -1139,49 +1263,44 @@ lorry show bike-dataset:v3 --json
 lorry lineage bike-model:best
 lorry lineage bike-model:best --dot | dot -Tsvg > lineage.svg
 """,
-        [common],
+        [
+            _arg("artifact", name_alias),
+            _flag("--dot", help="print the graph in Graphviz dot"),
+            _opt("--depth", type=Parsed(_positive_int), metavar="N", help="follow at most N runs each way"),
+        ],
+        common,
     )
-    lineage.add_argument("artifact", metavar="NAME[:ALIAS]", help="[[entity/]project/]name[:alias or vN]")
-    lineage.add_argument("--dot", action="store_true", help="print the graph in Graphviz dot")
-    lineage.add_argument("--depth", type=_positive_int, metavar="N", help="follow at most N runs each way")
 
-    alias = _add(
-        commands,
+    alias = _group(
+        cli,
         "alias",
-        lambda _args, _out: 2,
         "set or remove an alias",
         """
 lorry alias set bike-model:v3 production
 lorry alias rm bike-model production
 """,
-        [],
     )
-    alias_commands = alias.add_subparsers(dest="alias_command", metavar="ACTION", required=True)
-    alias_set = _add(
-        alias_commands,
+    _add(
+        alias,
         "set",
         cmd_alias_set,
         "point an alias at a version (moving it from the version that had it)",
         "lorry alias set bike-model:v3 production",
-        [common],
+        [_arg("artifact", "NAME:VERSION"), _arg("alias", "ALIAS")],
+        common,
     )
-    alias_set.add_argument(
-        "artifact", metavar="NAME:VERSION", help="[[entity/]project/]name:vN (or an alias)"
-    )
-    alias_set.add_argument("alias", metavar="ALIAS")
-    alias_rm = _add(
-        alias_commands,
+    _add(
+        alias,
         "rm",
         cmd_alias_rm,
         "remove an alias from the version that has it",
         "lorry alias rm bike-model production",
-        [common],
+        [_arg("collection", "NAME"), _arg("alias", "ALIAS")],
+        common,
     )
-    alias_rm.add_argument("collection", metavar="NAME", help="[[entity/]project/]name")
-    alias_rm.add_argument("alias", metavar="ALIAS")
 
-    verify = _add(
-        commands,
+    _add(
+        cli,
         "verify",
         cmd_verify,
         "check a folder against a version, or (without NAME) every version in the store",
@@ -1191,112 +1310,53 @@ lorry verify bike-model:best --root /srv/model
 lorry verify                                 # every version's manifest and blobs, bytes hashed
 lorry verify --quick --store s3://bucket/team  # presence and sizes only
 """,
-        [common],
-    )
-    verify.add_argument(
-        "artifact",
-        metavar="NAME[:ALIAS]",
-        nargs="?",
-        help="[[entity/]project/]name[:alias or vN]; without it, the whole store is checked",
-    )
-    verify.add_argument(
-        "--quick", action="store_true", help="whole store: check presence and sizes, do not read the bytes"
-    )
-    verify.add_argument(
-        "--root", metavar="DIR", help="folder to check (default ./artifacts/<name>:<version>)"
+        [
+            _arg("artifact", name_alias, required=False),
+            _flag("--quick", help="whole store: check presence and sizes, do not read the bytes"),
+            _opt("--root", metavar="DIR", help="folder to check (default ./artifacts/<name>:<version>)"),
+        ],
+        common,
     )
 
-    cache = _add(
-        commands,
+    cache = _group(
+        cli,
         "cache",
-        lambda _args, _out: 2,
         "inspect or shrink the download cache",
         """
 lorry cache info
 lorry cache cleanup --max-size 10G
 """,
-        [],
     )
-    cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cache_options = _options(store=False, project=False, entity=False)
+    cache_options = _shared_options(store=False, project=False, entity=False)
     _add(
-        cache_commands,
+        cache,
         "info",
         cmd_cache_info,
         "show where the cache is and how much it holds",
         "lorry cache info",
-        [cache_options],
+        [],
+        cache_options,
     )
-    cleanup = _add(
-        cache_commands,
+    _add(
+        cache,
         "cleanup",
         cmd_cache_cleanup,
         "remove what processes that ended left in the staging area; with --max-size, the least "
         "recently used blobs until the cache is at most SIZE",
         "lorry cache cleanup\nlorry cache cleanup --max-size 500M",
-        [cache_options],
+        [
+            _opt(
+                "--max-size",
+                type=Parsed(parse_size),
+                metavar="SIZE",
+                help="like 10G, 500M, 0 (1K = 1024 bytes); without it, the blobs stay",
+            )
+        ],
+        cache_options,
     )
-    cleanup.add_argument(
-        "--max-size",
-        type=parse_size,
-        metavar="SIZE",
-        help="like 10G, 500M, 0 (1K = 1024 bytes); without it, the blobs stay",
-    )
-
-    _add_maintenance_commands(commands)
 
     _add(
-        commands,
-        "config",
-        cmd_config,
-        "show the effective settings and where each came from (secrets redacted)",
-        """
-lorry config
-lorry config --store s3://bucket/team --json
-""",
-        [common],
-    )
-
-    _add_looking_commands(commands)
-    return parser
-
-
-def _add_looking_commands(commands: Any) -> None:
-    """Commands that look at a store rather than change it: the benchmark and the web UI."""
-    _add_bench_command(commands)
-    _add_ui_command(commands)
-
-
-def _add_ui_command(commands: Any) -> None:
-    ui = _add(
-        commands,
-        "ui",
-        cmd_ui,
-        "browse the store's artifacts, metadata and lineage in a web browser (read-only)",
-        """
-lorry ui                              # then open the URL it prints
-lorry ui --store s3://bucket/team --port 9000
-lorry ui --host 0.0.0.0               # reachable from other machines: the URL carries a token
-""",
-        [_options(project=False, entity=False, json_output=False)],
-    )
-    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    ui.add_argument(
-        "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
-    )
-
-
-def _add_version_filters(versions: argparse.ArgumentParser) -> None:
-    versions.add_argument(
-        "--tag", action="append", default=[], metavar="T", help="only versions tagged T (repeatable)"
-    )
-    versions.add_argument("--deleted", action="store_true", help="list deleted and expired versions too")
-
-
-def _add_deleting_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Commands that delete versions: by name, or by a retention policy."""
-    rm = _add(
-        commands,
+        cli,
         "rm",
         cmd_rm,
         "delete a version (or --all of them); its number is never given again",
@@ -1305,16 +1365,18 @@ lorry rm bike-model:v3
 lorry rm bike-model:old --delete-aliases
 lorry rm bike-model --all --dry-run
 """,
-        [common],
+        [
+            _arg("artifact", "NAME:VERSION"),
+            _flag("--all", help="delete every version of NAME, aliases too"),
+            _flag("--delete-aliases", help="delete a version that has aliases"),
+            _flag("--dry-run", help="show what would be deleted, delete nothing"),
+            _flag("--yes", "-y", help="do not ask for confirmation on a terminal"),
+        ],
+        common,
     )
-    rm.add_argument("artifact", metavar="NAME:VERSION", help="[[entity/]project/]name:version or alias")
-    rm.add_argument("--all", action="store_true", help="delete every version of NAME, aliases too")
-    rm.add_argument("--delete-aliases", action="store_true", help="delete a version that has aliases")
-    rm.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
-    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation on a terminal")
 
-    retain = _add(
-        commands,
+    _add(
+        cli,
         "retain",
         cmd_retain,
         "delete the versions a retention policy does not keep, saying why each one stays or goes",
@@ -1324,33 +1386,25 @@ lorry retain checkpoints --keep-last 2 --keep-best loss:min:3 --save
 lorry retain checkpoints             # apply the policy saved with --save
 lorry retain --dry-run               # every artifact's saved policy
 """,
-        [common],
+        [
+            _arg("collection", "NAME", required=False),
+            _opt("--keep-last", type=int, metavar="N", help="keep the newest N versions"),
+            _opt(
+                "--keep-best",
+                type=Parsed(BestRule.parse),
+                metavar="KEY:min|max:K",
+                help="keep the K versions with the lowest (min) or highest (max) metadata KEY",
+            ),
+            _flag("--no-keep-aliased", help="versions with aliases may go too (default: kept)"),
+            _flag("--save", help="store the policy with the artifact"),
+            _flag("--dry-run", help="show what would go and why, delete nothing"),
+        ],
+        common,
     )
-    retain.add_argument(
-        "collection",
-        nargs="?",
-        metavar="NAME",
-        help="[[entity/]project/]name (default: every artifact of the project with a saved policy)",
-    )
-    retain.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N versions")
-    retain.add_argument(
-        "--keep-best",
-        type=BestRule.parse,
-        metavar="KEY:min|max:K",
-        help="keep the K versions with the lowest (min) or highest (max) metadata KEY",
-    )
-    retain.add_argument(
-        "--no-keep-aliased", action="store_true", help="versions with aliases may go too (default: kept)"
-    )
-    retain.add_argument("--save", action="store_true", help="store the policy with the artifact")
-    retain.add_argument("--dry-run", action="store_true", help="show what would go and why, delete nothing")
 
-
-def _add_maintenance_commands(commands: Any) -> None:
-    """Commands that look after a whole store rather than one artifact."""
-    _add_deleting_commands(commands, _options())
-    uploads = _add(
-        commands,
+    store_only = _shared_options(project=False, entity=False)
+    _add(
+        cli,
         "abort-uploads",
         cmd_uploads,
         "abort multipart uploads that crashed processes left open longer than a grace period",
@@ -1358,12 +1412,11 @@ def _add_maintenance_commands(commands: Any) -> None:
 lorry abort-uploads --dry-run
 lorry abort-uploads --older-than 6h --store s3://bucket/team
 """,
-        [_options(project=False, entity=False)],
+        _grace("uploads started", "list them, abort nothing"),
+        store_only,
     )
-    _add_grace(uploads, "uploads started", "list them, abort nothing")
-
-    gc = _add(
-        commands,
+    _add(
+        cli,
         "gc",
         cmd_gc,
         "remove what no version needs (crashed or failed logs, stale uploads), after a grace period",
@@ -1371,27 +1424,134 @@ lorry abort-uploads --older-than 6h --store s3://bucket/team
 lorry gc --dry-run
 lorry gc --older-than 6h --store s3://bucket/team
 """,
-        [_options(project=False, entity=False)],
+        _grace("objects written", "list what would go, remove nothing"),
+        store_only,
     )
-    _add_grace(gc, "objects written", "list what would go, remove nothing")
+
+    _add(
+        cli,
+        "config",
+        cmd_config,
+        "show the effective settings and where each came from (secrets redacted)",
+        """
+lorry config
+lorry config --store s3://bucket/team --json
+""",
+        [],
+        common,
+    )
+
+    _add(
+        cli,
+        "bench",
+        cmd_bench,
+        "measure logging and downloading on a store (MB/s, files/s, CPU, memory); removes what it wrote",
+        """
+lorry bench                                    # the configured store
+lorry bench s3://bucket/scratch --runs 3
+lorry bench /mnt/nfs/store --small 10000 --medium 0 --large 2G --json
+""",
+        [
+            _arg("url", "URL", required=False),
+            _opt(
+                "--small", type=Parsed(_count), default=1000, metavar="N", help="small files (default 1000)"
+            ),
+            _opt(
+                "--small-size",
+                type=Parsed(parse_size),
+                default=4 << 10,
+                metavar="SIZE",
+                help="of each (default 4K)",
+            ),
+            _opt("--medium", type=Parsed(_count), default=64, metavar="N", help="medium files (default 64)"),
+            _opt(
+                "--medium-size",
+                type=Parsed(parse_size),
+                default=4 << 20,
+                metavar="SIZE",
+                help="of each (default 4M)",
+            ),
+            _opt(
+                "--large",
+                type=Parsed(parse_size),
+                default=512 << 20,
+                metavar="SIZE",
+                help="one file (default 512M; 0 skips)",
+            ),
+            _opt(
+                "--runs", type=Parsed(_positive_int), default=1, metavar="N", help="runs of each (default 1)"
+            ),
+            _opt(
+                "--workdir",
+                metavar="DIR",
+                help="where to generate the datasets (default: the temporary folder)",
+            ),
+        ],
+        _shared_options(store=False, project=False),
+    )
+
+    _add(
+        cli,
+        "ui",
+        cmd_ui,
+        "browse the store's artifacts, metadata and lineage in a web browser (read-only)",
+        """
+lorry ui                              # then open the URL it prints
+lorry ui --store s3://bucket/team --port 9000
+lorry ui --host 0.0.0.0               # reachable from other machines: the URL carries a token
+""",
+        [
+            _opt("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
+            _opt("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"),
+        ],
+        _shared_options(project=False, entity=False, json_output=False),
+    )
+    return cli
 
 
-def _add_grace(command: argparse.ArgumentParser, what: str, dry_run: str) -> None:
+def _grace(what: str, dry_run: str) -> list[click.Parameter]:
     """--older-than and --dry-run, for commands that remove what others may still be writing."""
-    command.add_argument(
-        "--older-than",
-        type=_duration,
-        default=timedelta(hours=24),
-        metavar="AGE",
-        help=f"only {what} longer ago than this (default 24h; spares work still in progress elsewhere)",
-    )
-    command.add_argument("--dry-run", action="store_true", help=dry_run)
+    return [
+        _opt(
+            "--older-than",
+            type=Parsed(_duration),
+            default=timedelta(hours=24),
+            metavar="AGE",
+            help=f"only {what} longer ago than this (default 24h; spares work still in progress elsewhere)",
+        ),
+        _flag("--dry-run", help=dry_run),
+    ]
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"lorry {lorry.__version__}")
+        ctx.exit(0)
+
+
+class Parser:
+    """The parameters a command line resolves to, without running it (``Parser().parse_args(['ui'])``)."""
+
+    def parse_args(self, argv: Sequence[str]) -> Args:
+        cli = build_cli()
+        name, *rest = argv
+        with click.Context(cli, info_name="lorry") as ctx:
+            command = cli.get_command(ctx, name)
+            if command is None:
+                raise lorry.ValidationError(f"no command {name!r}")
+            with command.make_context(name, rest, parent=ctx) as sub:
+                return Args(**sub.params)
+
+
+def build_parser() -> Parser:
+    return Parser()
 
 
 def _configure_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("lorry: %(levelname)s: %(message)s"))
-    log.addHandler(handler)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lorry: %(levelname)s: %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.DEBUG if debug else logging.WARNING)
     log.propagate = False
 
@@ -1404,29 +1564,32 @@ def _error_text(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    debug = bool(getattr(args, "debug", False))
-    _configure_logging(debug)
-    out = Output(json=bool(getattr(args, "json", False)))
-    for name in ("store", "project", "entity"):
-        if not hasattr(args, name):
-            setattr(args, name, None)
-    handler: Callable[[argparse.Namespace, Output], int] = args.handler
+    state = _State()
+    style = Style(sys.stderr)
     try:
-        return handler(args, out)
+        code = build_cli().main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name="lorry",
+            standalone_mode=False,
+            obj=state,
+        )
+        return code if isinstance(code, int) else 0
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            print(exc.ctx.get_usage(), file=sys.stderr)
+        print(f"lorry: {style.red('error')}: {exc.format_message()}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader went away (``lorry ls | head``): stop quietly, as other tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except (lorry.LorryError, OSError) as exc:
-        if debug:
+        if state.debug:
             traceback.print_exc()
-        style = Style(sys.stderr)
         print(f"lorry: {style.red('error')}: {_error_text(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.Abort):
         print("lorry: interrupted", file=sys.stderr)
         return 130
 
