@@ -976,9 +976,14 @@ class _Formatter(click.HelpFormatter):
         super().write_usage(prog, args, "usage: " if prefix is None else prefix)
 
 
+class _Context(click.Context):
+    formatter_class = _Formatter
+
+
 class _Help:
     """Help as the command line has always shown it: ``usage:`` first, the examples kept as written."""
 
+    context_class: type[click.Context] = _Context
     epilog: str | None
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -1011,7 +1016,6 @@ class Group(_Help, click.Group):
             formatter.write_dl(rows)
 
 
-click.Context.formatter_class = _Formatter
 SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -1566,7 +1570,7 @@ def _error_text(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     state = _State()
     style = Style(sys.stderr)
-    try:
+    try:  # click itself ends quietly with 1 when the reader goes away (``lorry ls | head``)
         code = build_cli().main(
             args=list(sys.argv[1:] if argv is None else argv),
             prog_name="lorry",
@@ -1579,11 +1583,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc.ctx.get_usage(), file=sys.stderr)
         print(f"lorry: {style.red('error')}: {exc.format_message()}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        # The reader went away (``lorry ls | head``): stop quietly, as other tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
     except (lorry.LorryError, OSError) as exc:
         if state.debug:
             traceback.print_exc()
