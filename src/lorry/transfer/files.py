@@ -138,9 +138,13 @@ class Packs:
         try:
             length = copy_all(src, pack, size)
         except BaseException:
-            with contextlib.suppress(OSError):  # the pack ends where the last whole snapshot ends
-                os.ftruncate(pack, start)
-                os.lseek(pack, start, os.SEEK_SET)
+            if start == 0:  # nothing else in it: no empty pack is left behind
+                self.close()
+                discard(Path(self._path))
+            else:
+                with contextlib.suppress(OSError):  # the pack ends where the last whole snapshot ends
+                    os.ftruncate(pack, start)
+                    os.lseek(pack, start, os.SEEK_SET)
             raise
         self._end += length
         return self._path, start, length
