@@ -6,8 +6,8 @@ which the filesystem itself creates files.
 
 1. The source tree: N files of a few bytes, 1,000 to a folder, made by a plain loop of exclusive
    creates; its rate (files/s) is the filesystem's own create rate, the bound for lorry here: logging
-   a file creates its blob (and, with ``policy="mutable"``, its snapshot first), downloading it
-   creates the file.
+   a file creates its blob (with ``policy="mutable"``, a small file's snapshot is appended to a pack
+   first: no file of its own), downloading it creates the file.
 2. Each step runs in a fresh process: log (``add_dir`` + ``log_artifact`` + ``wait``), list (the
    manifest read and every entry looked at), download into an empty folder, verify. Each reports its
    seconds and the peak resident memory (VmHWM) of its own process and of any helper process it

@@ -11,7 +11,8 @@ import pytest
 
 import lorry
 from lorry import _bridge
-from tests.conftest import logged, write
+from lorry.transfer.plan import SMALL_OBJECT
+from tests.conftest import logged, use_remote_store, write
 
 # -- building: the original's naming table -------------------------------------------------------------
 
@@ -127,6 +128,49 @@ def test_mutable_policy_snapshots_the_file(tmp_path: Path) -> None:
         folder = Path(artifact.wait().download())
     assert (folder / "weights.bin").read_bytes() == b"before"
     # The snapshot is gone from the staging area once the version is committed.
+    assert [p for p in (tmp_path / "cache" / "staging").rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    ("store", "transfer_process"), [("local", "never"), ("local", "always"), ("moto", "never")]
+)
+def test_small_snapshots_share_a_pack_and_log_the_bytes_added(
+    store: str,
+    transfer_process: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small files' snapshots are appended to one owner-only pack, not a file each; a large file keeps
+    a snapshot of its own. What is logged is what each file held when added, in process, in the
+    helper process and on a remote store; a removed entry's bytes just stay in the pack."""
+    if store != "local":
+        use_remote_store(store, request, monkeypatch)
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", transfer_process)
+    small = {f"d/f{i}.txt": f"small {i}".encode() * (i + 1) for i in range(5)}
+    large = os.urandom(SMALL_OBJECT + 1)
+    for name, data in {**small, "big.bin": large}.items():
+        write(tmp_path / "src" / name, data)
+    artifact = lorry.Artifact("packed", type="dataset")
+    artifact.add_dir(tmp_path / "src")
+    artifact.remove("d/f1.txt")
+    write(tmp_path / "f2-again.txt", b"replaced")
+    artifact.add_file(tmp_path / "f2-again.txt", name="d/f2.txt", overwrite=True)
+    staged = [p for p in (tmp_path / "cache" / "staging").rglob("*") if p.is_file()]
+    assert sorted(p.stat().st_size for p in staged) == [
+        sum(map(len, small.values())) + len(b"replaced"),  # one pack: every small snapshot, in order
+        len(large),  # the large file's own snapshot
+    ]
+    assert {p.stat().st_mode & 0o777 for p in staged} == {0o600}
+    for name in [*small, "big.bin"]:  # later writes to the sources do not reach what is logged
+        write(tmp_path / "src" / name, b"changed after it was added")
+    with lorry.init() as run:
+        run.log_artifact(artifact)
+        folder = Path(artifact.wait().download(tmp_path / "down"))
+    expected = {**small, "d/f2.txt": b"replaced", "big.bin": large}
+    del expected["d/f1.txt"]
+    got = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert got == expected
     assert [p for p in (tmp_path / "cache" / "staging").rglob("*") if p.is_file()] == []
 
 
@@ -484,8 +528,12 @@ def test_progress_bars_are_on_when_stderr_is_a_terminal() -> None:
     env = {k: v for k, v in os.environ.items() if k != "LORRY_PROGRESS"}
     for term, shown in (("xterm", True), ("dumb", False)):
         leader, follower = pty.openpty()
-        child = subprocess.Popen([sys.executable, "-c", PROGRESS_SCRIPT], env={**env, "TERM": term},
-                                 stdout=subprocess.DEVNULL, stderr=follower)
+        child = subprocess.Popen(
+            [sys.executable, "-c", PROGRESS_SCRIPT],
+            env={**env, "TERM": term},
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+        )
         os.close(follower)
         seen = b""
         while True:

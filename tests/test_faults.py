@@ -669,6 +669,18 @@ def test_a_full_or_read_only_cache_is_a_clear_error_and_stays_consistent(
     assert "the disk is full" in str(error.value) and str(files["big.bin"]) in str(error.value)
     assert [p for p in (full / "staging").rglob("*") if p.is_file()] == []  # no partial snapshot
     results.append(str(error.value))
+    # A small file's snapshot goes into a pack: with no room for it, no empty pack is left either.
+    with open(full / "filler", "wb", buffering=0) as filler:
+        while True:
+            try:
+                filler.write(b"\0" * (64 << 10))
+            except OSError:
+                break
+    with pytest.raises(LocalFileError) as error:
+        lorry.Artifact("staged", type="dataset").add_file(files["a.txt"])
+    assert "the disk is full" in str(error.value) and str(files["a.txt"]) in str(error.value)
+    assert [p for p in (full / "staging").rglob("*") if p.is_file()] == []
+    (full / "filler").unlink()
 
     # With room again: the download works and verifies.
     monkeypatch.setenv("LORRY_CACHE_DIR", str(tmp_path / "cache"))

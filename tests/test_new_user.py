@@ -116,14 +116,14 @@ def test_staging_of_killed_processes_is_counted_and_reclaimed_by_cleanup(tmp_pat
             assert process.stdout is not None and process.stdout.readline() == "staged\n"
         killed.send_signal(signal.SIGKILL)
         killed.wait()
-        assert len(staged_files(tmp_path / "cache")) == 4
+        assert len(staged_files(tmp_path / "cache")) == 2  # each process's two snapshots in one pack
         info = as_json("cache", "info")
-        assert info["staging"] == {"files": 4, "bytes": 16, "in_use": 2}
+        assert info["staging"] == {"files": 2, "bytes": 16, "in_use": 1}
         assert "staging" in ok("cache", "info")
         cleaned = as_json("cache", "cleanup")  # no --max-size: the blobs stay, dead staging goes
         assert cleaned["staging_freed"] == 8
-        assert len(staged_files(tmp_path / "cache")) == 2  # the live process keeps its snapshots
-        assert as_json("cache", "info")["staging"] == {"files": 2, "bytes": 8, "in_use": 2}
+        assert len(staged_files(tmp_path / "cache")) == 1  # the live process keeps its snapshots
+        assert as_json("cache", "info")["staging"] == {"files": 1, "bytes": 8, "in_use": 1}
     finally:
         alive.kill()
         alive.wait()

@@ -65,9 +65,10 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine, gather_all
-from lorry.transfer.files import FileStamp, Targets, local_error, matches, owner_only
+from lorry.transfer.files import FileStamp, Packs, Targets, copy_all, local_error, matches, owner_only
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
+from lorry.transfer.plan import SMALL_OBJECT
 from lorry.transfer.progress import progress
 from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
 
@@ -132,6 +133,7 @@ class Artifact:
         self._layout = EntryLayout()  # no name both a file and a folder
         self._staging: Path | None = None
         self._staged_names = itertools.count()  # the staging folder is this artifact's own
+        self._snapshot_packs: Packs | None = None  # small files' snapshots, made on first use
         self._drop_staging: weakref.finalize[Any, Any] | None = None
         self._pending: concurrent.futures.Future[_Logged] | None = None
         self._failure_seen = False  # a failed log was raised to the user (by wait() or an attribute)
@@ -434,36 +436,69 @@ class Artifact:
         if entry_name in self._files:
             return False  # the same file added twice
         self._layout.check(entry_name)
+        if policy == "mutable":
+            origin, source = self._snapshot(entry_name, path)
+        else:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise local_error(exc, f"cannot add {path}") from exc
+            origin = _identity_of(st)
+            source = FileSource(entry_name, str(path), FileStamp.of_stat(st), owned=False)
+        self._files[entry_name] = source
+        self._origins[entry_name] = origin
+        self._layout.add(entry_name)
+        return True
+
+    def _snapshot(self, entry_name: str, path: str | Path) -> tuple[int, FileSource]:
+        """The identity of the file at ``path`` and a copy of it that later writes to it do not reach:
+        a small file's is appended to a pack, a large one's is a file of its own (a reflink where the
+        filesystem shares extents, else a full copy done by the kernel)."""
         staged: str | None = None
         try:
-            if policy == "mutable":
+            src = os.open(path, os.O_RDONLY)  # not open(): that looks at the file once more
+            try:
+                st = os.fstat(src)
+                if st.st_size <= SMALL_OBJECT:
+                    pack, offset, length = self._packs().append(src, st.st_size)
+                    stamp = FileStamp(length, 0, 0)  # the bytes are lorry's own: only their length counts
+                    return _identity_of(st), FileSource(entry_name, pack, stamp, owned=True, offset=offset)
                 staged = self._staged_path()
-                origin, stamp = _snapshot(path, staged)
-                source = FileSource(entry_name, staged, stamp, owned=True)
-            else:
-                st = os.stat(path)
-                origin, stamp = _identity_of(st), FileStamp.of_stat(st)
-                source = FileSource(entry_name, str(path), stamp, owned=False)
+                with open(staged, "xb", buffering=0, opener=owner_only) as dst:
+                    try:
+                        fcntl.ioctl(dst.fileno(), _FICLONE, src)
+                    except OSError:
+                        copy_all(src, dst.fileno(), st.st_size)
+                    stamp = FileStamp.of_fd(dst.fileno())
+                return _identity_of(st), FileSource(entry_name, staged, stamp, owned=True)
+            finally:
+                os.close(src)
         except LocalFileError:
             raise  # already says what could not be done, and where
         except OSError as exc:
             if staged is not None:  # a partial snapshot is no use to anyone
                 with contextlib.suppress(OSError):
                     os.unlink(staged)
-            if staged is not None and (exc.filename == staged or exc.errno in _NO_ROOM):
+            in_staging = self._staging is not None and str(exc.filename or "").startswith(str(self._staging))
+            if in_staging or exc.errno in _NO_ROOM:
                 raise local_error(exc, f"cannot add {path}: its snapshot in {self._staging}") from exc
             raise local_error(exc, f"cannot add {path}") from exc
-        self._files[entry_name] = source
-        self._origins[entry_name] = origin
-        self._layout.add(entry_name)
-        return True
+
+    def _packs(self) -> Packs:
+        if self._snapshot_packs is None:
+            first, names = self._staged_path(), self._staged_names
+            # Names made without a reference to the artifact, which must stay free to be collected.
+            fresh = itertools.chain([first], (f"{posixpath.dirname(first)}/{n:x}" for n in names))
+            self._snapshot_packs = Packs(lambda: next(fresh))
+        return self._snapshot_packs
 
     def _drop(self, entry_name: str) -> None:
-        """Take a file out again (and its snapshot, if lorry made one)."""
+        """Take a file out again (and its snapshot, if it has a file of its own: bytes in a pack stay
+        until the staging folder goes)."""
         source = self._files.pop(entry_name)
         self._origins.pop(entry_name, None)
         self._layout.discard(entry_name)
-        if source.owned:
+        if source.owned and source.offset is None:
             with contextlib.suppress(OSError):
                 os.unlink(source.source)
 
@@ -550,6 +585,7 @@ class Artifact:
         self._progress = run.settings.progress
         self._distributed_id = distributed_id
         self._shard = _bridge.bridge().submit(_store_shard(eng, plan, distributed_id, shard))
+        self._close_packs()
 
     def _wait_shard(self) -> None:
         if self._shard is not None:
@@ -662,6 +698,13 @@ class Artifact:
     def _forget_draft(self) -> None:
         self._files, self._refs, self._origins, self._carried = {}, {}, {}, {}
         self._layout = EntryLayout()
+        self._close_packs()
+
+    def _close_packs(self) -> None:
+        """No more snapshots: the packs are only read from now on (by the log, which removes them)."""
+        if self._snapshot_packs is not None:
+            self._snapshot_packs.close()
+            self._snapshot_packs = None
 
     def _sync(self) -> None:
         if self._logged is None and self._pending is not None:
@@ -1574,25 +1617,6 @@ def _check_policy(policy: str | None) -> str:
 
 def _dedupe(items: Any) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _snapshot(source: str | Path, target: str) -> tuple[int, FileStamp]:
-    """Copy ``source`` so later writes to it do not reach the copy: a reflink where the filesystem
-    shares extents, else a full copy done by the kernel. Returns the source's identity and the copy's
-    stamp."""
-    with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0, opener=owner_only) as dst:
-        st = os.fstat(src.fileno())
-        try:
-            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
-        except OSError:
-            _copy_all(src.fileno(), dst.fileno(), st.st_size)
-        return _identity_of(st), FileStamp.of_fd(dst.fileno())
-
-
-def _copy_all(src: int, dst: int, size: int) -> None:
-    """Copy the ``size`` bytes seen in the kernel (the snapshot is the file as it was when looked at)."""
-    while size > 0 and (sent := os.sendfile(dst, src, None, size)):
-        size -= sent
 
 
 def _walk_files(root: Path) -> Iterator[tuple[str, str]]:

@@ -187,28 +187,20 @@ class LocalStore:
         never different: the size says whether it is complete, and a short one is replaced whole,
         through a temporary file, by the next writer."""
         path = self.path_of(key)
+        try:  # no look first: a new blob is the common case, and the exclusive create is the check
+            fd = _create_exclusive(path)
+        except FileExistsError:  # stored already, or by another writer: complete, or not yet
+            if not _complete(path.stat(), len(data)):
+                self.put_sync(key, data, OVERWRITE)
+            return
         try:
-            if _complete(path.stat(), len(data)):
-                return
-            torn = True
-        except (FileNotFoundError, NotADirectoryError):
-            torn = False
-        if not torn:
-            try:
-                fd = _create_exclusive(path)
-            except FileExistsError:  # another writer's, complete or not yet
-                torn = not _complete(path.stat(), len(data))
-            else:
-                try:
-                    write_all(fd, data)
-                except OSError as exc:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
-                finally:
-                    os.close(fd)
-        if torn:
-            self.put_sync(key, data, OVERWRITE)
+            write_all(fd, data)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     def head_sync(self, key: str) -> ObjectMeta:
         st = self._stat(key)

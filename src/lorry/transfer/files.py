@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,62 @@ def read_checked(path: LocalPath, stamp: FileStamp, entry: str) -> bytes:
     if len(data) != stamp.size:
         raise SourceChangedError(f"{path} (entry {entry!r}) changed while it was being logged")
     return data
+
+
+PACK_BYTES = 1 << 30
+"""A pack of snapshots is closed and a new one begun past this size: no single staging file grows
+without bound."""
+
+
+class Packs:
+    """Snapshots of small files appended one after another to a few pack files (owner-only, like
+    every staged file), each named by ``new_name``: a snapshot costs a copy into an open file,
+    not a file of its own to create, then link or read, then remove. A pack is removed with the
+    staging folder it is in; bytes of an entry removed from the draft just stay until then."""
+
+    def __init__(self, new_name: Callable[[], str]) -> None:
+        self._new_name = new_name
+        self._pack: io.FileIO | None = None
+        self._path = ""
+        self._end = 0
+
+    def append(self, src: int, size: int) -> tuple[str, int, int]:
+        """Copy the first ``size`` bytes of the open file ``src`` (fewer if it is shorter now) to the
+        end of a pack; return the pack's path, where the copy starts in it and its length."""
+        if self._pack is None or self._end + size > PACK_BYTES:
+            self.close()
+            self._path = self._new_name()
+            self._pack = open(self._path, "xb", buffering=0, opener=owner_only)  # noqa: SIM115 (kept open)
+            self._end = 0
+        pack, start = self._pack.fileno(), self._end
+        try:
+            length = copy_all(src, pack, size)
+        except BaseException:
+            if start == 0:  # nothing else in it: no empty pack is left behind
+                self.close()
+                discard(Path(self._path))
+            else:
+                with contextlib.suppress(OSError):  # the pack ends where the last whole snapshot ends
+                    os.ftruncate(pack, start)
+                    os.lseek(pack, start, os.SEEK_SET)
+            raise
+        self._end += length
+        return self._path, start, length
+
+    def close(self) -> None:
+        """Close the pack being written (what was copied is in it: its writes are unbuffered)."""
+        if self._pack is not None:
+            self._pack.close()
+            self._pack = None
+
+
+def copy_all(src: int, dst: int, size: int) -> int:
+    """Copy the ``size`` bytes seen in the kernel (a snapshot is the file as it was when looked at),
+    fewer if the file is shorter now; return how many were copied."""
+    copied = 0
+    while copied < size and (sent := os.sendfile(dst, src, None, size - copied)):
+        copied += sent
+    return copied
 
 
 def temp_beside(target: Path) -> Path:

@@ -54,13 +54,17 @@ class FileSource:
     """A local file waiting to be stored as the entry ``path``.
 
     ``owned`` marks a file lorry made itself (a ``policy="mutable"`` snapshot or a ``new_file``): no
-    one else writes to it, so it can be linked into a local store instead of copied.
+    one else writes to it, so it can be linked into a local store instead of copied. ``offset`` is
+    set for the snapshot of a small file: its ``stamp.size`` bytes start there in ``source``, a pack
+    of such snapshots (see ``files.Packs``); the pack's own stamp changes with every snapshot added,
+    so only the length is kept.
     """
 
     path: str
     source: str
     stamp: FileStamp
     owned: bool
+    offset: int | None = None
 
 
 async def store_files(
@@ -110,10 +114,20 @@ async def store_files(
 async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, FileSource]]) -> list[str]:
     items = [item for _, item in batch]
     if (local := LOCAL_FILES.of(store)) is not None:
-        digests = await engine.in_thread(lambda: [_store_local(local, item) for item in items])
+
+        def store_all() -> list[str]:
+            with _SmallReader() as reader:
+                return [_put_blob(local, *reader.read_hashed(item)) for item in items]
+
+        digests = await engine.in_thread(store_all)
     else:
         async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
-            read = await engine.in_thread(lambda: [_read_hashed(item) for item in items])
+
+            def read_all() -> list[tuple[bytes, str]]:
+                with _SmallReader() as reader:
+                    return [reader.read_hashed(item) for item in items]
+
+            read = await engine.in_thread(read_all)
 
             async def put(data: bytes, digest: str) -> None:
                 # A conditional create at once (one request): a conflict means it is already stored.
@@ -131,11 +145,13 @@ async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Jo
     return await _store_remote(engine, store, item, journal)
 
 
+def _put_blob(store: LocalFiles, data: bytes, digest: str) -> str:
+    store.put_blob(blob_key(digest), data)
+    return digest
+
+
 def _store_local(store: LocalFiles, item: FileSource) -> str:
-    if item.stamp.size <= SMALL_OBJECT:  # read once, hashed and written from memory
-        data, digest = _read_hashed(item)
-        store.put_blob(blob_key(digest), data)
-        return digest
+    """A large file (small ones go in batches, read once and written from memory)."""
     check_unchanged(item.source, item.stamp, item.path)
     digest = hash_file(item.source)
     key = blob_key(digest)
@@ -327,8 +343,38 @@ async def _resume(
 
 
 def _read_hashed(item: FileSource) -> tuple[bytes, str]:
-    data = read_checked(item.source, item.stamp, item.path)
-    return data, digest_bytes(data)
+    with _SmallReader() as reader:
+        return reader.read_hashed(item)
+
+
+class _SmallReader:
+    """Reads whole files, each checked against its stamp, or snapshots out of packs: a pack is opened
+    once for all the snapshots read from it, not once per snapshot."""
+
+    def __init__(self) -> None:
+        self._packs: dict[str, int] = {}
+
+    def __enter__(self) -> _SmallReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for fd in self._packs.values():
+            os.close(fd)
+
+    def read_hashed(self, item: FileSource) -> tuple[bytes, str]:
+        if item.offset is None:
+            data = read_checked(item.source, item.stamp, item.path)
+            return data, digest_bytes(data)
+        try:
+            fd = self._packs.get(item.source)
+            if fd is None:
+                fd = self._packs[item.source] = os.open(item.source, os.O_RDONLY)
+            data = os.pread(fd, item.stamp.size, item.offset)
+        except OSError as exc:
+            raise local_error(exc, f"cannot read the snapshot of {item.path!r} in {item.source}") from exc
+        if len(data) != item.stamp.size:
+            raise SourceChangedError(f"the snapshot of {item.path!r} in {item.source} was cut short")
+        return data, digest_bytes(data)
 
 
 def _hash_checked(item: FileSource) -> str:
