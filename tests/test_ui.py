@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
+import click
 import orjson
 import pytest
 
 import lorry
 from lorry import _bridge
-from lorry.cli import build_parser
+from lorry.cli import build_cli
 from lorry.errors import CorruptRecordError, ValidationError
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import Collection, blob_key
@@ -359,8 +360,11 @@ def test_the_token_is_required_when_bound_beyond_localhost(demo_store: Path) -> 
     with ui_server("--store", str(demo_store)) as local:  # the default address: this machine only
         assert local.url.startswith("http://127.0.0.1:") and "token" not in local.url
         assert local.get("/").status == 200
-    defaults = build_parser().parse_args(["ui"])
-    assert (defaults.host, defaults.port) == ("127.0.0.1", 8765)
+    cli = build_cli()
+    ui = cli.get_command(click.Context(cli), "ui")
+    assert ui is not None
+    defaults = {param.name: param.default for param in ui.params}
+    assert (defaults["host"], defaults["port"]) == ("127.0.0.1", 8765)
 
 
 def test_a_port_in_use_fails_with_one_line(demo: UiServer) -> None:

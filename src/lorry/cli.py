@@ -1533,24 +1533,6 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit(0)
 
 
-class Parser:
-    """The parameters a command line resolves to, without running it (``Parser().parse_args(['ui'])``)."""
-
-    def parse_args(self, argv: Sequence[str]) -> Args:
-        cli = build_cli()
-        name, *rest = argv
-        with click.Context(cli, info_name="lorry") as ctx:
-            command = cli.get_command(ctx, name)
-            if command is None:
-                raise lorry.ValidationError(f"no command {name!r}")
-            with command.make_context(name, rest, parent=ctx) as sub:
-                return Args(**sub.params)
-
-
-def build_parser() -> Parser:
-    return Parser()
-
-
 def _configure_logging(debug: bool) -> None:
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
