@@ -709,3 +709,20 @@ def test_the_web_ui_shows_the_newest_version_left() -> None:
         index = server.get("/").text
         assert '<a href="/a/tester/web/trimmed/v/v0">v0</a>' in index  # latest: v0, not none
         assert "deleted" in server.get("/a/tester/web/trimmed/v/v1").text  # its page says so
+
+
+def test_one_string_as_aliases_or_tags_is_refused_on_every_way_to_log(tmp_path: Path) -> None:
+    """``aliases="best"`` is a mistake for ``["best"]``: refused, never split into b, e, s, t."""
+    with pytest.raises(ValidationError, match="tags must be a list"), lorry.init(tags="nightly"):
+        pass
+    with lorry.init(project="strings") as run:
+        for log in (run.log_artifact, run.upsert_artifact, run.finish_artifact):
+            artifact = lorry.Artifact("shard", type="dataset")
+            with artifact.new_file("a.txt") as handle:
+                handle.write("a")
+            with pytest.raises(ValidationError, match="aliases must be a list"):
+                if log == run.log_artifact:
+                    log(artifact, aliases="best")
+                else:
+                    log(artifact, aliases="best", distributed_id="job")
+    assert not lorry.Api().artifact_exists("strings/shard")  # nothing was logged

@@ -282,7 +282,7 @@ class Api:
         (their ``state`` is ``"DELETED"``)."""
         accept_unused("Api.artifacts", "per_page", per_page, 50, _PER_PAGE)
         accept_unused("Api.artifacts", "start", start, None, _PER_PAGE)
-        wanted = set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))
+        wanted = _wanted_tags(tags)
         collection = self._collection(name)
         registry = self._registry
         actual = _bridge.run_sync(registry.collection_type(collection))
@@ -318,7 +318,7 @@ class Api:
         accept_unused("Api.artifact_collections", "order", order, None, "collections are listed by name")
         accept_unused("Api.artifact_collections", "per_page", per_page, 50, _PER_PAGE)
         accept_unused("Api.artifact_collections", "start", start, None, _PER_PAGE)
-        wanted = set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))
+        wanted = _wanted_tags(tags)
         entity, project = self._project(project_name)
         found = _bridge.run_sync(self._registry.collection_infos(entity, project))
         return [
@@ -434,3 +434,8 @@ class Api:
             path.project or self.settings.project,
             validate_artifact_name(path.name),
         )
+
+
+def _wanted_tags(tags: str | Sequence[str] | None) -> set[str]:
+    """The tags a listing filters by: one tag or several, checked."""
+    return set(validate_tags([tags] if isinstance(tags, str) else list(tags or ())))

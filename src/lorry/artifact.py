@@ -544,6 +544,8 @@ class Artifact:
             raise UsageError(
                 f"artifact {self._name} is already logged; create a new Artifact for a new version"
             )
+        if isinstance(aliases, str):  # every way to log comes here: one check for all of them
+            raise ValidationError("aliases must be a list of strings, not one string")
         checked = _dedupe([LATEST, *(validate_alias(a) for a in aliases if a != LATEST)])
         if isinstance(tags, str):
             raise ValidationError("tags must be a list of strings, not one string")
@@ -684,16 +686,21 @@ class Artifact:
         return self._logged is None and self._pending is not None and not self._pending.done()
 
     def _become(self, logged: _Logged, aliases: list[str]) -> None:
-        self._logged = logged
         self._manifest = None
         self._type = logged.record.type
-        self._description = logged.record.description
-        self._metadata = dict(logged.record.metadata)
         self._forget_draft()
+        self._take(logged, aliases)
+
+    def _take(self, logged: _Logged, aliases: list[str]) -> None:
+        """What a version record says of this version, as this object's editable state."""
+        record = logged.record
+        self._logged = logged
+        self._description = record.description
+        self._metadata = dict(record.metadata)
+        self._tags = list(record.tags)
+        self._ttl = None if record.ttl is None else timedelta(seconds=record.ttl)
         self._aliases = aliases
         self._saved_aliases = list(aliases)
-        self._tags = list(logged.record.tags)
-        self._ttl = None if logged.record.ttl is None else timedelta(seconds=logged.record.ttl)
 
     def _forget_draft(self) -> None:
         self._files, self._refs, self._origins, self._carried = {}, {}, {}, {}
@@ -996,13 +1003,8 @@ class Artifact:
             if alias not in wanted:
                 await registry.remove_alias(state.collection, old.version, alias)
         await registry.set_aliases(state.collection, old.version, [a for a in wanted if a not in saved])
-        self._logged = replace(state, record=record)
-        self._metadata = dict(record.metadata)
-        self._description = record.description
-        self._tags = list(record.tags)
-        self._ttl = None if record.ttl is None else timedelta(seconds=record.ttl)
-        self._aliases = await _aliases_of(self._logged)
-        self._saved_aliases = list(self._aliases)
+        logged = replace(state, record=record)
+        self._take(logged, await _aliases_of(logged))
         return self
 
     # -- deleting and drafting --------------------------------------------------------------------------
@@ -1161,7 +1163,7 @@ class Artifact:
         target._name = path.name
         with Run(settings, job_type="link", name=None, config=None) as run:
             run.use_artifact(self)
-            run.log_artifact(target, aliases=list(aliases or ()))
+            run.log_artifact(target, aliases=aliases)
             return target.wait()
 
     def unlink(self) -> None:

@@ -189,8 +189,7 @@ class Cache:
         return freed
 
     def _blobs(self) -> list[Path]:
-        top = self.root / "blobs"
-        return [Path(d, f) for d, _, files in os.walk(top) for f in files] if top.exists() else []
+        return _files_below(self.root / "blobs")  # nothing, if there is no such folder
 
 
 def _locks(top: Path) -> Path:

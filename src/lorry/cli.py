@@ -25,7 +25,7 @@ import click
 
 import lorry
 from lorry.cache import Cache
-from lorry.model.names import LATEST, latest_is_managed
+from lorry.model.names import LATEST, latest_is_managed, version_number
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.model.secret import redact_uri
 from lorry.runs import one_line
@@ -584,7 +584,7 @@ def cmd_alias_rm(args: Args, out: Output) -> int:
         raise lorry.ValidationError(f"{args.collection!r} names a version; give the name without ':alias'")
     artifact = _api(args).artifact(f"{args.collection}:{args.alias}")
     if args.alias == LATEST:  # lorry moves it to each new version; removing it by hand is refused
-        raise latest_is_managed(int(artifact.version[1:]))
+        raise latest_is_managed(version_number(artifact.version))
     if args.alias not in artifact.aliases:  # 'vN' resolves, but is not an alias one can remove
         raise lorry.ValidationError(f"{args.alias!r} is a version number, not an alias")
     artifact.aliases.remove(args.alias)
@@ -685,7 +685,7 @@ def cmd_rm(args: Args, out: Output) -> int:
 
 
 def _user_aliases(artifact: lorry.Artifact) -> list[str]:
-    return [a for a in artifact.aliases if a != "latest"]
+    return [a for a in artifact.aliases if a != LATEST]
 
 
 def cmd_retain(args: Args, out: Output) -> int:

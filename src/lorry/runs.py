@@ -82,7 +82,7 @@ class Run:
             raise ValidationError("run name must be a non-empty string")
         self.job_type = job_type
         self.group = group
-        self.tags: tuple[str, ...] = validate_tags(list(tags or ()))
+        self.tags: tuple[str, ...] = validate_tags(tags or ())
         self.notes = notes
         self.config: dict[str, Any] = validate_metadata(config)
         self._record = RunRecord(
@@ -174,9 +174,7 @@ class Run:
         """
         self._check_open()
         artifact = self._as_artifact(artifact_or_path, name, type)
-        if isinstance(aliases, str):
-            raise ValidationError("aliases must be a list of strings, not one string")
-        artifact._start_log(self, list(aliases or ()), [] if tags is None else tags)
+        artifact._start_log(self, aliases or (), [] if tags is None else tags)
         return artifact
 
     def link_artifact(
@@ -237,7 +235,7 @@ class Run:
         did = self._distributed_id(distributed_id)
         number = self._shards.get(did, 0)
         self._shards[did] = number + 1
-        artifact._start_shard(self, did, f"{self.id}-{number}", list(aliases or ()))
+        artifact._start_shard(self, did, f"{self.id}-{number}", aliases or ())
         self._upserted.append((did, artifact))
         return artifact
 
@@ -265,7 +263,7 @@ class Run:
         for upserted_did, shard in list(self._upserted):
             if upserted_did == did and shard._name == artifact._name:
                 shard._wait_shard()
-        return artifact._finish_distributed(self, did, list(aliases or ()), skip_missing)
+        return artifact._finish_distributed(self, did, aliases or (), skip_missing)
 
     def _distributed_id(self, distributed_id: str | None) -> str:
         did = distributed_id if distributed_id is not None else self.group
@@ -567,9 +565,11 @@ def init(
         previous.finish()
     config = dict(config or {})
     if config_include_keys is not None:
-        config = {k: v for k, v in config.items() if k in set(config_include_keys)}
+        included = set(config_include_keys)
+        config = {k: v for k, v in config.items() if k in included}
     if config_exclude_keys is not None:
-        config = {k: v for k, v in config.items() if k not in set(config_exclude_keys)}
+        excluded = set(config_exclude_keys)
+        config = {k: v for k, v in config.items() if k not in excluded}
     run = Run(
         loaded,
         job_type=job_type,

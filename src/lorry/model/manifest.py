@@ -233,12 +233,7 @@ class Manifest(Mapping[str, Entry]):
         return row if row < len(self._paths) and self._paths[row] == path else -1
 
     def _entry(self, row: int) -> Entry:
-        other = self._others.get(row)
-        if other is not None:
-            return other
-        start = row * RAW_DIGEST
-        digest = format_digest(self._digests[start : start + RAW_DIGEST].hex())
-        return Entry(self._paths[row], digest, self._sizes[row])
+        return _entry_at(self._paths, self._digests, self._sizes, self._others, row)
 
     def __getitem__(self, path: str) -> Entry:
         row = self._row(path) if isinstance(path, str) else -1
@@ -305,10 +300,16 @@ class Manifest(Mapping[str, Entry]):
         yield _TAIL
 
     def to_bytes(self) -> bytes:
-        # Not b"".join(...): it would hold every piece and the whole at once, twice the bytes.
+        # Not b"".join(...): it would hold every piece and the whole at once, twice the bytes. The
+        # digest is taken on the way, so storing a manifest (its digest, then its bytes) makes them once.
         buffer = io.BytesIO()
+        hasher = new_hasher() if self._digest is None else None
         for chunk in self.chunks():
             buffer.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+        if hasher is not None:
+            self._digest = format_digest(hasher.hexdigest())
         payload = buffer.getvalue()  # the buffer's own bytes, not a copy
         if len(payload) > self.MAX_BYTES:
             raise ValidationError(_too_large(len(self), f"{len(payload)} bytes", self.MAX_BYTES))
@@ -441,11 +442,7 @@ class Rows:
         return out
 
     def _entry(self, row: int) -> Entry:
-        if row in self._others:
-            return self._others[row]
-        start = row * RAW_DIGEST
-        digest = format_digest(self._digests[start : start + RAW_DIGEST].hex())
-        return Entry(self._paths[row], digest, self._sizes[row])
+        return _entry_at(self._paths, self._digests, self._sizes, self._others, row)
 
     def _check_folders(self) -> None:
         """On disk a name is a file or a folder, not both (the paths are sorted)."""
@@ -473,6 +470,18 @@ _TAIL = b"]}"
 _BETWEEN = b'},{"path":'
 _PIECE_BYTES = 1 << 20
 _ROWS_PER_CHUNK = 4096
+
+
+def _entry_at(
+    paths: list[str], digests: bytes | bytearray, sizes: array[int], others: dict[int, Entry], row: int
+) -> Entry:
+    """Row ``row`` of the columns as an ``Entry`` (references are kept as their own objects)."""
+    other = others.get(row)
+    if other is not None:
+        return other
+    start = row * RAW_DIGEST
+    digest = format_digest(digests[start : start + RAW_DIGEST].hex())
+    return Entry(paths[row], digest, sizes[row])
 
 
 class _NotCompact(Exception):

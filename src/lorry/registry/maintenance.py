@@ -306,8 +306,9 @@ async def collect_garbage(
 
 async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callable[[], datetime]) -> GcReport:
     scan = await _Scan.of(store)  # listed before the versions are read: a later commit is in `reach`
-    cutoff = now() - grace
-    reach = await _reach(store, scan.versions, now=now(), kept_since=cutoff, shard_keys=scan.shards)
+    at = now()
+    cutoff = at - grace
+    reach = await _reach(store, scan.versions, now=at, kept_since=cutoff, shard_keys=scan.shards)
     if reach.problems:  # what an unreadable version or manifest needs is unknown: remove nothing
         raise CorruptRecordError(
             f"gc stopped before removing anything: {reach.problems[0]} "
@@ -328,7 +329,10 @@ async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callab
     temps = await asyncio.to_thread(local.stale_temp_files, cutoff) if local is not None else []
     if not dry_run:
         await _bounded(expired, lambda key: _mark_expired(store, key))
-        await _bounded(scan.aliases, lambda key: _drop_alias_of_gone(store, key, reach.gone))
+        # Only a collection with a gone version can hold an alias naming one: read no other alias.
+        with_gone = {key.rsplit("/", 2)[0] for key in reach.gone}  # <collection>/versions/<n>.json
+        suspects = [key for key in scan.aliases if key.rsplit("/", 2)[0] in with_gone]
+        await _bounded(suspects, lambda key: _drop_alias_of_gone(store, key, reach.gone))
         await _bounded(doomed, lambda meta: store.delete(meta.key))
         await abort_uploads(store, uploads)
         for temp in temps:

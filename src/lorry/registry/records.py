@@ -86,7 +86,8 @@ class ArtifactRef:
         return f"{self.entity}/{self.project}/{self.name}:v{self.version}"
 
 
-def _tags(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+def tags_of(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """A record's ``tags``, checked: damaged ones are a ``CorruptRecordError``."""
     try:
         return validate_tags(doc.get("tags", []))
     except ValidationError as exc:
@@ -178,7 +179,7 @@ class VersionRecord:
             logged_by=logged_by,
             description=description,
             metadata=_field(doc, "metadata", dict, key),
-            tags=_tags(doc, key),
+            tags=tags_of(doc, key),
             ttl=_ttl(doc, key),
             deleted_at=_timestamp(doc, "deleted_at", key),
         )
@@ -249,6 +250,6 @@ class RunRecord:
             inputs=tuple(ArtifactRef.from_json(r, key) for r in _field(doc, "inputs", list, key)),
             outputs=tuple(ArtifactRef.from_json(r, key) for r in _field(doc, "outputs", list, key)),
             group=_optional(doc, "group", str, key),
-            tags=_tags(doc, key),
+            tags=tags_of(doc, key),
             notes=_optional(doc, "notes", str, key),
         )

@@ -37,9 +37,9 @@ from lorry.errors import (
 )
 from lorry.model.digest import digest_bytes, hex_part, is_content_digest
 from lorry.model.manifest import Manifest
-from lorry.model.names import LATEST, validate_tags, version_number
+from lorry.model.names import LATEST, version_number
 from lorry.model.retention import RetentionPolicy
-from lorry.registry.records import RunRecord, VersionRecord, dump_json, load_json
+from lorry.registry.records import RunRecord, VersionRecord, dump_json, load_json, tags_of
 from lorry.registry.safety import SingleWriterStore, require_conditional_writes
 from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
 
@@ -91,7 +91,8 @@ class Registry:
 
     async def put_manifest(self, manifest: Manifest) -> None:
         with contextlib.suppress(ConflictError):  # content-addressed: the same bytes are already there
-            await self.store.put(manifest_key(manifest.digest), manifest.to_bytes(), CREATE)
+            payload = manifest.to_bytes()  # first: it takes the digest on the way
+            await self.store.put(manifest_key(manifest.digest), payload, CREATE)
 
     async def get_manifest(self, digest: str) -> Manifest:
         payload = await self.get_manifest_bytes(digest)
@@ -666,10 +667,7 @@ class CollectionInfo:
         description = doc.get("description")
         if description is not None and not isinstance(description, str):
             raise CorruptRecordError(f"record {key} has an invalid 'description'")
-        try:
-            tags = validate_tags(doc.get("tags", []))
-        except ValidationError as exc:
-            raise CorruptRecordError(f"record {key} has invalid 'tags': {exc}") from exc
+        tags = tags_of(doc, key)
         retention = doc.get("retention")
         try:
             policy = RetentionPolicy.from_json(retention) if isinstance(retention, dict) else None

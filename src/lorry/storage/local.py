@@ -71,15 +71,17 @@ class LocalStore:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a directory")
         # Nothing is created until the first write: reading a mistyped path must not make a store there.
+        self._made: set[str] = set()
 
     def _internal(self, name: str) -> Path:
         """The store's own folder ``name`` (tmp, locks), made with the store on first write."""
         folder = self.root / _INTERNAL / name
-        if not folder.is_dir():
+        if name not in self._made:  # looked at once per store object, not on every write
             try:
                 make_dirs(folder)
             except OSError as exc:
                 raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+            self._made.add(name)
         return folder
 
     def exists(self) -> bool:

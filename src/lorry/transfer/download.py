@@ -31,12 +31,10 @@ from lorry.transfer.files import (
     FILE_MODE,
     Targets,
     discard,
-    download_target,
     give_name,
     hash_file,
     install_verified,
     local_error,
-    make_parents,
     matches,
     refuse_folder,
     temp_beside,
@@ -103,10 +101,11 @@ async def fetch_entries(
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
-    target = download_target(root, entry.path)
+    targets = Targets(root)
+    target = refuse_folder(targets.target(entry.path), entry.path)
     if await _settled(engine, matches, target, entry.size, entry.digest):
         return target
-    await _settled(engine, make_parents, target, root)
+    await _settled(engine, targets.make_parents, target)
     if entry.ref is not None:
         await refs.fetch(engine, entry, target)
     elif (local := LOCAL_FILES.of(store)) is not None:

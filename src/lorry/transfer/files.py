@@ -239,26 +239,11 @@ def matches(path: Path, size: int | None, digest: str | None) -> bool:
     return digest is not None and hash_file(path) == digest
 
 
-def safe_target(root: Path, entry_path: str) -> Path:
-    """``root/entry_path``, refusing anything that would land outside ``root`` (``..``, symlinks)."""
-    return Targets(root).target(entry_path)
-
-
-def download_target(root: Path, entry_path: str) -> Path:
-    """Where entry ``entry_path`` goes below ``root``: ``safe_target``, and refused at once if a folder
-    stands there (before any byte is fetched)."""
-    return refuse_folder(safe_target(root, entry_path), entry_path)
-
-
 def refuse_folder(target: Path, entry_path: str) -> Path:
     """``target``, unless a folder stands there: then an error naming the entry and the folder."""
-    if target.is_dir() and not target.is_symlink():
+    if target.is_dir():  # a symlink was refused already (``Targets.target``)
         raise LocalFileError(f"cannot download entry {entry_path!r}: {target} is a folder")
     return target
-
-
-def make_parents(target: Path, root: Path) -> None:
-    Targets(root).make_parents(target)
 
 
 class Targets:
