@@ -22,7 +22,7 @@ from lorry.errors import ArtifactDeletedError, ArtifactFailedError, UsageError, 
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
 from lorry.registry.registry import Collection, blob_key
-from lorry.storage.base import Store
+from lorry.storage.base import OVERWRITE, Store
 from lorry.transfer.engine import engine
 from tests.conftest import logged, use_remote_store, write
 
@@ -476,6 +476,8 @@ def test_cli_rm_and_retain() -> None:
     assert gone.returncode == 0, gone.stderr
     with pytest.raises(ArtifactDeletedError):
         lorry.Api().artifact("ck:v0")
+    again = lorry_cli("rm", "ck:v0")  # run again, as after a crash: nothing to do, and no failure
+    assert again.returncode == 0 and "nothing to delete" in again.stdout and "was deleted" in again.stdout
     assert "ck" in lorry_cli("ls", "--tag", "good").stdout
     assert "no artifacts" in lorry_cli("ls", "--tag", "bad").stdout
     retain = lorry_cli("retain", "ck", "--keep-last", "1", "--dry-run")
@@ -486,6 +488,19 @@ def test_cli_rm_and_retain() -> None:
     everything = lorry_cli("rm", "ck", "--all", "--yes")
     assert everything.returncode == 0, everything.stderr
     assert "every version" in lorry_cli("get", "ck").stderr
+
+
+def test_cli_rm_of_a_version_with_aliases_needs_delete_aliases() -> None:
+    with lorry.init() as run:
+        best = logged(run, "al", {"w": b"0"})
+        best.aliases.append("best")
+        best.save()
+    refused = lorry_cli("rm", "al:v0")
+    assert refused.returncode == 1 and "--delete-aliases" in refused.stderr
+    assert lorry.Api().artifact("al:best").version == "v0"
+    assert lorry_cli("rm", "al:v0", "--delete-aliases", "--yes").returncode == 0
+    with pytest.raises(ArtifactDeletedError):
+        lorry.Api().artifact("al:v0")
 
 
 # -- the same on remote stores ----------------------------------------------------------------------------
@@ -726,3 +741,25 @@ def test_one_string_as_aliases_or_tags_is_refused_on_every_way_to_log(tmp_path: 
                 else:
                     log(artifact, aliases="best", distributed_id="job")
     assert not lorry.Api().artifact_exists("strings/shard")  # nothing was logged
+
+
+def test_an_alias_moved_onto_a_deleted_version_says_so_and_gc_removes_it() -> None:
+    """An alias moved after a delete read the version (the race the delete protocol allows): resolving
+    it names the version and says it is gone; the next gc removes the pointer, and only that one."""
+    with lorry.init() as run:
+        logged(run, "moved", {"a.txt": b"a"})
+        kept = logged(run, "moved", {"a.txt": b"b"})
+    kept.aliases.append("keep")
+    kept.save()
+    lorry.Api().artifact("moved:v0").delete()
+    settings = lorry.Settings.load()
+    collection = Collection(settings.entity, settings.project, "moved")
+    pointer = f"{collection.prefix}aliases/late.json"
+    run_sync(current_store().put(pointer, json.dumps({"version": 0}).encode(), OVERWRITE))
+    gone = r"alias 'late' .* names v0, which is gone: .* was deleted"
+    with pytest.raises(ArtifactDeletedError, match=gone):
+        lorry.Api().artifact("moved:late")
+    gc()
+    with pytest.raises(lorry.ArtifactNotFoundError, match="no alias 'late'"):
+        lorry.Api().artifact("moved:late")
+    assert lorry.Api().artifact("moved:keep").version == "v1"  # an alias of a live version stays

@@ -654,7 +654,14 @@ def cmd_rm(args: Args, out: Output) -> int:
             raise lorry.ValidationError(
                 f"give the version to delete ({args.artifact}:v3, {args.artifact}:old), or --all for all"
             )
-        doomed = [api.artifact(args.artifact)]
+        try:
+            doomed = [api.artifact(args.artifact)]
+        except lorry.ArtifactDeletedError as gone:  # a delete run again (after a crash) has nothing to do
+            if out.json:
+                out.document({"dry_run": args.dry_run, "deleted": []})
+            else:
+                out.line(f"nothing to delete: {gone}")
+            return 0
     aliased = [a for a in doomed if _user_aliases(a)]
     if aliased and not (args.all or args.delete_aliases):
         names = ", ".join(f"{a.qualified_name} ({', '.join(_user_aliases(a))})" for a in aliased)

@@ -374,7 +374,7 @@ class Registry:
         except ArtifactDeletedError as exc:
             if alias != LATEST and version_number(alias) is None:
                 raise ArtifactDeletedError(
-                    f"alias {alias!r} of {collection} names a version that {exc}"
+                    f"alias {alias!r} of {collection} names v{number}, which is gone: {exc}"
                 ) from None
             raise
         except ArtifactNotFoundError:
