@@ -763,3 +763,51 @@ def test_an_alias_moved_onto_a_deleted_version_says_so_and_gc_removes_it() -> No
     with pytest.raises(lorry.ArtifactNotFoundError, match="no alias 'late'"):
         lorry.Api().artifact("moved:late")
     assert lorry.Api().artifact("moved:keep").version == "v1"  # an alias of a live version stays
+
+
+def test_save_of_a_version_deleted_meanwhile_is_refused_and_changes_nothing() -> None:
+    with lorry.init() as run:
+        logged(run, "edited", {"a.txt": b"a"}, metadata={"loss": 1})
+    mine, theirs = lorry.Api().artifact("edited:v0"), lorry.Api().artifact("edited:v0")
+    theirs.delete()
+    mine.metadata["loss"] = 0
+    with pytest.raises(ArtifactDeletedError):
+        mine.save()
+    (record,) = run_sync(
+        engine(lorry.Settings.load())
+        .registry(lorry.Settings.load())
+        .versions(Collection(mine.entity, mine.project, "edited"), include_gone=True)
+    )
+    assert record.metadata == {"loss": 1} and record.deleted_at is not None
+
+
+def test_add_dir_that_clashes_part_way_adds_nothing(tmp_path: Path) -> None:
+    """All or nothing: the walk meets ``a`` (a file here, a folder in the artifact) after ``0.txt``."""
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "0.txt").write_text("first in the walk")
+    (tmp_path / "more" / "a").write_text("a file where the artifact has a folder")
+    artifact = lorry.Artifact("clash", type="dataset")
+    with artifact.new_file("a/b.txt") as handle:
+        handle.write("b")
+    with pytest.raises(lorry.ValidationError):
+        artifact.add_dir(tmp_path / "more")
+    with lorry.init() as run:
+        run.log_artifact(artifact).wait()
+    assert sorted(artifact.manifest) == ["a/b.txt"]
+
+
+def test_cli_versions_by_tag_and_retain_without_keeping_aliased() -> None:
+    with lorry.init() as run:
+        for i in range(3):
+            ckpt = logged(run, "rk", {"w": str(i).encode()})
+        ckpt.tags = ["final"]
+        ckpt.save()
+    first = lorry.Api().artifact("rk:v0")
+    first.aliases.append("first")
+    first.save()
+    tagged = lorry_cli("versions", "rk", "--tag", "final")
+    assert tagged.returncode == 0 and "v2" in tagged.stdout and "v0" not in tagged.stdout, tagged.stdout
+    assert lorry_cli("retain", "rk", "--keep-last", "1").returncode == 0  # the aliased v0 stays
+    assert [a.version for a in lorry.Api().artifacts("dataset", "rk")] == ["v0", "v2"]
+    assert lorry_cli("retain", "rk", "--keep-last", "1", "--no-keep-aliased").returncode == 0
+    assert [a.version for a in lorry.Api().artifacts("dataset", "rk")] == ["v2"]
