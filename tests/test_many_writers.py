@@ -537,7 +537,9 @@ def _delete_and_collect_while(
             if time.monotonic() >= next_gc:
                 _bridge.run_sync(collect_garbage(store, grace=timedelta(0), settle=SAFE_SETTLE))
                 next_gc = time.monotonic() + 2.0
-            time.sleep(0.3)
+            # Until the first version is there, look often: fast writers (a local store) may commit
+            # everything within a few tenths of a second of their first version.
+            time.sleep(0.3 if live else 0.02)
         for proc in procs:
             assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, (
                 proc.stderr.read() if proc.stderr else ""
