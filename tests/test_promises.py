@@ -11,7 +11,7 @@ from tests.conftest import logged, use_remote_store
 
 
 def test_finish_artifact_removes_the_shard_records(store_dir: Path) -> None:
-    """"... commits the merged manifest as an ordinary version ...; then it removes the shard records"."""
+    """The README: finish_artifact commits the merged manifest, "then it removes the shard records"."""
     with lorry.init(group="job") as run:
         for rank in range(2):
             shard = lorry.Artifact("parts", type="dataset")
@@ -57,4 +57,3 @@ def test_download_skip_cache_keeps_nothing_in_the_cache(
     # Without skip_cache the same download does keep its blobs: the check above can fail.
     lorry.Api().artifact("remote:v0").download(root=str(tmp_path / "again"))
     assert len([p for p in cache.rglob("*") if p.is_file()]) > len(blobs_before)
-
