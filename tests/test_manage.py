@@ -19,9 +19,10 @@ import lorry
 import lorry as wandb
 from lorry._bridge import run_sync
 from lorry.errors import ArtifactDeletedError, ArtifactFailedError, UsageError, ValidationError
+from lorry.model.layout import blob_key
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
 from lorry.storage.base import OVERWRITE, Store
 from lorry.transfer.engine import engine
 from tests.conftest import logged, use_remote_store, write

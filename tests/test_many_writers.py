@@ -28,10 +28,11 @@ import pytest
 import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry, Manifest
 from lorry.registry.maintenance import SETTLE, collect_garbage, verify_store
 from lorry.registry.records import VersionRecord
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, PutMode, Store
 from lorry.storage.local import LocalStore

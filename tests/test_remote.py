@@ -16,7 +16,7 @@ import pytest
 import lorry
 from lorry import _bridge
 from lorry.errors import ObjectNotFoundError, SourceChangedError
-from lorry.registry.registry import blob_key
+from lorry.model.layout import blob_key
 from lorry.settings import Settings
 from lorry.storage.base import CREATE, Store
 from lorry.storage.s3 import S3Store

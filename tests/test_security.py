@@ -48,8 +48,8 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 import lorry
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.secret import Secret, redact_text, redact_uri
-from lorry.registry.registry import blob_key
 from lorry.storage import open_store, tls
 from lorry.storage.base import CREATE, Update
 from lorry.storage.gcs import GCSStore

@@ -24,8 +24,9 @@ import lorry
 from lorry import _bridge
 from lorry.cli import build_cli
 from lorry.errors import CorruptRecordError, ValidationError
+from lorry.model.layout import blob_key
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from lorry.ui import lineage, query, views

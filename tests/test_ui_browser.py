@@ -18,8 +18,9 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry, Manifest
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from tests.ui_support import (

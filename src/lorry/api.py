@@ -15,6 +15,7 @@ from lorry import _bridge
 from lorry._compat import accept_unused
 from lorry.artifact import AliasTable, Artifact, LoggedRun
 from lorry.errors import ArtifactNotFoundError, StoreNotFoundError, UsageError, ValidationError
+from lorry.model.layout import Collection
 from lorry.model.names import (
     LATEST,
     parse_artifact_path,
@@ -24,7 +25,7 @@ from lorry.model.names import (
 )
 from lorry.model.retention import Candidate, Decision, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
-from lorry.registry.registry import Collection, CollectionInfo, Registry
+from lorry.registry.registry import CollectionInfo, Registry
 from lorry.runs import resolve_artifact
 from lorry.settings import Settings
 from lorry.storage.base import LOCAL_FILES, Store, Upload

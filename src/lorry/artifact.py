@@ -46,6 +46,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.model.layout import Collection, blob_key
 from lorry.model.manifest import Entry, EntryLayout, Manifest, Rows, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
@@ -60,7 +61,7 @@ from lorry.model.names import (
 )
 from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, Registry, ShardRecord, blob_key, check_live
+from lorry.registry.registry import Registry, ShardRecord, check_live
 from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry

@@ -36,7 +36,7 @@ from blake3 import blake3
 
 from lorry import _bridge
 from lorry.artifact import Artifact
-from lorry.registry.registry import blob_key, manifest_key
+from lorry.model.layout import blob_key, manifest_key
 from lorry.runs import Run, resolve_artifact
 from lorry.settings import Settings
 from lorry.storage.base import LOCAL_FILES, LocalFiles, Store

@@ -32,6 +32,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.model.layout import Collection
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
@@ -41,7 +42,6 @@ from lorry.model.names import (
     validate_tags,
 )
 from lorry.registry.records import ArtifactRef, RunRecord
-from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.transfer.engine import engine
 from lorry.transfer.engine import shutdown as shutdown_engine

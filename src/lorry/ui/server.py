@@ -42,11 +42,11 @@ from lorry.errors import (
     ValidationError,
 )
 from lorry.model.digest import format_digest, new_hasher
+from lorry.model.layout import Collection
 from lorry.model.manifest import normalize_entry_path
 from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_segment, version_alias
 from lorry.model.secret import redact_text, redact_uri
 from lorry.registry.records import ArtifactRef, VersionRecord
-from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.ui import lineage, query, views
 from lorry.ui.reader import Reader, gone
