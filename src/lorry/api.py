@@ -27,10 +27,10 @@ from lorry.model.retention import Candidate, Decision, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
 from lorry.registry.registry import CollectionInfo, Registry
 from lorry.runs import resolve_artifact
+from lorry.session import session
 from lorry.settings import Settings
 from lorry.storage.base import LOCAL_FILES, Store, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
-from lorry.transfer.engine import engine
 
 _PER_PAGE = "lorry lists from the store in one pass"
 
@@ -244,11 +244,11 @@ class Api:
     @property
     def _registry(self) -> Registry:
         self._store()
-        return engine(self.settings).registry(self.settings)
+        return session(self.settings).registry(self.settings)
 
     def _store(self) -> Store:
         """The store, which an Api only reads: one that does not exist is an error, never made."""
-        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        store = session(self.settings).store(self.settings.store, self.settings.store_options)
         local = LOCAL_FILES.of(store)
         if local is not None and not local.exists():
             raise StoreNotFoundError(f"no store at {local.root} (nothing was ever logged there)")

@@ -62,10 +62,11 @@ from lorry.model.names import (
 from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import Registry, ShardRecord, check_live
+from lorry.session import Session, session
 from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
-from lorry.transfer.engine import Counters, Engine, engine, gather_all
+from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import FileStamp, Packs, Targets, copy_all, local_error, matches, owner_only
 from lorry.transfer.journal import Journal
 from lorry.transfer.offload import helper, wants_helper
@@ -359,7 +360,10 @@ class Artifact:
             raise ValidationError(f"reference URI must be a string, not {type(uri).__name__}")
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):
             raise ValidationError(f"max_objects must be a positive integer, not {max_objects!r}")
-        entries = refs.resolve(uri, name, checksum, max_objects)
+        settings = Settings.load()
+        entries = _bridge.run_sync(
+            refs.resolve(session(settings).engine.with_settings(settings), uri, name, checksum, max_objects)
+        )
         trial = self._layout.copy()
         for entry in entries:
             if (
@@ -526,13 +530,13 @@ class Artifact:
     def _start_log(self, run: Run, aliases: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Draw this artifact's place in its collection's order, then hand the work to the engine."""
         plan = self._plan(run, aliases, tags)
-        eng = engine(run.settings)
-        ticket = eng.assigner.draw(str(plan.collection))
+        sess = session(run.settings)
+        ticket = sess.assigner.draw(str(plan.collection))
         self._progress = run.settings.progress
         try:
-            self._pending = _bridge.bridge().submit(_log(eng, plan, ticket))
+            self._pending = _bridge.bridge().submit(_log(sess, plan, ticket))
         except BaseException:
-            _bridge.bridge().submit(eng.assigner.release(ticket))
+            _bridge.bridge().submit(sess.assigner.release(ticket))
             raise
         if self._drop_staging is not None:
             self._drop_staging.detach()  # the log removes the staging folder when it ends
@@ -582,12 +586,12 @@ class Artifact:
         """Record the shard as started (before returning, so a process that dies from here on leaves
         it visibly missing), then store its files in the background."""
         plan = self._plan(run, aliases, ())
-        eng = engine(run.settings)
-        registry = eng.registry(run.settings)
+        sess = session(run.settings)
+        registry = sess.registry(run.settings)
         _bridge.run_sync(registry.start_shard(plan.collection, distributed_id, shard, run.id))
         self._progress = run.settings.progress
         self._distributed_id = distributed_id
-        self._shard = _bridge.bridge().submit(_store_shard(eng, plan, distributed_id, shard))
+        self._shard = _bridge.bridge().submit(_store_shard(sess, plan, distributed_id, shard))
         self._close_packs()
 
     def _wait_shard(self) -> None:
@@ -604,7 +608,7 @@ class Artifact:
     ) -> Artifact:
         """Commit one version holding every stored shard's entries, then drop the shard records."""
         collection = Collection(run.entity, run.project, self._name)
-        registry = engine(run.settings).registry(run.settings)
+        registry = session(run.settings).registry(run.settings)
         records = _bridge.run_sync(registry.shards(collection, distributed_id))
         missing = [r for r in records if r.manifest is None]
         where = f"distributed artifact {collection} (distributed_id {distributed_id!r})"
@@ -898,14 +902,14 @@ class Artifact:
         self._manifest = manifest
         target = Path(root) if root is not None else self.default_root()
         entries = manifest.below(normalize_entry_path(path_prefix)) if path_prefix else manifest
-        eng = engine(state.settings)
+        eng = _transfers(state)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise LocalFileError(f"download root {target} exists and is not a folder") from None
         except OSError as exc:
             raise local_error(exc, f"cannot make the download folder {target}") from exc
-        store = eng.store(state.settings.store, state.settings.store_options)
+        store = session(state.settings).store(state.settings.store, state.settings.store_options)
         with _download_cache(state.settings, skip_cache) as cache:
             if not allow_missing_references:
                 await fetch_entries(eng, store, cache, entries.values(), target, counters)
@@ -1240,14 +1244,14 @@ class ArtifactEntry:
         artifact = await self._artifact.wait_async()
         state = artifact._state()
         folder = Path(root) if root is not None else artifact.default_root()
-        eng = engine(state.settings)
+        eng = _transfers(state)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise local_error(exc, f"cannot make the download folder {folder}") from exc
         path = await fetch_entry(
             eng,
-            eng.store(state.settings.store, state.settings.store_options),
+            session(state.settings).store(state.settings.store, state.settings.store_options),
             Cache(state.settings.cache_dir),
             self._entry,
             folder,
@@ -1264,7 +1268,7 @@ class LoggedRun:
 
     @classmethod
     def load(cls, settings: Settings, entity: str, project: str, run_id: str) -> LoggedRun:
-        registry = engine(settings).registry(settings)
+        registry = session(settings).registry(settings)
         return cls(settings, _bridge.run_sync(registry.get_run(entity, project, run_id)))
 
     def __repr__(self) -> str:
@@ -1324,7 +1328,7 @@ class LoggedRun:
         if artifact.is_draft():
             raise UsageError(f"artifact {artifact.name} is not logged; log it with a run first")
         ref = artifact.wait()._ref()
-        registry = engine(self._settings).registry(self._settings)
+        registry = session(self._settings).registry(self._settings)
 
         async def declare() -> RunRecord:
             record = await registry.get_run(self.entity, self.project, self.id)
@@ -1354,7 +1358,7 @@ async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
     collection = Collection(ref.entity, ref.project, ref.name)
     # Lineage outlives deletes: a deleted version comes back with state "DELETED" (its download says
     # it was deleted), so walking a run's inputs and outputs never fails on it.
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     record = await registry.read_version(collection, ref.version, include_gone=True)
     return await Artifact._load(settings, collection, record)
 
@@ -1383,7 +1387,13 @@ async def _aliases_of(state: _Logged) -> list[str]:
 
 
 def _registry(state: _Logged) -> Registry:
-    return engine(state.settings).registry(state.settings)
+    return session(state.settings).registry(state.settings)
+
+
+def _transfers(state: _Logged) -> Engine:
+    """The session's engine for one download, with the settings in force as the call starts: a reference
+    is fetched with the TLS options of the caller's environment now, as it was resolved with them."""
+    return session(state.settings).engine.with_settings(Settings.load())
 
 
 @dataclass(frozen=True)
@@ -1406,14 +1416,14 @@ class _LogPlan:
     incremental: bool = False
 
 
-async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
+async def _log(sess: Session, plan: _LogPlan, ticket: Any) -> _Logged:
     """Store the files and the manifest (in parallel with other artifacts), then commit in turn."""
     try:
-        store = eng.store(plan.settings.store, plan.settings.store_options)
-        registry = eng.registry(plan.settings)
+        store = sess.store(plan.settings.store, plan.settings.store_options)
+        registry = sess.registry(plan.settings)
         fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
         await registry.refuse_other_type(plan.collection, plan.artifact_type)  # before any upload
-        rows = await _store_files(eng, store, plan, plan.counters)
+        rows = await _store_files(sess, store, plan, plan.counters)
         for ref in plan.refs:
             rows.add(ref)
         manifest = Manifest.of_rows(rows)
@@ -1422,11 +1432,11 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
             await registry.put_manifest(manifest)
 
         async def restore() -> None:  # a gc ran meanwhile: store again whatever it removed
-            await _store_files(eng, store, plan, Counters())
+            await _store_files(sess, store, plan, Counters())
             await _check_carried(store, manifest, plan.files)
             await registry.put_manifest(manifest)
 
-        async with eng.assigner.turn(ticket):
+        async with sess.assigner.turn(ticket):
             if plan.incremental:  # on top of the newest version, read in turn: after earlier logs
                 manifest = await _on_latest(registry, plan.collection, manifest)
                 await registry.put_manifest(manifest)
@@ -1460,20 +1470,20 @@ async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
     except Exception as exc:
         raise ArtifactFailedError(f"logging artifact {plan.collection} failed: {exc}") from exc
     finally:
-        await eng.assigner.release(ticket)
+        await sess.assigner.release(ticket)
         if plan.staging is not None:  # logged or failed, an artifact is never logged again
-            await eng.in_thread(shutil.rmtree, plan.staging, True)
+            await sess.engine.in_thread(shutil.rmtree, plan.staging, True)
     return _Logged(plan.settings, plan.collection, record)
 
 
-async def _store_shard(eng: Engine, plan: _LogPlan, distributed_id: str, shard: str) -> None:
+async def _store_shard(sess: Session, plan: _LogPlan, distributed_id: str, shard: str) -> None:
     """Store one shard's files and manifest, then record the shard as stored (guarded against gc as a
     commit is: see ``_log``)."""
     try:
-        store = eng.store(plan.settings.store, plan.settings.store_options)
-        registry = eng.registry(plan.settings)
+        store = sess.store(plan.settings.store, plan.settings.store_options)
+        registry = sess.registry(plan.settings)
         fence = await read_fence(store)
-        rows = await _store_files(eng, store, plan, plan.counters)
+        rows = await _store_files(sess, store, plan, plan.counters)
         for ref in plan.refs:
             rows.add(ref)
         manifest = Manifest.of_rows(rows)
@@ -1481,7 +1491,7 @@ async def _store_shard(eng: Engine, plan: _LogPlan, distributed_id: str, shard: 
         await registry.put_manifest(manifest)
 
         async def restore() -> None:
-            await _store_files(eng, store, plan, Counters())
+            await _store_files(sess, store, plan, Counters())
             await registry.put_manifest(manifest)
 
         fence = await guard_commit(store, fence, restore)
@@ -1493,7 +1503,7 @@ async def _store_shard(eng: Engine, plan: _LogPlan, distributed_id: str, shard: 
         raise ArtifactFailedError(f"storing shard {shard} of {plan.collection} failed: {exc}") from exc
     finally:
         if plan.staging is not None:
-            await eng.in_thread(shutil.rmtree, plan.staging, True)
+            await sess.engine.in_thread(shutil.rmtree, plan.staging, True)
 
 
 async def _on_latest(registry: Registry, collection: Collection, changes: Manifest) -> Manifest:
@@ -1534,7 +1544,7 @@ def _download_cache(settings: Settings, skip: bool) -> Iterator[Cache]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> Rows:
+async def _store_files(sess: Session, store: Store, plan: _LogPlan, counters: Counters) -> Rows:
     """The files' rows of the manifest, stored here or by the helper process (see
     ``transfer/offload.py``), a part of ``PART_FILES`` files at a time: what is held for the files on
     the way, here and in the helper, stays the same whatever their number."""
@@ -1550,9 +1560,9 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
         async with window:
             part = files[start : start + PART_FILES]
             if offloaded:
-                digests = await helper().store_files(plan.settings, part, counters, eng.retries)
+                digests = await helper().store_files(plan.settings, part, counters, sess.retries)
             else:
-                digests = await store_files(eng, store, part, counters, journal)
+                digests = await store_files(sess.engine, store, part, counters, journal)
         for source, digest in zip(part, digests, strict=True):
             rows.add_file(source.path, digest, source.stamp.size)
 

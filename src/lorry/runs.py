@@ -42,9 +42,8 @@ from lorry.model.names import (
     validate_tags,
 )
 from lorry.registry.records import ArtifactRef, RunRecord
+from lorry.session import close_session, session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
-from lorry.transfer.engine import shutdown as shutdown_engine
 from lorry.transfer.offload import close_helper
 
 logger = logging.getLogger("lorry")
@@ -104,8 +103,9 @@ class Run:
         self._record_lock: asyncio.Lock | None = None
         self._finished = False
         self._summary: dict[str, Any] = {}
-        self._retries_at_start = engine(settings).retries.copy()  # for the report at the end
-        self._registry = engine(settings).registry(settings)
+        self._session = session(settings)
+        self._retries_at_start = self._session.retries.copy()  # for the report at the end
+        self._registry = self._session.registry(settings)
         if run_id is not None and self._resume(resume):
             return
         try:
@@ -442,7 +442,7 @@ class Run:
 
     def _report(self, state: str, logged: int, failed: int) -> None:
         """One line on how the run ended, with what failures of the store cost on the way."""
-        spent = engine(self.settings).retries.since(self._retries_at_start)
+        spent = self._session.retries.since(self._retries_at_start)
         line = f"run {self.path} {state}: {logged} artifact(s) logged"
         if failed:
             line += f", {failed} failed"
@@ -484,7 +484,7 @@ async def resolve_artifact(settings: Settings, text: str, type_: str | None = No
     """``[[entity/]project/]name[:alias]`` → the logged version it names."""
     path = parse_artifact_path(text)
     collection = Collection(path.entity or settings.entity, path.project or settings.project, path.name)
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     record = await registry.resolve(collection, path.alias or LATEST)
     artifact = await Artifact._load(settings, collection, record)
     if type_ is not None and artifact.type != type_:
@@ -672,7 +672,7 @@ def _finish_at_exit() -> None:
             print(f"lorry: error: {one_line(exc)}", file=sys.stderr, flush=True)
             _failed_at_exit = True
     with contextlib.suppress(Exception):
-        shutdown_engine()
+        close_session()
     with contextlib.suppress(Exception):
         close_helper()
 

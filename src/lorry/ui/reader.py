@@ -22,8 +22,8 @@ from lorry.model.layout import Collection, CollectionKey, VersionKey, blob_key, 
 from lorry.model.names import version_alias, version_number
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import CollectionInfo, Registry
+from lorry.session import session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
 from lorry.ui.entries import EntryTable
 
 T = TypeVar("T")
@@ -110,7 +110,7 @@ class Reader:
 
     @property
     def registry(self) -> Registry:
-        return engine(self.settings).registry(self.settings)
+        return session(self.settings).registry(self.settings)
 
     @property
     def store_url(self) -> str:
