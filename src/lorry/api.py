@@ -13,7 +13,7 @@ from typing import Any
 
 from lorry import _bridge
 from lorry._compat import accept_unused
-from lorry.artifact import AliasTable, Artifact, LoggedRun
+from lorry.artifact import AliasTable, Artifact, LoggedRun, load_logged
 from lorry.errors import ArtifactNotFoundError, StoreNotFoundError, UsageError, ValidationError
 from lorry.model.layout import Collection
 from lorry.model.names import (
@@ -300,7 +300,7 @@ class Api:
         records, table = await asyncio.gather(
             registry.versions(collection, include_gone=include_deleted), AliasTable.read(registry, collection)
         )
-        return [await Artifact._load(self.settings, collection, record, table) for record in records]
+        return [await load_logged(self.settings, collection, record, table) for record in records]
 
     def artifact_versions(self, type_name: str, name: str, per_page: int = 50) -> list[Artifact]:
         return self.artifacts(type_name, name, per_page=per_page)
