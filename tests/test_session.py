@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 
 import lorry
@@ -9,20 +11,13 @@ from lorry import _bridge
 from lorry.model.layout import Collection
 from lorry.registry import safety
 from lorry.session import session
-from lorry.storage.base import Store
 
 
 def test_single_writer_logs_probe_the_store_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """With LORRY_SINGLE_WRITER=1 the check wraps the store once; a second run's log asks nothing again."""
     monkeypatch.setenv("LORRY_SINGLE_WRITER", "1")
-    probes: list[str] = []
-    real = safety.probe_conditional_writes
-
-    async def counted(target: Store) -> str | None:
-        probes.append(target.url)
-        return await real(target)
-
-    monkeypatch.setattr(safety, "probe_conditional_writes", counted)
+    probe = mock.AsyncMock(wraps=safety.probe_conditional_writes)  # the real probe, counted
+    monkeypatch.setattr(safety, "probe_conditional_writes", probe)
     for round_ in range(2):
         with lorry.init(project="single") as run:
             artifact = lorry.Artifact("once", type="dataset")
@@ -34,10 +29,10 @@ def test_single_writer_logs_probe_the_store_once(monkeypatch: pytest.MonkeyPatch
     assert isinstance(registry.store, safety.SingleWriterStore)
     versions = _bridge.run_sync(registry.versions(Collection(settings.entity, "single", "once")))
     assert [record.version for record in versions] == [0, 1]
-    assert len(probes) == 1, probes
+    assert probe.await_count == 1, probe.await_args_list
 
 
-def test_one_registry_and_one_stack_per_store(tmp_path: object) -> None:
+def test_one_registry_and_one_stack_per_store() -> None:
     settings = lorry.Settings.load()
     current = session(settings)
     assert session(lorry.Settings.load(project="other")) is current  # one session per process
