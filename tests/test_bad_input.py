@@ -13,7 +13,7 @@ import pytest
 
 import lorry
 from lorry.model.digest import digest_bytes
-from lorry.registry.registry import manifest_key
+from lorry.model.layout import manifest_key
 from tests.conftest import logged, write
 from tests.disks import mount_tmpfs, python_without_override, unmount
 

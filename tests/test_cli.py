@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import lorry
-from lorry.cli import human_size, human_time, parse_size, redact
+from lorry.model.display import human_size, human_time, parse_size
+from lorry.model.secret import redact_setting as redact
 from tests.conftest import write
 from tests.fixtures_s3 import S3Server
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import lorry
+from lorry.session import session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
 from lorry.transfer.retry import RetryingStore
 
 CHILD = """
@@ -71,7 +71,7 @@ def test_retry_deadline_backoff_cap_and_request_timeout_defaults() -> None:
     """A remote store's calls are retried for 600 s, each wait at most 10 s; a request may make no
     progress for 60 s."""
     settings = Settings.load()
-    store = engine(settings).store("s3://some-bucket/prefix", settings.store_options)
+    store = session(settings).store("s3://some-bucket/prefix", settings.store_options)
     assert isinstance(store, RetryingStore)
     policy = store.policy
     assert policy.deadline == 600.0

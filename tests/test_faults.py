@@ -36,8 +36,8 @@ from blake3 import blake3
 import lorry
 from lorry import _bridge
 from lorry.errors import ArtifactFailedError, LocalFileError
+from lorry.session import session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
 from lorry.transfer.retry import RetryStats
 from tests.disks import mount_tmpfs, unmount
 from tests.faultproxy import FAULT_KINDS, FaultProxy, Faults
@@ -114,7 +114,7 @@ def rig(ceph_rgw: S3Server, s3_bucket: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def retry_stats() -> RetryStats:
-    return engine(Settings.load()).retries.copy()
+    return session(Settings.load()).retries.copy()
 
 
 def bounded(coro: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
@@ -790,7 +790,7 @@ import json, sys, time
 from pathlib import Path
 import lorry
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
+from lorry.session import session
 source, down = Path(sys.argv[1]), Path(sys.argv[2])
 started = time.monotonic()
 with lorry.init(job_type="lossy") as run:
@@ -804,7 +804,7 @@ with lorry.init(job_type="lossy") as run:
 uploaded = time.monotonic() - started
 for artifact in logged:
     artifact.verify(artifact.download(down / artifact.collection.name))
-stats = engine(Settings.load()).retries
+stats = session(Settings.load()).retries
 print(json.dumps({"versions": versions, "uploaded": uploaded, "elapsed": time.monotonic() - started,
                   "retries": stats.retries}))
 """

@@ -17,8 +17,8 @@ import pytest
 
 import lorry
 from lorry.errors import ConflictError, CorruptRecordError
+from lorry.model.layout import blob_key, manifest_key
 from lorry.registry.maintenance import GC_STATE_KEY, SETTLE, collect_garbage, read_fence, verify_store
-from lorry.registry.registry import blob_key, manifest_key
 from lorry.storage.base import OVERWRITE
 from lorry.storage.local import LocalStore
 from tests.conftest import logged

@@ -27,8 +27,8 @@ import pytest
 
 import lorry
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key, manifest_key
 from lorry.model.manifest import Manifest
-from lorry.registry.registry import blob_key, manifest_key
 from lorry.transfer.plan import SMALL_OBJECT
 from tests.fixtures_s3 import S3Server
 

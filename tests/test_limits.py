@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import lorry
-from lorry.transfer import engine as engine_module
+from lorry import session as session_module
 from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import S3Server
 
@@ -34,11 +34,11 @@ def proxy(ceph_rgw: S3Server, s3_bucket: Any, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AWS_ENDPOINT_URL", counting.endpoint)
     monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "never")  # counted here, in this process
     monkeypatch.setenv("LORRY_PROGRESS", "0")
-    engine_module.shutdown()  # limits come from the settings the process's engine starts with
+    session_module.close_session()  # limits come from the settings the process's engine starts with
     try:
         yield counting
     finally:
-        engine_module.shutdown()  # the next test starts an engine with the default limits again
+        session_module.close_session()  # the next test starts an engine with the default limits again
         counting.close()
 
 

@@ -19,17 +19,18 @@ import lorry
 import lorry as wandb
 from lorry._bridge import run_sync
 from lorry.errors import ArtifactDeletedError, ArtifactFailedError, UsageError, ValidationError
+from lorry.model.layout import blob_key
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
+from lorry.session import session
 from lorry.storage.base import OVERWRITE, Store
-from lorry.transfer.engine import engine
 from tests.conftest import logged, use_remote_store, write
 
 
 def current_store() -> Store:
     settings = lorry.Settings.load()
-    return engine(settings).store(settings.store, settings.store_options)
+    return session(settings).store(settings.store, settings.store_options)
 
 
 def store_has_blob(digest: str) -> bool:
@@ -293,7 +294,7 @@ def test_a_dead_shard_is_missing_and_a_name_twice_is_an_error() -> None:
         run.upsert_artifact(shard, distributed_id="job")
         # A process that started its shard and died before storing it:
         collection = Collection(run.entity, run.project, "d")
-        registry = engine(run.settings).registry(run.settings)
+        registry = session(run.settings).registry(run.settings)
         run_sync(registry.start_shard(collection, "job", "dead-0", "dead"))
         with pytest.raises(ArtifactFailedError, match=r"missing 1 shard.*dead-0"):
             run.finish_artifact(lorry.Artifact("d", type="dataset"), distributed_id="job")
@@ -704,7 +705,7 @@ def test_an_index_entry_left_naming_a_deleted_version_finds_the_live_copy() -> N
         second = logged(run, "idx", {"a": b"same"})
         assert second.version == "v1"
         settings = run.settings
-        registry = engine(settings).registry(settings)
+        registry = session(settings).registry(settings)
         collection = Collection(run.entity, run.project, "idx")
         manifest = f"blake3:{second.digest}"
         run_sync(registry.store.put(registry._digest_key(collection, manifest), b'{"version": 0}'))
@@ -774,7 +775,7 @@ def test_save_of_a_version_deleted_meanwhile_is_refused_and_changes_nothing() ->
     with pytest.raises(ArtifactDeletedError):
         mine.save()
     (record,) = run_sync(
-        engine(lorry.Settings.load())
+        session(lorry.Settings.load())
         .registry(lorry.Settings.load())
         .versions(Collection(mine.entity, mine.project, "edited"), include_gone=True)
     )

@@ -28,14 +28,15 @@ import pytest
 import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry, Manifest
 from lorry.registry.maintenance import SETTLE, collect_garbage, verify_store
 from lorry.registry.records import VersionRecord
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
+from lorry.session import session
 from lorry.settings import Settings
 from lorry.storage.base import OVERWRITE, MultipartStore, ObjectMeta, PutMode, Store
 from lorry.storage.local import LocalStore
-from lorry.transfer.engine import engine
 from tests.conftest import use_remote_store
 from tests.fixtures_gcs import start_emulator
 from tests.stress_worker import ARTIFACT, contents
@@ -62,7 +63,7 @@ def _settings() -> Settings:
 
 def _store() -> Store:
     settings = _settings()
-    return engine(settings).store(settings.store)
+    return session(settings).store(settings.store)
 
 
 def _versions() -> list[VersionRecord]:
@@ -71,7 +72,7 @@ def _versions() -> list[VersionRecord]:
 
 def _versions_of(name: str) -> list[VersionRecord]:
     settings = _settings()
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     return _bridge.run_sync(registry.versions(Collection(settings.entity, "stress", name)))
 
 
@@ -203,7 +204,7 @@ def test_many_writers_with_kills_keep_an_exact_history(any_store: str, tmp_path:
     # (what the killed logs left, and a blob planted as a crashed log of other content would leave).
     orphan = os.urandom(1000)
     _bridge.run_sync(store.put(blob_key(digest_bytes(orphan)), orphan))
-    registry = engine(_settings()).registry(_settings())
+    registry = session(_settings()).registry(_settings())
     needed = set()
     for version in now:
         manifest = _bridge.run_sync(registry.get_manifest(version.manifest))
@@ -561,7 +562,7 @@ def test_deletes_expiry_and_upserts_while_others_log(any_store: str, tmp_path: P
     writers, logs = 3, 10
     rng = random.Random(hash(any_store) & 0xFFFF)
     settings = _settings()
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     collection = Collection(settings.entity, "stress", ARTIFACT)
     store = _store()
     with lorry.init(project="stress") as run:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import lorry
-from lorry import artifact as artifact_module
+from lorry import publish
 from lorry.errors import ArtifactFailedError, SourceChangedError, ValidationError
 from lorry.settings import Settings
 from lorry.transfer import offload
@@ -37,7 +37,7 @@ def test_a_large_artifact_is_stored_by_the_helper_and_round_trips(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _folder(tmp_path / "data", offload.OFFLOAD_FILES)
-    monkeypatch.setattr(artifact_module, "store_files", _not_here)  # this process cannot store files
+    monkeypatch.setattr(publish, "store_files", _not_here)  # this process cannot store files
     with lorry.init() as run:
         artifact = lorry.Artifact("many", type="dataset")
         artifact.add_dir(folder)

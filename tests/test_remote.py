@@ -16,12 +16,12 @@ import pytest
 import lorry
 from lorry import _bridge
 from lorry.errors import ObjectNotFoundError, SourceChangedError
-from lorry.registry.registry import blob_key
+from lorry.model.layout import blob_key
+from lorry.session import session
 from lorry.settings import Settings
 from lorry.storage.base import CREATE, Store
 from lorry.storage.s3 import S3Store
 from lorry.transfer.cleanup import stale_uploads
-from lorry.transfer.engine import engine
 from lorry.transfer.files import FileStamp
 from lorry.transfer.upload import FileSource, _StampedFile
 from tests.conftest import use_remote_store
@@ -84,7 +84,7 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def _store() -> Store:
     settings = Settings.load()
-    return engine(settings).store(settings.store)
+    return session(settings).store(settings.store)
 
 
 def test_versions_dedupe_and_call_order(remote_store: str) -> None:

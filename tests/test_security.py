@@ -48,14 +48,13 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 import lorry
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.secret import Secret, redact_text, redact_uri
-from lorry.registry.registry import blob_key
+from lorry.session import session
 from lorry.storage import open_store, tls
 from lorry.storage.base import CREATE, Update
 from lorry.storage.gcs import GCSStore
 from lorry.storage.options import StoreOptions
-from lorry.transfer import engine as engine_module
-from lorry.transfer.engine import engine
 from tests.conftest import logged
 from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import S3Server, _delete_bucket
@@ -303,12 +302,12 @@ def test_untrusted_certificate_is_refused_with_a_clear_error(
     monkeypatch.setenv("LORRY_STORE", f"s3://{tls_bucket()}/{PREFIX}")
     monkeypatch.delenv("LORRY_CA_BUNDLE")
     monkeypatch.setenv("LORRY_RETRY_DEADLINE", "600")  # a retried refusal would take ten minutes
-    before = engine(lorry.Settings.load()).retries.copy()
+    before = session(lorry.Settings.load()).retries.copy()
     started = time.monotonic()
     with pytest.raises(lorry.UntrustedCertificateError) as refused:
         lorry.init()
     assert time.monotonic() - started < 5
-    assert engine(lorry.Settings.load()).retries.since(before).retries == 0  # final at once: never retried
+    assert session(lorry.Settings.load()).retries.since(before).retries == 0  # final at once: never retried
     message = str(refused.value)
     assert f"TLS certificate of {ceph_rgw_tls.https_endpoint} is not trusted" in message
     assert "LORRY_CA_BUNDLE" in message
@@ -454,7 +453,7 @@ def test_secrets_never_appear_in_logs_errors_reprs_or_the_cli(
     assert "X-Amz-Signature=***" in cli["show secretive:latest"]  # named, without its secrets
 
     settings = lorry.Settings.load()
-    store = engine_module.engine(settings).store(settings.store, settings.store_options)
+    store = session(settings).store(settings.store, settings.store_options)
     shown += [repr(settings), str(settings.describe()), repr(settings.store_options), str(vars(settings))]
     shown += [repr(store), repr(getattr(store, "inner", store))]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import lorry
-from lorry.registry.registry import blob_key
+from lorry.model.layout import blob_key
 from lorry.storage.local import LocalStore
 from tests.conformance import StoreConformance
 from tests.conftest import logged

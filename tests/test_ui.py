@@ -24,10 +24,11 @@ import lorry
 from lorry import _bridge
 from lorry.cli import build_cli
 from lorry.errors import CorruptRecordError, ValidationError
+from lorry.model.layout import blob_key
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
+from lorry.session import session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
 from lorry.ui import lineage, query, views
 from lorry.ui import server as server_module
 from lorry.ui.entries import EntryTable
@@ -414,7 +415,7 @@ def test_the_same_pages_over_s3_and_gcs(
 
 def version_record(name: str, project: str, number: int) -> VersionRecord:
     settings = Settings.load()
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     collection = Collection("tester", project, name)
     return _bridge.run_sync(registry.read_version(collection, number, include_gone=True))
 
@@ -483,7 +484,7 @@ def test_a_version_used_by_thousands_of_runs_draws_its_lineage_at_once() -> None
     with lorry.init(project="popular", job_type="prep") as run:
         logged(run, "data", {"a.txt": b"a"})
     settings = Settings.load()
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     collection = Collection("tester", "popular", "data")
 
     async def add_users() -> None:

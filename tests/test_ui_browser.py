@@ -18,10 +18,11 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry, Manifest
-from lorry.registry.registry import Collection, blob_key
+from lorry.registry.registry import Collection
+from lorry.session import session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
 from tests.ui_support import (
     HOSTILE,
     HOSTILE_CELL,
@@ -214,7 +215,7 @@ def test_tags_time_to_live_and_a_deleted_checkpoint_shown_as_deleted(demo: UiSer
 
 def deletion_time(demo: UiServer, name: str, version: int) -> datetime:
     settings = Settings.load(store=demo_store(demo))
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     record = _bridge.run_sync(
         registry.read_version(Collection("tester", "bikes", name), version, include_gone=True)
     )
@@ -294,7 +295,7 @@ def build_big_store(store: Path) -> None:
     """A collection of 1,000 versions and a version of 100,000 files, committed through the registry as
     ``log_artifact`` commits them, but without hashing 100,000 files: every entry holds one blob."""
     settings = Settings.load(store=str(store), entity="tester", project="big")
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     body = b"x"
     digest = digest_bytes(body)
 

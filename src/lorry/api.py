@@ -13,8 +13,9 @@ from typing import Any
 
 from lorry import _bridge
 from lorry._compat import accept_unused
-from lorry.artifact import AliasTable, Artifact, LoggedRun
+from lorry.artifact import AliasTable, Artifact, LoggedRun, load_logged
 from lorry.errors import ArtifactNotFoundError, StoreNotFoundError, UsageError, ValidationError
+from lorry.model.layout import Collection
 from lorry.model.names import (
     LATEST,
     parse_artifact_path,
@@ -24,12 +25,12 @@ from lorry.model.names import (
 )
 from lorry.model.retention import Candidate, Decision, RetentionPolicy
 from lorry.registry.maintenance import GcReport, StoreReport, collect_garbage, verify_store
-from lorry.registry.registry import Collection, CollectionInfo, Registry
+from lorry.registry.registry import CollectionInfo, Registry
 from lorry.runs import resolve_artifact
+from lorry.session import session
 from lorry.settings import Settings
 from lorry.storage.base import LOCAL_FILES, Store, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
-from lorry.transfer.engine import engine
 
 _PER_PAGE = "lorry lists from the store in one pass"
 
@@ -243,11 +244,11 @@ class Api:
     @property
     def _registry(self) -> Registry:
         self._store()
-        return engine(self.settings).registry(self.settings)
+        return session(self.settings).registry(self.settings)
 
     def _store(self) -> Store:
         """The store, which an Api only reads: one that does not exist is an error, never made."""
-        store = engine(self.settings).store(self.settings.store, self.settings.store_options)
+        store = session(self.settings).store(self.settings.store, self.settings.store_options)
         local = LOCAL_FILES.of(store)
         if local is not None and not local.exists():
             raise StoreNotFoundError(f"no store at {local.root} (nothing was ever logged there)")
@@ -299,7 +300,7 @@ class Api:
         records, table = await asyncio.gather(
             registry.versions(collection, include_gone=include_deleted), AliasTable.read(registry, collection)
         )
-        return [await Artifact._load(self.settings, collection, record, table) for record in records]
+        return [await load_logged(self.settings, collection, record, table) for record in records]
 
     def artifact_versions(self, type_name: str, name: str, per_page: int = 50) -> list[Artifact]:
         return self.artifacts(type_name, name, per_page=per_page)

@@ -18,12 +18,12 @@ import contextlib
 import enum
 import errno
 import fcntl
+import functools
 import itertools
 import logging
 import os
 import posixpath
 import shutil
-import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,12 +41,12 @@ from lorry.errors import (
     IntegrityError,
     LocalFileError,
     NotFoundError,
-    ObjectNotFoundError,
     StoreError,
     UsageError,
     ValidationError,
 )
-from lorry.model.manifest import Entry, EntryLayout, Manifest, Rows, normalize_entry_path
+from lorry.model.layout import Collection
+from lorry.model.manifest import Entry, EntryLayout, Manifest, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
@@ -58,33 +58,28 @@ from lorry.model.names import (
     validate_type,
     version_alias,
 )
-from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_if_gc_ran
+from lorry.publish import LogPlan, publish, store_shard
+from lorry.registry.assigner import Ticket
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, Registry, ShardRecord, blob_key, check_live
+from lorry.registry.registry import Registry, ShardRecord, check_live
+from lorry.session import Session, session
 from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
-from lorry.transfer.engine import Counters, Engine, engine, gather_all
+from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import FileStamp, Packs, Targets, copy_all, local_error, matches, owner_only
-from lorry.transfer.journal import Journal
-from lorry.transfer.offload import helper, wants_helper
 from lorry.transfer.plan import SMALL_OBJECT
 from lorry.transfer.progress import progress
-from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
+from lorry.transfer.upload import FileSource
 
 if TYPE_CHECKING:
     from lorry.runs import Run
-    from lorry.storage.base import Store
 
 log = logging.getLogger("lorry")
 
 POLICIES = ("mutable", "immutable")
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing the snapshot can fail so
 _FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) instead of copying
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class ArtifactTTL(enum.Enum):
@@ -358,7 +353,10 @@ class Artifact:
             raise ValidationError(f"reference URI must be a string, not {type(uri).__name__}")
         if max_objects is not None and (not isinstance(max_objects, int) or max_objects < 1):
             raise ValidationError(f"max_objects must be a positive integer, not {max_objects!r}")
-        entries = refs.resolve(uri, name, checksum, max_objects)
+        settings = Settings.load()
+        entries = _bridge.run_sync(
+            refs.resolve(session(settings).engine.with_settings(settings), uri, name, checksum, max_objects)
+        )
         trial = self._layout.copy()
         for entry in entries:
             if (
@@ -524,22 +522,26 @@ class Artifact:
 
     def _start_log(self, run: Run, aliases: Sequence[str], tags: Sequence[str] = ()) -> None:
         """Draw this artifact's place in its collection's order, then hand the work to the engine."""
+        from lorry import runs
+
         plan = self._plan(run, aliases, tags)
-        eng = engine(run.settings)
-        ticket = eng.assigner.draw(str(plan.collection))
+        sess = session(run.settings)
+        ticket = sess.assigner.draw(str(plan.collection))
         self._progress = run.settings.progress
         try:
-            self._pending = _bridge.bridge().submit(_log(eng, plan, ticket))
+            self._pending = _bridge.bridge().submit(_logged(sess, plan, ticket))
         except BaseException:
-            _bridge.bridge().submit(eng.assigner.release(ticket))
+            _bridge.bridge().submit(sess.assigner.release(ticket))
             raise
         if self._drop_staging is not None:
             self._drop_staging.detach()  # the log removes the staging folder when it ends
         self._forget_draft()  # the plan holds what is logged; the tables for building it can go
-        run._track(self)
+        runs.track(run, self)
 
-    def _plan(self, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> _LogPlan:
+    def _plan(self, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> LogPlan:
         """Everything a log needs, checked and frozen now."""
+        from lorry import runs
+
         if not self.is_draft():
             raise UsageError(
                 f"artifact {self._name} is already logged; create a new Artifact for a new version"
@@ -555,8 +557,9 @@ class Artifact:
         metadata = validate_metadata(self._metadata)
         refs = (*self._refs.values(), *self._carried.values())
         Manifest.check_size(((f.path, f.stamp.size) for f in self._files.values()), refs)
-        return _LogPlan(
-            run=run,
+        return LogPlan(
+            run_id=run.id,
+            record_output=functools.partial(runs.record_output, run),
             settings=run.settings,
             collection=Collection(run.entity, run.project, self._name),
             artifact_type=self._type,
@@ -581,12 +584,12 @@ class Artifact:
         """Record the shard as started (before returning, so a process that dies from here on leaves
         it visibly missing), then store its files in the background."""
         plan = self._plan(run, aliases, ())
-        eng = engine(run.settings)
-        registry = eng.registry(run.settings)
+        sess = session(run.settings)
+        registry = sess.registry(run.settings)
         _bridge.run_sync(registry.start_shard(plan.collection, distributed_id, shard, run.id))
         self._progress = run.settings.progress
         self._distributed_id = distributed_id
-        self._shard = _bridge.bridge().submit(_store_shard(eng, plan, distributed_id, shard))
+        self._shard = _bridge.bridge().submit(store_shard(sess, plan, distributed_id, shard))
         self._close_packs()
 
     def _wait_shard(self) -> None:
@@ -603,7 +606,7 @@ class Artifact:
     ) -> Artifact:
         """Commit one version holding every stored shard's entries, then drop the shard records."""
         collection = Collection(run.entity, run.project, self._name)
-        registry = engine(run.settings).registry(run.settings)
+        registry = session(run.settings).registry(run.settings)
         records = _bridge.run_sync(registry.shards(collection, distributed_id))
         missing = [r for r in records if r.manifest is None]
         where = f"distributed artifact {collection} (distributed_id {distributed_id!r})"
@@ -897,14 +900,14 @@ class Artifact:
         self._manifest = manifest
         target = Path(root) if root is not None else self.default_root()
         entries = manifest.below(normalize_entry_path(path_prefix)) if path_prefix else manifest
-        eng = engine(state.settings)
+        eng = _transfers(state)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise LocalFileError(f"download root {target} exists and is not a folder") from None
         except OSError as exc:
             raise local_error(exc, f"cannot make the download folder {target}") from exc
-        store = eng.store(state.settings.store, state.settings.store_options)
+        store = session(state.settings).store(state.settings.store, state.settings.store_options)
         with _download_cache(state.settings, skip_cache) as cache:
             if not allow_missing_references:
                 await fetch_entries(eng, store, cache, entries.values(), target, counters)
@@ -1239,14 +1242,14 @@ class ArtifactEntry:
         artifact = await self._artifact.wait_async()
         state = artifact._state()
         folder = Path(root) if root is not None else artifact.default_root()
-        eng = engine(state.settings)
+        eng = _transfers(state)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise local_error(exc, f"cannot make the download folder {folder}") from exc
         path = await fetch_entry(
             eng,
-            eng.store(state.settings.store, state.settings.store_options),
+            session(state.settings).store(state.settings.store, state.settings.store_options),
             Cache(state.settings.cache_dir),
             self._entry,
             folder,
@@ -1263,7 +1266,7 @@ class LoggedRun:
 
     @classmethod
     def load(cls, settings: Settings, entity: str, project: str, run_id: str) -> LoggedRun:
-        registry = engine(settings).registry(settings)
+        registry = session(settings).registry(settings)
         return cls(settings, _bridge.run_sync(registry.get_run(entity, project, run_id)))
 
     def __repr__(self) -> str:
@@ -1323,7 +1326,7 @@ class LoggedRun:
         if artifact.is_draft():
             raise UsageError(f"artifact {artifact.name} is not logged; log it with a run first")
         ref = artifact.wait()._ref()
-        registry = engine(self._settings).registry(self._settings)
+        registry = session(self._settings).registry(self._settings)
 
         async def declare() -> RunRecord:
             record = await registry.get_run(self.entity, self.project, self.id)
@@ -1353,7 +1356,7 @@ async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
     collection = Collection(ref.entity, ref.project, ref.name)
     # Lineage outlives deletes: a deleted version comes back with state "DELETED" (its download says
     # it was deleted), so walking a run's inputs and outputs never fails on it.
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     record = await registry.read_version(collection, ref.version, include_gone=True)
     return await Artifact._load(settings, collection, record)
 
@@ -1382,141 +1385,17 @@ async def _aliases_of(state: _Logged) -> list[str]:
 
 
 def _registry(state: _Logged) -> Registry:
-    return engine(state.settings).registry(state.settings)
+    return session(state.settings).registry(state.settings)
 
 
-@dataclass(frozen=True)
-class _LogPlan:
-    """Everything one ``log_artifact`` call needs, frozen at the moment of the call."""
-
-    run: Run
-    settings: Settings
-    collection: Collection
-    artifact_type: str
-    files: tuple[FileSource, ...]
-    refs: tuple[Entry, ...]
-    description: str | None
-    metadata: dict[str, Any]
-    aliases: tuple[str, ...]
-    counters: Counters
-    staging: Path | None
-    tags: tuple[str, ...] = ()
-    ttl: float | None = None
-    incremental: bool = False
+async def _logged(sess: Session, plan: LogPlan, ticket: Ticket) -> _Logged:
+    return _Logged(plan.settings, plan.collection, await publish(sess, plan, ticket))
 
 
-async def _log(eng: Engine, plan: _LogPlan, ticket: Any) -> _Logged:
-    """Store the files and the manifest (in parallel with other artifacts), then commit in turn."""
-    try:
-        store = eng.store(plan.settings.store, plan.settings.store_options)
-        registry = eng.registry(plan.settings)
-        fence = await read_fence(store)  # before anything stored is looked at: see maintenance.py
-        await registry.refuse_other_type(plan.collection, plan.artifact_type)  # before any upload
-        rows = await _store_files(eng, store, plan, plan.counters)
-        for ref in plan.refs:
-            rows.add(ref)
-        manifest = Manifest.of_rows(rows)
-        del rows
-        if not plan.incremental:
-            await registry.put_manifest(manifest)
-
-        async def restore() -> None:  # a gc ran meanwhile: store again whatever it removed
-            await _store_files(eng, store, plan, Counters())
-            await _check_carried(store, manifest, plan.files)
-            await registry.put_manifest(manifest)
-
-        async with eng.assigner.turn(ticket):
-            if plan.incremental:  # on top of the newest version, read in turn: after earlier logs
-                manifest = await _on_latest(registry, plan.collection, manifest)
-                await registry.put_manifest(manifest)
-            fence = await guard_commit(store, fence, restore)
-            started = time.monotonic()
-            record, created = await registry.commit(
-                plan.collection,
-                plan.artifact_type,
-                manifest,
-                created_at=now_iso(),
-                logged_by=plan.run.id,
-                description=plan.description,
-                metadata=plan.metadata,
-                tags=plan.tags,
-                ttl=plan.ttl,
-            )
-            if time.monotonic() - started > SETTLE / 2:
-                await repair_if_gc_ran(store, fence, restore)
-            if not created and not set(plan.tags) <= set(record.tags):  # the same content, logged with tags
-                record = await registry.update_version(
-                    plan.collection,
-                    record.version,
-                    lambda r: replace(r, tags=validate_tags([*r.tags, *plan.tags])),
-                )
-            await registry.set_aliases(plan.collection, record.version, plan.aliases)
-        if not created:
-            _warn_not_applied(plan, record)
-        await plan.run._record_output(
-            ArtifactRef(plan.collection.entity, plan.collection.project, plan.collection.name, record.version)
-        )
-    except Exception as exc:
-        raise ArtifactFailedError(f"logging artifact {plan.collection} failed: {exc}") from exc
-    finally:
-        await eng.assigner.release(ticket)
-        if plan.staging is not None:  # logged or failed, an artifact is never logged again
-            await eng.in_thread(shutil.rmtree, plan.staging, True)
-    return _Logged(plan.settings, plan.collection, record)
-
-
-async def _store_shard(eng: Engine, plan: _LogPlan, distributed_id: str, shard: str) -> None:
-    """Store one shard's files and manifest, then record the shard as stored (guarded against gc as a
-    commit is: see ``_log``)."""
-    try:
-        store = eng.store(plan.settings.store, plan.settings.store_options)
-        registry = eng.registry(plan.settings)
-        fence = await read_fence(store)
-        rows = await _store_files(eng, store, plan, plan.counters)
-        for ref in plan.refs:
-            rows.add(ref)
-        manifest = Manifest.of_rows(rows)
-        del rows
-        await registry.put_manifest(manifest)
-
-        async def restore() -> None:
-            await _store_files(eng, store, plan, Counters())
-            await registry.put_manifest(manifest)
-
-        fence = await guard_commit(store, fence, restore)
-        started = time.monotonic()
-        await registry.store_shard(plan.collection, distributed_id, shard, plan.run.id, manifest.digest)
-        if time.monotonic() - started > SETTLE / 2:
-            await repair_if_gc_ran(store, fence, restore)
-    except Exception as exc:
-        raise ArtifactFailedError(f"storing shard {shard} of {plan.collection} failed: {exc}") from exc
-    finally:
-        if plan.staging is not None:
-            await eng.in_thread(shutil.rmtree, plan.staging, True)
-
-
-async def _on_latest(registry: Registry, collection: Collection, changes: Manifest) -> Manifest:
-    """An incremental log: the newest live version's entries, with ``changes`` on top."""
-    number = await registry.latest(collection)
-    if number is None:
-        return changes
-    base = await registry.get_manifest((await registry.read_version(collection, number)).manifest)
-    return Manifest([*(e for path, e in base.items() if path not in changes), *changes.values()])
-
-
-async def _check_carried(store: Store, manifest: Manifest, files: Sequence[FileSource]) -> None:
-    """After a gc ran during a log: the blobs of entries carried from an earlier version (which this
-    log did not store) must still be there; a gc removes them only once that version is deleted."""
-    mine = {f.path for f in files}
-    for entry in manifest.values():
-        if entry.ref is None and entry.digest is not None and entry.path not in mine:
-            try:
-                await store.head(blob_key(entry.digest))
-            except ObjectNotFoundError:
-                raise IntegrityError(
-                    f"entry {entry.path!r} came from a version that was deleted, and gc removed its "
-                    "content; add the file again"
-                ) from None
+def _transfers(state: _Logged) -> Engine:
+    """The session's engine for one download, with the settings in force as the call starts: a reference
+    is fetched with the TLS options of the caller's environment now, as it was resolved with them."""
+    return session(state.settings).engine.with_settings(Settings.load())
 
 
 @contextlib.contextmanager
@@ -1531,50 +1410,6 @@ def _download_cache(settings: Settings, skip: bool) -> Iterator[Cache]:
         yield Cache(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Counters) -> Rows:
-    """The files' rows of the manifest, stored here or by the helper process (see
-    ``transfer/offload.py``), a part of ``PART_FILES`` files at a time: what is held for the files on
-    the way, here and in the helper, stays the same whatever their number."""
-    files = plan.files
-    counters.files_total += len(files)
-    counters.bytes_total += sum(f.stamp.size for f in files)
-    offloaded = wants_helper(plan.settings, files)
-    journal = Journal(plan.settings.cache_dir)
-    rows = Rows()
-    window = asyncio.Semaphore(PARTS_IN_FLIGHT)
-
-    async def store_part(start: int) -> None:
-        async with window:
-            part = files[start : start + PART_FILES]
-            if offloaded:
-                digests = await helper().store_files(plan.settings, part, counters, eng.retries)
-            else:
-                digests = await store_files(eng, store, part, counters, journal)
-        for source, digest in zip(part, digests, strict=True):
-            rows.add_file(source.path, digest, source.stamp.size)
-
-    await gather_all(store_part(start) for start in range(0, len(files), PART_FILES))
-    return rows
-
-
-def _warn_not_applied(plan: _LogPlan, record: VersionRecord) -> None:
-    """Content equal to an existing version makes no new version, and that version keeps its own
-    description and metadata (a version is not changed by another log): say so if others were given."""
-    given = (
-        ("description", plan.description, record.description),
-        ("metadata", plan.metadata, record.metadata),
-    )
-    dropped = [what for what, asked, kept in given if asked not in (None, {}) and asked != kept]
-    if dropped:
-        log.warning(
-            "artifact %s:%s already holds this content: no new version was made, and the %s given "
-            "were not applied (the version keeps its own; change them with save())",
-            plan.collection,
-            version_alias(record.version),
-            " and ".join(dropped),
-        )
 
 
 def _few(names: Sequence[str], what: str, shown: int = 3) -> str:
@@ -1646,3 +1481,60 @@ def _walk_files(root: Path) -> Iterator[tuple[str, str]]:
         seen.discard(real)
 
     yield from walk(str(root), "")
+
+
+# -- what a Run and the Api ask of an artifact: they call these, never an Artifact's private methods ----
+
+
+def start_log(artifact: Artifact, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> None:
+    """Log ``artifact`` in ``run``: its place in the collection's order is drawn now, the rest runs on."""
+    artifact._start_log(run, aliases, tags)
+
+
+def start_shard(
+    artifact: Artifact, run: Run, distributed_id: str, shard: str, aliases: Sequence[str]
+) -> None:
+    artifact._start_shard(run, distributed_id, shard, aliases)
+
+
+def has_entries(artifact: Artifact) -> bool:
+    return artifact._has_entries()
+
+
+def name_of(artifact: Artifact) -> str:
+    """The collection name, draft or logged (``Artifact.name`` carries the version once logged)."""
+    return artifact._name
+
+
+def wait_shard(artifact: Artifact) -> None:
+    artifact._wait_shard()
+
+
+async def wait_shard_async(artifact: Artifact) -> None:
+    await artifact._wait_shard_async()
+
+
+def finish_distributed(
+    artifact: Artifact, run: Run, distributed_id: str, aliases: Sequence[str], skip_missing: bool
+) -> Artifact:
+    return artifact._finish_distributed(run, distributed_id, aliases, skip_missing)
+
+
+def ref_of(artifact: Artifact) -> ArtifactRef:
+    return artifact._ref()
+
+
+async def outcome(artifact: Artifact) -> Artifact:
+    """``wait_async`` for lorry's own callers (``finish``): a failure met here is not yet the user's."""
+    return await artifact._outcome()
+
+
+def failure_unseen(artifact: Artifact) -> bool:
+    return artifact._failure_unseen()
+
+
+async def load_logged(
+    settings: Settings, collection: Collection, record: VersionRecord, table: AliasTable | None = None
+) -> Artifact:
+    """The view of a committed version (``table``: the collection's aliases, if already read)."""
+    return await Artifact._load(settings, collection, record, table)

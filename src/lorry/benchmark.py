@@ -36,11 +36,11 @@ from blake3 import blake3
 
 from lorry import _bridge
 from lorry.artifact import Artifact
-from lorry.registry.registry import blob_key, manifest_key
+from lorry.model.layout import blob_key, manifest_key
 from lorry.runs import Run, resolve_artifact
+from lorry.session import session
 from lorry.settings import Settings
 from lorry.storage.base import LOCAL_FILES, LocalFiles, Store
-from lorry.transfer.engine import engine
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -369,7 +369,7 @@ def remove(settings: Settings, keys: Iterable[str]) -> int:
     wanted = set(keys)
     if not wanted:
         return 0
-    store = engine(settings).store(settings.store)
+    store = session(settings).store(settings.store)
     return _bridge.run_sync(_remove(store, wanted))
 
 

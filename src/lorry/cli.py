@@ -11,12 +11,11 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TextIO
@@ -25,9 +24,10 @@ import click
 
 import lorry
 from lorry.cache import Cache
+from lorry.model.display import human_size, human_time, parse_size
 from lorry.model.names import LATEST, latest_is_managed, version_number
 from lorry.model.retention import BestRule, RetentionPolicy
-from lorry.model.secret import redact_uri
+from lorry.model.secret import redact_setting, redact_uri
 from lorry.runs import one_line
 
 log = logging.getLogger("lorry")
@@ -35,75 +35,6 @@ log = logging.getLogger("lorry")
 Args = SimpleNamespace  # one command's parsed options and arguments, by name
 
 # -- presentation helpers ------------------------------------------------------------------------------
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def human_size(size: int | None) -> str:
-    """``1536`` → ``'1.5 KiB'``."""
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``'10G'``, ``'500M'``, ``'1.5GiB'``, ``'4096'`` → bytes (binary units: 1K = 1024)."""
-    match = _SIZE.fullmatch(text)
-    if not match:
-        raise ValueError(f"invalid size {text!r}: use a number with K, M, G or T, like 10G")
-    number, unit = match.groups()
-    power = "kmgtp".find(unit.lower()) + 1 if unit else 0
-    return int(float(number) * 1024**power)
-
-
-def human_time(iso: str | None, now: datetime | None = None) -> str:
-    """An ISO timestamp → ``'3 minutes ago'`` (recent) or the local date and time."""
-    if not iso:
-        return "-"
-    try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
-        return iso
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
-    for limit, unit, size in ((3600, "minute", 60), (86400, "hour", 3600), (86400 * 14, "day", 86400)):
-        if seconds < limit:
-            if seconds < 60:
-                return "just now"
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return when.astimezone().strftime("%Y-%m-%d %H:%M")
-
-
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<secret>[^/@\s]+)@", re.I
-)
-_SECRET_WORDS = re.compile(r"secret|token|password|passwd|credential|signature|sig|key|auth", re.I)
-_QUERY_SECRET = re.compile(
-    r"(?P<name>[?&;][^=&;#\s]*(?:secret|token|password|passwd|credential|signature|sig|key|auth)[^=&;#\s]*=)"
-    r"[^&;#\s]*",
-    re.I,
-)
-REDACTED = "***"
-
-
-def redact(name: str, value: str) -> str:
-    """Hide credentials: the password of a URL, secret-looking query parameters, and the whole value of
-    a setting whose name looks secret."""
-    if _SECRET_WORDS.search(name):
-        return REDACTED if value and value != "None" else value
-    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
-    return _QUERY_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", value)
-
 
 class Style:
     """ANSI colour, only on a terminal and never when ``NO_COLOR`` is set."""
@@ -836,7 +767,7 @@ def _duration(text: str) -> timedelta:
 def cmd_config(args: Args, out: Output) -> int:
     settings = lorry.Settings.load(store=args.store, entity=args.entity, project=args.project)
     rows = [
-        (name, redact(name, value) if isinstance(value, str) else value, source)
+        (name, redact_setting(name, value) if isinstance(value, str) else value, source)
         for name, value, source in settings.describe()
     ]
     if out.json:
@@ -859,7 +790,7 @@ def cmd_bench(args: Args, out: Output) -> int:
     specs = [spec for spec in specs if spec.files > 0 and spec.file_size > 0]
     if not specs:
         raise lorry.ValidationError("nothing to measure: every dataset has no files or no bytes")
-    shown = redact("store", store)
+    shown = redact_setting("store", store)
     if not out.json:
         sizes = ", ".join(f"{s.name} {s.files:,} x {human_size(s.file_size)}" for s in specs)
         out.line(f"lorry bench on {shown}: {sizes}; {args.runs} run(s) each, medians")

@@ -22,8 +22,9 @@ from types import TracebackType
 from typing import Any
 
 from lorry import _bridge
+from lorry import artifact as artifacts
 from lorry._compat import accept_unused, note_once
-from lorry.artifact import Artifact, LoggedRun, now_iso
+from lorry.artifact import Artifact, LoggedRun
 from lorry.errors import (
     ArtifactFailedError,
     ConflictError,
@@ -32,6 +33,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.model.layout import Collection
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     LATEST,
@@ -40,11 +42,10 @@ from lorry.model.names import (
     validate_segment,
     validate_tags,
 )
+from lorry.publish import now_iso
 from lorry.registry.records import ArtifactRef, RunRecord
-from lorry.registry.registry import Collection
+from lorry.session import close_session, session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
-from lorry.transfer.engine import shutdown as shutdown_engine
 from lorry.transfer.offload import close_helper
 
 logger = logging.getLogger("lorry")
@@ -104,8 +105,9 @@ class Run:
         self._record_lock: asyncio.Lock | None = None
         self._finished = False
         self._summary: dict[str, Any] = {}
-        self._retries_at_start = engine(settings).retries.copy()  # for the report at the end
-        self._registry = engine(settings).registry(settings)
+        self._session = session(settings)
+        self._retries_at_start = self._session.retries.copy()  # for the report at the end
+        self._registry = self._session.registry(settings)
         if run_id is not None and self._resume(resume):
             return
         try:
@@ -174,7 +176,7 @@ class Run:
         """
         self._check_open()
         artifact = self._as_artifact(artifact_or_path, name, type)
-        artifact._start_log(self, aliases or (), [] if tags is None else tags)
+        artifacts.start_log(artifact, self, aliases or (), [] if tags is None else tags)
         return artifact
 
     def link_artifact(
@@ -235,7 +237,7 @@ class Run:
         did = self._distributed_id(distributed_id)
         number = self._shards.get(did, 0)
         self._shards[did] = number + 1
-        artifact._start_shard(self, did, f"{self.id}-{number}", aliases or ())
+        artifacts.start_shard(artifact, self, did, f"{self.id}-{number}", aliases or ())
         self._upserted.append((did, artifact))
         return artifact
 
@@ -258,12 +260,12 @@ class Run:
         self._check_open()
         artifact = self._as_artifact(artifact_or_path, name, type)
         did = self._distributed_id(distributed_id)
-        if artifact.is_draft() and artifact._has_entries():
+        if artifact.is_draft() and artifacts.has_entries(artifact):
             self.upsert_artifact(artifact, distributed_id=did)
         for upserted_did, shard in list(self._upserted):
-            if upserted_did == did and shard._name == artifact._name:
-                shard._wait_shard()
-        return artifact._finish_distributed(self, did, aliases or (), skip_missing)
+            if upserted_did == did and artifacts.name_of(shard) == artifacts.name_of(artifact):
+                artifacts.wait_shard(shard)
+        return artifacts.finish_distributed(artifact, self, did, aliases or (), skip_missing)
 
     def _distributed_id(self, distributed_id: str | None) -> str:
         did = distributed_id if distributed_id is not None else self.group
@@ -333,7 +335,7 @@ class Run:
             raise ValidationError(
                 f"artifact {artifact.qualified_name} has type {artifact.type!r}, not {type!r}"
             )
-        ref = artifact._ref()
+        ref = artifacts.ref_of(artifact)
         async with self._lock():
             if ref not in self._record.inputs:
                 self._record = replace(self._record, inputs=(*self._record.inputs, ref))
@@ -386,7 +388,7 @@ class Run:
             pending = [a for a in self._tracked if a.name == name and a.is_pending()]
         for artifact in pending:
             with contextlib.suppress(ArtifactFailedError):
-                await artifact._outcome()
+                await artifacts.outcome(artifact)
 
     # -- lineage ----------------------------------------------------------------------------------------
 
@@ -412,12 +414,12 @@ class Run:
         failures: list[tuple[Artifact, ArtifactFailedError]] = []
         for artifact in tracked:
             try:
-                await artifact._outcome()
+                await artifacts.outcome(artifact)
             except ArtifactFailedError as exc:
                 failures.append((artifact, exc))
         for _, shard in self._upserted:
             try:
-                await shard._wait_shard_async()
+                await artifacts.wait_shard_async(shard)
             except ArtifactFailedError as exc:
                 failures.append((shard, exc))
         state = "failed" if failures or exit_code not in (None, 0) else "finished"
@@ -432,7 +434,7 @@ class Run:
             logger.warning("run %s: its end could not be recorded: %s", self.path, exc)
         self._report(state, len(tracked) - len(failures), len(failures))
         # Failures the user already had from wait() (or an attribute that waits) are not raised again.
-        unseen = [(artifact, exc) for artifact, exc in failures if artifact._failure_unseen()]
+        unseen = [(artifact, exc) for artifact, exc in failures if artifacts.failure_unseen(artifact)]
         if unseen:
             names = ", ".join(artifact.name for artifact, _ in unseen)
             first = unseen[0][1]
@@ -442,7 +444,7 @@ class Run:
 
     def _report(self, state: str, logged: int, failed: int) -> None:
         """One line on how the run ended, with what failures of the store cost on the way."""
-        spent = engine(self.settings).retries.since(self._retries_at_start)
+        spent = self._session.retries.since(self._retries_at_start)
         line = f"run {self.path} {state}: {logged} artifact(s) logged"
         if failed:
             line += f", {failed} failed"
@@ -484,9 +486,9 @@ async def resolve_artifact(settings: Settings, text: str, type_: str | None = No
     """``[[entity/]project/]name[:alias]`` → the logged version it names."""
     path = parse_artifact_path(text)
     collection = Collection(path.entity or settings.entity, path.project or settings.project, path.name)
-    registry = engine(settings).registry(settings)
+    registry = session(settings).registry(settings)
     record = await registry.resolve(collection, path.alias or LATEST)
-    artifact = await Artifact._load(settings, collection, record)
+    artifact = await artifacts.load_logged(settings, collection, record)
     if type_ is not None and artifact.type != type_:
         raise ValidationError(f"artifact {artifact.qualified_name} has type {artifact.type!r}, not {type_!r}")
     return artifact
@@ -672,7 +674,7 @@ def _finish_at_exit() -> None:
             print(f"lorry: error: {one_line(exc)}", file=sys.stderr, flush=True)
             _failed_at_exit = True
     with contextlib.suppress(Exception):
-        shutdown_engine()
+        close_session()
     with contextlib.suppress(Exception):
         close_helper()
 
@@ -692,3 +694,16 @@ def _exit_status() -> None:
 # work, and in reverse order of registration, so this one runs before concurrent.futures' own.
 threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
 atexit.register(_exit_status)
+
+
+# -- what an artifact asks of its run: artifact.py calls these, never a Run's private methods ----------
+
+
+def track(run: Run, artifact: Artifact) -> None:
+    """Have ``run`` wait for ``artifact``'s log when it finishes."""
+    run._track(artifact)
+
+
+async def record_output(run: Run, ref: ArtifactRef) -> None:
+    """Add a version ``run`` logged to its record on the store."""
+    await run._record_output(ref)

@@ -39,9 +39,12 @@ def _default_entity() -> str:
     return cleaned[:128]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything lorry can be configured with. Build one with ``Settings.load(...)``."""
+@dataclass(frozen=True, kw_only=True)
+class Settings(StoreOptions):
+    """Everything lorry can be configured with. Build one with ``Settings.load(...)``.
+
+    The options remote stores are opened with (TLS trust, server-side encryption, timeouts) are the
+    fields of ``StoreOptions``, declared there once and checked there; these are the rest."""
 
     store: str
     cache_dir: Path
@@ -57,24 +60,6 @@ class Settings:
     single_writer: bool = False
     """Promise that one process at a time writes to the store: lets lorry assign versions on a server
     that ignores conditional writes (it checks them client-side instead, which is safe only then)."""
-    ca_bundle: str | None = None
-    """A PEM file of the certificate authorities that TLS trusts, instead of the default ones."""
-    verify_tls: bool = True
-    """Verify TLS certificates. Off only when set so explicitly, and every store opened then warns."""
-    s3_sse: str | None = None
-    """Server-side encryption of S3 objects: ``AES256`` (SSE-S3) or ``aws:kms`` (SSE-KMS)."""
-    s3_sse_kms_key_id: str | None = None
-    """The KMS key of ``s3_sse="aws:kms"`` (default: the server's own)."""
-    s3_sse_c_key: Secret | None = None
-    """SSE-C: a base64 256-bit key of the user's, sent with every write and read; never shown."""
-    gcs_kms_key: str | None = None
-    """A Cloud KMS key name for GCS objects (customer-managed encryption)."""
-    request_timeout: float = 60.0
-    """Seconds an S3 or GCS request may make no progress (connecting, sending, receiving) before it is
-    abandoned and tried again."""
-    retry_deadline: float = 600.0
-    """Seconds that failing requests are tried again (a store that does not answer for that long
-    fails what waits on it)."""
     transfer_process: str = "auto"
     """Where an artifact's files are hashed and stored: ``auto`` in a helper process for artifacts of
     at least 256 files or 64 MiB (so that a job logging in the background keeps its interpreter lock
@@ -177,11 +162,7 @@ class Settings:
     def describe(self) -> list[tuple[str, str | int | float | bool | None, str]]:
         """(name, value, source) for each setting, for ``lorry config``: values keep their JSON type
         (a path is a string, a secret ``***``)."""
-        return [
-            (f.name, _plain(getattr(self, f.name)), self.sources.get(f.name, "default"))
-            for f in fields(self)
-            if f.name != "sources"
-        ]
+        return [(name, _plain(getattr(self, name)), self.sources.get(name, "default")) for name in self._ENV]
 
 
 def _plain(value: object) -> str | int | float | bool | None:

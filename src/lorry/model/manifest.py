@@ -155,10 +155,6 @@ class Entry:
             f"version_id={self.version_id!r})"
         )
 
-    @property
-    def is_reference(self) -> bool:
-        return self.ref is not None
-
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "digest": self.digest, "size": self.size}
         if self.ref is not None:

@@ -4,7 +4,9 @@ A ``Secret`` holds a key or a password: its ``repr`` and ``str`` are ``***``, so
 can be printed, logged or put in an error message without giving it away; only ``reveal()`` returns the
 value, at the one place that sends it. ``redact_uri`` and ``redact_text`` hide what a URI may carry:
 the user information (a password or a token) and the values of its query (a signed URL's signature,
-credential and token), keeping the names so a message still says what the URI was.
+credential and token), keeping the names so a message still says what the URI was. ``redact_setting``
+shows a setting's own value to its user, hiding what looks secret by name. Every part of lorry that
+shows a secret-bearing value goes through one of these three.
 """
 
 from __future__ import annotations
@@ -82,3 +84,21 @@ def redact_text(text: str) -> str:
 def _redact_parameter(parameter: str) -> str:
     name, sep, _ = parameter.partition("=")
     return f"{name}={REDACTED}" if sep else REDACTED
+
+
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<secret>[^/@\s]+)@", re.I
+)
+_SECRET_NAMES = "secret|token|password|passwd|credential|signature|sig|key|auth"
+_SECRET_WORDS = re.compile(_SECRET_NAMES, re.I)
+_QUERY_SECRET = re.compile(rf"(?P<name>[?&;][^=&;#\s]*(?:{_SECRET_NAMES})[^=&;#\s]*=)[^&;#\s]*", re.I)
+
+
+def redact_setting(name: str, value: str) -> str:
+    """A setting's value as ``lorry config`` and the web UI show it: the whole value of a setting whose
+    name looks secret, else the value with a URL's password and secret-looking query parameters hidden
+    (the rest stays readable: it is the user's own configuration, shown to them)."""
+    if _SECRET_WORDS.search(name):
+        return REDACTED if value and value != "None" else value
+    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
+    return _QUERY_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", value)

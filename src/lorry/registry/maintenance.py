@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import time
 import uuid
@@ -47,31 +46,30 @@ from typing import Any, TypeVar
 
 from lorry.errors import ConflictError, CorruptRecordError, LorryError, ObjectNotFoundError
 from lorry.model.digest import digest_bytes, hex_part, is_content_digest, new_hasher
-from lorry.registry.records import VersionRecord, dump_json, load_json
-from lorry.registry.registry import (
-    Collection,
-    Registry,
-    ShardRecord,
+from lorry.model.layout import (
+    GC_STATE_KEY,
+    AliasKey,
+    BlobKey,
+    ManifestKey,
+    ProbeKey,
+    ShardKey,
+    VersionKey,
     blob_key,
     manifest_key,
-    pointer_version,
+    parse_key,
+    version_key,
 )
+from lorry.registry.records import VersionRecord, dump_json, load_json
+from lorry.registry.registry import Registry, ShardRecord, pointer_version
 from lorry.storage.base import CREATE, LOCAL_FILES, ObjectMeta, Store, Update, Upload
 from lorry.transfer.cleanup import DEFAULT_GRACE, abort_uploads, stale_uploads
 
-GC_STATE_KEY = "_lorry/gc/state.json"
 SETTLE = 5.0
 """Seconds gc waits between announcing itself and reading the versions (see the module notes)."""
 LEASE = 600.0
 """Seconds after which a gc that stopped refreshing its record is taken for dead."""
 POLL = 1.0
 
-_VERSION_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/versions/[0-9]+\.json")
-_SHARD_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/drafts/[^/]+/shards/[^/]+\.json")
-_ALIAS_KEY = re.compile(r"[^/]+/[^/]+/artifacts/[^/]+/aliases/[^/]+\.json")
-_BLOB_KEY = re.compile(r"blobs/blake3/[0-9a-f]{2}/([0-9a-f]{64})")
-_MANIFEST_KEY = re.compile(r"manifests/blake3/[0-9a-f]{2}/([0-9a-f]{64})\.json")
-_PROBE_PREFIX = "_lorry/probe/"
 _CONCURRENCY = 32
 
 T = TypeVar("T")
@@ -157,8 +155,8 @@ class _Scan:
 
     blobs: dict[str, ObjectMeta] = field(default_factory=dict)  # digest -> meta
     manifests: dict[str, ObjectMeta] = field(default_factory=dict)  # digest -> meta
-    versions: list[str] = field(default_factory=list)  # version record keys
-    aliases: list[str] = field(default_factory=list)  # alias pointer keys
+    versions: dict[str, VersionKey] = field(default_factory=dict)  # version record keys
+    aliases: dict[str, AliasKey] = field(default_factory=dict)  # alias pointer keys
     shards: list[str] = field(default_factory=list)  # distributed artifacts' shard record keys
     probes: list[ObjectMeta] = field(default_factory=list)
 
@@ -166,18 +164,19 @@ class _Scan:
     async def of(cls, store: Store) -> _Scan:
         scan = cls()
         async for meta in store.list(""):
-            if match := _BLOB_KEY.fullmatch(meta.key):
-                scan.blobs[f"blake3:{match[1]}"] = meta
-            elif match := _MANIFEST_KEY.fullmatch(meta.key):
-                scan.manifests[f"blake3:{match[1]}"] = meta
-            elif _VERSION_KEY.fullmatch(meta.key):
-                scan.versions.append(meta.key)
-            elif _ALIAS_KEY.fullmatch(meta.key):
-                scan.aliases.append(meta.key)
-            elif _SHARD_KEY.fullmatch(meta.key):
-                scan.shards.append(meta.key)
-            elif meta.key.startswith(_PROBE_PREFIX):
-                scan.probes.append(meta)
+            match parse_key(meta.key):
+                case BlobKey(digest):
+                    scan.blobs[digest] = meta
+                case ManifestKey(digest):
+                    scan.manifests[digest] = meta
+                case VersionKey() as version:
+                    scan.versions[meta.key] = version
+                case AliasKey() as alias:
+                    scan.aliases[meta.key] = alias
+                case ShardKey():
+                    scan.shards.append(meta.key)
+                case ProbeKey():
+                    scan.probes.append(meta)
         return scan
 
 
@@ -308,7 +307,7 @@ async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callab
     scan = await _Scan.of(store)  # listed before the versions are read: a later commit is in `reach`
     at = now()
     cutoff = at - grace
-    reach = await _reach(store, scan.versions, now=at, kept_since=cutoff, shard_keys=scan.shards)
+    reach = await _reach(store, list(scan.versions), now=at, kept_since=cutoff, shard_keys=scan.shards)
     if reach.problems:  # what an unreadable version or manifest needs is unknown: remove nothing
         raise CorruptRecordError(
             f"gc stopped before removing anything: {reach.problems[0]} "
@@ -328,23 +327,23 @@ async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callab
     local = LOCAL_FILES.of(store)
     temps = await asyncio.to_thread(local.stale_temp_files, cutoff) if local is not None else []
     if not dry_run:
-        await _bounded(expired, lambda key: _mark_expired(store, key))
+        await _bounded(expired, lambda key: _mark_expired(store, scan.versions[key]))
         # Only a collection with a gone version can hold an alias naming one: read no other alias.
-        with_gone = {key.rsplit("/", 2)[0] for key in reach.gone}  # <collection>/versions/<n>.json
-        suspects = [key for key in scan.aliases if key.rsplit("/", 2)[0] in with_gone]
-        await _bounded(suspects, lambda key: _drop_alias_of_gone(store, key, reach.gone))
+        with_gone = {scan.versions[key].collection for key in reach.gone}
+        suspects = [key for key, alias in scan.aliases.items() if alias.collection in with_gone]
+        await _bounded(suspects, lambda key: _drop_alias_of_gone(store, key, scan.aliases[key], reach.gone))
         await _bounded(doomed, lambda meta: store.delete(meta.key))
         await abort_uploads(store, uploads)
         for temp in temps:
             temp.unlink(missing_ok=True)
-    blobs = [meta for meta in doomed if meta.key.startswith("blobs/")]
+    blobs = [meta for meta in doomed if isinstance(parse_key(meta.key), BlobKey)]
     return GcReport(
         dry_run=dry_run,
         versions=reach.versions,
         expired=len(expired),
         blobs=len(blobs),
         blob_bytes=sum(meta.size for meta in blobs),
-        manifests=sum(1 for meta in doomed if meta.key.startswith("manifests/")),
+        manifests=sum(1 for meta in doomed if isinstance(parse_key(meta.key), ManifestKey)),
         uploads=len(uploads) + len(temps),
         spared=len(unreferenced) - len(doomed),
         keys=(
@@ -355,14 +354,8 @@ async def _collect(store: Store, grace: timedelta, *, dry_run: bool, now: Callab
     )
 
 
-def _collection_of(version_key: str) -> tuple[Collection, int]:
-    entity, project, _, name, _, file = version_key.split("/")
-    return Collection(entity, project, name), int(file.removesuffix(".json"))
-
-
-async def _mark_expired(store: Store, key: str) -> None:
+async def _mark_expired(store: Store, version: VersionKey) -> None:
     """Turn an expired version into a deleted one, stamped with the moment it expired."""
-    collection, number = _collection_of(key)
 
     def stamp(current: VersionRecord) -> VersionRecord:
         expires = current.expires_at()
@@ -370,19 +363,18 @@ async def _mark_expired(store: Store, key: str) -> None:
             return current
         return replace(current, deleted_at=expires.isoformat(timespec="microseconds"))
 
-    await Registry(store).update_version(collection, number, stamp, include_gone=True)
+    await Registry(store).update_version(version.collection, version.number, stamp, include_gone=True)
 
 
-async def _drop_alias_of_gone(store: Store, key: str, gone: dict[str, VersionRecord]) -> None:
+async def _drop_alias_of_gone(
+    store: Store, key: str, alias: AliasKey, gone: dict[str, VersionRecord]
+) -> None:
     try:
         number = pointer_version(await store.get(key), key)
     except (ObjectNotFoundError, CorruptRecordError):
         return
-    prefix = key[: key.index("/aliases/") + 1]
-    if f"{prefix}versions/{number}.json" in gone:
-        collection, _ = _collection_of(f"{prefix}versions/{number}.json")
-        alias = key[len(prefix) + len("aliases/") :].removesuffix(".json")
-        await Registry(store).remove_alias(collection, number, alias)
+    if version_key(alias.collection, number) in gone:
+        await Registry(store).remove_alias(alias.collection, number, alias.alias)
 
 
 @asynccontextmanager
@@ -472,7 +464,7 @@ async def verify_store(store: Store, *, quick: bool = False) -> StoreReport:
     """Check every committed version: its record parses, its manifest is there and matches its digest,
     and each blob it needs is there with the right size and (unless ``quick``) the right bytes."""
     scan = await _Scan.of(store)
-    reach = await _reach(store, scan.versions, now=datetime.now(UTC))
+    reach = await _reach(store, list(scan.versions), now=datetime.now(UTC))
     problems = list(reach.problems)
     hashed = 0
 
@@ -513,8 +505,7 @@ async def verify_store(store: Store, *, quick: bool = False) -> StoreReport:
         except CorruptRecordError as exc:
             problems.append(Problem(key, str(exc)))
             return
-        collection_prefix = key[: key.index("/aliases/") + 1]
-        if f"{collection_prefix}versions/{number}.json" not in versions:
+        if version_key(scan.aliases[key].collection, number) not in versions:
             problems.append(Problem(key, f"names v{number}, which does not exist"))
 
     await _bounded(sorted(reach.blobs), check_blob, limit=8)

@@ -12,6 +12,8 @@ Layout (the README draws it too)::
     <entity>/<project>/artifacts/<name>/consumers/<N>/<entity>/<project>/<run id>   lineage, reverse
     <entity>/<project>/runs/<run id>.json             the run record
 
+``lorry.model.layout`` builds and reads these keys; nothing else spells them.
+
 The commit protocol, and why it is safe with many writers, is in ``commit``.
 """
 
@@ -35,7 +37,30 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.model.digest import digest_bytes, hex_part, is_content_digest
+from lorry.model.digest import digest_bytes, is_content_digest
+from lorry.model.layout import (
+    AliasKey,
+    Collection,
+    CollectionKey,
+    VersionKey,
+    alias_key,
+    aliases_prefix,
+    collection_key,
+    collections_prefix,
+    consumer_key,
+    consumer_of,
+    consumers_prefix,
+    digest_key,
+    head_key,
+    manifest_key,
+    parse_key,
+    run_key,
+    runs_prefix,
+    shard_key,
+    shards_prefix,
+    version_key,
+    versions_prefix,
+)
 from lorry.model.manifest import Manifest
 from lorry.model.names import LATEST, version_number
 from lorry.model.retention import RetentionPolicy
@@ -47,36 +72,6 @@ _CAS_ATTEMPTS = 64
 _LATEST_BATCH = 16  # version records read at once when looking for the newest live one below deleted
 
 log = logging.getLogger("lorry")
-
-
-@dataclass(frozen=True, slots=True)
-class Collection:
-    """All versions of one artifact name in one project."""
-
-    entity: str
-    project: str
-    name: str
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.entity}/{self.project}/artifacts/{self.name}/"
-
-    def __str__(self) -> str:
-        return f"{self.entity}/{self.project}/{self.name}"
-
-
-def blob_key(digest: str) -> str:
-    hexd = hex_part(digest)
-    return f"blobs/blake3/{hexd[:2]}/{hexd}"
-
-
-def manifest_key(digest: str) -> str:
-    hexd = hex_part(digest)
-    return f"manifests/blake3/{hexd[:2]}/{hexd}.json"
-
-
-def run_key(entity: str, project: str, run_id: str) -> str:
-    return f"{entity}/{project}/runs/{run_id}.json"
 
 
 class Registry:
@@ -156,7 +151,7 @@ class Registry:
         # missing now belongs to a version at or above the head read here, which the walk will meet.
         # (Read the other way round, a writer of the same content could commit in between and be missed.)
         head = await self._head_count(collection)
-        index = self._digest_key(collection, manifest.digest)
+        index = digest_key(collection, manifest.digest)
         existing = await self._read_index(collection, manifest.digest)
         if existing is not None and not _gone(existing):
             return existing, False
@@ -185,14 +180,12 @@ class Registry:
         while True:
             record = record_for(number)
             try:
-                await self.store.put(
-                    self._version_key(collection, number), dump_json(record.to_json()), CREATE
-                )
+                await self.store.put(version_key(collection, number), dump_json(record.to_json()), CREATE)
                 break
             except ConflictError:
                 other = await self.read_version(collection, number, include_gone=True)
                 if not _gone(other):  # a deleted version's content must not be found through the index
-                    await self.store.put(self._digest_key(collection, other.manifest), _pointer(number))
+                    await self.store.put(digest_key(collection, other.manifest), _pointer(number))
                     if other.manifest == manifest.digest:
                         await self._advance_head(collection, number + 1)
                         return other, False
@@ -221,7 +214,7 @@ class Registry:
     async def _check_type(self, collection: Collection, artifact_type: str) -> None:
         """A collection keeps the type of its first version. Read first: after the first commit that
         is the one request a commit spends here."""
-        key = collection.prefix + "collection.json"
+        key = collection_key(collection)
         try:
             existing = _field_str(load_json(await self.store.get(key), key), "type", key)
         except ObjectNotFoundError:
@@ -239,7 +232,7 @@ class Registry:
     async def refuse_other_type(self, collection: Collection, artifact_type: str) -> None:
         """Refuse a version of another type than its collection's before anything is stored for it
         (the commit checks again: the collection may be created meanwhile)."""
-        key = collection.prefix + "collection.json"
+        key = collection_key(collection)
         try:
             existing = _field_str(load_json(await self.store.get(key), key), "type", key)
         except ObjectNotFoundError:
@@ -249,7 +242,7 @@ class Registry:
         _same_type(collection, existing, artifact_type)
 
     async def _read_index(self, collection: Collection, digest: str) -> VersionRecord | None:
-        key = self._digest_key(collection, digest)
+        key = digest_key(collection, digest)
         try:
             number = pointer_version(await self.store.get(key), key)
         except ObjectNotFoundError:
@@ -260,7 +253,7 @@ class Registry:
         return record
 
     async def _head_count(self, collection: Collection) -> int:
-        key = collection.prefix + "head.json"
+        key = head_key(collection)
         try:
             doc = load_json(await self.store.get(key), key)
         except ObjectNotFoundError:
@@ -271,7 +264,7 @@ class Registry:
         return count
 
     async def _advance_head(self, collection: Collection, count: int) -> None:
-        key = collection.prefix + "head.json"
+        key = head_key(collection)
         for _ in range(_CAS_ATTEMPTS):
             mode: PutMode
             try:
@@ -296,7 +289,7 @@ class Registry:
     ) -> VersionRecord:
         """The record of ``v<number>``; ``ArtifactNotFoundError`` if there is none,
         ``ArtifactDeletedError`` if it was deleted or expired (unless ``include_gone``)."""
-        key = self._version_key(collection, number)
+        key = version_key(collection, number)
         try:
             payload = await self.store.get(key)
         except ObjectNotFoundError as exc:
@@ -314,7 +307,7 @@ class Registry:
         """The record and the etag to compare-and-swap it against. The HEAD comes first: if the
         record changes between the two calls, the stale etag makes the swap fail, never succeed."""
         try:
-            etag = (await self.store.head(self._version_key(collection, number))).etag
+            etag = (await self.store.head(version_key(collection, number))).etag
         except ObjectNotFoundError as exc:
             raise ArtifactNotFoundError(f"artifact {collection}:v{number} does not exist") from exc
         return await self.read_version(collection, number, include_gone=True), etag
@@ -344,9 +337,9 @@ class Registry:
     async def _highest(self, collection: Collection) -> int:
         """The highest version number ever given (live or not), or -1."""
         number = await self._head_count(collection)
-        if number > 0 and not await self._exists(self._version_key(collection, number - 1)):
+        if number > 0 and not await self._exists(version_key(collection, number - 1)):
             number = max(await self._version_numbers(collection), default=-1) + 1
-        while await self._exists(self._version_key(collection, number)):
+        while await self._exists(version_key(collection, number)):
             number += 1
         return number - 1
 
@@ -362,7 +355,7 @@ class Registry:
                     raise ArtifactDeletedError(f"every version of artifact {collection} was deleted")
                 raise ArtifactNotFoundError(f"artifact {collection} has no versions")
         elif number is None:
-            key = self._alias_key(collection, alias)
+            key = alias_key(collection, alias)
             try:
                 number = pointer_version(await self.store.get(key), key)
             except ObjectNotFoundError as exc:
@@ -382,21 +375,21 @@ class Registry:
                 raise ArtifactNotFoundError(f"artifact {collection} does not exist") from None
             if alias != LATEST and version_number(alias) is None:  # the alias record names no version
                 raise ArtifactNotFoundError(
-                    f"alias {alias!r} of {collection} ({self._alias_key(collection, alias)}) names "
+                    f"alias {alias!r} of {collection} ({alias_key(collection, alias)}) names "
                     f"v{number}, which does not exist"
                 ) from None
             raise
         return record
 
     async def exists(self, collection: Collection) -> bool:
-        return await self._exists(collection.prefix + "collection.json")
+        return await self._exists(collection_key(collection))
 
     async def collection_type(self, collection: Collection) -> str:
         return (await self.collection_info(collection)).type
 
     async def collection_info(self, collection: Collection) -> CollectionInfo:
         """The collection's type, description and tags (``collection.json``)."""
-        key = collection.prefix + "collection.json"
+        key = collection_key(collection)
         try:
             return CollectionInfo.from_json(load_json(await self.store.get(key), key), key)
         except ObjectNotFoundError as exc:
@@ -406,7 +399,7 @@ class Registry:
         self, collection: Collection, change: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> CollectionInfo:
         """Apply ``change`` to the newest ``collection.json`` by compare-and-swap."""
-        key = collection.prefix + "collection.json"
+        key = collection_key(collection)
         await require_conditional_writes(self.store)
         for _ in range(_CAS_ATTEMPTS):
             try:
@@ -460,12 +453,10 @@ class Registry:
         return record
 
     async def _version_numbers(self, collection: Collection) -> list[int]:
-        prefix = collection.prefix + "versions/"
         numbers = []
-        async for meta in self.store.list(prefix):
-            stem = meta.key[len(prefix) :].removesuffix(".json")
-            if stem.isdigit():
-                numbers.append(int(stem))
+        async for meta in self.store.list(versions_prefix(collection)):
+            if isinstance(key := parse_key(meta.key), VersionKey) and key.collection == collection:
+                numbers.append(key.number)
         return sorted(numbers)
 
     async def collections(self, entity: str, project: str) -> list[tuple[str, str]]:
@@ -475,12 +466,10 @@ class Registry:
     async def collection_infos(self, entity: str, project: str) -> list[tuple[str, CollectionInfo]]:
         """(name, info) of every collection in a project that has a live version (a collection whose
         versions were all deleted is gone from listings), by name."""
-        prefix = f"{entity}/{project}/artifacts/"
         names = []
-        async for meta in self.store.list(prefix):
-            name, _, rest = meta.key[len(prefix) :].partition("/")
-            if rest == "collection.json":
-                names.append(name)
+        async for meta in self.store.list(collections_prefix(entity, project)):
+            if isinstance(key := parse_key(meta.key), CollectionKey):
+                names.append(key.collection.name)
 
         async def one(name: str) -> tuple[str, CollectionInfo] | None:
             collection = Collection(entity, project, name)
@@ -513,7 +502,7 @@ class Registry:
                 return record
             try:
                 await self.store.put(
-                    self._version_key(collection, number), dump_json(updated.to_json()), Update(etag)
+                    version_key(collection, number), dump_json(updated.to_json()), Update(etag)
                 )
                 return updated
             except ConflictError:
@@ -523,11 +512,11 @@ class Registry:
     async def set_aliases(self, collection: Collection, number: int, aliases: Iterable[str]) -> None:
         for alias in aliases:
             if alias != LATEST:  # latest is derived: always the highest version
-                await self.store.put(self._alias_key(collection, alias), _pointer(number), OVERWRITE)
+                await self.store.put(alias_key(collection, alias), _pointer(number), OVERWRITE)
 
     async def remove_alias(self, collection: Collection, number: int, alias: str) -> None:
         """Remove ``alias`` if it still names ``number`` (if it moved meanwhile, it is not ours)."""
-        key = self._alias_key(collection, alias)
+        key = alias_key(collection, alias)
         try:
             if pointer_version(await self.store.get(key), key) == number:
                 await self.store.delete(key)
@@ -536,13 +525,12 @@ class Registry:
 
     async def aliases(self, collection: Collection) -> dict[str, int]:
         """Every user alias of the collection and the version it names."""
-        prefix = collection.prefix + "aliases/"
         found: dict[str, int] = {}
-        async for meta in self.store.list(prefix):
+        async for meta in self.store.list(aliases_prefix(collection)):
+            if not isinstance(key := parse_key(meta.key), AliasKey):
+                continue
             try:
-                found[meta.key[len(prefix) :].removesuffix(".json")] = pointer_version(
-                    await self.store.get(meta.key), meta.key
-                )
+                found[key.alias] = pointer_version(await self.store.get(meta.key), meta.key)
             except ObjectNotFoundError:
                 continue  # removed while listing
             except CorruptRecordError as exc:
@@ -557,13 +545,13 @@ class Registry:
         """Record that ``shard`` was started, before any of its files is stored: if its process dies,
         the shard is seen as missing, never taken as complete."""
         doc = {"shard": shard, "run": run_id, "state": "started", "started_at": _now_iso()}
-        await self.store.put(self._shard_key(collection, distributed_id, shard), dump_json(doc), CREATE)
+        await self.store.put(shard_key(collection, distributed_id, shard), dump_json(doc), CREATE)
 
     async def store_shard(
         self, collection: Collection, distributed_id: str, shard: str, run_id: str, manifest: str
     ) -> None:
         """The shard's files and manifest are stored: record it (after them, as a commit is)."""
-        key = self._shard_key(collection, distributed_id, shard)
+        key = shard_key(collection, distributed_id, shard)
         doc = {
             "shard": shard,
             "run": run_id,
@@ -574,8 +562,7 @@ class Registry:
         await self.store.put(key, dump_json(doc), OVERWRITE)
 
     async def shards(self, collection: Collection, distributed_id: str) -> list[ShardRecord]:
-        prefix = f"{collection.prefix}drafts/{distributed_id}/shards/"
-        keys = [meta.key async for meta in self.store.list(prefix)]
+        keys = [meta.key async for meta in self.store.list(shards_prefix(collection, distributed_id))]
         found = []
         for key in sorted(keys):
             with contextlib.suppress(ObjectNotFoundError):  # dropped since the listing
@@ -585,10 +572,6 @@ class Registry:
     async def drop_shards(self, records: Iterable[ShardRecord]) -> None:
         for record in records:
             await self.store.delete(record.key)
-
-    @staticmethod
-    def _shard_key(collection: Collection, distributed_id: str, shard: str) -> str:
-        return f"{collection.prefix}drafts/{distributed_id}/shards/{shard}.json"
 
     # -- runs and lineage -----------------------------------------------------------------------------
 
@@ -607,8 +590,8 @@ class Registry:
 
     async def runs(self, entity: str, project: str) -> list[RunRecord]:
         """Every run recorded in a project."""
-        prefix = f"{entity}/{project}/runs/"
-        keys = [meta.key async for meta in self.store.list(prefix) if meta.key.endswith(".json")]
+        listed = self.store.list(runs_prefix(entity, project))
+        keys = [meta.key async for meta in listed if meta.key.endswith(".json")]
 
         async def one(key: str) -> RunRecord | None:
             try:
@@ -619,31 +602,16 @@ class Registry:
         return [r for r in await asyncio.gather(*map(one, keys)) if r is not None]
 
     async def add_consumer(self, collection: Collection, number: int, run: RunRecord) -> None:
-        key = f"{collection.prefix}consumers/{number}/{run.entity}/{run.project}/{run.id}"
+        key = consumer_key(collection, number, run.entity, run.project, run.id)
         await self.store.put(key, b"", OVERWRITE)
 
     async def consumers(self, collection: Collection, number: int) -> list[tuple[str, str, str]]:
-        prefix = f"{collection.prefix}consumers/{number}/"
-        found = []
-        async for meta in self.store.list(prefix):
-            parts = meta.key[len(prefix) :].split("/")
-            if len(parts) == 3:
-                found.append((parts[0], parts[1], parts[2]))
-        return found
+        prefix = consumers_prefix(collection, number)
+        return [run async for meta in self.store.list(prefix) if (run := consumer_of(prefix, meta.key))]
 
     # -- keys and helpers -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _version_key(collection: Collection, number: int) -> str:
-        return f"{collection.prefix}versions/{number}.json"
-
-    @staticmethod
-    def _digest_key(collection: Collection, digest: str) -> str:
-        return f"{collection.prefix}digests/{hex_part(digest)}.json"
-
-    @staticmethod
-    def _alias_key(collection: Collection, alias: str) -> str:
-        return f"{collection.prefix}aliases/{alias}.json"
+    _digest_key = staticmethod(digest_key)
 
     async def _exists(self, key: str) -> bool:
         try:

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import AsyncIterator
 
 from lorry.errors import ConflictError, ObjectNotFoundError, UnsafeStoreError
+from lorry.model.layout import PROBE_PREFIX
 from lorry.storage.base import (
     CREATE,
     OVERWRITE,
@@ -33,8 +34,6 @@ from lorry.storage.base import (
     Store,
     Update,
 )
-
-PROBE_PREFIX = "_lorry/probe/"
 
 # One probe per store object (so per process and store URL); concurrent callers share it.
 _probes: weakref.WeakKeyDictionary[Store, asyncio.Future[str | None]] = weakref.WeakKeyDictionary()

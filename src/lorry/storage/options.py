@@ -45,13 +45,23 @@ class StoreOptions:
     """  # noqa: E501 - a doctest's output is one line
 
     ca_bundle: str | None = None
+    """A PEM file of the certificate authorities that TLS trusts, instead of the default ones."""
     verify_tls: bool = True
+    """Verify TLS certificates. Off only when set so explicitly, and every store opened then warns."""
     s3_sse: str | None = None
+    """Server-side encryption of S3 objects: ``AES256`` (SSE-S3) or ``aws:kms`` (SSE-KMS)."""
     s3_sse_kms_key_id: str | None = None
+    """The KMS key of ``s3_sse="aws:kms"`` (default: the server's own)."""
     s3_sse_c_key: Secret | None = None
+    """SSE-C: a base64 256-bit key of the user's, sent with every write and read; never shown."""
     gcs_kms_key: str | None = None
+    """A Cloud KMS key name for GCS objects (customer-managed encryption)."""
     request_timeout: float = 60.0
+    """Seconds an S3 or GCS request may make no progress (connecting, sending, receiving) before it is
+    abandoned and tried again."""
     retry_deadline: float = 600.0
+    """Seconds that failing requests are tried again (a store that does not answer for that long
+    fails what waits on it)."""
 
     def __post_init__(self) -> None:
         for name in ("request_timeout", "retry_deadline"):

@@ -21,8 +21,8 @@ from typing import TypeVar
 from lorry.cache import Cache
 from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, StoreError
 from lorry.model.digest import digest_bytes
+from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry
-from lorry.registry.registry import blob_key
 from lorry.storage.base import LOCAL_FILES, Store
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all

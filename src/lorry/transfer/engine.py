@@ -1,22 +1,21 @@
-"""The engine's per-process state: open stores, the limits every transfer shares, and the assigner.
+"""What transfers share while they run: the stores they open, the limits, the thread pool.
 
-Everything here belongs to the bridge's event loop. It is created on first use and forgotten after a
-fork, together with the loop it is bound to.
+An ``Engine`` belongs to one session (``lorry.session``), which makes it, closes it, and hands it to
+every transfer function with the store to work on. Its limits are bound to the loop they are first used
+on: the session's loop, the bridge's (``lorry._bridge``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
-import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from lorry.registry.assigner import Assigner
-from lorry.registry.registry import Registry
 from lorry.settings import Settings
 from lorry.storage import open_store
 from lorry.storage.base import Store
@@ -78,16 +77,26 @@ class Limits:
 
 @dataclass
 class Engine:
-    """One per process (per bridge): stores by URL, the thread pool for file work and hashing."""
+    """The transfer side of a session: stores by URL, the shared limits, the pool for file work."""
 
     settings: Settings
-    assigner: Assigner = field(default_factory=Assigner)
     _stores: dict[tuple[str, StoreOptions], Store] = field(default_factory=dict)
     _policies: dict[tuple[str, StoreOptions], RetryPolicy] = field(default_factory=dict)
-    _limits: Limits | None = None
-    _pool: ThreadPoolExecutor | None = None
+    limits: Limits = field(init=False)
+    _pool: ThreadPoolExecutor = field(init=False)
     retries: RetryStats = field(default_factory=RetryStats)
     """What retrying has cost the stores of this engine so far (read by ``Run.finish``)."""
+
+    def __post_init__(self) -> None:
+        self.limits = Limits.from_settings(self.settings)
+        self._pool = _new_pool()
+
+    def with_settings(self, settings: Settings) -> Engine:
+        """This engine (its stores, limits, pool and account of retries) with ``settings`` read at the
+        start of one call: the options references are fetched with follow the environment of that call."""
+        view = copy.copy(self)
+        view.settings = settings
+        return view
 
     def store(self, url: str, options: StoreOptions | None = None) -> Store:
         """The store at ``url``, opened with ``options`` (default: those of the engine's settings), built
@@ -107,25 +116,8 @@ class Engine:
             self._policies[key] = RetryPolicy(deadline=key[1].retry_deadline, stats=self.retries)
         return self._policies[key]
 
-    def registry(self, settings: Settings) -> Registry:
-        """The records of the store ``settings`` name, in its single-writer mode if the settings say so."""
-        return Registry(
-            self.store(settings.store, settings.store_options), single_writer=settings.single_writer
-        )
-
-    @property
-    def limits(self) -> Limits:
-        if self._limits is None:
-            self._limits = Limits.from_settings(self.settings)
-        return self._limits
-
     async def in_thread(self, func: Callable[..., T], *args: object) -> T:
         """Run blocking file work (reads, copies, hashing: all release the GIL) on the engine's pool."""
-        if self._pool is None:
-            # Enough threads to keep the disk and the hash busy on both cores while others wait on I/O.
-            self._pool = ThreadPoolExecutor(
-                max_workers=min(32, (os.cpu_count() or 2) * 4), thread_name_prefix="lorry-io"
-            )
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     async def close(self) -> None:
@@ -133,9 +125,13 @@ class Engine:
             await store.close()
         self._stores.clear()
         self._policies.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        self._pool.shutdown(wait=False)
+        self._pool = _new_pool()  # its threads start only when used
+
+
+def _new_pool() -> ThreadPoolExecutor:
+    # Enough threads to keep the disk and the hash busy on both cores while others wait on I/O.
+    return ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 2) * 4), thread_name_prefix="lorry-io")
 
 
 async def gather_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -148,27 +144,3 @@ async def gather_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
         first = failed.exceptions[0]
         first.__suppress_context__ = True
         raise first from first.__cause__
-
-
-_engine_lock = threading.Lock()
-_engines: dict[int, Engine] = {}
-
-
-def engine(settings: Settings) -> Engine:
-    """The engine of this process. Limits come from the first settings that asked for it."""
-    with _engine_lock:
-        pid = os.getpid()
-        if pid not in _engines:
-            _engines.clear()  # a forked child: the parent's engine is bound to a loop that is gone
-            _engines[pid] = Engine(settings)
-        return _engines[pid]
-
-
-def shutdown() -> None:
-    """Close this process's stores (their connections), if the engine was ever started."""
-    with _engine_lock:
-        current = _engines.pop(os.getpid(), None)
-    if current is not None:
-        from lorry._bridge import run_sync
-
-        run_sync(current.close())

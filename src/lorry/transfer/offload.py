@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from lorry.errors import StoreError
 from lorry.settings import Settings
-from lorry.transfer.engine import Counters
+from lorry.transfer.engine import Counters, Engine
 from lorry.transfer.journal import Journal
 from lorry.transfer.retry import RetryStats
 from lorry.transfer.upload import FileSource, store_files
@@ -54,7 +54,7 @@ def wants_helper(settings: Settings, files: Sequence[FileSource]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class _Stored:
+class Stored:
     """What the helper sends back for one job: the files' digests, and what retrying cost it."""
 
     digests: list[str]
@@ -66,7 +66,7 @@ class _Waiting:
     """A job sent to a helper, and where its answer goes."""
 
     loop: asyncio.AbstractEventLoop
-    answer: asyncio.Future[_Stored]
+    answer: asyncio.Future[Stored]
     process: subprocess.Popen[bytes]
 
 
@@ -92,7 +92,7 @@ class Helper:
     ) -> list[str]:
         """``upload.store_files`` in the helper. ``counters`` advance when the helper is done."""
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[_Stored] = loop.create_future()
+        answer: asyncio.Future[Stored] = loop.create_future()
         job = next(self._jobs)
         level = logging.getLogger("lorry").getEffectiveLevel()  # the helper logs what would be seen here
         frame = pickle.dumps((job, settings, tuple(files), level), protocol=pickle.HIGHEST_PROTOCOL)
@@ -135,7 +135,7 @@ class Helper:
                     with contextlib.suppress(OSError):
                         current.stdin.close()
                 path = f"import sys; sys.path[:0] = {sys.path!r}"  # lorry found where the caller found it
-                code = f"{path}; from lorry.transfer.offload import serve; serve()"
+                code = f"{path}; from lorry.session import serve_helper; serve_helper()"
                 self._process = subprocess.Popen(
                     [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environ
                 )
@@ -180,7 +180,7 @@ class Helper:
             waiting.loop.call_soon_threadsafe(_settle, waiting.answer, False, gone)
 
 
-def _settle(answer: asyncio.Future[_Stored], ok: bool, value: Any) -> None:
+def _settle(answer: asyncio.Future[Stored], ok: bool, value: Any) -> None:
     if answer.done():
         return
     if ok:
@@ -213,10 +213,12 @@ def close_helper() -> None:
 # -- the helper's side -----------------------------------------------------------------------------------
 
 
-def serve() -> None:
-    """The helper's main: run every job that arrives on stdin, answer each on stdout, end at EOF."""
-    from lorry import _bridge
+Submit = Callable[[Settings, tuple[FileSource, ...]], concurrent.futures.Future[Stored]]
 
+
+def serve(submit: Submit) -> None:
+    """The helper's main: run every job that arrives on stdin (``submit`` starts it), answer each on
+    stdout, end at EOF."""
     _setup()
     jobs = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")
@@ -229,7 +231,7 @@ def serve() -> None:
         with lock:
             _write_frame(answers, pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def reply(job: int, done: concurrent.futures.Future[_Stored]) -> None:
+    def reply(job: int, done: concurrent.futures.Future[Stored]) -> None:
         nonlocal unanswered
         error = done.exception()
         send(
@@ -249,7 +251,7 @@ def serve() -> None:
         logger.setLevel(level)
         with answered:
             unanswered += 1
-        _bridge.bridge().submit(_store(settings, files)).add_done_callback(functools.partial(reply, job))
+        submit(settings, files).add_done_callback(functools.partial(reply, job))
     with answered:
         answered.wait_for(lambda: unanswered == 0)
 
@@ -281,14 +283,12 @@ def _setup() -> None:
         os.nice(NICE)
 
 
-async def _store(settings: Settings, files: tuple[FileSource, ...]) -> _Stored:
-    from lorry.transfer.engine import engine
-
-    eng = engine(settings)
-    before = eng.retries.copy()
-    store = eng.store(settings.store, settings.store_options)
-    digests = await store_files(eng, store, files, Counters(), Journal(settings.cache_dir))
-    return _Stored(digests, eng.retries.since(before))
+async def store_job(engine: Engine, settings: Settings, files: tuple[FileSource, ...]) -> Stored:
+    """One job of the helper: store ``files`` with ``engine`` on the store ``settings`` name."""
+    before = engine.retries.copy()
+    store = engine.store(settings.store, settings.store_options)
+    digests = await store_files(engine, store, files, Counters(), Journal(settings.cache_dir))
+    return Stored(digests, engine.retries.since(before))
 
 
 def _portable(exc: BaseException) -> BaseException:

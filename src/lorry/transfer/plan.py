@@ -21,7 +21,6 @@ MAX_PART = 5 * 1024 * MiB
 # Defaults measured against Ceph RGW on loopback (see README, "Measured defaults").
 MULTIPART_THRESHOLD = 32 * MiB
 PART_SIZE = 8 * MiB
-RANGED_THRESHOLD = 32 * MiB
 RANGE_SIZE = 16 * MiB
 MAX_PARTS_IN_FLIGHT = 4
 RANGES_IN_FLIGHT = 16

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from lorry.model.display import human_size
 from lorry.transfer.engine import Counters
 
 REFRESH = 0.25
@@ -30,14 +31,6 @@ def enabled(setting: bool | None, stream: TextIO | None = None) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def summary(counters: Sequence[Counters], elapsed: float) -> tuple[int, int, str]:
     """Bytes done, bytes in all, and the text after the bar: files, bytes and rate."""
     files_done = sum(c.files_done for c in counters)
@@ -46,7 +39,7 @@ def summary(counters: Sequence[Counters], elapsed: float) -> tuple[int, int, str
     total = sum(c.bytes_total for c in counters)
     rate = done / elapsed if elapsed > 0 else 0.0
     text = (
-        f"{files_done}/{files_total} files, {human_bytes(done)}/{human_bytes(total)}, {human_bytes(rate)}/s"
+        f"{files_done}/{files_total} files, {human_size(done)}/{human_size(total)}, {human_size(rate)}/s"
     )
     if not total:  # only empty files: the bar is full once they are all done
         return int(files_done == files_total), 1, text

@@ -17,9 +17,9 @@ An ``s3://`` or ``gs://`` URI that is not an object is a prefix: every object un
 an entry named relative to the prefix (below ``name`` when one is given), up to ``max_objects``.
 With ``checksum=False`` the URI is recorded as one entry and nothing is contacted.
 
-``resolve`` runs on the caller's thread and hands remote work to the engine's loop through the bridge;
-``fetch`` runs on that loop. A fetch streams into a temporary file beside its target and renames it
-only once verified, so no partial or unverified file ever stands under a final name.
+``resolve`` and ``fetch`` run on the engine's loop, with the options of the settings the engine was
+given for the call (``Engine.with_settings``). A fetch streams into a temporary file beside its target
+and renames it only once verified, so no partial or unverified file ever stands under a final name.
 
 Remote sources are reached with the settings' TLS trust (``StoreOptions.for_references``: the CA bundle,
 or verification off, but none of the store's encryption settings, which belong to its own objects).
@@ -43,7 +43,6 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from lorry import _bridge
 from lorry.errors import (
     IntegrityError,
     LocalFileError,
@@ -54,12 +53,10 @@ from lorry.errors import (
 )
 from lorry.model.manifest import Entry, normalize_entry_path
 from lorry.model.secret import redact_text, redact_uri
-from lorry.settings import Settings
 from lorry.storage.base import VERSIONED_READS, VersionedMeta, VersionedReads
 from lorry.storage.failures import no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
 from lorry.storage.tls import aiohttp_ssl, endpoint_of, tls_error, warn_unverified
-from lorry.transfer import engine as engine_module
 from lorry.transfer.engine import Engine
 from lorry.transfer.files import (
     DOWNLOAD_MODE,
@@ -81,12 +78,14 @@ REMOTE_SCHEMES = ("http", "https", "s3", "gs")
 log = logging.getLogger("lorry")
 
 
-def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None) -> list[Entry]:
+async def resolve(
+    engine: Engine, uri: str, name: str | None, checksum: bool, max_objects: int | None
+) -> list[Entry]:
     """The entries a reference to ``uri`` stands for (one, or one per object under a prefix)."""
     scheme = urlsplit(uri).scheme.lower()
     limit = max_objects or DEFAULT_MAX_OBJECTS
     if scheme == "file":
-        return _resolve_file(uri, name, checksum, limit)
+        return await engine.in_thread(_resolve_file, uri, name, checksum, limit)
     if scheme not in REMOTE_SCHEMES:
         raise ValidationError(
             f"cannot add a reference to {redact_uri(uri)!r}: unsupported scheme {scheme or '(none)'!r}"
@@ -96,7 +95,7 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
         _split_bucket(uri)  # refuse a URI without a bucket before anything else
     if not checksum:
         return [Entry(path=entry_name or _basename(uri), digest=None, size=None, ref=uri)]
-    settings = Settings.load()
+    settings = engine.settings
     # The caller waits while a reference is looked up: a host that cannot be reached fails it within
     # seconds. The long retry deadline is for transfers already under way (downloads of it).
     options = replace(
@@ -104,10 +103,9 @@ def resolve(uri: str, name: str | None, checksum: bool, max_objects: int | None)
         retry_deadline=min(settings.retry_deadline, RESOLVE_DEADLINE),
         request_timeout=min(settings.request_timeout, RESOLVE_DEADLINE),
     )
-    eng = engine_module.engine(settings)
     if scheme in ("s3", "gs"):
-        return _bridge.run_sync(_resolve_bucket(eng, options, uri, scheme, entry_name, limit))
-    return [_bridge.run_sync(_resolve_http(options, uri, entry_name or _basename(uri)))]
+        return await _resolve_bucket(engine, options, uri, scheme, entry_name, limit)
+    return [await _resolve_http(options, uri, entry_name or _basename(uri))]
 
 
 async def fetch(engine: Engine, entry: Entry, target: Path) -> None:
@@ -117,8 +115,8 @@ async def fetch(engine: Engine, entry: Entry, target: Path) -> None:
     if scheme == "file":
         await engine.in_thread(_fetch_file, entry, target)
         return
-    # The TLS settings in force now (as when the reference was resolved), not only the engine's first.
-    options = Settings.load().store_options.for_references()
+    # The TLS settings of the call that fetches (as when the reference was resolved), not the session's.
+    options = engine.settings.store_options.for_references()
     if scheme in ("http", "https"):
         await _fetch_http(engine, options, entry, target)
     elif scheme == "s3":

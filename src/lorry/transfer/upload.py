@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
-from lorry.registry.registry import blob_key
+from lorry.model.layout import blob_key
 from lorry.storage.base import CREATE, LOCAL_FILES, STREAM_READ, LocalFiles, MultipartStore, Part, Store
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from lorry.cli import redact
+from lorry.model.secret import redact_setting
 from lorry.settings import Settings
 from lorry.ui.server import Access, make_app, url_host
 
@@ -35,7 +35,7 @@ async def _serve(settings: Settings, host: str, port: int, announce: Callable[[s
         await site.start()
         bound = runner.addresses[0][1]
         url = f"http://{url_host(host)}:{bound}/" + (f"?token={access.token}" if access.token else "")
-        announce(f"lorry ui: serving {redact('store', settings.store)} at {url}")
+        announce(f"lorry ui: serving {redact_setting('store', settings.store)} at {url}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError):  # no signal handlers on some platforms

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lorry.errors import ArtifactNotFoundError, RunNotFoundError
+from lorry.model.layout import Collection
 from lorry.model.names import version_alias
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, Registry
+from lorry.registry.registry import Registry
 
 UP, DOWN = "up", "down"
 

@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 from lorry import _bridge
 from lorry.artifact import AliasTable
 from lorry.errors import ArtifactDeletedError, ArtifactNotFoundError, CorruptRecordError, ObjectNotFoundError
+from lorry.model.layout import Collection, CollectionKey, VersionKey, blob_key, manifest_key, parse_key
 from lorry.model.names import version_alias, version_number
 from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
-from lorry.registry.registry import Collection, CollectionInfo, Registry, blob_key, manifest_key
+from lorry.registry.registry import CollectionInfo, Registry
+from lorry.session import session
 from lorry.settings import Settings
-from lorry.transfer.engine import engine
 from lorry.ui.entries import EntryTable
 
 T = TypeVar("T")
@@ -109,7 +110,7 @@ class Reader:
 
     @property
     def registry(self) -> Registry:
-        return engine(self.settings).registry(self.settings)
+        return session(self.settings).registry(self.settings)
 
     @property
     def store_url(self) -> str:
@@ -128,14 +129,11 @@ class Reader:
         counts: dict[Collection, int] = {}
         found: set[Collection] = set()
         async for meta in registry.store.list(""):
-            parts = meta.key.split("/")
-            if len(parts) < 5 or parts[2] != "artifacts":
-                continue
-            collection = Collection(parts[0], parts[1], parts[3])
-            if parts[4:] == ["collection.json"]:
-                found.add(collection)
-            elif len(parts) == 6 and parts[4] == "versions" and parts[5].removesuffix(".json").isdigit():
-                counts[collection] = counts.get(collection, 0) + 1
+            match parse_key(meta.key):
+                case CollectionKey(collection):
+                    found.add(collection)
+                case VersionKey(collection):
+                    counts[collection] = counts.get(collection, 0) + 1
 
         async def summary(collection: Collection) -> CollectionSummary:
             try:

@@ -32,7 +32,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 import lorry
-from lorry.cli import human_size, human_time, redact
 from lorry.errors import (
     AccessDeniedError,
     ArtifactDeletedError,
@@ -42,11 +41,12 @@ from lorry.errors import (
     ValidationError,
 )
 from lorry.model.digest import format_digest, new_hasher
+from lorry.model.display import human_size, human_time
+from lorry.model.layout import Collection
 from lorry.model.manifest import normalize_entry_path
 from lorry.model.names import LATEST, validate_alias, validate_artifact_name, validate_segment, version_alias
-from lorry.model.secret import redact_text, redact_uri
+from lorry.model.secret import redact_setting, redact_text, redact_uri
 from lorry.registry.records import ArtifactRef, VersionRecord
-from lorry.registry.registry import Collection
 from lorry.settings import Settings
 from lorry.ui import lineage, query, views
 from lorry.ui.reader import Reader, gone
@@ -303,7 +303,7 @@ class Pages:
     ) -> web.Response:
         template = self.templates.get_template(name)
         text = template.render(
-            store=redact("store", self.reader.store_url),
+            store=redact_setting("store", self.reader.store_url),
             url=(lambda **changes: with_query(request, **changes)) if request is not None else None,
             **context,
         )
@@ -420,7 +420,7 @@ class Pages:
         pager = Pager.of(rows, _page_number(request), FILES_PER_PAGE)
         # Only the entries shown are parsed and checked.
         pager = replace(pager, items=[entries.entry(r) if isinstance(r, int) else r for r in pager.items])
-        name, store = found.name, redact("store", self.reader.store_url)
+        name, store = found.name, redact_setting("store", self.reader.store_url)
         return self.render(
             request,
             "version.html",
