@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import uuid
 import weakref
-from collections.abc import AsyncIterator
 
 from lorry.errors import ConflictError, ObjectNotFoundError, UnsafeStoreError
 from lorry.model.layout import PROBE_PREFIX
@@ -26,14 +25,13 @@ from lorry.storage.base import (
     CREATE,
     OVERWRITE,
     Body,
-    C,
-    Capability,
     Create,
     ObjectMeta,
     PutMode,
     Store,
     Update,
 )
+from lorry.storage.wrapped import WrappedStore
 
 # One probe per store object (so per process and store URL); concurrent callers share it.
 _probes: weakref.WeakKeyDictionary[Store, asyncio.Future[str | None]] = weakref.WeakKeyDictionary()
@@ -101,35 +99,13 @@ async def require_conditional_writes(store: Store) -> None:
         )
 
 
-class SingleWriterStore:
+class SingleWriterStore(WrappedStore):
     """``store`` with every precondition checked by the client instead of the server.
 
     Exact while one writer uses the store; two writers can interleave between the check and the write.
     Only the registry's small record writes go through it: content-addressed blobs are the same bytes
     whoever writes them.
     """
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    def __repr__(self) -> str:
-        return f"SingleWriterStore({self.inner!r})"
-
-    @property
-    def url(self) -> str:
-        return self.inner.url
-
-    def capability(self, kind: Capability[C]) -> C | None:
-        return kind.of(self.inner)
-
-    async def head(self, key: str) -> ObjectMeta:
-        return await self.inner.head(key)
-
-    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        return await self.inner.get(key, start, end)
-
-    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        return self.inner.stream(key, start, end)
 
     async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
         if isinstance(mode, Create | Update):
@@ -142,12 +118,3 @@ class SingleWriterStore:
             if isinstance(mode, Update) and current != mode.etag:
                 raise ConflictError(f"{key} changed in {self.url}")
         return await self.inner.put(key, data, OVERWRITE)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
-        return self.inner.list(prefix)
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -30,56 +30,48 @@ from lorry.storage.base import (
     VersionedMeta,
     VersionedReads,
 )
+from lorry.storage.wrapped import WrappedStore
 
 
-class LimitedStore:
+class LimitedStore(WrappedStore):
     """``inner`` with each call holding one of ``permits`` while it runs."""
 
     def __init__(self, inner: Store, permits: asyncio.Semaphore) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._permits = permits
 
-    def __repr__(self) -> str:
-        return f"LimitedStore({self._inner!r})"
-
-    @property
-    def url(self) -> str:
-        return self._inner.url
-
     def capability(self, kind: Capability[C]) -> C | None:
-        found = kind.of(self._inner)
+        found = kind.of(self.inner)
         if kind is VERSIONED_READS and found is not None:  # requests too: each holds a permit
             return cast(C, LimitedReads(cast(VersionedReads, found), self._permits))
         return found
 
     async def head(self, key: str) -> ObjectMeta:
         async with self._permits:
-            return await self._inner.head(key)
+            return await self.inner.head(key)
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         async with self._permits:
-            return await self._inner.get(key, start, end)
+            return await self.inner.get(key, start, end)
 
     async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         async with self._permits:
-            async for chunk in self._inner.stream(key, start, end):
+            async for chunk in self.inner.stream(key, start, end):
                 yield chunk
 
     async def put(self, key: str, data: Body, mode: PutMode = OVERWRITE) -> ObjectMeta:
         async with self._permits:
-            return await self._inner.put(key, data, mode)
+            return await self.inner.put(key, data, mode)
 
     async def delete(self, key: str) -> None:
         async with self._permits:
-            await self._inner.delete(key)
+            await self.inner.delete(key)
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
         async with self._permits:
-            async for meta in self._inner.list(prefix):
+            async for meta in self.inner.list(prefix):
                 yield meta
 
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 class LimitedMultipartStore(LimitedStore):
@@ -122,25 +114,25 @@ class LimitedReads:
     it is read whole."""
 
     def __init__(self, inner: VersionedReads, permits: asyncio.Semaphore) -> None:
-        self._inner = inner
+        self.inner = inner
         self._permits = permits
 
     async def head_version(
         self, key: str, version: str | None = None, /, *, raw: bool = False
     ) -> VersionedMeta:
         async with self._permits:
-            return await self._inner.head_version(key, version, raw=raw)
+            return await self.inner.head_version(key, version, raw=raw)
 
     @asynccontextmanager
     async def open_version(
         self, key: str, version: str | None = None, /, *, raw: bool = False
     ) -> AsyncIterator[VersionedBody]:
-        async with self._permits, self._inner.open_version(key, version, raw=raw) as body:
+        async with self._permits, self.inner.open_version(key, version, raw=raw) as body:
             yield body
 
     async def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]:
         async with self._permits:
-            async for meta in self._inner.list_latest(prefix):
+            async for meta in self.inner.list_latest(prefix):
                 yield meta
 
 

@@ -36,8 +36,6 @@ from lorry.errors import ObjectNotFoundError, TransientError
 from lorry.storage.base import (
     OVERWRITE,
     Body,
-    C,
-    Capability,
     MultipartStore,
     ObjectMeta,
     Part,
@@ -46,6 +44,7 @@ from lorry.storage.base import (
     Upload,
     is_stream,
 )
+from lorry.storage.wrapped import WrappedStore
 
 T = TypeVar("T")
 log = logging.getLogger("lorry")
@@ -181,25 +180,15 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 60 else str(timedelta(seconds=round(value)))
 
 
-class RetryingStore:
+class RetryingStore(WrappedStore):
     """A ``Store`` (and ``MultipartStore``) whose calls are retried by ``policy``.
 
     ``stream`` resumes from the last byte it yielded, so a dropped download continues where it broke.
     """
 
     def __init__(self, inner: Store, policy: RetryPolicy | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy or RetryPolicy()
-
-    def __repr__(self) -> str:
-        return f"RetryingStore({self.inner!r})"
-
-    @property
-    def url(self) -> str:
-        return self.inner.url
-
-    def capability(self, kind: Capability[C]) -> C | None:
-        return kind.of(self.inner)
 
     async def head(self, key: str) -> ObjectMeta:
         return await self.policy.run(f"HEAD {key}", lambda: self.inner.head(key))
@@ -251,9 +240,6 @@ class RetryingStore:
         found = await self.policy.run(f"LIST {prefix}", lambda: _collect(self.inner.list(prefix)))
         for meta in found:
             yield meta
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class RetryingMultipartStore(RetryingStore):
