@@ -330,17 +330,8 @@ def _log(
     finally:
         run.finish()
         shutil.rmtree(cache, ignore_errors=True)
-    result = Measurement(
-        dataset=spec.name,
-        direction="log",
-        run=number,
-        files=spec.files,
-        bytes=spec.total_bytes,
-        seconds=meter.seconds,
-        cpu_seconds=meter.cpu_seconds,
-        peak_rss=meter.peak_rss,
-        verified=artifact.file_count == spec.files and artifact.size == spec.total_bytes,
-    )
+    verified = artifact.file_count == spec.files and artifact.size == spec.total_bytes
+    result = _measurement(spec, "log", number, meter, verified)
     return result, written
 
 
@@ -350,16 +341,22 @@ def _download(
     with _Meter() as meter:
         artifact = _bridge.run_sync(resolve_artifact(settings, f"{_artifact_name(spec)}:latest"))
         artifact.download(target)
+    return _measurement(spec, "download", number, meter, verify(target, digests))
+
+
+def _measurement(
+    spec: DatasetSpec, direction: str, number: int, meter: _Meter, verified: bool
+) -> Measurement:
     return Measurement(
         dataset=spec.name,
-        direction="download",
+        direction=direction,
         run=number,
         files=spec.files,
         bytes=spec.total_bytes,
         seconds=meter.seconds,
         cpu_seconds=meter.cpu_seconds,
         peak_rss=meter.peak_rss,
-        verified=verify(target, digests),
+        verified=verified,
     )
 
 

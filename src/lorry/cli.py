@@ -366,48 +366,46 @@ class Graph:
 
 
 def walk_lineage(root: lorry.Artifact, depth: int | None) -> Graph:
+    """Upstream (the run that logged an artifact, the artifacts it used, ...) and downstream (the runs
+    that used it, the artifacts they logged, ...), each up to ``depth`` artifacts away."""
     graph = Graph()
     graph.artifacts[root.qualified_name] = root
 
-    def add_run(run: lorry.LoggedRun) -> lorry.LoggedRun:
-        return graph.runs.setdefault(run.path, run)
+    def link(artifact: str, run: str, relation: str) -> None:
+        # Edges point the way the work went: artifact → the run that used it, run → what it logged.
+        graph.edges.add((artifact, run, relation) if relation == "used" else (run, artifact, relation))
 
-    def up(artifact: lorry.Artifact, level: int, seen: set[str]) -> None:
-        if depth is not None and level >= depth:
-            return
+    def walk(
+        runs_of: Callable[[lorry.Artifact], list[lorry.LoggedRun]],
+        artifacts_of: Callable[[lorry.LoggedRun], list[lorry.Artifact]],
+        relations: tuple[str, str],  # of an artifact to its runs, of a run to the artifacts next
+    ) -> None:
+        seen = {root.qualified_name}
+
+        def visit(artifact: lorry.Artifact, level: int) -> None:
+            if depth is not None and level >= depth:
+                return
+            for found in runs_of(artifact):
+                run = graph.runs.setdefault(found.path, found)
+                link(artifact.qualified_name, run.path, relations[0])
+                if run.path in seen:
+                    continue
+                seen.add(run.path)
+                for then in artifacts_of(run):
+                    link(then.qualified_name, run.path, relations[1])
+                    if then.qualified_name not in seen:
+                        seen.add(then.qualified_name)
+                        graph.artifacts.setdefault(then.qualified_name, then)
+                        visit(then, level + 1)
+
+        visit(root, 0)
+
+    def producers(artifact: lorry.Artifact) -> list[lorry.LoggedRun]:
         producer = _producer(artifact)
-        if producer is None:
-            return
-        producer = add_run(producer)
-        graph.edges.add((producer.path, artifact.qualified_name, "logged"))
-        if producer.path in seen:
-            return
-        seen.add(producer.path)
-        for used in producer.used_artifacts():
-            graph.edges.add((used.qualified_name, producer.path, "used"))
-            if used.qualified_name not in seen:
-                seen.add(used.qualified_name)
-                graph.artifacts.setdefault(used.qualified_name, used)
-                up(used, level + 1, seen)
+        return [] if producer is None else [producer]
 
-    def down(artifact: lorry.Artifact, level: int, seen: set[str]) -> None:
-        if depth is not None and level >= depth:
-            return
-        for found in artifact.used_by():
-            consumer = add_run(found)
-            graph.edges.add((artifact.qualified_name, consumer.path, "used"))
-            if consumer.path in seen:
-                continue
-            seen.add(consumer.path)
-            for logged in consumer.logged_artifacts():
-                graph.edges.add((consumer.path, logged.qualified_name, "logged"))
-                if logged.qualified_name not in seen:
-                    seen.add(logged.qualified_name)
-                    graph.artifacts.setdefault(logged.qualified_name, logged)
-                    down(logged, level + 1, seen)
-
-    up(root, 0, {root.qualified_name})
-    down(root, 0, {root.qualified_name})
+    walk(producers, lambda run: run.used_artifacts(), ("logged", "used"))
+    walk(lambda artifact: artifact.used_by(), lambda run: run.logged_artifacts(), ("used", "logged"))
     return graph
 
 
@@ -498,16 +496,20 @@ def cmd_ui(args: Args, out: Output) -> int:
     return 0
 
 
-def cmd_alias_set(args: Args, out: Output) -> int:
-    artifact = _api(args).artifact(args.artifact)
-    if args.alias not in artifact.aliases:
-        artifact.aliases.append(args.alias)
-        artifact.save()
+def _print_aliases(artifact: lorry.Artifact, out: Output) -> int:
     if out.json:
         out.document(_version_json(artifact))
     else:
         out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
     return 0
+
+
+def cmd_alias_set(args: Args, out: Output) -> int:
+    artifact = _api(args).artifact(args.artifact)
+    if args.alias not in artifact.aliases:
+        artifact.aliases.append(args.alias)
+        artifact.save()
+    return _print_aliases(artifact, out)
 
 
 def cmd_alias_rm(args: Args, out: Output) -> int:
@@ -520,11 +522,7 @@ def cmd_alias_rm(args: Args, out: Output) -> int:
         raise lorry.ValidationError(f"{args.alias!r} is a version number, not an alias")
     artifact.aliases.remove(args.alias)
     artifact.save()
-    if out.json:
-        out.document(_version_json(artifact))
-    else:
-        out.line(f"{out.style.green(artifact.qualified_name)} aliases: {_aliases_text(artifact.aliases)}")
-    return 0
+    return _print_aliases(artifact, out)
 
 
 def cmd_verify(args: Args, out: Output) -> int:
@@ -855,14 +853,18 @@ def cmd_bench(args: Args, out: Output) -> int:
     return 0 if ok else 1
 
 
-def _count(text: str) -> int:
+def _whole_number(text: str, least: int, wanted: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"must be a whole number, 0 or more, not {text!r}")
+        value = least - 1
+    if value < least:
+        raise ValueError(f"must be {wanted}, not {text!r}")
     return value
+
+
+def _count(text: str) -> int:
+    return _whole_number(text, 0, "a whole number, 0 or more")
 
 
 # -- the command line ----------------------------------------------------------------------------------
@@ -879,13 +881,7 @@ def _metadata(text: str) -> dict[str, Any]:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"must be a positive integer, not {text!r}")
-    return value
+    return _whole_number(text, 1, "a positive integer")
 
 
 class Parsed(click.ParamType[Any]):

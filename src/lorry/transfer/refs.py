@@ -119,10 +119,8 @@ async def fetch(engine: Engine, entry: Entry, target: Path) -> None:
     options = engine.settings.store_options.for_references()
     if scheme in ("http", "https"):
         await _fetch_http(engine, options, entry, target)
-    elif scheme == "s3":
-        await _fetch_s3(engine, options, entry, target)
-    elif scheme == "gs":
-        await _fetch_gcs(engine, options, entry, target)
+    elif scheme in ("s3", "gs"):
+        await _fetch_bucket(engine, options, entry, target, scheme)
     else:
         raise ValidationError(
             f"cannot download reference {redact_uri(entry.ref)!r}: unsupported scheme {scheme!r}"
@@ -471,18 +469,21 @@ async def _fetch_http_once(engine: Engine, options: StoreOptions, entry: Entry, 
         raise _http_failure(exc, what, uri) from exc
 
 
+async def _fetch_bucket(
+    engine: Engine, options: StoreOptions, entry: Entry, target: Path, scheme: str
+) -> None:
+    assert entry.ref is not None
+    bucket, key = _split_bucket(entry.ref)
+    store, policy = _bucket(engine, scheme, bucket, options)
+    once = _fetch_s3_once if scheme == "s3" else _fetch_gcs_once
+    # A failed attempt leaves nothing behind, so a transient failure starts the object again.
+    await policy.run(f"GET {entry.ref}", lambda: once(engine, store, entry, key, target))
+
+
 # -- s3:// ------------------------------------------------------------------------------------------
 #
 # Keys are passed with ``raw=True``: a reference names whatever object the bucket holds, including keys
 # with ``//`` or ``.`` segments that ``check_key`` refuses for lorry's own keys.
-
-
-async def _fetch_s3(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
-    assert entry.ref is not None
-    bucket, key = _split_bucket(entry.ref)
-    store, policy = _bucket(engine, "s3", bucket, options)
-    # A failed attempt leaves nothing behind, so a transient failure starts the object again.
-    await policy.run(f"GET {entry.ref}", lambda: _fetch_s3_once(engine, store, entry, key, target))
 
 
 async def _fetch_s3_once(
@@ -517,13 +518,6 @@ def _gcs_hasher(digest: str | None) -> _Hasher | None:
         checksum: Any = google_crc32c.Checksum  # untyped
         return cast(_Hasher, checksum())
     return None
-
-
-async def _fetch_gcs(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
-    assert entry.ref is not None
-    bucket, key = _split_bucket(entry.ref)
-    store, policy = _bucket(engine, "gs", bucket, options)
-    await policy.run(f"GET {entry.ref}", lambda: _fetch_gcs_once(engine, store, entry, key, target))
 
 
 async def _fetch_gcs_once(
