@@ -8,15 +8,17 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import lorry
+from lorry.cli import main
 from lorry.model.display import human_size, human_time, parse_size
 from lorry.model.secret import redact_setting as redact
+from lorry.storage.local import LocalStore
 from tests.conftest import write
 from tests.fixtures_s3 import S3Server
 
@@ -141,6 +143,27 @@ def test_ls_and_versions(data: Path) -> None:
     assert versions[0]["logged_by"].startswith("tester/uncategorized/")
     assert len(versions[0]["digest"]) == 64
 
+
+
+def test_ls_reads_each_collection_record_once(
+    data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok("put", str(data), "--name", "ds", "--type", "dataset")
+    ok("put", "data/labels.csv", "--name", "labels", "--type", "table")
+    read: list[str] = []
+    real_stream = LocalStore.stream  # what every read of the store stack comes down to
+
+    def counted(self: LocalStore, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        read.append(key)
+        return real_stream(self, key, start, end)
+
+    monkeypatch.setattr(LocalStore, "stream", counted)
+    assert main(["ls", "--json"]) == 0
+    assert [c["versions"] for c in json.loads(capsys.readouterr().out)] == [1, 1]
+    assert sorted(k for k in read if k.endswith("/collection.json")) == [
+        "tester/uncategorized/artifacts/ds/collection.json",
+        "tester/uncategorized/artifacts/labels/collection.json",
+    ]
 
 def _pipeline() -> None:
     """raw → (preprocess) → clean → (train) → model, through the library."""

@@ -112,7 +112,8 @@ class ArtifactCollection:
 
     def artifacts(self, per_page: int = 50, tags: str | Sequence[str] | None = None) -> list[Artifact]:
         """Every live version, oldest first (only those with all of ``tags``, if given)."""
-        return self._api.artifacts(self.type, str(self._collection), per_page=per_page, tags=tags)
+        accept_unused("Api.artifacts", "per_page", per_page, 50, _PER_PAGE)
+        return self._api._versions_of(self._collection, tags=tags)  # its type is known: no read again
 
     versions = artifacts
 
@@ -283,13 +284,22 @@ class Api:
         (their ``state`` is ``"DELETED"``)."""
         accept_unused("Api.artifacts", "per_page", per_page, 50, _PER_PAGE)
         accept_unused("Api.artifacts", "start", start, None, _PER_PAGE)
-        wanted = _wanted_tags(tags)
         collection = self._collection(name)
-        registry = self._registry
-        actual = _bridge.run_sync(registry.collection_type(collection))
+        actual = _bridge.run_sync(self._registry.collection_type(collection))
         if actual != type_name:
             raise ValidationError(f"artifact {collection} has type {actual!r}, not {type_name!r}")
-        found = _bridge.run_sync(self._versions(registry, collection, include_deleted))
+        return self._versions_of(collection, order, tags, include_deleted)
+
+    def _versions_of(
+        self,
+        collection: Collection,
+        order: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        include_deleted: bool = False,
+    ) -> list[Artifact]:
+        """``artifacts`` of a collection whose type is known already."""
+        wanted = _wanted_tags(tags)
+        found = _bridge.run_sync(self._versions(self._registry, collection, include_deleted))
         if order is not None and order.startswith("-"):
             found.reverse()
         return [a for a in found if wanted <= set(a.tags)]
