@@ -13,7 +13,7 @@ from typing import Any
 
 from lorry import _bridge
 from lorry._compat import accept_unused
-from lorry.artifact import AliasTable, Artifact, LoggedRun, load_logged
+from lorry.artifact import Artifact, LoggedRun, load_logged
 from lorry.errors import ArtifactNotFoundError, StoreNotFoundError, UsageError, ValidationError
 from lorry.model.layout import Collection
 from lorry.model.names import (
@@ -308,7 +308,7 @@ class Api:
         self, registry: Registry, collection: Collection, include_deleted: bool = False
     ) -> list[Artifact]:
         records, table = await asyncio.gather(
-            registry.versions(collection, include_gone=include_deleted), AliasTable.read(registry, collection)
+            registry.versions(collection, include_gone=include_deleted), registry.alias_table(collection)
         )
         return [await load_logged(self.settings, collection, record, table) for record in records]
 

@@ -25,7 +25,7 @@ import os
 import posixpath
 import shutil
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,7 +60,7 @@ from lorry.model.names import (
 )
 from lorry.publish import LogPlan, publish, store_shard
 from lorry.registry.assigner import Ticket
-from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
+from lorry.registry.records import AliasTable, ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import Registry, ShardRecord, check_live
 from lorry.session import Session, session
 from lorry.settings import Settings
@@ -1361,26 +1361,8 @@ async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
     return await Artifact._load(settings, collection, record)
 
 
-@dataclass(frozen=True, slots=True)
-class AliasTable:
-    """A collection's user aliases and its newest version, read once for any number of versions."""
-
-    aliases: Mapping[str, int]
-    latest: int | None
-
-    @classmethod
-    async def read(cls, registry: Registry, collection: Collection) -> AliasTable:
-        aliases, latest = await asyncio.gather(registry.aliases(collection), registry.latest(collection))
-        return cls(aliases, latest)
-
-    def of(self, version: int) -> list[str]:
-        """The aliases naming ``version``, with ``latest`` first while it is the newest."""
-        names = [alias for alias, number in sorted(self.aliases.items()) if number == version]
-        return [LATEST, *names] if self.latest == version else names
-
-
 async def _aliases_of(state: _Logged) -> list[str]:
-    table = await AliasTable.read(_registry(state), state.collection)
+    table = await _registry(state).alias_table(state.collection)
     return table.of(state.record.version)
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from lorry.errors import CorruptRecordError, ValidationError
 from lorry.model.digest import is_content_digest
-from lorry.model.names import validate_artifact_name, validate_segment, validate_tags, validate_type
+from lorry.model.names import LATEST, validate_artifact_name, validate_segment, validate_tags, validate_type
 
 
 def load_json(payload: bytes, key: str) -> dict[str, Any]:
@@ -253,3 +253,17 @@ class RunRecord:
             tags=tags_of(doc, key),
             notes=_optional(doc, "notes", str, key),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AliasTable:
+    """A collection's user aliases and its newest live version (``Registry.alias_table``): read once
+    for any number of its versions."""
+
+    aliases: Mapping[str, int]
+    latest: int | None
+
+    def of(self, version: int) -> list[str]:
+        """The aliases naming ``version``, with ``latest`` first while it is the newest."""
+        names = [alias for alias, number in sorted(self.aliases.items()) if number == version]
+        return [LATEST, *names] if self.latest == version else names

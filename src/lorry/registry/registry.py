@@ -64,7 +64,7 @@ from lorry.model.layout import (
 from lorry.model.manifest import Manifest
 from lorry.model.names import LATEST, version_number
 from lorry.model.retention import RetentionPolicy
-from lorry.registry.records import RunRecord, VersionRecord, dump_json, load_json, tags_of
+from lorry.registry.records import AliasTable, RunRecord, VersionRecord, dump_json, load_json, tags_of
 from lorry.registry.safety import SingleWriterStore, require_conditional_writes
 from lorry.storage.base import CREATE, OVERWRITE, Create, PutMode, Store, Update
 
@@ -522,6 +522,11 @@ class Registry:
                 await self.store.delete(key)
         except ObjectNotFoundError:
             pass
+
+    async def alias_table(self, collection: Collection) -> AliasTable:
+        """The collection's aliases and its newest live version, for the aliases of many versions."""
+        aliases, latest = await asyncio.gather(self.aliases(collection), self.latest(collection))
+        return AliasTable(aliases, latest)
 
     async def aliases(self, collection: Collection) -> dict[str, int]:
         """Every user alias of the collection and the version it names."""

@@ -16,11 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from lorry import _bridge
-from lorry.artifact import AliasTable
 from lorry.errors import ArtifactDeletedError, ArtifactNotFoundError, CorruptRecordError, ObjectNotFoundError
 from lorry.model.layout import Collection, CollectionKey, VersionKey, blob_key, manifest_key, parse_key
 from lorry.model.names import version_alias, version_number
-from lorry.registry.records import ArtifactRef, RunRecord, VersionRecord
+from lorry.registry.records import AliasTable, ArtifactRef, RunRecord, VersionRecord
 from lorry.registry.registry import CollectionInfo, Registry
 from lorry.session import session
 from lorry.settings import Settings
@@ -158,7 +157,7 @@ class Reader:
         registry = self.registry
         info = await registry.collection_info(collection)  # ArtifactNotFoundError if there is none
         records, table = await asyncio.gather(
-            registry.versions(collection, include_gone=True), AliasTable.read(registry, collection)
+            registry.versions(collection, include_gone=True), registry.alias_table(collection)
         )
         return CollectionView(collection, info, tuple(records), table)
 
@@ -177,7 +176,7 @@ class Reader:
                 raise
             record = await registry.read_version(collection, number, include_gone=True)
             return VersionView(collection, record, (), gone(record))
-        table = await AliasTable.read(registry, collection)
+        table = await registry.alias_table(collection)
         return VersionView(collection, record, tuple(table.of(record.version)))
 
     async def previous_live(self, collection: Collection, number: int, looked_at: int = 100) -> int | None:
