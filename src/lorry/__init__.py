@@ -14,7 +14,7 @@ it::
 from typing import Any
 
 from lorry.api import Api, ArtifactCollection
-from lorry.artifact import Artifact, ArtifactEntry, ArtifactTTL, LoggedRun
+from lorry.artifact import Artifact, ArtifactEntry, ArtifactTTL
 from lorry.errors import (
     AccessDeniedError,
     ArtifactDeletedError,
@@ -40,6 +40,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.lineage import LoggedRun
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.runs import Run, finish, init, log, log_artifact, use_artifact
 from lorry.settings import Settings

@@ -13,8 +13,9 @@ from typing import Any
 
 from lorry import _bridge
 from lorry._compat import accept_unused
-from lorry.artifact import Artifact, LoggedRun, load_logged
+from lorry.artifact import Artifact, load_logged
 from lorry.errors import ArtifactNotFoundError, StoreNotFoundError, UsageError, ValidationError
+from lorry.lineage import LoggedRun
 from lorry.model.layout import Collection
 from lorry.model.names import (
     LATEST,

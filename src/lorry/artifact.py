@@ -60,7 +60,7 @@ from lorry.model.names import (
 )
 from lorry.publish import LogPlan, publish, store_shard
 from lorry.registry.assigner import Ticket
-from lorry.registry.records import AliasTable, ArtifactRef, RunRecord, VersionRecord
+from lorry.registry.records import AliasTable, ArtifactRef, VersionRecord
 from lorry.registry.registry import Registry, ShardRecord, check_live
 from lorry.session import Session, session
 from lorry.settings import Settings
@@ -73,6 +73,7 @@ from lorry.transfer.progress import progress
 from lorry.transfer.upload import FileSource
 
 if TYPE_CHECKING:
+    from lorry.lineage import LoggedRun
     from lorry.runs import Run
 
 log = logging.getLogger("lorry")
@@ -1047,6 +1048,8 @@ class Artifact:
 
     def logged_by(self) -> LoggedRun | None:
         """The run that logged this version."""
+        from lorry.lineage import LoggedRun  # here, not at the top: lineage.py imports this module
+
         state = self._state()
         if state.record.logged_by is None:
             return None
@@ -1056,6 +1059,8 @@ class Artifact:
 
     def used_by(self) -> list[LoggedRun]:
         """The runs that used this version as an input."""
+        from lorry.lineage import LoggedRun
+
         state = self._state()
         found = _bridge.run_sync(_registry(state).consumers(state.collection, state.record.version))
         return [LoggedRun.load(state.settings, e, p, run_id) for e, p, run_id in found]
@@ -1257,110 +1262,6 @@ class ArtifactEntry:
         return str(path)
 
 
-class LoggedRun:
-    """A run as recorded on the store: who it was, what it used and what it logged."""
-
-    def __init__(self, settings: Settings, record: RunRecord) -> None:
-        self._settings = settings
-        self._record = record
-
-    @classmethod
-    def load(cls, settings: Settings, entity: str, project: str, run_id: str) -> LoggedRun:
-        registry = session(settings).registry(settings)
-        return cls(settings, _bridge.run_sync(registry.get_run(entity, project, run_id)))
-
-    def __repr__(self) -> str:
-        return f"<Run {self.path} job_type={self.job_type!r} state={self.state!r}>"
-
-    id = property(lambda self: self._record.id)
-    name = property(lambda self: self._record.name)
-    entity = property(lambda self: self._record.entity)
-    project = property(lambda self: self._record.project)
-    job_type = property(lambda self: self._record.job_type)
-    state = property(lambda self: self._record.state)
-    created_at = property(lambda self: self._record.created_at)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self._record.config)
-
-    @property
-    def path(self) -> str:
-        return f"{self.entity}/{self.project}/{self.id}"
-
-    group = property(lambda self: self._record.group)
-    notes = property(lambda self: self._record.notes)
-    url = ""  # as the original's without a web app to address
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        """Empty: lorry records artifacts, not a run's metrics."""
-        return {}
-
-    @property
-    def tags(self) -> list[str]:
-        return list(self._record.tags)
-
-    def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
-        return [load_version(self._settings, ref) for ref in self._record.inputs]
-
-    def use_artifact(self, artifact: Artifact, use_as: str | None = None) -> Artifact:
-        """Record a logged version as an input of this run, after the fact (as the original's
-        public ``Run.use_artifact`` does)."""
-        accept_unused("Run.use_artifact", "use_as", use_as, None, "it is kept on the artifact only")
-        return self._declare(artifact, "inputs")
-
-    def log_artifact(
-        self, artifact: Artifact, aliases: Sequence[str] | None = None, tags: Sequence[str] | None = None
-    ) -> Artifact:
-        """Record a logged version as an output of this run, after the fact, adding ``aliases`` and
-        ``tags`` to it. (The run that logged it stays its ``logged_by()``.)"""
-        self._declare(artifact, "outputs")
-        if aliases or tags:
-            artifact.aliases.extend(a for a in aliases or () if a not in artifact.aliases)
-            artifact.tags.extend(t for t in tags or () if t not in artifact.tags)
-            artifact.save()
-        return artifact
-
-    def _declare(self, artifact: Artifact, field: str) -> Artifact:
-        if artifact.is_draft():
-            raise UsageError(f"artifact {artifact.name} is not logged; log it with a run first")
-        ref = artifact.wait()._ref()
-        registry = session(self._settings).registry(self._settings)
-
-        async def declare() -> RunRecord:
-            record = await registry.get_run(self.entity, self.project, self.id)
-            if field == "inputs" and ref not in record.inputs:
-                record = replace(record, inputs=(*record.inputs, ref))
-                await registry.put_run(record)
-            elif field == "outputs" and ref not in record.outputs:
-                record = replace(record, outputs=(*record.outputs, ref))
-                await registry.put_run(record)
-            if field == "inputs":
-                collection = Collection(ref.entity, ref.project, ref.name)
-                await registry.add_consumer(collection, ref.version, record)
-            return record
-
-        self._record = _bridge.run_sync(declare())
-        return artifact
-
-    def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
-        return [load_version(self._settings, ref) for ref in self._record.outputs]
-
-
-def load_version(settings: Settings, ref: ArtifactRef) -> Artifact:
-    return _bridge.run_sync(load_version_async(settings, ref))
-
-
-async def load_version_async(settings: Settings, ref: ArtifactRef) -> Artifact:
-    collection = Collection(ref.entity, ref.project, ref.name)
-    # Lineage outlives deletes: a deleted version comes back with state "DELETED" (its download says
-    # it was deleted), so walking a run's inputs and outputs never fails on it.
-    registry = session(settings).registry(settings)
-    record = await registry.read_version(collection, ref.version, include_gone=True)
-    return await Artifact._load(settings, collection, record)
-
-
 async def _aliases_of(state: _Logged) -> list[str]:
     table = await _registry(state).alias_table(state.collection)
     return table.of(state.record.version)
@@ -1465,7 +1366,7 @@ def _walk_files(root: Path) -> Iterator[tuple[str, str]]:
     yield from walk(str(root), "")
 
 
-# -- what a Run and the Api ask of an artifact: they call these, never an Artifact's private methods ----
+# -- what runs, lineage and the Api ask of an artifact: they call these, never its private methods -----
 
 
 def start_log(artifact: Artifact, run: Run, aliases: Sequence[str], tags: Sequence[str]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from lorry import _bridge
 from lorry import artifact as artifacts
 from lorry._compat import accept_unused, note_once
-from lorry.artifact import Artifact, LoggedRun
+from lorry.artifact import Artifact
 from lorry.errors import (
     ArtifactFailedError,
     ConflictError,
@@ -33,6 +33,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
+from lorry.lineage import LoggedRun
 from lorry.model.layout import Collection
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
