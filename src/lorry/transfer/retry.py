@@ -30,14 +30,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import TypeVar, cast
 
 from lorry.errors import ObjectNotFoundError, TransientError
 from lorry.storage.base import (
+    FILE_GETS,
     OVERWRITE,
     Body,
     C,
     Capability,
+    FileGets,
     MultipartStore,
     ObjectMeta,
     Part,
@@ -199,7 +202,10 @@ class RetryingStore:
         return self.inner.url
 
     def capability(self, kind: Capability[C]) -> C | None:
-        return kind.of(self.inner)
+        found = kind.of(self.inner)
+        if kind is FILE_GETS and found is not None:
+            return cast(C, _RetryingFileGets(cast(FileGets, found), self.policy))
+        return found
 
     async def head(self, key: str) -> ObjectMeta:
         return await self.policy.run(f"HEAD {key}", lambda: self.inner.head(key))
@@ -254,6 +260,17 @@ class RetryingStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryingFileGets:
+    """``FileGets`` whose whole-object downloads are retried by ``policy`` (each try rewrites the file)."""
+
+    inner: FileGets
+    policy: RetryPolicy
+
+    async def get_file(self, key: str, path: Path) -> int:
+        return await self.policy.run(f"GET {key}", lambda: self.inner.get_file(key, path))
 
 
 class RetryingMultipartStore(RetryingStore):
