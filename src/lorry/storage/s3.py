@@ -90,6 +90,8 @@ from lorry.storage.tls import (
 
 T = TypeVar("T")
 STREAM_CHUNK = 1 << 20
+WHOLE_READ = 8 << 20
+"""Ranges up to this size are read whole, in one request through the C client; longer ones stream."""
 DEFAULT_REGION = "us-east-1"
 
 # What S3's error codes (or, for an answer without a body, its status) mean to lorry: the one table
@@ -227,7 +229,12 @@ class S3Store:
         if end is not None and end <= start:
             await self.head(key)  # nothing to read, but a missing key is still an error
             return
-        # Through aiobotocore, which reads no faster than its reader takes: memory holds a chunk.
+        if end is not None and end - start <= WHOLE_READ:  # small: one request through the C client
+            if data := await self.get(key, start, end):
+                yield data
+            return
+        # Larger or open-ended: through aiobotocore, which reads no faster than its reader takes, so
+        # memory holds a chunk.
         params: dict[str, Any] = {"Key": self._key(key), **self._sse_read}
         if start or end is not None:
             params["Range"] = _range_header(start, end)["range"]
