@@ -2,8 +2,9 @@
 
 Only what is missing or different is fetched. Every file is written to a temporary name beside its
 target, checked against its digest, and only then renamed: no partial or unverified file ever stands
-under a final name. Remote blobs pass through the content-addressed cache; a local store's blobs are
-copied straight from the store.
+under a final name. Remote blobs pass through the content-addressed cache, except a large blob of a
+store that writes whole objects into files itself (S3): that one lands in its target's temporary file
+first and the cache gets a kernel copy; a local store's blobs are copied straight from the store.
 """
 
 from __future__ import annotations
