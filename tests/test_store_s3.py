@@ -16,7 +16,7 @@ from lorry.storage.base import CREATE, Update
 from lorry.storage.s3 import S3Store
 from tests.conformance import MultipartConformance, listing, payload, run
 from tests.faultproxy import FaultProxy
-from tests.fixtures_s3 import MakeStore, S3Server
+from tests.fixtures_s3 import MakeStore, S3Server, s3_env
 
 
 class TestCephStore(MultipartConformance):
@@ -38,19 +38,15 @@ class TestMotoStore(MultipartConformance):
         return s3_store(moto_server)
 
 
-class TestMotoStoreThroughBotocore(MultipartConformance):
-    """The suite with every call through aiobotocore, as on AWS itself (where no endpoint URL is set
-    and the direct client is never made): moto, since AWS cannot be reached from the tests."""
+class TestMotoStoreConfiguredByEnvironment(MultipartConformance):
+    """The suite with nothing given to the store but its URL, as AWS users configure it: endpoint,
+    region and credentials from ``AWS_ENDPOINT_URL`` and the other standard variables, read by
+    botocore for the control calls and handed on to the C client that carries the bytes."""
 
     @pytest.fixture
     def store(self, moto_server: S3Server, s3_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> S3Store:
-        store = s3_store(moto_server)
-
-        async def no_direct_client() -> None:
-            return None
-
-        monkeypatch.setattr(store, "_direct", no_direct_client)
-        return store
+        s3_env(monkeypatch, moto_server)
+        return s3_store(moto_server, endpoint_url=None, access_key_id=None, secret_access_key=None)
 
 
 @pytest.mark.parametrize(
@@ -341,3 +337,23 @@ def test_raw_keys_skip_the_key_check_only_where_asked(moto_server: S3Server, s3_
             await store.head_version("", raw=True)
 
     run(store, body())
+
+
+def test_get_file_writes_the_whole_object_into_a_file(
+    ceph_rgw: S3Server, s3_store: MakeStore, tmp_path: Path
+) -> None:
+    """The C client writes an object of several of its 8 MiB ranges into a file (replacing what was
+    there) and reports its size; a missing key is ``ObjectNotFoundError``, retried by nobody."""
+    store = s3_store(ceph_rgw)
+    data = payload((17 << 20) + 5, 7)
+    target = tmp_path / "blob"
+    target.write_bytes(b"x" * (30 << 20))  # longer than the object: must be replaced, not overwritten
+
+    async def body() -> None:
+        await store.put("big", data)
+        assert await store.get_file("big", target) == len(data)
+        with pytest.raises(ObjectNotFoundError):
+            await store.get_file("missing", tmp_path / "missing")
+
+    run(store, body())
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()

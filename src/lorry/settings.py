@@ -52,7 +52,7 @@ class Settings(StoreOptions):
     project: str
     max_requests: int = 64
     """Requests (or file operations on a local store) in flight at once."""
-    max_memory: int = 512 * MiB
+    max_memory: int = 128 * MiB
     """Bytes of file content held in memory by transfers at once."""
     max_open_files: int = 128
     progress: bool | None = None

@@ -214,7 +214,19 @@ class VersionedReads(Protocol):
     def list_latest(self, prefix: str) -> AsyncIterator[VersionedMeta]: ...
 
 
+@runtime_checkable
+class FileGets(Protocol):
+    """A store that writes a whole object into a local file itself (S3: awscrt's parallel ranged GETs,
+    in C): each byte lands in the file once, with no Python per chunk. The retrying wrapper passes it on
+    with its retries."""
+
+    async def get_file(self, key: str, path: Path) -> int:
+        """Write the object ``key`` into ``path`` (replacing what is there); return its size. A file
+        that cannot be written is an ``OSError``."""
+
+
 LOCAL_FILES: Capability[LocalFiles] = Capability(LocalFiles)
+FILE_GETS: Capability[FileGets] = Capability(FileGets)
 VERSIONED_READS: Capability[VersionedReads] = Capability(VersionedReads)
 
 

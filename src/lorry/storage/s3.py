@@ -27,16 +27,19 @@ import contextlib
 import hashlib
 import logging
 import os
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+from aiobotocore.credentials import AioRefreshableCredentials  # type: ignore[import-untyped]
 from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore.configprovider import ConfiguredEndpointProvider  # type: ignore[import-untyped]
 from botocore.exceptions import (  # type: ignore[import-untyped]
@@ -72,16 +75,23 @@ from lorry.storage.base import (
     body_size,
     check_key,
     read_chunk,
-    stream_chunks,
 )
 from lorry.storage.failures import full_answer, no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
-from lorry.storage.s3_http import Answer, DirectS3, S3ResponseError, content_md5, content_md5_async
-from lorry.storage.sigv4 import Credentials
-from lorry.storage.tls import aiohttp_ssl, botocore_verify, endpoint_of, tls_error, warn_unverified
+from lorry.storage.s3_crt import Answer, Credentials, CrtFailure, CrtS3, S3CallError
+from lorry.storage.tls import (
+    aiohttp_ssl,
+    botocore_verify,
+    endpoint_of,
+    tls_error,
+    untrusted_certificate,
+    warn_unverified,
+)
 
 T = TypeVar("T")
 STREAM_CHUNK = 1 << 20
+WHOLE_READ = 8 << 20
+"""Ranges up to this size are read whole, in one request through the C client; longer ones stream."""
 DEFAULT_REGION = "us-east-1"
 
 # What S3's error codes (or, for an answer without a body, its status) mean to lorry: the one table
@@ -197,22 +207,16 @@ class S3Store:
     # -- the Store contract -------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectMeta:
-        direct = await self._direct()
-        if direct is not None:
-            answer = await self._send(direct, "HeadObject", "HEAD", key, headers=self._sse_read_headers)
-            size, etag = answer.headers.get("Content-Length", "0"), answer.headers.get("ETag", "")
-        else:
-            response = await self._call("head_object", key, Key=self._key(key), **self._sse_read)
-            size, etag = response["ContentLength"], response["ETag"]
+        answer = await self._send("HeadObject", "HEAD", key, headers=self._sse_read_headers)
+        size, etag = answer.headers.get("content-length", "0"), answer.headers.get("etag", "")
         return ObjectMeta(key=key, size=int(size), etag=_etag(etag))
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        direct = await self._direct()
-        if direct is None or not _valid_range(start, end):
+        if not _valid_range(start, end):
             return b"".join([chunk async for chunk in self.stream(key, start, end)])
         headers = {**self._sse_read_headers, **_range_header(start, end)}
         try:
-            answer = await self._send(direct, "GetObject", "GET", key, headers=headers, read=True)
+            answer = await self._send("GetObject", "GET", key, headers=headers, read=True)
         except StoreError as exc:
             if _code(exc.__cause__) in ("InvalidRange", "416"):
                 return b""  # the range starts at or past the end of the object
@@ -225,11 +229,12 @@ class S3Store:
         if end is not None and end <= start:
             await self.head(key)  # nothing to read, but a missing key is still an error
             return
-        direct = await self._direct()
-        if direct is not None:
-            async for chunk in self._stream_direct(direct, key, start, end):
-                yield chunk
+        if end is not None and end - start <= WHOLE_READ:  # small: one request through the C client
+            if data := await self.get(key, start, end):
+                yield data
             return
+        # Larger or open-ended: through aiobotocore, which reads no faster than its reader takes, so
+        # memory holds a chunk.
         params: dict[str, Any] = {"Key": self._key(key), **self._sse_read}
         if start or end is not None:
             params["Range"] = _range_header(start, end)["range"]
@@ -250,29 +255,9 @@ class S3Store:
             md5 = await content_md5_async(data)
         else:
             md5 = await asyncio.to_thread(_md5_of, data)
-        direct = await self._direct()
-        if direct is not None:
-            headers = {"content-md5": md5, **self._sse_write_headers, **_precondition_headers(mode)}
-            body: bytes | bytearray | memoryview | AsyncIterator[bytes]
-            if isinstance(data, bytes | bytearray | memoryview):
-                body = data
-            else:
-                headers["content-length"] = str(size)
-                body = stream_chunks(data, size)
-            sent = self._send(direct, "PutObject", "PUT", key, headers=headers, body=body)
-            etag = (await self._guarded(mode, key, sent)).headers.get("ETag", "")
-        else:
-            response = await self._conditional(
-                mode,
-                "put_object",
-                key,
-                Key=self._key(key),
-                Body=data,
-                ContentLength=size,
-                ContentMD5=md5,
-                **self._sse_write,
-            )
-            etag = response["ETag"]
+        headers = {"content-md5": md5, **self._sse_write_headers, **_precondition_headers(mode)}
+        sent = self._send("PutObject", "PUT", key, headers=headers, body=data, size=size)
+        etag = (await self._guarded(mode, key, sent)).headers.get("etag", "")
         return ObjectMeta(key=key, size=size, etag=_etag(etag))
 
     async def delete(self, key: str) -> None:
@@ -304,8 +289,6 @@ class S3Store:
         except Exception:
             return  # never made: nothing to release (the error went to whoever asked for it)
         await clients.boto.close()
-        if clients.direct is not None:
-            await clients.direct.close()
 
     # -- multipart ----------------------------------------------------------------------------------
 
@@ -315,25 +298,10 @@ class S3Store:
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
         md5 = await content_md5_async(data)
-        direct = await self._direct()
-        if direct is not None:
-            query = {"partNumber": str(number), "uploadId": upload_id}
-            headers = {"content-md5": md5, **self._sse_read_headers}
-            answer = await self._send(
-                direct, "UploadPart", "PUT", key, query=query, headers=headers, body=data
-            )
-            return Part(number=number, etag=_etag(answer.headers.get("ETag", "")), size=len(data))
-        response = await self._call(
-            "upload_part",
-            key,
-            Key=self._key(key),
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-            ContentMD5=md5,
-            **self._sse_read,
-        )
-        return Part(number=number, etag=_etag(response["ETag"]), size=len(data))
+        query = {"partNumber": str(number), "uploadId": upload_id}
+        headers = {"content-md5": md5, **self._sse_read_headers}
+        answer = await self._send("UploadPart", "PUT", key, query=query, headers=headers, body=data)
+        return Part(number=number, etag=_etag(answer.headers.get("etag", "")), size=len(data))
 
     async def complete_multipart(
         self, key: str, upload_id: str, parts: Sequence[Part], mode: PutMode = OVERWRITE
@@ -490,33 +458,34 @@ class S3Store:
         return self.prefix + check_key(key)
 
     async def _call(self, operation: str, key: str | None, **params: Any) -> dict[str, Any]:
-        client = await self._client()
+        clients = await self._clients()
         try:
-            response: dict[str, Any] = await getattr(client, operation)(Bucket=self.bucket, **params)
+            async with clients.permits:
+                call = getattr(clients.boto, operation)
+                response: dict[str, Any] = await call(Bucket=self.bucket, **params)
         except (TimeoutError, BotoCoreError, ClientError, aiohttp.ClientError) as exc:
             raise self._error(exc, operation, key) from exc
         return response
 
-    async def _send(self, direct: DirectS3, operation: str, method: str, key: str, **kwargs: Any) -> Answer:
+    async def _send(self, operation: str, method: str, key: str, **kwargs: Any) -> Answer:
+        """One object call through the C client (``s3_crt``), its failure mapped like every other's."""
+        crt = await self._crt()
         try:
-            return await direct.call(method, self._key(key), **kwargs)
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError, S3ResponseError) as exc:
+            async with (await self._clients()).permits:
+                return await crt.call(operation, method, self._key(key), **kwargs)
+        except (S3CallError, CrtFailure) as exc:
             raise self._error(exc, operation, key) from exc
 
-    async def _stream_direct(
-        self, direct: DirectS3, key: str, start: int, end: int | None
-    ) -> AsyncIterator[bytes]:
-        headers = {**self._sse_read_headers, **_range_header(start, end)}
+    async def get_file(self, key: str, path: Path) -> int:
+        """The whole object ``key`` written into the new file ``path`` by the C client (parallel ranged
+        GETs, each byte written once); its size."""
+        crt = await self._crt()
         try:
-            async with direct.open("GET", self._key(key), headers=headers) as response:
-                async for chunk in response.content.iter_chunked(STREAM_CHUNK):
-                    yield chunk
-        except S3ResponseError as exc:
-            if exc.code == "InvalidRange" or exc.status == 416:
-                return  # the range starts at or past the end of the object
+            async with (await self._clients()).permits:  # one, for a download of several connections
+                answer = await crt.get_file(self._key(key), str(path), self._sse_read_headers)
+        except (S3CallError, CrtFailure) as exc:
             raise self._error(exc, "GetObject", key) from exc
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
-            raise self._error(exc, "GetObject", key) from exc
+        return int(answer.headers.get("content-length", "-1"))
 
     async def _chunks(self, body: Any, key: str) -> AsyncIterator[bytes]:
         """The chunks of a ``get_object`` body, with read failures mapped like every other call's."""
@@ -551,6 +520,8 @@ class S3Store:
         tls = tls_error(exc, self._endpoint_shown)
         if tls is not None:
             return tls
+        if isinstance(exc, CrtFailure) and exc.tls:
+            return untrusted_certificate(self._endpoint_shown, str(exc))
         if isinstance(exc, NoCredentialsError):
             return AccessDeniedError(
                 f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)"
@@ -586,8 +557,13 @@ class S3Store:
     async def _client(self) -> Any:
         return (await self._clients()).boto
 
-    async def _direct(self) -> DirectS3 | None:
-        return (await self._clients()).direct
+    async def _crt(self) -> CrtS3:
+        crt = (await self._clients()).crt
+        if crt is None:
+            raise AccessDeniedError(
+                f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)"
+            )
+        return crt
 
     async def _clients(self) -> _Clients:
         loop = asyncio.get_running_loop()
@@ -637,38 +613,64 @@ class S3Store:
         client.meta.events.unregister("before-call.s3", add_expect_header)
         self._endpoint_shown = endpoint_of(str(client.meta.endpoint_url))
         warn_unverified(self._options, self._endpoint_shown)
-        direct = None
-        if endpoint_url:  # an S3-compatible server, addressed by path: its object calls go direct
-            ca_bundle = self._options.ca_bundle or session.get_config_variable("ca_bundle")
-            direct = DirectS3(
+        credentials = await self._crt_credentials(session)
+        crt = None
+        if credentials is not None:
+            secure = urlsplit(endpoint_url).scheme != "http" if endpoint_url else True
+            if secure and endpoint_url and self._options.verify_tls:
+                await self._check_certificate(endpoint_url, session.get_config_variable("ca_bundle"))
+            crt = CrtS3(
                 endpoint_url,
                 self.bucket,
                 config.region_name,
-                await self._credentials_source(session),
-                ssl=aiohttp_ssl(replace(self._options, ca_bundle=ca_bundle)),
+                credentials,
+                ca_bundle=(self._options.ca_bundle or session.get_config_variable("ca_bundle"))
+                if secure
+                else None,
+                verify_tls=self._options.verify_tls,
                 max_connections=self._max_pool_connections,
                 request_timeout=self._options.request_timeout,
-                socket_factory=self._options.socket_factory(),
             )
-        return _Clients(client, direct)
+        # The store's connections, shared by both libraries (the C client caps only each of its
+        # downloads' own): at most this many requests at a time.
+        return _Clients(client, crt, asyncio.Semaphore(self._max_pool_connections))
 
-    async def _credentials_source(self, session: Any) -> Callable[[], Awaitable[Credentials]]:
-        """The credentials of every direct request: the ones given, else botocore's (refreshed as
-        botocore refreshes them)."""
+    async def _check_certificate(self, endpoint_url: str, configured_ca: str | None) -> None:
+        """Refuse an endpoint whose certificate is not trusted at once, with the error that says how to
+        trust it: the C client's TLS library delays every failed handshake by 10 to 30 seconds (a
+        defence against timing attacks), and would fail only the first request, that late."""
+        parts = urlsplit(endpoint_url)
+        trust = aiohttp_ssl(replace(self._options, ca_bundle=self._options.ca_bundle or configured_ca))
+        context = trust if isinstance(trust, ssl.SSLContext) else ssl.create_default_context()
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, parts.port or 443, ssl=context),
+                self._options.request_timeout,
+            )
+        except ssl.SSLError as exc:
+            raise self._error(exc, "connect", None) from exc
+        except (OSError, TimeoutError):
+            return  # no answer now: the requests themselves fail, and are retried, as they would
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+    async def _crt_credentials(self, session: Any) -> Credentials | Callable[[], Credentials] | None:
+        """The credentials the C client signs with: the ones given, else botocore's (asked for again
+        on this loop whenever botocore would refresh them); None when there are none."""
         access_key, secret_key, token = self._credentials
         if access_key is not None and secret_key is not None:
-            given = Credentials(access_key, secret_key, token)
-
-            async def fixed() -> Credentials:
-                return given
-
-            return fixed
+            return Credentials(access_key, secret_key, token)
         found = await session.get_credentials()
-
-        async def current() -> Credentials:
-            if found is None:
-                raise NoCredentialsError()
+        if found is None:
+            return None
+        if not isinstance(found, AioRefreshableCredentials):
             frozen = await found.get_frozen_credentials()
+            return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+        loop = asyncio.get_running_loop()
+
+        def current() -> Credentials:  # called on one of the C client's threads
+            frozen = asyncio.run_coroutine_threadsafe(found.get_frozen_credentials(), loop).result(60)
             return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
         return current
@@ -677,7 +679,8 @@ class S3Store:
 @dataclass(frozen=True, slots=True)
 class _Clients:
     boto: Any
-    direct: DirectS3 | None
+    crt: CrtS3 | None
+    permits: asyncio.Semaphore
 
 
 def _valid_range(start: int, end: int | None) -> bool:
@@ -798,6 +801,18 @@ def _configured_endpoint(session: Any) -> str | None:
     return endpoint
 
 
+def content_md5(data: bytes | bytearray | memoryview) -> str:
+    """``Content-MD5``: the server checks the bytes it received against it and refuses a mismatch."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+async def content_md5_async(data: bytes | bytearray | memoryview) -> str:
+    """``content_md5``, off the event loop for bodies large enough to hold it up."""
+    if len(data) < 256 << 10:
+        return content_md5(data)
+    return await asyncio.to_thread(content_md5, data)
+
+
 def _md5_of(stream: BinaryIO) -> str:
     """``Content-MD5`` of the rest of ``stream``, read a chunk at a time; its position is kept."""
     start = stream.tell()
@@ -830,7 +845,7 @@ class _Answer:
 
 def _answer(exc: BaseException | None) -> _Answer | None:
     """The answer behind ``exc``; None when the request got none."""
-    if isinstance(exc, S3ResponseError):
+    if isinstance(exc, S3CallError):
         return _Answer(exc.status, exc.code or str(exc.status), exc.message, exc.retry_after)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -855,4 +870,6 @@ def _code(exc: BaseException | None) -> str | None:
 
 def _no_answer(exc: BaseException) -> bool:
     """A failure without an answer (reset, refused, timed out), from aiohttp or from botocore."""
+    if isinstance(exc, CrtFailure):
+        return True
     return no_answer(exc) or (isinstance(exc, BotoCoreError) and type(exc).__name__ in _BOTOCORE_NO_ANSWER)

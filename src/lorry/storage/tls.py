@@ -81,16 +81,20 @@ def tls_error(exc: BaseException, where: str) -> StoreError | None:
         # aiohttp keeps the ssl module's error on its own (``certificate_error``) as well as in the chain.
         link = getattr(link, "certificate_error", None) or link  # noqa: PLW2901
         if isinstance(link, ssl.SSLCertVerificationError):
-            reason = link.verify_message or link.reason or "verification failed"
-            return UntrustedCertificateError(
-                f"the TLS certificate of {where} is not trusted ({reason}): set LORRY_CA_BUNDLE (the "
-                "ca_bundle setting) to a PEM file holding the certificate of the authority that signed "
-                "it, or, on a network you trust, LORRY_VERIFY_TLS=0 to connect without verification"
-            )
+            return untrusted_certificate(where, link.verify_message or link.reason or "verification failed")
     for link in _chain(exc):
         if isinstance(link, ssl.SSLError):
             return StoreError(f"TLS with {where} failed: {link.reason or link}")
     return None
+
+
+def untrusted_certificate(where: str, reason: str) -> UntrustedCertificateError:
+    """The error for a server whose certificate failed verification, naming the settings that fix it."""
+    return UntrustedCertificateError(
+        f"the TLS certificate of {where} is not trusted ({reason}): set LORRY_CA_BUNDLE (the "
+        "ca_bundle setting) to a PEM file holding the certificate of the authority that signed "
+        "it, or, on a network you trust, LORRY_VERIFY_TLS=0 to connect without verification"
+    )
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

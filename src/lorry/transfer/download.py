@@ -2,8 +2,9 @@
 
 Only what is missing or different is fetched. Every file is written to a temporary name beside its
 target, checked against its digest, and only then renamed: no partial or unverified file ever stands
-under a final name. Remote blobs pass through the content-addressed cache; a local store's blobs are
-copied straight from the store.
+under a final name. Remote blobs pass through the content-addressed cache, except a large blob of a
+store that writes whole objects into files itself (S3): that one lands in its target's temporary file
+first and the cache gets a kernel copy; a local store's blobs are copied straight from the store.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, St
 from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry
-from lorry.storage.base import LOCAL_FILES, Store
+from lorry.storage.base import FILE_GETS, LOCAL_FILES, FileGets, Store
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
@@ -115,6 +116,8 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
         if (entry.size or 0) <= SMALL_OBJECT:
             data = await _get_small(engine, store, entry)
             await _settled(engine, _write_twice, data, target, cache, _digest(entry))
+        elif (files := FILE_GETS.of(store)) is not None:
+            await _fetch_file(engine, store, files, cache, entry, target)
         else:
             cached = await _fill_cache(engine, store, cache, entry)
             await _settled(engine, _copy_fresh, cached, target)
@@ -228,17 +231,79 @@ def _wrong_size(key: str, entry: Entry, how: str) -> IntegrityError:
     )
 
 
+async def _stored_size(store: Store, entry: Entry) -> int:
+    """The size of the entry's blob, asked of the store and checked against the manifest before any
+    byte is fetched: a size that lies would make a huge file, or a request per missing range."""
+    key = blob_key(_digest(entry))
+    try:
+        stored = (await store.head(key)).size
+    except ObjectNotFoundError as exc:
+        raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
+    if stored != (entry.size or 0):
+        raise _wrong_size(key, entry, f"{stored} bytes, not")
+    return stored
+
+
+async def _fetch_file(
+    engine: Engine, store: Store, files: FileGets, cache: Cache, entry: Entry, target: Path
+) -> None:
+    """A large blob written by the store's native client straight into a temporary file beside
+    ``target`` (each byte written once, by C), hashed in one pass over the page cache, copied into the
+    cache in the kernel, then given its name."""
+    digest = _digest(entry)
+    key = blob_key(digest)
+    size = await _stored_size(store, entry)
+    temp = temp_beside(target)
+    failed = f"cannot write {target}"  # what an OSError stopped, worded for the user
+    try:
+        # Made (and its room taken) here first: a full disk or a folder that may not be written to is
+        # an OSError lorry words clearly, before any byte is fetched.
+        await _settled(engine, _reserve, temp, size)
+        try:
+            got = await files.get_file(key, temp)
+        except ObjectNotFoundError as exc:
+            raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
+        if got != size:
+            raise _wrong_size(key, entry, f"{got} bytes, not")
+        if await _settled(engine, hash_file, temp) != digest:
+            raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
+        failed = f"cannot write to the cache {cache.root}"
+        await _settled(engine, _admit_copy, cache, temp, digest)
+    except OSError as exc:
+        discard(temp)
+        raise local_error(exc, failed) from exc
+    except BaseException:
+        discard(temp)
+        raise
+    await _settled(engine, give_name, temp, target)
+
+
+def _reserve(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DOWNLOAD_MODE)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def _admit_copy(cache: Cache, verified: Path, digest: str) -> None:
+    """The cache's own copy of a file verified a moment ago, made in the kernel (a later write to the
+    downloaded file must not reach the cache)."""
+    temp = cache.temp_path()
+    try:
+        shutil.copyfile(verified, temp)
+        os.chmod(temp, FILE_MODE)
+        cache.admit(temp, digest)
+    except BaseException:
+        discard(temp)
+        raise
+
+
 async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) -> Path:
     """Fetch a large blob by parallel ranged GETs into a temporary file of the cache, check it, admit it."""
     digest = _digest(entry)
     key = blob_key(digest)
-    size = entry.size or 0
-    try:  # a size that lies would make a huge sparse file and a request per missing range
-        stored = (await store.head(key)).size
-    except ObjectNotFoundError as exc:
-        raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
-    if stored != size:
-        raise _wrong_size(key, entry, f"{stored} bytes, not")
+    size = await _stored_size(store, entry)
     try:
         temp = await _settled(engine, cache.temp_path)
     except OSError as exc:

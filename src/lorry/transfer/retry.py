@@ -30,12 +30,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import TypeVar, cast
 
 from lorry.errors import ObjectNotFoundError, TransientError
 from lorry.storage.base import (
+    FILE_GETS,
     OVERWRITE,
     Body,
+    C,
+    Capability,
+    FileGets,
     MultipartStore,
     ObjectMeta,
     Part,
@@ -190,6 +195,12 @@ class RetryingStore(WrappedStore):
         super().__init__(inner)
         self.policy = policy or RetryPolicy()
 
+    def capability(self, kind: Capability[C]) -> C | None:
+        found = kind.of(self.inner)
+        if kind is FILE_GETS and found is not None:
+            return cast(C, _RetryingFileGets(cast(FileGets, found), self.policy))
+        return found
+
     async def head(self, key: str) -> ObjectMeta:
         return await self.policy.run(f"HEAD {key}", lambda: self.inner.head(key))
 
@@ -240,6 +251,17 @@ class RetryingStore(WrappedStore):
         found = await self.policy.run(f"LIST {prefix}", lambda: _collect(self.inner.list(prefix)))
         for meta in found:
             yield meta
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryingFileGets:
+    """``FileGets`` whose whole-object downloads are retried by ``policy`` (each try rewrites the file)."""
+
+    inner: FileGets
+    policy: RetryPolicy
+
+    async def get_file(self, key: str, path: Path) -> int:
+        return await self.policy.run(f"GET {key}", lambda: self.inner.get_file(key, path))
 
 
 class RetryingMultipartStore(RetryingStore):
