@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, SourceChangedError
 from lorry.model.digest import format_digest, new_hasher
 from lorry.storage.local import write_all
+from lorry.transfer.plan import SMALL_OBJECT
 
 LocalPath = str | Path
 CHUNK = 8 << 20
@@ -74,16 +77,11 @@ def check_stamp(now: FileStamp, stamp: FileStamp, path: LocalPath, entry: str) -
 def hash_file(path: LocalPath) -> str:
     """The content digest of a file, read once in chunks. (Not mmap: mapped pages count towards the
     process's resident memory, and a 2 GiB file would show as 2 GiB of RSS.)"""
-    hasher = new_hasher()
     try:
         with open(path, "rb", buffering=0) as handle:
-            buffer = _buffer_for(handle.fileno())
-            view = memoryview(buffer)
-            while count := handle.readinto(buffer):
-                hasher.update(view[:count])
+            return hash_fd(handle.fileno())
     except OSError as exc:
         raise local_error(exc, f"cannot read {path}") from exc
-    return format_digest(hasher.hexdigest())
 
 
 def _buffer_for(fd: int) -> bytearray:
@@ -158,11 +156,86 @@ class Packs:
 
 def copy_all(src: int, dst: int, size: int) -> int:
     """Copy the ``size`` bytes seen in the kernel (a snapshot is the file as it was when looked at),
-    fewer if the file is shorter now; return how many were copied."""
+    fewer if the file is shorter now, from and to the files' current positions; return how many were
+    copied. ``copy_file_range`` where the kernel can (it shares extents on XFS and btrfs, and copies
+    inside the filesystem elsewhere), ``sendfile`` between filesystems that cannot."""
     copied = 0
-    while copied < size and (sent := os.sendfile(dst, src, None, size - copied)):
+    kernel_range = True
+    while copied < size:
+        if kernel_range:
+            try:
+                sent = os.copy_file_range(src, dst, size - copied)
+            except OSError as exc:
+                if exc.errno not in _NO_COPY_RANGE:
+                    raise
+                kernel_range = False
+                continue
+        else:
+            sent = os.sendfile(dst, src, None, size - copied)
+        if not sent:
+            break
         copied += sent
     return copied
+
+
+_NO_COPY_RANGE = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF)
+"""How ``copy_file_range`` says it cannot copy between these two files (another filesystem, a kind of
+file it does not handle): ``sendfile`` can."""
+
+FICLONE = 0x40049409
+"""The Linux ioctl that makes a file share another's extents (XFS with reflink, btrfs): a copy that
+costs no bytes until either is written (``fcntl.FICLONE`` from Python 3.12 on)."""
+
+
+def clone_or_copy(src: int, dst: int, size: int) -> None:
+    """Make the empty file ``dst`` a copy of the whole file ``src`` of ``size`` bytes: a reflink where
+    the filesystem shares extents, else a copy in the kernel."""
+    try:
+        fcntl.ioctl(dst, FICLONE, src)
+    except OSError:  # not supported here, or across filesystems
+        copy_all(src, dst, size)
+
+
+HASH_ALONGSIDE = 64 << 20
+"""From this size on, a copy's hash runs in a thread of its own beside the kernel's copy (both read
+the same pages), so the copy costs the longer of the two, not their sum; below it, the files copied at
+the same time keep both cores busy."""
+
+
+def hash_fd(fd: int) -> str:
+    """The digest of the open file ``fd``, read from its start (``pread``: its position is left to a
+    copy that may be using it at the same time)."""
+    hasher = new_hasher()
+    buffer = _buffer_for(fd)
+    view = memoryview(buffer)
+    offset = 0
+    while count := os.preadv(fd, [buffer], offset):
+        hasher.update(view[:count])
+        offset += count
+    return format_digest(hasher.hexdigest())
+
+
+def copy_fd_hashing(src: int, dst: int) -> str:
+    """Copy the whole open file ``src`` into the empty file ``dst`` and return the digest of ``src``'s
+    bytes: each byte read once by the hash and copied once by the kernel (a reflink copies none). A
+    file that changes meanwhile may give a digest that is not the copy's: callers that cannot rule that
+    out compare the source's stamps before and after."""
+    size = os.fstat(src).st_size
+    if size <= SMALL_OBJECT:  # one read and one write: less than a kernel copy and a hash's read
+        hasher = new_hasher()
+        buffer = _buffer_for(src)
+        view = memoryview(buffer)
+        while count := os.readv(src, [buffer]):
+            hasher.update(view[:count])
+            write_all(dst, view[:count])
+        return format_digest(hasher.hexdigest())
+    if size < HASH_ALONGSIDE:
+        clone_or_copy(src, dst, size)
+        return hash_fd(src)
+    with ThreadPoolExecutor(1, thread_name_prefix="lorry-hash") as pool:
+        hashed = pool.submit(hash_fd, src)
+        clone_or_copy(src, dst, size)
+        return hashed.result()
 
 
 def temp_beside(target: Path) -> Path:
@@ -171,23 +244,17 @@ def temp_beside(target: Path) -> Path:
 
 
 def copy_hashing(source: LocalPath, temp: Path, mode: int = FILE_MODE) -> str:
-    """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
-    hasher = new_hasher()
+    """Copy ``source`` to the new file ``temp`` and return the digest of ``source``'s bytes (see
+    ``copy_fd_hashing``)."""
     try:
         with open(source, "rb", buffering=0) as src:
-            buffer = _buffer_for(src.fileno())
-            view = memoryview(buffer)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             with open(fd, "wb", buffering=0) as dst:
-                while count := src.readinto(buffer):
-                    chunk = view[:count]
-                    hasher.update(chunk)
-                    write_all(dst.fileno(), chunk)
+                return copy_fd_hashing(src.fileno(), dst.fileno())
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    return format_digest(hasher.hexdigest())
 
 
 def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FILE_MODE) -> None:
