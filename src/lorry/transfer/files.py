@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, SourceChangedError
-from lorry.model.digest import format_digest, new_hasher
+from lorry.model.digest import ALL_CORES, format_digest, new_hasher
 from lorry.storage.local import write_all
 from lorry.transfer.plan import SMALL_OBJECT
 
@@ -187,12 +187,20 @@ FICLONE = 0x40049409
 costs no bytes until either is written (``fcntl.FICLONE`` from Python 3.12 on)."""
 
 
+def clone(src: int, dst: int) -> bool:
+    """Make the empty file ``dst`` share all of ``src``'s extents (a reflink); False where the
+    filesystem cannot (or the two are on different filesystems)."""
+    try:
+        fcntl.ioctl(dst, FICLONE, src)
+    except OSError:
+        return False
+    return True
+
+
 def clone_or_copy(src: int, dst: int, size: int) -> None:
     """Make the empty file ``dst`` a copy of the whole file ``src`` of ``size`` bytes: a reflink where
     the filesystem shares extents, else a copy in the kernel."""
-    try:
-        fcntl.ioctl(dst, FICLONE, src)
-    except OSError:  # not supported here, or across filesystems
+    if not clone(src, dst):
         copy_all(src, dst, size)
 
 
@@ -202,10 +210,10 @@ the same pages), so the copy costs the longer of the two, not their sum; below i
 the same time keep both cores busy."""
 
 
-def hash_fd(fd: int) -> str:
+def hash_fd(fd: int, threads: int = 1) -> str:
     """The digest of the open file ``fd``, read from its start (``pread``: its position is left to a
-    copy that may be using it at the same time)."""
-    hasher = new_hasher()
+    copy that may be using it at the same time), by up to ``threads`` threads."""
+    hasher = new_hasher(threads)
     buffer = _buffer_for(fd)
     view = memoryview(buffer)
     offset = 0
@@ -217,9 +225,9 @@ def hash_fd(fd: int) -> str:
 
 def copy_fd_hashing(src: int, dst: int) -> str:
     """Copy the whole open file ``src`` into the empty file ``dst`` and return the digest of ``src``'s
-    bytes: each byte read once by the hash and copied once by the kernel (a reflink copies none). A
-    file that changes meanwhile may give a digest that is not the copy's: callers that cannot rule that
-    out compare the source's stamps before and after."""
+    bytes: each byte read once by the hash and copied once by the kernel (a reflink copies none, and
+    the hash has every core). A file that changes meanwhile may give a digest that is not the copy's:
+    callers that cannot rule that out compare the source's stamps before and after."""
     size = os.fstat(src).st_size
     if size <= SMALL_OBJECT:  # one read and one write: less than a kernel copy and a hash's read
         hasher = new_hasher()
@@ -229,12 +237,14 @@ def copy_fd_hashing(src: int, dst: int) -> str:
             hasher.update(view[:count])
             write_all(dst, view[:count])
         return format_digest(hasher.hexdigest())
+    if clone(src, dst):
+        return hash_fd(src, threads=ALL_CORES)
     if size < HASH_ALONGSIDE:
-        clone_or_copy(src, dst, size)
+        copy_all(src, dst, size)
         return hash_fd(src)
     with ThreadPoolExecutor(1, thread_name_prefix="lorry-hash") as pool:
         hashed = pool.submit(hash_fd, src)
-        clone_or_copy(src, dst, size)
+        copy_all(src, dst, size)
         return hashed.result()
 
 
