@@ -13,7 +13,10 @@ from blake3 import blake3
 
 import lorry
 from lorry.model.digest import format_digest
-from lorry.transfer import files, known, upload
+from lorry.settings import Settings
+from lorry.storage.local import LocalStore
+from lorry.transfer import files, known, offload, upload
+from lorry.transfer.files import FileStamp
 from tests.disks import mount_tmpfs, unmount
 
 MiB = 1 << 20
@@ -152,6 +155,20 @@ def test_a_changed_file_is_hashed_again_even_with_its_old_size_and_mtime(
     again = log_file(source)
     assert stored_digest(again, "model.bin") == digest_of(changed)
     assert blob(tmp_path / "second-store", digest_of(changed)).read_bytes() == changed
+
+
+def test_a_remembered_file_is_no_work_for_the_helper_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled_now: None
+) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(content(offload.OFFLOAD_BYTES, seed=10))
+    item = upload.FileSource("big.bin", str(source), FileStamp.of(source), owned=False)
+    settings, store = Settings.load(), LocalStore(tmp_path / "store")
+    assert offload.wants_helper(settings, [item], store)
+    monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "never")
+    log_file(source)
+    assert not offload.wants_helper(settings, [item], store)
+    assert offload.wants_helper(settings, [item])  # elsewhere the file is still read to be sent
 
 
 def test_a_file_written_a_moment_ago_is_not_remembered(tmp_path: Path) -> None:

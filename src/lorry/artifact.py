@@ -1535,7 +1535,7 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
     files = plan.files
     counters.files_total += len(files)
     counters.bytes_total += sum(f.stamp.size for f in files)
-    offloaded = wants_helper(plan.settings, files)
+    offloaded = wants_helper(plan.settings, files, store)
     journal = Journal(plan.settings.cache_dir)
     rows = Rows()
     window = asyncio.Semaphore(PARTS_IN_FLIGHT)

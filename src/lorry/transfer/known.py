@@ -69,6 +69,13 @@ class KnownDigests:
             return None
         return fields[3]
 
+    def of_file(self, path: str) -> str | None:
+        """The digest remembered for the file at ``path`` as it is now, if any."""
+        try:
+            return self.lookup(Stamp.of_stat(os.stat(path)))
+        except OSError:
+            return None
+
     def remember(self, stamp: Stamp, digest: str, hashed_at_ns: int) -> None:
         """Remember ``digest`` for a file seen with ``stamp`` (the same before and after it was hashed)
         at ``hashed_at_ns``, if it had been still long enough for the stamp to tell any write apart."""
