@@ -8,13 +8,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import io
+import mmap
 import os
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from blake3 import blake3
 
 from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, SourceChangedError
 from lorry.model.digest import ALL_CORES, format_digest, new_hasher
@@ -205,14 +209,19 @@ def clone_or_copy(src: int, dst: int, size: int) -> None:
 
 
 HASH_ALONGSIDE = 64 << 20
-"""From this size on, a copy's hash runs in a thread of its own beside the kernel's copy (both read
-the same pages), so the copy costs the longer of the two, not their sum; below it, the files copied at
-the same time keep both cores busy."""
+"""From this size on, a copy is hashed in a thread of its own a window behind the kernel's copy, so the
+copy costs the longer of the two, not their sum; below it, the files copied at the same time keep both
+cores busy."""
+HASH_WINDOW = 32 << 20
+"""How much of a copy is mapped at once to be hashed: mapped pages count towards the process's
+resident memory while they are mapped."""
 
 
 def hash_fd(fd: int, threads: int = 1) -> str:
     """The digest of the open file ``fd``, read from its start (``pread``: its position is left to a
-    copy that may be using it at the same time), by up to ``threads`` threads."""
+    copy that may be using it at the same time), by up to ``threads`` threads. (Read, not mapped: a
+    file that is not lorry's own could be cut short by its owner while mapped, and reading past its
+    end would kill the process.)"""
     hasher = new_hasher(threads)
     buffer = _buffer_for(fd)
     view = memoryview(buffer)
@@ -223,11 +232,19 @@ def hash_fd(fd: int, threads: int = 1) -> str:
     return format_digest(hasher.hexdigest())
 
 
+def _hash_mapped(hasher: blake3, fd: int, start: int, length: int) -> None:
+    """Hash ``length`` bytes of the file ``fd`` from ``start`` (a multiple of the page size) where they
+    lie in the page cache: mapped, not copied out."""
+    with mmap.mmap(fd, length, offset=start, access=mmap.ACCESS_READ) as mapped:
+        hasher.update(mapped)
+
+
 def copy_fd_hashing(src: int, dst: int) -> str:
-    """Copy the whole open file ``src`` into the empty file ``dst`` and return the digest of ``src``'s
-    bytes: each byte read once by the hash and copied once by the kernel (a reflink copies none, and
-    the hash has every core). A file that changes meanwhile may give a digest that is not the copy's:
-    callers that cannot rule that out compare the source's stamps before and after."""
+    """Copy the whole open file ``src`` into the empty file ``dst`` (open for reading too: lorry's own
+    new file) and return the digest of what ``dst`` holds: each byte copied once by the kernel and
+    hashed where the copy put it. A reflink copies no byte: the source is hashed then, on every core.
+    A source that changes meanwhile can leave a mixed copy: callers that cannot rule that out compare
+    the source's stamps before and after."""
     size = os.fstat(src).st_size
     if size <= SMALL_OBJECT:  # one read and one write: less than a kernel copy and a hash's read
         hasher = new_hasher()
@@ -239,13 +256,31 @@ def copy_fd_hashing(src: int, dst: int) -> str:
         return format_digest(hasher.hexdigest())
     if clone(src, dst):
         return hash_fd(src, threads=ALL_CORES)
+    hasher = new_hasher()
     if size < HASH_ALONGSIDE:
-        copy_all(src, dst, size)
-        return hash_fd(src)
-    with ThreadPoolExecutor(1, thread_name_prefix="lorry-hash") as pool:
-        hashed = pool.submit(hash_fd, src)
-        copy_all(src, dst, size)
-        return hashed.result()
+        _copy_windows(src, dst, size, functools.partial(_hash_mapped, hasher, dst))
+        return format_digest(hasher.hexdigest())
+    with ThreadPoolExecutor(1, thread_name_prefix="lorry-hash") as alongside:
+        hashed: list[Future[None]] = []  # one worker: windows are hashed in the order they were copied
+        _copy_windows(src, dst, size, lambda start, length: hashed.append(
+            alongside.submit(_hash_mapped, hasher, dst, start, length)
+        ))  # fmt: skip
+        for window in hashed:
+            window.result()
+    return format_digest(hasher.hexdigest())
+
+
+def _copy_windows(src: int, dst: int, size: int, then: Callable[[int, int], None]) -> None:
+    """Copy ``size`` bytes a window at a time, calling ``then(start, length)`` after each window."""
+    start = 0
+    while start < size:
+        wanted = min(HASH_WINDOW, size - start)
+        copied = copy_all(src, dst, wanted)
+        if copied:
+            then(start, copied)
+        start += copied
+        if copied < wanted:
+            break  # the source is shorter than it was: its stamp tells the caller
 
 
 def temp_beside(target: Path) -> Path:
@@ -254,13 +289,15 @@ def temp_beside(target: Path) -> Path:
 
 
 def copy_hashing(source: LocalPath, temp: Path, mode: int = FILE_MODE) -> str:
-    """Copy ``source`` to the new file ``temp`` and return the digest of ``source``'s bytes (see
+    """Copy ``source`` to the new file ``temp`` and return the digest of the copy (see
     ``copy_fd_hashing``)."""
     try:
         with open(source, "rb", buffering=0) as src:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with open(fd, "wb", buffering=0) as dst:
-                return copy_fd_hashing(src.fileno(), dst.fileno())
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                return copy_fd_hashing(src.fileno(), fd)
+            finally:
+                os.close(fd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

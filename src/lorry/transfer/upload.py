@@ -158,9 +158,10 @@ def _put_blob(store: LocalFiles, data: bytes, digest: str) -> str:
 
 def _store_local(store: LocalFiles, item: FileSource, known: KnownDigests) -> str:
     """A large file (small ones go in batches, read once and written from memory), copied into the
-    store by the kernel (a reflink where the filesystem shares extents) while a thread hashes it; not
-    read at all if its digest is remembered for its unchanged stamp (see ``known.py``). The source's
-    stamp, change time included, must be the same after the copy as before it."""
+    store by the kernel (a reflink where the filesystem shares extents) and hashed beside the copy
+    (see ``copy_fd_hashing``); not read at all if its digest is remembered for its unchanged stamp
+    (see ``known.py``). The source's stamp, change time included, must be the same after the copy as
+    before it."""
     if item.owned:
         return _store_owned(store, item)
     temp: Path | None = None
@@ -175,7 +176,7 @@ def _store_local(store: LocalFiles, item: FileSource, known: KnownDigests) -> st
                 _check_still(item, before)
                 return digest
             temp = store.temp_path()
-            with open(temp, "xb", buffering=0, opener=owner_only) as dst:
+            with open(temp, "x+b", buffering=0, opener=owner_only) as dst:  # read too, to be hashed
                 if digest is None:
                     digest = copy_fd_hashing(src.fileno(), dst.fileno())
                 else:
