@@ -4,6 +4,7 @@ hashed beside the copy, and not read again while their digest is remembered for 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,16 @@ def test_on_xfs_the_store_and_the_download_share_the_source_extents(
     assert grown < 8 * MiB, f"the filesystem grew by {grown / MiB:.1f} MiB: bytes were copied"
     assert blob(xfs / "store", stored_digest(artifact, "checkpoint.bin")).read_bytes() == data
     assert (out / "checkpoint.bin").read_bytes() == data
+
+
+def test_the_reflink_filesystem_is_removed_also_when_its_user_fails(tmp_path: Path) -> None:
+    image, point = tmp_path / "xfs.img", tmp_path / "xfs"
+    with pytest.raises(RuntimeError, match="inside"), reflink_filesystem(image, point, 320 * MiB):
+        assert os.path.ismount(point)
+        (point / "file").write_bytes(b"x")
+        raise RuntimeError("failed inside")
+    assert not os.path.ismount(point)
+    assert not image.exists()
+    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                              capture_output=True, text=True, check=True)
+    assert str(image) not in attached.stdout
