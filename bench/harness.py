@@ -8,6 +8,10 @@ Scenarios:
   machine's drift is spread over all of them.
 - ``local``: logging each dataset on the local disk: lorry's local store, the original SDK offline,
   ``dvc add``, MLflow's ``log_artifacts``; every copy is checked.
+- ``reflink``: the same for the largest dataset on a filesystem that shares extents (XFS with
+  ``reflink=1``, made by the harness on a loop device and removed afterwards, see ``reflink.py``), and
+  lorry logging the unchanged file once more into an empty store (its digest remembered by the first
+  log). Skipped, saying why, where the machine cannot make the filesystem (not root, no loop device).
 - ``background``: a training-like loop that logs a checkpoint every few steps (see
   ``drivers/lorry_background.py``), against the local store and against the server: the loop's
   slowdown and ``log_artifact``'s latency.
@@ -34,12 +38,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import clients, datasets, measure, report
+from bench import clients, datasets, measure, reflink, report
 from bench.clients import Server, Tools
 from bench.datasets import Dataset, Spec
+from lorry.transfer.known import SETTLED_NS
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = ("s3", "local", "background")
+SCENARIOS = ("s3", "local", "reflink", "background")
 BACKGROUND_KINDS = {"files": "1,000 files of 4 KiB", "large": "one 1 GiB file"}
 
 
@@ -218,22 +223,28 @@ def run_local(ctx: Context, sets: Sequence[Dataset], names: Sequence[str]) -> No
     for dataset in sets:
         for number in range(ctx.runs):
             for client in rotate(names, number):
-                fields = {
-                    "scenario": "local",
-                    "dataset": dataset.spec.name,
-                    "direction": "log",
-                    "client": client,
-                    "run": number + 1,
-                    "files": dataset.spec.files,
-                    "bytes": dataset.spec.total_bytes,
-                    "unit": unit_for(dataset.spec),
-                }
+                fields = local_fields("local", dataset, client, number)
                 guarded(ctx, fields, functools.partial(local_round, ctx, dataset, client, fields))
 
 
-def local_round(ctx: Context, dataset: Dataset, client: str, fields: dict[str, Any]) -> None:
+def local_fields(scenario: str, dataset: Dataset, client: str, number: int) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "dataset": dataset.spec.name,
+        "direction": "log",
+        "client": client,
+        "run": number + 1,
+        "files": dataset.spec.files,
+        "bytes": dataset.spec.total_bytes,
+        "unit": unit_for(dataset.spec),
+    }
+
+
+def local_round(
+    ctx: Context, dataset: Dataset, client: str, fields: dict[str, Any], work_dir: Path | None = None
+) -> None:
     """Log the dataset with one tool into an empty folder; check that every content arrived."""
-    outdir = fresh(ctx.work_dir / f"local-{client}")
+    outdir = fresh((work_dir or ctx.work_dir) / f"local-{client}")
     try:
         plan = clients.local_log(client, ctx.tools, dataset.root, outdir)
         try:
@@ -246,6 +257,57 @@ def local_round(ctx: Context, dataset: Dataset, client: str, fields: dict[str, A
             if plan.restore is not None:
                 plan.restore()
         problem = failure(measured) or datasets.check_contains(dataset, plan.output)
+        record = base_record(measured, **fields, check=problem or "ok")
+        ctx.add(record)
+        ctx.say(line(record))
+    finally:
+        shutil.rmtree(outdir, ignore_errors=True)
+
+
+def run_reflink(ctx: Context, sets: Sequence[Dataset], names: Sequence[str]) -> None:
+    """The largest dataset on a filesystem that shares extents: every client logs it, then lorry logs
+    it again into an empty store."""
+    reason = reflink.unavailable()
+    if reason is not None:
+        ctx.say(f"reflink scenario skipped: {reason}")
+        return
+    dataset = max(sets, key=lambda d: d.spec.file_size)
+    # Room for the dataset and two full copies of it (tools that do not share extents copy), sparse.
+    size = 3 * dataset.spec.total_bytes + (1 << 30)
+    with reflink.reflink_filesystem(ctx.work_dir / "reflink.img", ctx.work_dir / "reflink", size) as point:
+        root = point / "data"
+        shutil.copytree(dataset.root, root)  # a copy of its own: the filesystem's, not shared
+        placed = Dataset(dataset.spec, root, dataset.digests)
+        for number in range(ctx.runs):
+            for client in rotate(names, number):
+                fields = local_fields("reflink", placed, client, number)
+                guarded(ctx, fields, functools.partial(local_round, ctx, placed, client, fields, point))
+            fields = {**local_fields("reflink", placed, "lorry", number), "direction": "log again"}
+            guarded(ctx, fields, functools.partial(again_round, ctx, placed, fields, point))
+
+
+def wait_until_still(root: Path) -> None:
+    """lorry remembers a digest only for a file that had been still for a while when it was hashed
+    (``lorry/transfer/known.py``); files just placed, or moved in and out of a DVC repository (a
+    rename sets their change time), are given that while."""
+    paths = [Path(folder, name) for folder, _, names in os.walk(root) for name in names]
+    changed = max(p.stat().st_ctime_ns for p in paths)
+    time.sleep(max(0.0, (changed + SETTLED_NS - time.time_ns()) / 1e9 + 0.1))
+
+
+def again_round(ctx: Context, dataset: Dataset, fields: dict[str, Any], work_dir: Path) -> None:
+    """lorry logs the dataset (untimed), then logs it once more, unchanged, into an empty store with
+    the same cache: the second log copies (shares) the extents without reading the file."""
+    outdir = fresh(work_dir / "again")
+    try:
+        plan = clients.local_log("lorry", ctx.tools, dataset.root, outdir)
+        wait_until_still(dataset.root)
+        first = measure.run(plan.invocation.command, env=plan.invocation.env)
+        again_store = outdir / "store-again"
+        env = {**plan.invocation.env, "LORRY_STORE": str(again_store)}
+        settle()
+        measured = measure.run(plan.invocation.command, env=env)
+        problem = failure(first) or failure(measured) or datasets.check_contains(dataset, again_store)
         record = base_record(measured, **fields, check=problem or "ok")
         ctx.add(record)
         ctx.say(line(record))
@@ -398,6 +460,7 @@ def line(record: dict[str, Any]) -> str:
     return (
         f"  {record['scenario']:5} {record['dataset']} {record['direction']:4} {record['client']:8} "
         f"run {record['run']}: {record['wall']:7.2f} s {rate:9,.1f} {record['unit']:7} "
+        f"op {record.get('op_seconds') or 0.0:7.3f} s  "
         f"CPU {record['cpu']:6.2f} s  RSS {record['peak_rss'] / report.MiB:6.0f} MiB  "
         f"server {record['server_cpu']:5.1f} s  other {record['other_cpu']:4.1f} s  {record['check']}"
     )
@@ -542,6 +605,19 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
             "",
             *local,
         ]
+    shared = report.reflink_table(records, labels)
+    if shared:
+        lines += [
+            "",
+            "## The local store on a filesystem that shares extents (XFS, reflink=1)",
+            "",
+            "The largest dataset, on an XFS filesystem with reflink made for the run on a loop device. "
+            "First log: seconds from spawn to exit and the logging call alone (op), CPU seconds, peak "
+            "RSS. lorry again: the unchanged file logged once more into an empty store, with the cache "
+            "of a first log (its digest remembered: the file is not read; its extents are shared).",
+            "",
+            *shared,
+        ]
     rows = report.background(records)
     if rows:
         lines += ["", "## Background logging", ""]
@@ -555,7 +631,7 @@ def markdown(ctx: Context, info: dict[str, Any], sets: dict[str, Spec], command:
             "",
         ]
         lines += report.background_table(rows, BACKGROUND_KINDS)
-    checks = report.s3_checks(records) + report.local_checks(records)
+    checks = report.s3_checks(records) + report.local_checks(records) + report.reflink_checks(records)
     checks += report.background_checks(rows, BACKGROUND_KINDS)
     if checks:
         lines += ["", "## Targets", "", *report.checks_table(checks)]
@@ -595,7 +671,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--server-env", type=Path, help="the env file ceph-rgw.sh start wrote")
     parser.add_argument("--peers", type=Path, default=REPO / "bench" / ".venv-peers", help="the peers' venv")
     parser.add_argument("--lorry-python", type=Path, default=Path(sys.executable))
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="s3,local,background")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="s3,local,reflink,background")
     parser.add_argument("--datasets", default="S,M,L")
     parser.add_argument("--clients", help="only these clients (lorry is always kept)")
     parser.add_argument("--stores", default="local,s3", help="background scenario stores")
@@ -663,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx.say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     began = time.perf_counter()
     sets = []
-    if "s3" in scenarios or "local" in scenarios:
+    if {"s3", "local", "reflink"} & set(scenarios):
         for spec in chosen.values():
             ctx.say(f"dataset {spec.name}: {spec.describe()}")
             sets.append(datasets.ensure(spec, args.data))
@@ -671,6 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_s3(ctx, sets, s3_names)
     if "local" in scenarios:
         run_local(ctx, sets, local_names)
+    if "reflink" in scenarios and sets:
+        run_reflink(ctx, sets, local_names)
     if "background" in scenarios:
         run_background(ctx, [s for s in args.stores.split(",") if s])
     info["load_at_end"] = os.getloadavg()

@@ -17,7 +17,6 @@ import concurrent.futures
 import contextlib
 import enum
 import errno
-import fcntl
 import functools
 import itertools
 import logging
@@ -67,7 +66,7 @@ from lorry.settings import Settings
 from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, gather_all
-from lorry.transfer.files import FileStamp, Packs, Targets, copy_all, local_error, matches, owner_only
+from lorry.transfer.files import FileStamp, Packs, Targets, clone_or_copy, local_error, matches, owner_only
 from lorry.transfer.plan import SMALL_OBJECT
 from lorry.transfer.progress import progress
 from lorry.transfer.upload import FileSource
@@ -80,7 +79,6 @@ log = logging.getLogger("lorry")
 
 POLICIES = ("mutable", "immutable")
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing the snapshot can fail so
-_FICLONE = 0x40049409  # Linux ioctl: share the source's extents (btrfs, XFS) instead of copying
 
 
 class ArtifactTTL(enum.Enum):
@@ -464,10 +462,7 @@ class Artifact:
                     return _identity_of(st), FileSource(entry_name, pack, stamp, owned=True, offset=offset)
                 staged = self._staged_path()
                 with open(staged, "xb", buffering=0, opener=owner_only) as dst:
-                    try:
-                        fcntl.ioctl(dst.fileno(), _FICLONE, src)
-                    except OSError:
-                        copy_all(src, dst.fileno(), st.st_size)
+                    clone_or_copy(src, dst.fileno(), st.st_size)
                     stamp = FileStamp.of_fd(dst.fileno())
                 return _identity_of(st), FileSource(entry_name, staged, stamp, owned=True)
             finally:

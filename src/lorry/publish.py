@@ -186,7 +186,7 @@ async def _store_files(sess: Session, store: Store, plan: LogPlan, counters: Cou
     files = plan.files
     counters.files_total += len(files)
     counters.bytes_total += sum(f.stamp.size for f in files)
-    offloaded = wants_helper(plan.settings, files)
+    offloaded = wants_helper(plan.settings, files, store)
     journal = Journal(plan.settings.cache_dir)
     rows = Rows()
     window = asyncio.Semaphore(PARTS_IN_FLIGHT)

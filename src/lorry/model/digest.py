@@ -16,8 +16,13 @@ ALGORITHM = "blake3"
 _DIGEST = re.compile(r"blake3:[0-9a-f]{64}")
 
 
-def new_hasher() -> blake3:
-    return blake3()
+ALL_CORES = blake3.AUTO
+
+
+def new_hasher(threads: int = 1) -> blake3:
+    """A hasher; with ``threads`` above one (or ``ALL_CORES``), a large update is split across that many
+    threads."""
+    return blake3(max_threads=threads)
 
 
 def format_digest(hexdigest: str) -> str:

@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import functools
 import io
+import mmap
 import os
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from blake3 import blake3
+
 from lorry.errors import IntegrityError, InvalidPathError, LocalFileError, SourceChangedError
-from lorry.model.digest import format_digest, new_hasher
+from lorry.model.digest import ALL_CORES, format_digest, new_hasher
 from lorry.storage.local import write_all
+from lorry.transfer.plan import SMALL_OBJECT
 
 LocalPath = str | Path
 CHUNK = 8 << 20
@@ -74,16 +81,11 @@ def check_stamp(now: FileStamp, stamp: FileStamp, path: LocalPath, entry: str) -
 def hash_file(path: LocalPath) -> str:
     """The content digest of a file, read once in chunks. (Not mmap: mapped pages count towards the
     process's resident memory, and a 2 GiB file would show as 2 GiB of RSS.)"""
-    hasher = new_hasher()
     try:
         with open(path, "rb", buffering=0) as handle:
-            buffer = _buffer_for(handle.fileno())
-            view = memoryview(buffer)
-            while count := handle.readinto(buffer):
-                hasher.update(view[:count])
+            return hash_fd(handle.fileno())
     except OSError as exc:
         raise local_error(exc, f"cannot read {path}") from exc
-    return format_digest(hasher.hexdigest())
 
 
 def _buffer_for(fd: int) -> bytearray:
@@ -158,11 +160,127 @@ class Packs:
 
 def copy_all(src: int, dst: int, size: int) -> int:
     """Copy the ``size`` bytes seen in the kernel (a snapshot is the file as it was when looked at),
-    fewer if the file is shorter now; return how many were copied."""
+    fewer if the file is shorter now, from and to the files' current positions; return how many were
+    copied. ``copy_file_range`` where the kernel can (it shares extents on XFS and btrfs, and copies
+    inside the filesystem elsewhere), ``sendfile`` between filesystems that cannot."""
     copied = 0
-    while copied < size and (sent := os.sendfile(dst, src, None, size - copied)):
+    kernel_range = True
+    while copied < size:
+        if kernel_range:
+            try:
+                sent = os.copy_file_range(src, dst, size - copied)
+            except OSError as exc:
+                if exc.errno not in _NO_COPY_RANGE:
+                    raise
+                kernel_range = False
+                continue
+        else:
+            sent = os.sendfile(dst, src, None, size - copied)
+        if not sent:
+            break
         copied += sent
     return copied
+
+
+_NO_COPY_RANGE = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF)
+"""How ``copy_file_range`` says it cannot copy between these two files (another filesystem, a kind of
+file it does not handle): ``sendfile`` can."""
+
+FICLONE = 0x40049409
+"""The Linux ioctl that makes a file share another's extents (XFS with reflink, btrfs): a copy that
+costs no bytes until either is written (``fcntl.FICLONE`` from Python 3.12 on)."""
+
+
+def clone(src: int, dst: int) -> bool:
+    """Make the empty file ``dst`` share all of ``src``'s extents (a reflink); False where the
+    filesystem cannot (or the two are on different filesystems)."""
+    try:
+        fcntl.ioctl(dst, FICLONE, src)
+    except OSError:
+        return False
+    return True
+
+
+def clone_or_copy(src: int, dst: int, size: int) -> None:
+    """Make the empty file ``dst`` a copy of the whole file ``src`` of ``size`` bytes: a reflink where
+    the filesystem shares extents, else a copy in the kernel."""
+    if not clone(src, dst):
+        copy_all(src, dst, size)
+
+
+HASH_ALONGSIDE = 64 << 20
+"""From this size on, a copy is hashed in a thread of its own a window behind the kernel's copy, so the
+copy costs the longer of the two, not their sum; below it, the files copied at the same time keep both
+cores busy."""
+HASH_WINDOW = 32 << 20
+"""How much of a copy is mapped at once to be hashed: mapped pages count towards the process's
+resident memory while they are mapped."""
+
+
+def hash_fd(fd: int, threads: int = 1) -> str:
+    """The digest of the open file ``fd``, read from its start (``pread``: its position is left to a
+    copy that may be using it at the same time), by up to ``threads`` threads. (Read, not mapped: a
+    file that is not lorry's own could be cut short by its owner while mapped, and reading past its
+    end would kill the process.)"""
+    hasher = new_hasher(threads)
+    buffer = _buffer_for(fd)
+    view = memoryview(buffer)
+    offset = 0
+    while count := os.preadv(fd, [buffer], offset):
+        hasher.update(view[:count])
+        offset += count
+    return format_digest(hasher.hexdigest())
+
+
+def _hash_mapped(hasher: blake3, fd: int, start: int, length: int) -> None:
+    """Hash ``length`` bytes of the file ``fd`` from ``start`` (a multiple of the page size) where they
+    lie in the page cache: mapped, not copied out."""
+    with mmap.mmap(fd, length, offset=start, access=mmap.ACCESS_READ) as mapped:
+        hasher.update(mapped)
+
+
+def copy_fd_hashing(src: int, dst: int) -> str:
+    """Copy the whole open file ``src`` into the empty file ``dst`` (open for reading too: lorry's own
+    new file) and return the digest of what ``dst`` holds: each byte copied once by the kernel and
+    hashed where the copy put it. A reflink copies no byte: the source is hashed then, on every core.
+    A source that changes meanwhile can leave a mixed copy: callers that cannot rule that out compare
+    the source's stamps before and after."""
+    size = os.fstat(src).st_size
+    if size <= SMALL_OBJECT:  # one read and one write: less than a kernel copy and a hash's read
+        hasher = new_hasher()
+        buffer = _buffer_for(src)
+        view = memoryview(buffer)
+        while count := os.readv(src, [buffer]):
+            hasher.update(view[:count])
+            write_all(dst, view[:count])
+        return format_digest(hasher.hexdigest())
+    if clone(src, dst):
+        return hash_fd(src, threads=ALL_CORES)
+    hasher = new_hasher()
+    if size < HASH_ALONGSIDE:
+        _copy_windows(src, dst, size, functools.partial(_hash_mapped, hasher, dst))
+        return format_digest(hasher.hexdigest())
+    with ThreadPoolExecutor(1, thread_name_prefix="lorry-hash") as alongside:
+        hashed: list[Future[None]] = []  # one worker: windows are hashed in the order they were copied
+        _copy_windows(src, dst, size, lambda start, length: hashed.append(
+            alongside.submit(_hash_mapped, hasher, dst, start, length)
+        ))  # fmt: skip
+        for window in hashed:
+            window.result()
+    return format_digest(hasher.hexdigest())
+
+
+def _copy_windows(src: int, dst: int, size: int, then: Callable[[int, int], None]) -> None:
+    """Copy ``size`` bytes a window at a time, calling ``then(start, length)`` after each window."""
+    start = 0
+    while start < size:
+        wanted = min(HASH_WINDOW, size - start)
+        copied = copy_all(src, dst, wanted)
+        if copied:
+            then(start, copied)
+        start += copied
+        if copied < wanted:
+            break  # the source is shorter than it was: its stamp tells the caller
 
 
 def temp_beside(target: Path) -> Path:
@@ -171,23 +289,19 @@ def temp_beside(target: Path) -> Path:
 
 
 def copy_hashing(source: LocalPath, temp: Path, mode: int = FILE_MODE) -> str:
-    """Copy ``source`` to the new file ``temp`` and return the digest of the bytes written."""
-    hasher = new_hasher()
+    """Copy ``source`` to the new file ``temp`` and return the digest of the copy (see
+    ``copy_fd_hashing``)."""
     try:
         with open(source, "rb", buffering=0) as src:
-            buffer = _buffer_for(src.fileno())
-            view = memoryview(buffer)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with open(fd, "wb", buffering=0) as dst:
-                while count := src.readinto(buffer):
-                    chunk = view[:count]
-                    hasher.update(chunk)
-                    write_all(dst.fileno(), chunk)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                return copy_fd_hashing(src.fileno(), fd)
+            finally:
+                os.close(fd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    return format_digest(hasher.hexdigest())
 
 
 def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FILE_MODE) -> None:

@@ -34,8 +34,9 @@ class JournalEntry:
 
 
 class Journal:
-    def __init__(self, root: Path) -> None:
-        self.root = root / "uploads"
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.root = cache_dir / "uploads"
 
     def _path(self, store: str, key: str) -> Path:
         return self.root / (hashlib.sha256(f"{store}\n{key}".encode()).hexdigest()[:40] + ".json")

@@ -34,8 +34,11 @@ from typing import IO, Any
 
 from lorry.errors import StoreError
 from lorry.settings import Settings
+from lorry.storage.base import LOCAL_FILES, Store
 from lorry.transfer.engine import Counters, Engine
 from lorry.transfer.journal import Journal
+from lorry.transfer.known import KnownDigests
+from lorry.transfer.plan import SMALL_OBJECT
 from lorry.transfer.retry import RetryStats
 from lorry.transfer.upload import FileSource, store_files
 
@@ -46,10 +49,18 @@ NICE = 10
 _PR_SET_PDEATHSIG = 1
 
 
-def wants_helper(settings: Settings, files: Sequence[FileSource]) -> bool:
-    """Whether ``files`` are stored by the helper process under ``settings``."""
+def wants_helper(settings: Settings, files: Sequence[FileSource], store: Store | None = None) -> bool:
+    """Whether ``files`` are stored by the helper process under ``settings``. On a local store, a file
+    whose digest is remembered (see ``known.py``) is neither read nor hashed: no work worth a helper."""
     if settings.transfer_process == "auto":
-        return len(files) >= OFFLOAD_FILES or sum(f.stamp.size for f in files) >= OFFLOAD_BYTES
+        if len(files) >= OFFLOAD_FILES:
+            return True
+        known = KnownDigests(settings.cache_dir) if LOCAL_FILES.of(store) is not None else None
+        work = 0
+        for f in files:
+            if known is None or f.owned or f.stamp.size <= SMALL_OBJECT or known.of_file(f.source) is None:
+                work += f.stamp.size
+        return work >= OFFLOAD_BYTES
     return settings.transfer_process == "always"
 
 

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
@@ -25,12 +26,17 @@ from lorry.transfer.files import (
     FileStamp,
     check_stamp,
     check_unchanged,
+    clone_or_copy,
+    copy_fd_hashing,
     copy_hashing,
+    discard,
     hash_file,
     local_error,
+    owner_only,
     read_checked,
 )
 from lorry.transfer.journal import Journal, JournalEntry
+from lorry.transfer.known import KnownDigests, Stamp
 from lorry.transfer.plan import (
     BATCH_FILES,
     MAX_PARTS_IN_FLIGHT,
@@ -141,7 +147,7 @@ async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, File
 
 async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Journal) -> str:
     if (local := LOCAL_FILES.of(store)) is not None:
-        return await engine.in_thread(_store_local, local, item)
+        return await engine.in_thread(_store_local, local, item, KnownDigests(journal.cache_dir))
     return await _store_remote(engine, store, item, journal)
 
 
@@ -150,35 +156,81 @@ def _put_blob(store: LocalFiles, data: bytes, digest: str) -> str:
     return digest
 
 
-def _store_local(store: LocalFiles, item: FileSource) -> str:
-    """A large file (small ones go in batches, read once and written from memory)."""
+def _store_local(store: LocalFiles, item: FileSource, known: KnownDigests) -> str:
+    """A large file (small ones go in batches, read once and written from memory), copied into the
+    store by the kernel (a reflink where the filesystem shares extents) and hashed beside the copy
+    (see ``copy_fd_hashing``); not read at all if its digest is remembered for its unchanged stamp
+    (see ``known.py``). The source's stamp, change time included, must be the same after the copy as
+    before it."""
+    if item.owned:
+        return _store_owned(store, item)
+    temp: Path | None = None
+    try:
+        with open(item.source, "rb", buffering=0) as src:
+            hashed_at = time.time_ns()
+            st = os.fstat(src.fileno())
+            check_stamp(FileStamp.of_stat(st), item.stamp, item.source, item.path)
+            before = Stamp.of_stat(st)
+            digest = known.lookup(before)
+            if digest is not None and store.path_of(blob_key(digest)).is_file():
+                _check_still(item, before)
+                return digest
+            temp = store.temp_path()
+            with open(temp, "x+b", buffering=0, opener=owner_only) as dst:  # read too, to be hashed
+                if digest is None:
+                    digest = copy_fd_hashing(src.fileno(), dst.fileno())
+                else:
+                    clone_or_copy(src.fileno(), dst.fileno(), before.size)
+        _check_still(item, before)
+    except BaseException as exc:
+        if temp is not None:
+            discard(temp)
+        if isinstance(exc, FileNotFoundError) and exc.filename == item.source:
+            raise _removed(item) from None
+        if isinstance(exc, OSError):
+            raise local_error(exc, f"cannot store {item.source} in {store.root}") from exc
+        raise
+    known.remember(before, digest, hashed_at)
+    with contextlib.suppress(ConflictError):  # stored meanwhile by another writer: same bytes
+        store.commit_file(temp, blob_key(digest), CREATE)
+    return digest
+
+
+def _check_still(item: FileSource, before: Stamp) -> None:
+    try:
+        now = Stamp.of_stat(os.stat(item.source))
+    except FileNotFoundError:
+        raise _removed(item) from None
+    if now != before:
+        raise SourceChangedError(
+            f"{item.source} (entry {item.path!r}) changed while it was being logged; "
+            "the version that holds it was not committed"
+        )
+
+
+def _removed(item: FileSource) -> SourceChangedError:
+    return SourceChangedError(f"{item.source} (entry {item.path!r}) was removed after it was added")
+
+
+def _store_owned(store: LocalFiles, item: FileSource) -> str:
+    """lorry's own snapshot: no one else writes to it, so it is hashed, then linked into the store."""
     check_unchanged(item.source, item.stamp, item.path)
     digest = hash_file(item.source)
     key = blob_key(digest)
     if store.path_of(key).is_file():
-        check_unchanged(item.source, item.stamp, item.path)
         return digest
     temp = store.temp_path()
     try:
-        if item.owned:
-            try:
-                os.link(item.source, temp)
-            except OSError:  # another filesystem, or links not allowed: copy instead
-                if copy_hashing(item.source, temp) != digest:
-                    raise SourceChangedError(f"staged copy of {item.path!r} changed") from None
-        elif copy_hashing(item.source, temp) != digest:
-            raise SourceChangedError(
-                f"{item.source} (entry {item.path!r}) changed while it was being logged; "
-                "the version that holds it was not committed"
-            )
-        check_unchanged(item.source, item.stamp, item.path)
+        try:
+            os.link(item.source, temp)
+        except OSError:  # another filesystem, or links not allowed: copy instead
+            if copy_hashing(item.source, temp) != digest:
+                raise SourceChangedError(f"staged copy of {item.path!r} changed") from None
     except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+        discard(temp)
         raise local_error(exc, f"cannot store {item.source} in {store.root}") from exc
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+        discard(temp)
         raise
     with contextlib.suppress(ConflictError):  # stored meanwhile by another writer: same bytes
         store.commit_file(temp, key, CREATE)
