@@ -66,6 +66,11 @@ class FileSource:
     owned: bool
     offset: int | None = None
 
+    def __reduce__(self) -> tuple[type[FileSource], tuple[str, str, FileStamp, bool, int | None]]:
+        # Sent to the helper process by the thousand: a tuple pickles several times faster than a
+        # frozen dataclass's default state.
+        return FileSource, (self.path, self.source, self.stamp, self.owned, self.offset)
+
 
 async def store_files(
     engine: Engine, store: Store, files: Sequence[FileSource], counters: Counters, journal: Journal
@@ -117,7 +122,9 @@ async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, File
 
         def store_all() -> list[str]:
             with _SmallReader() as reader:
-                return [_put_blob(local, *reader.read_hashed(item)) for item in items]
+                read = reader.read_all(items)
+            local.put_blobs([(blob_key(digest), data) for data, digest in read])
+            return [digest for _, digest in read]
 
         digests = await engine.in_thread(store_all)
     else:
@@ -143,11 +150,6 @@ async def _store_one(engine: Engine, store: Store, item: FileSource, journal: Jo
     if (local := LOCAL_FILES.of(store)) is not None:
         return await engine.in_thread(_store_local, local, item)
     return await _store_remote(engine, store, item, journal)
-
-
-def _put_blob(store: LocalFiles, data: bytes, digest: str) -> str:
-    store.put_blob(blob_key(digest), data)
-    return digest
 
 
 def _store_local(store: LocalFiles, item: FileSource) -> str:
@@ -361,20 +363,60 @@ class _SmallReader:
         for fd in self._packs.values():
             os.close(fd)
 
+    def read_all(self, items: Sequence[FileSource]) -> list[tuple[bytes, str]]:
+        """Every item's bytes and digest, in order. Snapshots that lie one after the other in a pack
+        (those added one after the other) are read with one ``pread`` for the whole run."""
+        read: list[tuple[bytes, str]] = []
+        start = 0
+        while start < len(items):
+            first = items[start]
+            if first.offset is None:
+                read.append(self.read_hashed(first))
+                start += 1
+                continue
+            end, length = start + 1, first.stamp.size
+            while end < len(items) and _follows(items[end], items[end - 1]):
+                length += items[end].stamp.size
+                end += 1
+            run = memoryview(self._pread(first, length))
+            at = 0
+            for item in items[start:end]:
+                data = bytes(run[at : at + item.stamp.size])
+                at += item.stamp.size
+                read.append((data, digest_bytes(data)))
+            start = end
+        return read
+
     def read_hashed(self, item: FileSource) -> tuple[bytes, str]:
         if item.offset is None:
             data = read_checked(item.source, item.stamp, item.path)
             return data, digest_bytes(data)
-        try:
-            fd = self._packs.get(item.source)
-            if fd is None:
-                fd = self._packs[item.source] = os.open(item.source, os.O_RDONLY)
-            data = os.pread(fd, item.stamp.size, item.offset)
-        except OSError as exc:
-            raise local_error(exc, f"cannot read the snapshot of {item.path!r} in {item.source}") from exc
-        if len(data) != item.stamp.size:
-            raise SourceChangedError(f"the snapshot of {item.path!r} in {item.source} was cut short")
+        data = self._pread(item, item.stamp.size)
         return data, digest_bytes(data)
+
+    def _pread(self, first: FileSource, length: int) -> bytes:
+        """``length`` bytes of ``first``'s pack from where its snapshot starts."""
+        assert first.offset is not None
+        try:
+            fd = self._packs.get(first.source)
+            if fd is None:
+                fd = self._packs[first.source] = os.open(first.source, os.O_RDONLY)
+            data = os.pread(fd, length, first.offset)
+        except OSError as exc:
+            raise local_error(exc, f"cannot read the snapshot of {first.path!r} in {first.source}") from exc
+        if len(data) != length:
+            raise SourceChangedError(f"the snapshot of {first.path!r} in {first.source} was cut short")
+        return data
+
+
+def _follows(item: FileSource, before: FileSource) -> bool:
+    """Whether ``item``'s snapshot starts where ``before``'s ends, in the same pack."""
+    return (
+        item.offset is not None
+        and before.offset is not None
+        and item.source == before.source
+        and item.offset == before.offset + before.stamp.size
+    )
 
 
 def _hash_checked(item: FileSource) -> str:
