@@ -67,7 +67,7 @@ from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, engine, gather_all
 from lorry.transfer.files import FileStamp, Packs, Targets, copy_all, local_error, matches, owner_only
 from lorry.transfer.journal import Journal
-from lorry.transfer.offload import helper, wants_helper
+from lorry.transfer.offload import HELPERS, helper, wants_helper
 from lorry.transfer.plan import SMALL_OBJECT
 from lorry.transfer.progress import progress
 from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
@@ -1543,19 +1543,23 @@ async def _store_files(eng: Engine, store: Store, plan: _LogPlan, counters: Coun
     offloaded = wants_helper(plan.settings, files)
     journal = Journal(plan.settings.cache_dir)
     rows = Rows()
-    window = asyncio.Semaphore(PARTS_IN_FLIGHT)
+    # Helpers take parts in turn, each with PARTS_IN_FLIGHT of its own; files are spread evenly over
+    # them (fewer than HELPERS * PART_FILES files make smaller parts, not one full part and a rest).
+    helpers = HELPERS if offloaded else 1
+    window = asyncio.Semaphore(PARTS_IN_FLIGHT * helpers)
+    size = max(1, min(PART_FILES, -(-len(files) // helpers)))
 
     async def store_part(start: int) -> None:
         async with window:
-            part = files[start : start + PART_FILES]
+            part = files[start : start + size]
             if offloaded:
-                digests = await helper().store_files(plan.settings, part, counters, eng.retries)
+                digests = await helper(start // size).store_files(plan.settings, part, counters, eng.retries)
             else:
                 digests = await store_files(eng, store, part, counters, journal)
         for source, digest in zip(part, digests, strict=True):
             rows.add_file(source.path, digest, source.stamp.size)
 
-    await gather_all(store_part(start) for start in range(0, len(files), PART_FILES))
+    await gather_all(store_part(start) for start in range(0, len(files), size))
     return rows
 
 

@@ -42,11 +42,12 @@ from lorry.transfer.plan import (
 
 log = logging.getLogger("lorry")
 
-PART_FILES = 8192
+PART_FILES = 4096
 PARTS_IN_FLIGHT = 2
 """An artifact's files are stored a part of at most ``PART_FILES`` at a time, with at most
-``PARTS_IN_FLIGHT`` parts under way: enough to keep every worker busy across a part's end, and a
-bound on what the files on the way hold in memory, whatever their number."""
+``PARTS_IN_FLIGHT`` parts under way (per helper process, when they go there): enough to keep every
+worker busy across a part's end, and a bound on what the files on the way hold in memory, whatever
+their number."""
 
 
 @dataclass(frozen=True, slots=True)
