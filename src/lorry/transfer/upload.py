@@ -127,13 +127,14 @@ async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, File
             local.put_blobs([(blob_key(digest), data) for data, digest in read])
             return [digest for _, digest in read]
 
-        digests = await engine.in_thread(store_all)
+        async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):  # read whole first
+            digests = await engine.in_thread(store_all)
     else:
         async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
 
             def read_all() -> list[tuple[bytes, str]]:
                 with _SmallReader() as reader:
-                    return [reader.read_hashed(item) for item in items]
+                    return reader.read_all(items)
 
             read = await engine.in_thread(read_all)
 
