@@ -46,6 +46,15 @@ def peak(pid):
     except (OSError, StopIteration):
         return 0
 
+def cpu(pid):
+    # user and system CPU seconds of a process so far
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
 def children():
     found = []
     for task in os.listdir("/proc/self/task"):
@@ -74,8 +83,11 @@ else:
     artifact.verify(folder)
     count = artifact.file_count
 seconds = time.perf_counter() - started
-helpers = sum(peak(pid) for pid in children())
-print(json.dumps({"entries": count, "seconds": seconds, "caller": peak("self"), "helper": helpers}))
+helpers = children()
+print(json.dumps({
+    "entries": count, "seconds": seconds, "caller": peak("self"), "helper": sum(peak(p) for p in helpers),
+    "caller_cpu": cpu("self"), "helper_cpu": sum(cpu(p) for p in helpers),
+}))
 """
 
 
@@ -86,6 +98,8 @@ class Step:
     seconds: float
     caller_bytes: int
     helper_bytes: int
+    caller_cpu: float = 0.0
+    helper_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -122,7 +136,15 @@ def run_step(step: str, name: str, folder: Path, policy: str, env: dict[str, str
     if done.returncode != 0:
         raise RuntimeError(f"step {step} failed: {done.stderr.strip()}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    return Step(step, report["entries"], report["seconds"], report["caller"], report["helper"])
+    return Step(
+        step,
+        report["entries"],
+        report["seconds"],
+        report["caller"],
+        report["helper"],
+        report["caller_cpu"],
+        report["helper_cpu"],
+    )
 
 
 STEPS = ("log", "list", "download", "verify")
@@ -158,14 +180,16 @@ def table(entries: int, policy: str, create_rate: float, steps: list[Step]) -> s
         f"{entries:,} files of a few bytes, `add_dir(policy={policy!r})`, local store; "
         f"the filesystem creates {create_rate:,.0f} files/s",
         "",
-        "| step | seconds | entries/s | vs create rate | caller peak | helper peak | together |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| step | seconds | entries/s | vs create rate | caller peak | helper peak | together "
+        "| caller CPU s | helper CPU s | CPU µs/entry |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in steps:
         lines.append(
             f"| {s.name} | {s.seconds:.1f} | {s.rate:,.0f} | {s.rate / create_rate:.2f} "
             f"| {s.caller_bytes / MiB:,.0f} MiB | {s.helper_bytes / MiB:,.0f} MiB "
-            f"| {s.peak_bytes / MiB:,.0f} MiB |"
+            f"| {s.peak_bytes / MiB:,.0f} MiB | {s.caller_cpu:.1f} | {s.helper_cpu:.1f} "
+            f"| {(s.caller_cpu + s.helper_cpu) / s.entries * 1e6:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,18 @@ def test_put_blob_creates_once_and_leaves_a_complete_blob_alone(tmp_path: Path) 
     assert store.path_of("blobs/x/1").read_bytes() == b"content"
     assert store.path_of("blobs/x/1").stat().st_ino == first.st_ino
     assert first.st_mode & 0o777 == 0o600
+
+
+def test_a_blob_is_its_owners_to_read_and_write_whatever_the_umask(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put_blob("blobs/x/0", b"made first")  # the folders, made under the usual umask
+    before = os.umask(0o277)  # takes the owner's write bit away from every file created
+    try:
+        store.put_blobs([("blobs/x/1", b"content"), ("blobs/x/2", b"other")])
+    finally:
+        os.umask(before)
+    for name in ("1", "2"):
+        assert store.path_of(f"blobs/x/{name}").stat().st_mode & 0o777 == 0o600
 
 
 def test_put_blob_replaces_what_a_killed_writer_left_short(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from lorry.settings import Settings
 from lorry.storage.base import Store
 from lorry.transfer.engine import Counters, gather_all
 from lorry.transfer.journal import Journal
-from lorry.transfer.offload import helper, wants_helper
+from lorry.transfer.offload import HELPERS, helper, wants_helper
 from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
 
 log = logging.getLogger("lorry")
@@ -189,19 +189,23 @@ async def _store_files(sess: Session, store: Store, plan: LogPlan, counters: Cou
     offloaded = wants_helper(plan.settings, files, store)
     journal = Journal(plan.settings.cache_dir)
     rows = Rows()
-    window = asyncio.Semaphore(PARTS_IN_FLIGHT)
+    # Helpers take parts in turn, each with PARTS_IN_FLIGHT of its own; files are spread evenly over
+    # them (fewer than HELPERS * PART_FILES files make smaller parts, not one full part and a rest).
+    helpers = HELPERS if offloaded else 1
+    window = asyncio.Semaphore(PARTS_IN_FLIGHT * helpers)
+    size = max(1, min(PART_FILES, -(-len(files) // helpers)))
 
     async def store_part(start: int) -> None:
         async with window:
-            part = files[start : start + PART_FILES]
+            part = files[start : start + size]
             if offloaded:
-                digests = await helper().store_files(plan.settings, part, counters, sess.retries)
+                digests = await helper(start // size).store_files(plan.settings, part, counters, sess.retries)
             else:
                 digests = await store_files(sess.engine, store, part, counters, journal)
         for source, digest in zip(part, digests, strict=True):
             rows.add_file(source.path, digest, source.stamp.size)
 
-    await gather_all(store_part(start) for start in range(0, len(files), PART_FILES))
+    await gather_all(store_part(start) for start in range(0, len(files), size))
     return rows
 
 

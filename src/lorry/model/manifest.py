@@ -39,6 +39,13 @@ def normalize_entry_path(path: object) -> str:
     and parts too long for a file name are refused."""
     if not isinstance(path, str):
         raise InvalidPathError(f"entry name must be a string, not {type(path).__name__}")
+    if _PLAIN_PATH.fullmatch(path):  # most names, seen in one step (a folder walk adds a million)
+        return path
+    return _normal_form(path)
+
+
+def _normal_form(path: str) -> str:
+    """``normalize_entry_path`` the long way, which decides every name."""
     if not path:
         raise InvalidPathError("entry name must not be empty")
     shown = _shown(path)

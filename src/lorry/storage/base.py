@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -192,6 +192,9 @@ class LocalFiles(Protocol):
 
     def put_blob(self, key: str, data: bytes) -> None:
         """Store a content-addressed object unless it is there already (one exclusive create)."""
+
+    def put_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> None:
+        """``put_blob`` of each, with what can be done once for them all done once."""
 
     def stale_temp_files(self, cutoff: datetime) -> list[Path]:
         """Temporary files last written before ``cutoff``."""

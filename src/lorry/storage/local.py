@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -188,21 +188,29 @@ class LocalStore:
         remove (which cost more than the write). A process killed mid-write can leave the object short,
         never different: the size says whether it is complete, and a short one is replaced whole,
         through a temporary file, by the next writer."""
-        path = self.path_of(key)
-        try:  # no look first: a new blob is the common case, and the exclusive create is the check
-            fd = _create_exclusive(path)
-        except FileExistsError:  # stored already, or by another writer: complete, or not yet
-            if not _complete(path.stat(), len(data)):
-                self.put_sync(key, data, OVERWRITE)
-            return
-        try:
-            write_all(fd, data)
-        except OSError as exc:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(fd)
+        self.put_blobs([(key, data)])
+
+    def put_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> None:
+        """``put_blob`` of each: per blob, an exclusive create, a write and a close, nothing more (the
+        umask is looked at once for them all; folders are made when a create finds one missing)."""
+        root = str(self.root)
+        fix_mode = _umask_drops_owner_bits()
+        for key, data in blobs:
+            path = f"{root}/{check_key(key)}"
+            try:  # no look first: a new blob is the common case, and the exclusive create is the check
+                fd = _create_exclusive(path, fix_mode)
+            except FileExistsError:  # stored already, or by another writer: complete, or not yet
+                if not _complete(os.stat(path), len(data)):
+                    self.put_sync(key, data, OVERWRITE)
+                continue
+            try:
+                write_all(fd, data)
+            except OSError as exc:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                raise StoreError(f"cannot write {key} in {self.root}: {exc.strerror or exc}") from exc
+            finally:
+                os.close(fd)
 
     def head_sync(self, key: str) -> ObjectMeta:
         st = self._stat(key)
@@ -295,16 +303,31 @@ def _complete(st: os.stat_result, size: int) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size == size
 
 
-def _create_exclusive(path: Path) -> int:
-    """Open a new file at ``path`` (its folder made if need be), owner-only whatever the umask."""
+def _create_exclusive(path: str, fix_mode: bool) -> int:
+    """Open a new file at ``path`` (its folder made if need be), owner-only whatever the umask (which
+    can only take bits away from ``FILE_MODE``: they are put back only if it took the owner's)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(path, flags, FILE_MODE)
     except FileNotFoundError:
-        make_dirs(path.parent)
+        make_dirs(Path(path).parent)
         fd = os.open(path, flags, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)
+    if fix_mode:
+        os.fchmod(fd, FILE_MODE)
     return fd
+
+
+def _umask_drops_owner_bits() -> bool:
+    """Whether the process's umask takes away a bit of ``FILE_MODE`` (read without changing it, which
+    ``os.umask`` cannot do: from /proc, or assumed so where that is not there)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8) & FILE_MODE != 0
+    except (OSError, ValueError):
+        pass
+    return True
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:

@@ -10,8 +10,10 @@ import errno
 import fcntl
 import functools
 import io
+import itertools
 import mmap
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +50,9 @@ class FileStamp:
     size: int
     mtime_ns: int
     inode: int
+
+    def __reduce__(self) -> tuple[type[FileStamp], tuple[int, int, int]]:
+        return FileStamp, (self.size, self.mtime_ns, self.inode)  # see FileSource.__reduce__
 
     @classmethod
     def of(cls, path: LocalPath) -> FileStamp:
@@ -304,17 +309,41 @@ def copy_hashing(source: LocalPath, temp: Path, mode: int = FILE_MODE) -> str:
         raise
 
 
-def write_new(target: Path, data: bytes, *, atomic: bool = True, mode: int = FILE_MODE) -> None:
-    """Write ``data`` as ``target``, through a temporary name beside it unless ``atomic`` is False
-    (for a path that is itself a fresh temporary name)."""
-    temp = temp_beside(target) if atomic else target
+class TempNames:
+    """Temporary names like ``temp_beside``'s, made from one random token and a count: a name per
+    file without a call to the system's random source per file."""
+
+    def __init__(self) -> None:
+        self._token = uuid.uuid4().hex[:8]
+        self._count = itertools.count()
+
+    def beside(self, target: str) -> str:
+        folder, _, name = target.rpartition("/")
+        return f"{folder}/.{name[:64]}.{self._token}{next(self._count):x}.lorry-tmp"
+
+
+def write_new(
+    target: LocalPath,
+    data: bytes,
+    *,
+    atomic: bool = True,
+    mode: int = FILE_MODE,
+    temp: LocalPath | None = None,
+) -> None:
+    """Write ``data`` as ``target``, through a temporary name beside it (``temp`` if given) unless
+    ``atomic`` is False (for a path that is itself a fresh temporary name)."""
+    if not atomic:
+        temp = target
+    elif temp is None:
+        temp = temp_beside(Path(target))
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with open(fd, "wb", buffering=0) as handle:
-            write_all(handle.fileno(), memoryview(data))
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+        discard(temp)
         raise local_error(exc, f"cannot write {target}") from exc
     if atomic:
         give_name(temp, target)
@@ -333,7 +362,7 @@ def install_verified(source: Path, target: Path, digest: str, what: str) -> None
     give_name(temp, target)
 
 
-def give_name(temp: Path, target: Path) -> None:
+def give_name(temp: LocalPath, target: LocalPath) -> None:
     """Rename a finished temporary file to its final name; if that fails, the temporary file goes too
     and the error names the target (not the temporary name, which the user never chose)."""
     try:
@@ -367,12 +396,12 @@ class Targets:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._real_root = os.path.realpath(root)
-        self._inside: dict[Path, bool] = {}  # folder → whether it really lies below the root
-        self._made: set[Path] = set()
+        self._inside: dict[str, bool] = {}  # folder → whether it really lies below the root
+        self._made: set[str] = set()
 
     def target(self, entry_path: str) -> Path:
         target = Path(self.root, entry_path)
-        parent = target.parent
+        parent = str(target.parent)
         inside = self._inside.get(parent)
         if inside is None:
             real_parent = os.path.realpath(parent)
@@ -384,21 +413,43 @@ class Targets:
             raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
         return target
 
-    def make_parents(self, target: Path) -> None:
-        if target.parent in self._made:
+    def look(self, entry_path: str) -> tuple[str, os.stat_result | None]:
+        """``target``'s checks, and what stands there now (``None``: nothing), in one ``lstat``."""
+        target = f"{self.root}/{entry_path}"
+        parent = target.rpartition("/")[0]
+        inside = self._inside.get(parent)
+        if inside is None:
+            return str(self.target(entry_path)), _lstat(target)
+        if not inside:
+            raise InvalidPathError(f"entry {entry_path!r} would be written outside {self.root}")
+        standing = _lstat(target)
+        if standing is not None and stat.S_ISLNK(standing.st_mode):
+            raise InvalidPathError(f"entry {entry_path!r} would be written through the symlink {target}")
+        return target, standing
+
+    def make_parents(self, target: LocalPath) -> None:
+        parent = os.path.dirname(target)
+        if parent in self._made:
             return
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
         except FileExistsError as exc:
             raise LocalFileError(
                 f"cannot create the folder for {target}: a file stands in its place under {self.root}"
             ) from exc
         except OSError as exc:
-            raise local_error(exc, f"cannot create the folder {target.parent}") from exc
-        self._made.add(target.parent)
+            raise local_error(exc, f"cannot create the folder {parent}") from exc
+        self._made.add(parent)
 
 
-def discard(path: Path) -> None:
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def discard(path: LocalPath) -> None:
     """Remove a temporary file, if it is still there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
