@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 import lorry
+from lorry.cache import Cache
 from lorry.cli import main
+from lorry.model.digest import format_digest
 from lorry.model.display import human_size, human_time, parse_size
 from lorry.model.secret import redact_setting as redact
 from lorry.storage.local import LocalStore
+from lorry.transfer import known, upload
 from tests.conftest import write
 from tests.fixtures_s3 import S3Server
 
@@ -258,9 +261,68 @@ def test_verify_passes_then_names_what_differs(data: Path) -> None:
 
 
 def test_cache_info_and_cleanup_on_the_local_store() -> None:
-    assert ok("cache", "info").strip().endswith(": 0 files, 0 B; staging 0 files, 0 B")
+    assert ok("cache", "info").strip().endswith(
+        ": 0 files, 0 B; staging 0 files, 0 B; remembered digests 0 files, 0 B"
+    )
     assert as_json("cache", "info")["bytes"] == 0
     assert as_json("cache", "cleanup", "--max-size", "1G")["freed"] == 0
+
+
+def log_large_files(names: list[str]) -> None:
+    with lorry.init(project="p") as run:
+        artifact = lorry.Artifact("weights", type="model")
+        for name in names:
+            artifact.add_file(name, policy="immutable")
+        run.log_artifact(artifact)
+        artifact.wait()
+
+
+def test_remembered_digests_are_counted_and_those_of_gone_or_changed_files_reclaimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(known, "SETTLED_NS", 0)  # remembered at once (see known.py)
+    names = ["gone.bin", "changed.bin", "kept.bin"]
+    for i, name in enumerate(names):
+        write(name, bytes([i]) * (2 << 20))  # large: stored one by one, and remembered
+    log_large_files(names)
+    remembered = tmp_path / "cache" / "digests"
+    entries = {p: p.stat().st_size for p in remembered.iterdir()}
+    info = as_json("cache", "info")["digests"]
+    assert info == {"files": 3, "bytes": sum(entries.values())}
+    assert ok("cache", "info").strip().endswith(
+        f"; remembered digests 3 files, {human_size(info['bytes'])}"
+    )
+    Path("gone.bin").unlink()
+    with open("changed.bin", "r+b") as handle:  # same size, same inode: its stamp no longer holds
+        handle.write(b"\xff")
+    left_by_a_crash = remembered / ".0-0.1234.tmp"
+    left_by_a_crash.write_text("half")
+    monkeypatch.chdir(tmp_path)  # the paths were relative to where the files were logged
+    cleaned = as_json("cache", "cleanup")
+    assert cleaned["digests_freed"] == info["bytes"] - entries[_entry_of(remembered, "kept.bin")] + 4
+    assert cleaned["digests"]["files"] == 1 and not left_by_a_crash.exists()
+    monkeypatch.chdir(tmp_path / "work")
+
+    def refuse(src: int, dst: int) -> str:
+        raise AssertionError("the file was read to hash it")
+
+    monkeypatch.setattr(upload, "copy_fd_hashing", refuse)
+    monkeypatch.setenv("LORRY_STORE", str(tmp_path / "second-store"))
+    log_large_files(["kept.bin"])  # its digest stayed: not read again
+    # A size target counts them too; the blobs go before them (one spares reading a whole file).
+    cache = Cache(tmp_path / "cache")
+    downloaded = write(tmp_path / "downloaded", b"blob")  # smaller than the one digest left
+    cache.admit(downloaded, format_digest("ab" * 32))
+    kept = as_json("cache", "info")["digests"]["bytes"]
+    shrunk = as_json("cache", "cleanup", "--max-size", str(kept))
+    assert (shrunk["freed"], shrunk["files"], shrunk["digests"]["files"]) == (4, 0, 1)
+    emptied = as_json("cache", "cleanup", "--max-size", "0")
+    assert (emptied["digests_freed"], emptied["digests"]) == (kept, {"files": 0, "bytes": 0})
+
+
+def _entry_of(remembered: Path, name: str) -> Path:
+    (entry,) = (p for p in remembered.iterdir() if p.read_bytes().endswith(f"/{name}\n".encode()))
+    return entry
 
 
 def test_config_says_where_each_setting_came_from_and_hides_secrets() -> None:

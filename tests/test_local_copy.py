@@ -31,10 +31,10 @@ def digest_of(data: bytes) -> str:
     return format_digest(blake3(data).hexdigest())
 
 
-def log_file(path: Path, name: str = "data") -> lorry.Artifact:
+def log_file(path: Path, name: str = "data", entry: str | None = None) -> lorry.Artifact:
     with lorry.init(project="p") as run:
         artifact = lorry.Artifact(name, type="dataset")
-        artifact.add_file(str(path), policy="immutable")
+        artifact.add_file(str(path), name=entry, policy="immutable")
         run.log_artifact(artifact)
         artifact.wait()
     return artifact
@@ -190,6 +190,22 @@ def test_a_damaged_memory_is_ignored(
     remembered.write_text(remembered.read_text().replace("blake3:", "blake3:zz"))
     use_store(monkeypatch, tmp_path / "second-store")
     assert stored_digest(log_file(source), "model.bin") == digest_of(data)
+
+
+def test_a_memory_names_where_its_file_was_hashed_and_is_reclaimed_once_it_moved(
+    tmp_path: Path, settled_now: None
+) -> None:
+    data = content(3 * MiB, seed=9)
+    source = tmp_path / "odd name\nwith a line break.bin"
+    source.write_bytes(data)
+    log_file(source, entry="model.bin")
+    digests = known.KnownDigests(tmp_path / "cache")
+    assert digests.reclaim() == known.Footprint(0, 0)  # its file is where it was, as it was
+    assert digests.of_file(str(source)) == digest_of(data)
+    moved = source.rename(tmp_path / "moved.bin")
+    assert digests.of_file(str(moved)) is None  # a rename moves the change time: hashed again
+    assert digests.reclaim().files == 1
+    assert digests.footprint() == known.Footprint(0, 0)
 
 
 # -- on a filesystem that shares extents ----------------------------------------------------------------

@@ -29,6 +29,7 @@ from lorry.model.names import LATEST, latest_is_managed, version_number
 from lorry.model.retention import BestRule, RetentionPolicy
 from lorry.model.secret import redact_setting, redact_uri
 from lorry.runs import one_line
+from lorry.transfer.known import KnownDigests
 
 log = logging.getLogger("lorry")
 
@@ -694,45 +695,63 @@ def cmd_gc(args: Args, out: Output) -> int:
     return 0
 
 
-def _cache() -> Cache:
-    return Cache(lorry.Settings.load().cache_dir)
+def _cache() -> tuple[Cache, KnownDigests]:
+    """The download cache, and the digests remembered in it for local files (``transfer/known.py``)."""
+    root = lorry.Settings.load().cache_dir
+    return Cache(root), KnownDigests(root)
 
 
-def _cache_json(cache: Cache) -> dict[str, Any]:
-    info = cache.info()
+def _cache_json(cache: Cache, digests: KnownDigests) -> dict[str, Any]:
+    info, remembered = cache.info(), digests.footprint()
     staging = {"files": info.staging.files, "bytes": info.staging.bytes, "in_use": info.staging.in_use}
-    return {"path": str(cache.root), "files": info.files, "bytes": info.bytes, "staging": staging}
+    return {
+        "path": str(cache.root),
+        "files": info.files,
+        "bytes": info.bytes,
+        "staging": staging,
+        "digests": {"files": remembered.files, "bytes": remembered.bytes},
+    }
 
 
-def _cache_text(cache: Cache) -> str:
-    info = cache.info()
+def _cache_text(cache: Cache, digests: KnownDigests) -> str:
+    info, remembered = cache.info(), digests.footprint()
     staged = info.staging
     left = staged.files - staged.in_use
     dead = f", {left} left by processes that ended (lorry cache cleanup removes them)" if left else ""
     return (
         f"{cache.root}: {_files_text(info.files)}, {human_size(info.bytes)}; "
-        f"staging {_files_text(staged.files)}, {human_size(staged.bytes)}{dead}"
+        f"staging {_files_text(staged.files)}, {human_size(staged.bytes)}{dead}; "
+        f"remembered digests {_files_text(remembered.files)}, {human_size(remembered.bytes)}"
     )
 
 
 def cmd_cache_info(args: Args, out: Output) -> int:
-    cache = _cache()
+    cache, digests = _cache()
     if out.json:
-        out.document(_cache_json(cache))
+        out.document(_cache_json(cache, digests))
     else:
-        out.line(_cache_text(cache))
+        out.line(_cache_text(cache, digests))
     return 0
 
 
 def cmd_cache_cleanup(args: Args, out: Output) -> int:
-    cache = _cache()
+    cache, digests = _cache()
     staging_freed = cache.reclaim_staging()
-    freed = cache.cleanup(args.max_size) if args.max_size is not None else 0
+    # Digests no file can use again always go. Under --max-size the blobs yield before the digests
+    # that still hold: each of those spares reading a whole large file again, for a hundred bytes.
+    digests_freed = digests.reclaim(args.max_size).bytes
+    freed = 0
+    if args.max_size is not None:
+        freed = cache.cleanup(max(0, args.max_size - digests.footprint().bytes))
     if out.json:
-        out.document({**_cache_json(cache), "freed": freed, "staging_freed": staging_freed})
+        document = {"freed": freed, "staging_freed": staging_freed, "digests_freed": digests_freed}
+        out.document({**_cache_json(cache, digests), **document})
     else:
-        out.line(f"freed {human_size(freed)} of blobs and {human_size(staging_freed)} of staging")
-        out.line(_cache_text(cache))
+        out.line(
+            f"freed {human_size(freed)} of blobs, {human_size(staging_freed)} of staging and "
+            f"{human_size(digests_freed)} of remembered digests"
+        )
+        out.line(_cache_text(cache, digests))
     return 0
 
 
@@ -1279,8 +1298,9 @@ lorry cache cleanup --max-size 10G
         cache,
         "cleanup",
         cmd_cache_cleanup,
-        "remove what processes that ended left in the staging area; with --max-size, the least "
-        "recently used blobs until the cache is at most SIZE",
+        "remove what processes that ended left in the staging area and the remembered digests of "
+        "files gone or changed; with --max-size, the least recently used blobs until the cache is "
+        "at most SIZE",
         "lorry cache cleanup\nlorry cache cleanup --max-size 500M",
         [
             _opt(

@@ -1,11 +1,12 @@
 """Digests remembered for unchanged local files: a large file logged again is not read again.
 
 One small file per source file in ``<cache>/digests/<device>-<inode>`` holds the file's size,
-modification time, change time (both in nanoseconds) and its digest. A digest is used only while all
-of them still hold for the file. Every write to a file moves its change time, and no call can set a
-change time back (``utime`` sets the modification time only), so a changed file is always hashed
-again; a file replaced by another (a new inode, or the inode number reused) has a new change time
-too.
+modification time, change time (both in nanoseconds) and its digest on its first line, and the path
+the file was hashed at on its second (for ``reclaim``). A digest is used only while the device, inode,
+size and both times still hold for the file. Every write to a file moves its change time, and no call
+can set a change time back (``utime`` sets the modification time only), so a changed file is always
+hashed again; a file replaced by another (a new inode, or the inode number reused) has a new change
+time too.
 
 A write in the same clock tick as the stamp it was hashed under could leave that stamp as it was (a
 filesystem keeps times in ticks of up to two seconds): a digest is remembered only for a file that
@@ -13,6 +14,9 @@ was last changed at least ``SETTLED_NS`` before it was hashed (the rule git call
 A file written a moment ago is hashed every time until it has been still that long.
 
 Losing this memory costs a hash, nothing else: entries that cannot be read or written are ignored.
+An entry whose file is gone from its path or changed since (a rename or a new link moves the change
+time too) will never be used again: ``reclaim`` (``lorry cache cleanup``) removes such entries, so they
+cannot pile up unseen as files come and go.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from lorry.model.digest import is_content_digest
 from lorry.storage.local import FILE_MODE, make_dirs
@@ -48,6 +53,20 @@ class Stamp:
         return max(self.mtime_ns, self.ctime_ns) <= now_ns - SETTLED_NS
 
 
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """How many files, of how many bytes, the remembered digests take (or a cleanup freed)."""
+
+    files: int
+    bytes: int
+
+
+class _Entry(NamedTuple):
+    stamp: Stamp
+    digest: str
+    path: str  # "" in an entry written before paths were kept
+
+
 class KnownDigests:
     """The digests of files hashed before under the cache folder ``cache_dir``."""
 
@@ -59,15 +78,10 @@ class KnownDigests:
 
     def lookup(self, stamp: Stamp) -> str | None:
         """The digest remembered for exactly this stamp, if any."""
-        try:
-            fields = self._path(stamp).read_text().split()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if len(fields) != 4 or not is_content_digest(fields[3]):
-            return None  # damaged: hashed again, and written over
-        if fields[:3] != [str(stamp.size), str(stamp.mtime_ns), str(stamp.ctime_ns)]:
-            return None
-        return fields[3]
+        entry = _read(self._path(stamp))
+        if entry is None or entry.stamp != stamp:
+            return None  # another file, a changed one, or a damaged entry: hashed again, written over
+        return entry.digest
 
     def of_file(self, path: str) -> str | None:
         """The digest remembered for the file at ``path`` as it is now, if any."""
@@ -76,19 +90,104 @@ class KnownDigests:
         except OSError:
             return None
 
-    def remember(self, stamp: Stamp, digest: str, hashed_at_ns: int) -> None:
-        """Remember ``digest`` for a file seen with ``stamp`` (the same before and after it was hashed)
-        at ``hashed_at_ns``, if it had been still long enough for the stamp to tell any write apart."""
+    def remember(self, stamp: Stamp, digest: str, hashed_at_ns: int, source: str) -> None:
+        """Remember ``digest`` for the file at ``source``, seen with ``stamp`` (the same before and
+        after it was hashed) at ``hashed_at_ns``, if it had been still long enough for the stamp to
+        tell any write apart."""
         if not stamp.settled(hashed_at_ns):
             return
         path = self._path(stamp)
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        head = f"{stamp.size} {stamp.mtime_ns} {stamp.ctime_ns} {digest}\n".encode()
         try:
             make_dirs(self.root)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"{stamp.size} {stamp.mtime_ns} {stamp.ctime_ns} {digest}\n")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(head + os.fsencode(os.path.abspath(source)) + b"\n")
             os.replace(temp, path)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+    def footprint(self) -> Footprint:
+        """What the remembered digests hold now."""
+        files = size = 0
+        for path in self._files():
+            with contextlib.suppress(OSError):
+                size += path.stat().st_size
+                files += 1
+        return Footprint(files, size)
+
+    def reclaim(self, max_bytes: int | None = None) -> Footprint:
+        """Remove every entry that no file can use again: its file gone from where it was hashed or
+        changed since (by the entry's own rule, its stamp), a damaged entry, and one left half-written
+        by a process that died. With ``max_bytes``, then the least recently written of the others too,
+        until those left hold at most ``max_bytes``. Return what was freed.
+
+        A process remembering a digest meanwhile may lose it: that costs it one hash, nothing else."""
+        kept: list[tuple[int, int, Path]] = []
+        freed = Footprint(0, 0)
+        for path in self._files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if path.name.startswith(_TEMP_PREFIX) or not _still_true(path):
+                freed = _remove(path, st.st_size, freed)
+            else:
+                kept.append((st.st_mtime_ns, st.st_size, path))
+        if max_bytes is not None:
+            kept.sort()
+            left = sum(size for _, size, _ in kept)
+            for _, size, path in kept:
+                if left <= max_bytes:
+                    break
+                freed = _remove(path, size, freed)
+                left -= size
+        return freed
+
+    def _files(self) -> list[Path]:
+        try:
+            return [self.root / name for name in os.listdir(self.root)]
+        except OSError:  # no such folder yet: nothing remembered
+            return []
+
+
+_TEMP_PREFIX = "."
+"""Entries on their way in start so (a name ``<device>-<inode>`` never does)."""
+
+
+def _read(path: Path) -> _Entry | None:
+    """The entry in ``path``, or None if there is none or it is damaged."""
+    try:
+        data = path.read_bytes()
+        device, inode = (int(part, 16) for part in path.name.split("-"))
+        head, _, source = data.partition(b"\n")
+        fields = head.decode("ascii").split()
+        size, mtime_ns, ctime_ns = (int(field) for field in fields[:3])
+    except (OSError, ValueError):  # a decode error is a ValueError too
+        return None
+    if len(fields) != 4 or not is_content_digest(fields[3]):
+        return None
+    stamp = Stamp(device, inode, size, mtime_ns, ctime_ns)
+    return _Entry(stamp, fields[3], os.fsdecode(source.removesuffix(b"\n")))
+
+
+def _still_true(path: Path) -> bool:
+    """Whether the entry in ``path`` can still be used: the file it names is where it was hashed, as
+    it was then."""
+    entry = _read(path)
+    if entry is None or not entry.path:
+        return False
+    try:
+        return Stamp.of_stat(os.stat(entry.path)) == entry.stamp
+    except OSError:
+        return False
+
+
+def _remove(path: Path, size: int, freed: Footprint) -> Footprint:
+    try:
+        path.unlink()
+    except FileNotFoundError:  # removed meanwhile by another cleanup
+        return freed
+    return Footprint(freed.files + 1, freed.bytes + size)

@@ -194,7 +194,7 @@ def _store_local(store: LocalFiles, item: FileSource, known: KnownDigests) -> st
         if isinstance(exc, OSError):
             raise local_error(exc, f"cannot store {item.source} in {store.root}") from exc
         raise
-    known.remember(before, digest, hashed_at)
+    known.remember(before, digest, hashed_at, item.source)
     with contextlib.suppress(ConflictError):  # stored meanwhile by another writer: same bytes
         store.commit_file(temp, blob_key(digest), CREATE)
     return digest
