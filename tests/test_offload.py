@@ -263,3 +263,15 @@ def test_snapshots_read_a_run_at_a_time_are_each_their_own_bytes(tmp_path: Path)
     assert read == [(data, digest_bytes(data)) for data in expected]
     with _SmallReader() as reader, pytest.raises(SourceChangedError, match="cut short"):
         reader.read_all([snapshot(second, 0, 4), snapshot(second, 4, 1)])  # past the pack's end
+
+
+def test_the_helper_collects_cycles_less_often() -> None:
+    """The helper's set-up keeps what is loaded out of the collector and collects the youngest
+    generation every ``GC_THRESHOLD`` allocations: per-request garbage is freed by reference counting,
+    and frequent collections only traversed the requests in flight."""
+    probe = (
+        "import gc; from lorry.transfer import offload; offload._setup(); "
+        "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)"
+    )
+    said = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert said.stdout.split() == [str(offload.GC_THRESHOLD), "True"]

@@ -23,7 +23,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
@@ -39,12 +38,23 @@ from awscrt.io import (
     TlsConnectionOptions,
     TlsContextOptions,
 )
-from awscrt.s3 import S3Client, S3RequestTlsMode, S3RequestType, S3ResponseError, S3RetryConfig, S3RetryMode
+from awscrt.s3 import (
+    S3Client,
+    S3Request,
+    S3RequestTlsMode,
+    S3RequestType,
+    S3ResponseError,
+    S3RetryConfig,
+    S3RetryMode,
+)
 
 from lorry.storage.failures import retry_after
 
 PART_SIZE = 8 << 20
 """The size of the ranges ``get_file`` asks for in parallel."""
+SMALL_BODY = 256 << 10
+"""A body up to this size is sent from a copy (its read costs no Python) and in one go: no progress is
+watched during it, only its answer."""
 MEMORY_LIMIT = 256 << 20
 """What the C client may hold in buffers (the least it takes): its default, 2 GiB or more, let a 2 GiB
 download hold over a GiB of ranges waiting to be written in order."""
@@ -184,7 +194,14 @@ class CrtS3:
         kind = S3RequestType.DEFAULT
         chunks: list[bytes] = []
         on_body = (lambda chunk, **_: chunks.append(bytes(chunk))) if read else (lambda chunk, **_: None)
-        return await self._run(operation, kind, request, on_body=on_body, chunks=chunks)
+        # Bytes sent are watched only in a large body: a small one goes in one write, and the answer's
+        # headers and body (watched always) say the rest.
+        sending = body is not None and not (
+            isinstance(body, bytes | bytearray | memoryview) and len(body) <= SMALL_BODY
+        )
+        return await self._run(
+            operation, kind, request, on_body=on_body, chunks=chunks, watch_progress=sending
+        )
 
     async def get_file(self, key: str, path: str, headers: Mapping[str, str]) -> Answer:
         """The whole object ``key`` written by the C client into the new file ``path``, in parallel
@@ -208,7 +225,9 @@ class CrtS3:
         stream: io.RawIOBase | BinaryIO | None = None
         if isinstance(body, bytes | bytearray | memoryview):
             sent.set("content-length", str(len(body)))
-            stream = _Reader(memoryview(body).cast("B"))
+            # A small body is copied into a BytesIO, read by C without a line of Python; a large one is
+            # read in place.
+            stream = io.BytesIO(body) if len(body) <= SMALL_BODY else _Reader(memoryview(body).cast("B"))
         elif body is not None:
             sent.set("content-length", str(size))
             stream = body
@@ -223,9 +242,13 @@ class CrtS3:
         on_body: Callable[..., None] | None = None,
         chunks: list[bytes] | None = None,
         recv_filepath: str | None = None,
+        watch_progress: bool = True,
     ) -> Answer:
+        loop = asyncio.get_running_loop()
         progress = _Progress()
         answered: dict[str, str] = {}
+        finished = asyncio.Event()
+        outcome: dict[str, Any] = {}
 
         def on_headers(status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
             progress.touch()
@@ -236,43 +259,37 @@ class CrtS3:
             if on_body is not None:
                 on_body(chunk, **kwargs)
 
-        failed: dict[str, Any] = {}
-
-        def on_done(**kwargs: Any) -> None:  # the failed answer, also where the error names none
-            failed.update(kwargs)
+        def on_done(**kwargs: Any) -> None:  # the error, and the failed answer also where it names none
+            outcome.update(kwargs)
+            loop.call_soon_threadsafe(finished.set)
 
         extra: dict[str, Any] = (
             {"recv_filepath": recv_filepath} if recv_filepath else {"on_body": on_body_seen}
         )
+        if watch_progress:
+            extra["on_progress"] = lambda _count: progress.touch()
         made = self._client.make_request(
             type=kind,
             request=request,
             operation_name=operation if kind is S3RequestType.DEFAULT else None,
             on_headers=on_headers,
-            on_progress=lambda _count: progress.touch(),
             on_done=on_done,
             **extra,
         )
-        finished: Future[None] = made.finished_future
-        waiting = asyncio.wrap_future(finished)
+        watchdog = _Watchdog(loop, self._timeout, progress, made)
         try:
-            while True:
-                idle = time.monotonic() - progress.last
-                left = self._timeout - idle
-                if left <= 0:
-                    made.cancel()
-                    await asyncio.wait([waiting])  # the C client lets go of the request's file first
-                    raise CrtFailure(f"no progress from {self._host} for {self._timeout:g} s")
-                done, _ = await asyncio.wait([waiting], timeout=left)
-                if done:
-                    break
+            await finished.wait()
         except asyncio.CancelledError:
             made.cancel()
-            await asyncio.shield(asyncio.wait([waiting]))
+            await asyncio.shield(finished.wait())  # the C client lets go of the request's file first
             raise
-        error = waiting.exception()
+        finally:
+            watchdog.stop()
+        if watchdog.fired:
+            raise CrtFailure(f"no progress from {self._host} for {self._timeout:g} s")
+        error = outcome.get("error")
         if error is not None:
-            raise _failure(error, self._host, failed) from error
+            raise _failure(error, self._host, outcome) from error
         return Answer(answered, b"".join(chunks or ()))
 
 
@@ -284,6 +301,32 @@ class _Progress:
 
     def touch(self) -> None:
         self.last = time.monotonic()
+
+
+class _Watchdog:
+    """Cancels a request that made no progress for ``timeout``: one timer, pushed back while it moves.
+    ``stop`` drops the timer (and with it the only reference back to this object)."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, progress: _Progress, request: S3Request
+    ) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._progress = progress
+        self._request = request
+        self.fired = False
+        self._timer = loop.call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        left = self._timeout - (time.monotonic() - self._progress.last)
+        if left > 0:
+            self._timer = self._loop.call_later(left, self._check)
+        else:
+            self.fired = True
+            self._request.cancel()
+
+    def stop(self) -> None:
+        self._timer.cancel()
 
 
 class _Reader(io.RawIOBase):
