@@ -52,6 +52,7 @@ def test_two_gib_file_to_gcs_with_bounded_memory(tmp_path: Path, monkeypatch: py
         print(f"logged 2 GiB to the emulator in {time.monotonic() - started:.1f} s")
         assert report["size"] == 2 * GiB
         settings = lorry.Settings.load()
-        stored = _bridge.run_sync(session(settings).store().head(blob_key(str(report["digest"]))))
+        store = session(settings).store(settings.store, settings.store_options)
+        stored = _bridge.run_sync(store.head(blob_key(str(report["digest"]))))
         assert stored.size == 2 * GiB
     assert int(str(report["peak_rss"])) < 300 * MiB, report

@@ -366,7 +366,7 @@ def remove(settings: Settings, keys: Iterable[str]) -> int:
     wanted = set(keys)
     if not wanted:
         return 0
-    store = session(settings).store(settings.store)
+    store = session(settings).store(settings.store, settings.store_options)
     return _bridge.run_sync(_remove(store, wanted))
 
 

@@ -38,14 +38,14 @@ class Session:
         self.assigner = Assigner()
         self._registries: dict[tuple[str, StoreOptions, bool], Registry] = {}
 
-    def store(self, url: str | None = None, options: StoreOptions | None = None) -> Store:
-        """The store at ``url`` (default: the session's), built once with its limit and retries."""
-        return self.engine.store(self.settings.store if url is None else url, options)
+    def store(self, url: str, options: StoreOptions | None = None) -> Store:
+        """The store at ``url``, built once with its limit and retries. (No default: the session's own
+        settings are those of whoever asked first, and each caller names the store it means.)"""
+        return self.engine.store(url, options)
 
-    def registry(self, settings: Settings | None = None) -> Registry:
-        """The records of the store ``settings`` name (default: the session's), one registry per store
-        and mode: in single-writer mode the check wraps that store once."""
-        settings = self.settings if settings is None else settings
+    def registry(self, settings: Settings) -> Registry:
+        """The records of the store ``settings`` name, one registry per store and mode: in single-writer
+        mode the check wraps that store once."""
         key = (settings.store, settings.store_options, settings.single_writer)
         if key not in self._registries:
             store = self.store(settings.store, settings.store_options)
