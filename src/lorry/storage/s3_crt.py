@@ -285,8 +285,9 @@ class CrtS3:
             raise
         finally:
             watchdog.stop()
-        if watchdog.fired:
-            raise CrtFailure(f"no progress from {self._host} for {self._timeout:g} s")
+        if watchdog.fired:  # a timeout, as the retries tell a stalled request from a refused one
+            stalled = f"no progress from {self._host} for {self._timeout:g} s"
+            raise CrtFailure(stalled) from TimeoutError(stalled)
         error = outcome.get("error")
         if error is not None:
             raise _failure(error, self._host, outcome) from error
