@@ -147,7 +147,7 @@ class CrtS3:
         if secure:
             context = TlsContextOptions()
             context.verify_peer = verify_tls
-            if ca_bundle is not None:
+            if ca_bundle is not None and verify_tls:  # unverified: no trust store is read at all
                 context.override_default_trust_store_from_path(ca_filepath=ca_bundle)
             tls = ClientTlsContext(context).new_connection_options()
         if isinstance(credentials, Credentials):
