@@ -64,7 +64,9 @@ _MESSAGE = re.compile(rb"<Message>([^<]{0,2000})</Message>")
 
 
 # Answers the C client (0.38.1) reports as its own error codes, without the status, headers or body it
-# received: a ``503 SlowDown``'s ``Retry-After`` cannot be read on this path.
+# received, and without calling ``on_headers`` or ``on_body`` for it: a ``503 SlowDown``'s ``Retry-After``
+# cannot be read on this path, nor a 503 that says the store is full (Ceph's "pool full"): such a 503
+# is taken for SlowDown, and retried.
 _ANSWERS_WITHOUT_BODY = {
     "AWS_ERROR_S3_SLOW_DOWN": (503, "SlowDown"),
     "AWS_ERROR_S3_INTERNAL_ERROR": (500, "InternalError"),
