@@ -344,6 +344,22 @@ def test_turning_verification_off_connects_and_warns(
         lorry.Settings.load()
 
 
+def test_turning_verification_off_reads_no_trust_store(
+    ceph_rgw_tls: TLSCeph, tls_bucket: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Verification off means no certificate is checked, so a CA bundle that cannot be read is no
+    # reason to fail: neither client reads one.
+    unreadable = tmp_path / "not-a-bundle.pem"
+    unreadable.write_text("not a certificate\n")
+    monkeypatch.setenv("LORRY_STORE", f"s3://{tls_bucket()}/{PREFIX}")
+    monkeypatch.delenv("LORRY_CA_BUNDLE")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(unreadable))
+    monkeypatch.setenv("LORRY_VERIFY_TLS", "0")
+    with lorry.init() as run:
+        logged(run, "unverified-no-bundle", {"a.txt": b"over TLS, unverified"})
+    assert lorry.Api().artifact("unverified-no-bundle:latest").version == "v0"
+
+
 def test_gcs_over_tls_trusts_the_ca_bundle_only(tls_certificates: Certificates) -> None:
     async def body() -> None:
         async with fake_gcs(server_context(tls_certificates)) as (endpoint, seen):

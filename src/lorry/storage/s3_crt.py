@@ -64,7 +64,9 @@ _MESSAGE = re.compile(rb"<Message>([^<]{0,2000})</Message>")
 
 
 # Answers the C client (0.38.1) reports as its own error codes, without the status, headers or body it
-# received: a ``503 SlowDown``'s ``Retry-After`` cannot be read on this path.
+# received, and without calling ``on_headers`` or ``on_body`` for it: a ``503 SlowDown``'s ``Retry-After``
+# cannot be read on this path, nor a 503 that says the store is full (Ceph's "pool full"): such a 503
+# is taken for SlowDown, and retried.
 _ANSWERS_WITHOUT_BODY = {
     "AWS_ERROR_S3_SLOW_DOWN": (503, "SlowDown"),
     "AWS_ERROR_S3_INTERNAL_ERROR": (500, "InternalError"),
@@ -147,7 +149,7 @@ class CrtS3:
         if secure:
             context = TlsContextOptions()
             context.verify_peer = verify_tls
-            if ca_bundle is not None:
+            if ca_bundle is not None and verify_tls:  # unverified: no trust store is read at all
                 context.override_default_trust_store_from_path(ca_filepath=ca_bundle)
             tls = ClientTlsContext(context).new_connection_options()
         if isinstance(credentials, Credentials):
@@ -285,8 +287,9 @@ class CrtS3:
             raise
         finally:
             watchdog.stop()
-        if watchdog.fired:
-            raise CrtFailure(f"no progress from {self._host} for {self._timeout:g} s")
+        if watchdog.fired:  # a timeout, as the retries tell a stalled request from a refused one
+            stalled = f"no progress from {self._host} for {self._timeout:g} s"
+            raise CrtFailure(stalled) from TimeoutError(stalled)
         error = outcome.get("error")
         if error is not None:
             raise _failure(error, self._host, outcome) from error
