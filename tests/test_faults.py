@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import ctypes
 import json
 import logging
@@ -26,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -868,7 +867,7 @@ def test_the_proxy_passes_a_whole_answer_after_which_the_server_closes(
     proxy = FaultProxy((upstream.hostname, upstream.port)).start()
     try:
         url = urlsplit(
-            dataclasses.replace(moto_server, endpoint=proxy.endpoint)
+            replace(moto_server, endpoint=proxy.endpoint)
             .admin()
             .generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "large"})
         )
