@@ -307,6 +307,7 @@ class FaultProxy:
             client_w.write(raw)
             if response.status != 100:  # refused before the body: pass the answer on and close
                 await _relay_body(response, server_r, client_w, until_eof=response.length is None)
+                await _close(client_w)
                 return False
         if fault == "reset_request":
             cut = self._random.randrange(0, max(1, request.length or CHUNK))
@@ -373,15 +374,16 @@ class FaultProxy:
             else:
                 await _relay_body(response, server_r, client_w, until_eof=length is None)
             closing = (response.header("connection") or "").lower() == "close"
-            return not closing and (length is not None or response.chunked)
+            if closing or (length is None and not response.chunked):
+                await _close(client_w)  # the server ends the connection here: so does the proxy
+                return False
+            return True
         await _relay_body(response, server_r, client_w, cut=self._random.randrange(0, length or CHUNK))
         await client_w.drain()
         if fault == "stall":
             await self._stall(client_r, reading=True)
         elif fault == "truncate":
-            client_w.close()  # a clean FIN after too few bytes
-            with contextlib.suppress(ConnectionError):
-                await client_w.wait_closed()
+            await _close(client_w)  # a clean FIN after too few bytes
         raise _Cut
 
     async def _response_head(
@@ -537,6 +539,15 @@ def _error(request: _Message, kind: str, retry_after: int, *, close: bool = Fals
         head.append("Connection: close")
     raw = ("\r\n".join(head) + "\r\n\r\n").encode()
     return raw if request.start[0] == "HEAD" else raw + body
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close with a FIN once every byte written has gone out: the end of a whole answer after which the
+    server closes (``Connection: close``). A RST here would drop the answer's tail still buffered on the
+    way, which is a fault the proxy did not choose."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

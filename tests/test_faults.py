@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -851,3 +851,35 @@ def test_packet_loss_on_a_veth_link_costs_time_not_data(
     )
     assert dropped > 0 and resent > 0
     assert report["elapsed"] < 120
+
+
+def test_the_proxy_passes_a_whole_answer_after_which_the_server_closes(
+    moto_server: S3Server, s3_bucket: Callable[[S3Server], str]
+) -> None:
+    """moto ends each connection after its answer (``Connection: close``); the proxy must end it too
+    with the whole answer delivered, even to a client that reads late, so that every fault a test sees
+    is one the proxy chose."""
+    bucket = urlsplit(s3_bucket(moto_server)).netloc
+    body = os.urandom(8 * MiB)
+    moto_server.admin().put_object(Bucket=bucket, Key="large", Body=body)
+    upstream = urlsplit(moto_server.endpoint)
+    assert upstream.hostname is not None and upstream.port is not None
+    proxy = FaultProxy((upstream.hostname, upstream.port)).start()
+    try:
+        url = urlsplit(
+            replace(moto_server, endpoint=proxy.endpoint)
+            .admin()
+            .generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "large"})
+        )
+        with socket.create_connection((url.hostname or "", url.port or 80), timeout=30) as client:
+            client.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
+            time.sleep(1)  # the proxy has relayed what the buffers on the way hold, and waits
+            received = bytearray()
+            while chunk := client.recv(1 << 20):
+                received += chunk
+        head, _, got = bytes(received).partition(b"\r\n\r\n")
+        assert b"connection: close" in head.lower()
+        print(f"answer through the proxy: {len(got)} of {len(body)} bytes")
+        assert got == body
+    finally:
+        proxy.close()
