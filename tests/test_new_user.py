@@ -385,7 +385,15 @@ def test_a_peer_that_stops_reading_is_abandoned_after_the_request_timeout(
     [
         (507, "InsufficientCapacity", "not enough space"),
         (403, "QuotaExceeded", "quota exceeded"),
-        (503, "ServiceUnavailable", "pool full"),
+        pytest.param(
+            503,
+            "ServiceUnavailable",
+            "pool full",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="awscrt 0.38.1 reports every 503 as SlowDown, without its body (see the README)",
+            ),
+        ),
     ],
 )
 def test_a_full_server_is_reported_as_full_at_once(
