@@ -193,6 +193,13 @@ def _read_blob(root: str, entry: Entry) -> bytes:
             os.close(fd)
     except OSError as exc:  # not there, or not a file
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
+    return _checked(data, key, entry)
+
+
+def _checked(data: bytes, key: str, entry: Entry) -> bytes:
+    """``data`` read as the blob ``key`` (one byte more than the entry's size was asked for), if it is
+    exactly the entry's bytes."""
+    size = entry.size or 0
     if len(data) != size:
         raise _wrong_size(key, entry, "longer than" if len(data) > size else f"{len(data)} bytes, not")
     if digest_bytes(data) != entry.digest:
@@ -225,11 +232,7 @@ async def _get_small(engine: Engine, store: Store, entry: Entry) -> bytes:
         data = await store.get(key, 0, size + 1)
     except ObjectNotFoundError as exc:
         raise StoreError(f"blob {key} of entry {entry.path!r} is missing from the store") from exc
-    if len(data) != size:
-        raise _wrong_size(key, entry, "longer than" if len(data) > size else f"{len(data)} bytes, not")
-    if digest_bytes(data) != entry.digest:
-        raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
-    return data
+    return _checked(data, key, entry)
 
 
 def _write_twice(data: bytes, target: Path, cache: Cache, digest: str) -> None:
