@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,14 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
+    # The command line, run in this process by some tests, sets up the "lorry" logger for a terminal
+    # (a handler on the stderr of that moment, no propagation): each test starts from the logger as it was.
+    logger = logging.getLogger("lorry")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
     yield
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    logger.setLevel(level)  # setLevel, not the attribute: it also clears the loggers' cached levels
     run = runs.current_run()
     if run is not None:
         with contextlib.suppress(lorry.LorryError):
