@@ -25,9 +25,9 @@ class TestLocalStore(StoreConformance):
 
 def test_put_blob_creates_once_and_leaves_a_complete_blob_alone(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
-    store.put_blob("blobs/x/1", b"content")
+    store.put_blobs([("blobs/x/1", b"content")])
     first = store.path_of("blobs/x/1").stat()
-    store.put_blob("blobs/x/1", b"content")  # already there, whole: not written again
+    store.put_blobs([("blobs/x/1", b"content")])  # already there, whole: not written again
     assert store.path_of("blobs/x/1").read_bytes() == b"content"
     assert store.path_of("blobs/x/1").stat().st_ino == first.st_ino
     assert first.st_mode & 0o777 == 0o600
@@ -35,7 +35,7 @@ def test_put_blob_creates_once_and_leaves_a_complete_blob_alone(tmp_path: Path) 
 
 def test_a_blob_is_its_owners_to_read_and_write_whatever_the_umask(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
-    store.put_blob("blobs/x/0", b"made first")  # the folders, made under the usual umask
+    store.put_blobs([("blobs/x/0", b"made first")])  # the folders, made under the usual umask
     before = os.umask(0o277)  # takes the owner's write bit away from every file created
     try:
         store.put_blobs([("blobs/x/1", b"content"), ("blobs/x/2", b"other")])
@@ -50,7 +50,7 @@ def test_put_blob_replaces_what_a_killed_writer_left_short(tmp_path: Path) -> No
     path = store.path_of("blobs/x/1")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"cont")  # a write cut short by a kill, under the final name
-    store.put_blob("blobs/x/1", b"content")
+    store.put_blobs([("blobs/x/1", b"content")])
     assert path.read_bytes() == b"content"
 
 

@@ -190,11 +190,9 @@ class LocalFiles(Protocol):
     def commit_file(self, temp: Path, key: str, mode: PutMode) -> ObjectMeta:
         """Give a finished temporary file its key's name, honouring ``mode``."""
 
-    def put_blob(self, key: str, data: bytes) -> None:
-        """Store a content-addressed object unless it is there already (one exclusive create)."""
-
     def put_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> None:
-        """``put_blob`` of each, with what can be done once for them all done once."""
+        """Store each content-addressed object unless it is there already (one exclusive create each),
+        with what can be done once for them all done once."""
 
     def stale_temp_files(self, cutoff: datetime) -> list[Path]:
         """Temporary files last written before ``cutoff``."""

@@ -182,17 +182,13 @@ class LocalStore:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
 
-    def put_blob(self, key: str, data: bytes) -> None:
-        """Store a content-addressed object (same key, same bytes: a blob or a manifest) unless it is
-        there already: one exclusive create and one write, with no temporary file to create, link and
-        remove (which cost more than the write). A process killed mid-write can leave the object short,
-        never different: the size says whether it is complete, and a short one is replaced whole,
-        through a temporary file, by the next writer."""
-        self.put_blobs([(key, data)])
-
     def put_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> None:
-        """``put_blob`` of each: per blob, an exclusive create, a write and a close, nothing more (the
-        umask is looked at once for them all; folders are made when a create finds one missing)."""
+        """Store each content-addressed object (same key, same bytes: a blob or a manifest) unless it is
+        there already: per object an exclusive create, a write and a close, nothing more (the umask is
+        looked at once for them all; folders are made when a create finds one missing), and no
+        temporary file to create, link and remove (which cost more than the write). A process killed
+        mid-write can leave an object short, never different: the size says whether it is complete, and
+        a short one is replaced whole, through a temporary file, by the next writer."""
         root = str(self.root)
         fix_mode = _umask_drops_owner_bits()
         for key, data in blobs:
