@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from pathlib import Path
@@ -568,3 +569,33 @@ def test_a_progress_bar_is_redrawn_four_times_a_second() -> None:
     assert 4 <= len(draws) <= 6, draws  # four in the second, and the last one when it ends
     assert draws[-1].startswith("logging x [########################] 2/2 files, 2.0 KiB/2.0 KiB")
     assert draws[-1].endswith("\n") and draws[0].startswith("logging x [------------------------] 0/2 files")
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_add_dir_pauses_garbage_collection_and_gives_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled_before: bool
+) -> None:
+    # Collection is off while the walk adds files, and as it was before once add_dir returns or
+    # fails (here on a dangling link, found after a file was added).
+    folder = tmp_path / "tree"
+    write(folder / "a.txt", "a")
+    (folder / "z.txt").symlink_to(tmp_path / "nowhere")
+    seen: list[bool] = []
+    add_source = lorry.Artifact._add_source
+
+    def spying(self: lorry.Artifact, *args: object) -> bool:
+        seen.append(gc.isenabled())
+        return add_source(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lorry.Artifact, "_add_source", spying)
+    (gc.enable if enabled_before else gc.disable)()
+    try:
+        with pytest.raises(lorry.LocalFileError, match="dangling"):
+            lorry.Artifact("tree", type="dataset").add_dir(folder)
+        assert gc.isenabled() is enabled_before
+        (folder / "z.txt").unlink()
+        lorry.Artifact("tree", type="dataset").add_dir(folder)
+        assert gc.isenabled() is enabled_before
+    finally:
+        gc.enable()
+    assert seen == [False, False]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import lorry
 from lorry.model import manifest as manifest_module
-from lorry.model.manifest import _PLAIN_PATH, Entry, Manifest, _normal_form, normalize_entry_path
+from lorry.model.manifest import _PLAIN_PATH, Entry, EntryLayout, Manifest, _normal_form, normalize_entry_path
 from lorry.model.metadata import validate_metadata
 from lorry.model.names import (
     parse_artifact_path,
@@ -161,15 +161,24 @@ def test_artifact_names_refuse_dot_segments(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("given", "stored"),
-    [("a//b/./c", "a/b/c"), ("a\\b", "a/b"), ("./a/", "a"), ("a/./b//", "a/b"), ("...", "..."),
-     ("é/名", "é/名"), ("a b", "a b")],
+    [
+        ("a//b/./c", "a/b/c"),
+        ("a\\b", "a/b"),
+        ("./a/", "a"),
+        ("a/./b//", "a/b"),
+        ("...", "..."),
+        ("é/名", "é/名"),
+        ("a b", "a b"),
+    ],
 )
 def test_entry_names_are_stored_in_normal_form(given: str, stored: str) -> None:
     assert normalize_entry_path(given) == stored
 
 
-@pytest.mark.parametrize("given", ["", "/abs", "C:/x", "a/../b", "..", "./.", "a\x00b", "a\nb", "\ud800",
-                                   "x" * 256, "a/" + "é" * 128])
+@pytest.mark.parametrize(
+    "given",
+    ["", "/abs", "C:/x", "a/../b", "..", "./.", "a\x00b", "a\nb", "\ud800", "x" * 256, "a/" + "é" * 128],
+)
 def test_entry_names_that_are_refused(given: str) -> None:
     with pytest.raises(lorry.InvalidPathError, match="entry name"):
         normalize_entry_path(given)
@@ -252,6 +261,35 @@ def test_a_manifest_never_holds_a_file_where_a_folder_is(paths: list[str]) -> No
             Manifest(items)
     else:
         assert sorted(Manifest(items)) == sorted(paths)
+
+
+@PURE
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from(["a", "a/b", "a/b/c", "a/c", "a/b/d", "b/c", "b", "c"])),
+        max_size=12,
+    )
+)
+def test_a_draft_refuses_exactly_the_names_that_put_a_file_where_a_folder_is(
+    steps: list[tuple[bool, str]],
+) -> None:
+    # Names added (True) and taken out (False) in any order; the layout refuses a name exactly when
+    # one already there lies inside it or it lies inside one already there.
+    layout, held = EntryLayout(), set[str]()
+    for adding, name in steps:
+        if not adding:
+            layout.discard(name)
+            held.discard(name)
+            continue
+        clash = name not in held and any(
+            other.startswith(name + "/") or name.startswith(other + "/") for other in held
+        )
+        if clash:
+            with pytest.raises(lorry.InvalidPathError, match="both a file and a folder"):
+                layout.add(name)
+        else:
+            layout.add(name)
+            held.add(name)
 
 
 # -- hostile bytes: parsers answer CorruptRecordError naming the object, never a bare exception -------

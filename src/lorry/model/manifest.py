@@ -120,6 +120,8 @@ class EntryLayout:
         if path in self._folders:
             inside = next(n for n in self._names if n.startswith(path + "/"))
             raise _file_or_folder(inside, path)
+        if path[: max(0, path.rfind("/"))] in self._folders:
+            return  # its folder is one already: no folder above it is a file (a walk's usual case)
         for folder in folders_of(path):
             if folder in self._names:
                 raise _file_or_folder(path, folder)
@@ -128,8 +130,9 @@ class EntryLayout:
         self.check(path)
         if path not in self._names:
             self._names.add(path)
+            folders = self._folders
             for folder in folders_of(path):
-                self._folders[folder] = self._folders.get(folder, 0) + 1
+                folders[folder] = folders.get(folder, 0) + 1
 
     def discard(self, path: str) -> None:
         if path in self._names:
