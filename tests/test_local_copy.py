@@ -3,10 +3,12 @@ hashed beside the copy, and not read again while their digest is remembered for 
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.reflink import reflink_filesystem
@@ -249,6 +251,57 @@ def test_the_reflink_filesystem_is_removed_also_when_its_user_fails(tmp_path: Pa
         raise RuntimeError("failed inside")
     assert not os.path.ismount(point)
     assert not image.exists()
-    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
-                              capture_output=True, text=True, check=True)
+    attached = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(image) not in attached.stdout
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_small_downloads_appear_whole_and_replace_what_differs(
+    tmp_path: Path, unnamed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written unnamed and linked in where the filesystem has unnamed files (ext4 here), through a
+    # temporary name and a rename where it has not: either way every file is whole, a file that
+    # differs is replaced, and no temporary name is left. (A filesystem without O_TMPFILE, such as
+    # FAT, cannot be mounted on this kernel: its refusal is made here.)
+    source = tmp_path / "source"
+    for i in range(20):
+        (source / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (source / f"d{i % 3}" / f"f{i}.txt").write_bytes(content(100 + i, i))
+    with lorry.init(project="p") as run:
+        artifact = lorry.Artifact("small", type="dataset")
+        artifact.add_dir(str(source))
+        run.log_artifact(artifact)
+        artifact.wait()
+    out = tmp_path / "out"
+    (out / "d0").mkdir(parents=True)
+    (out / "d0" / "f0.txt").write_bytes(b"changed by hand")
+    linked: list[str] = []
+    link, open_ = os.link, os.open
+
+    def counting_link(src: str, dst: str, **kwargs: Any) -> None:
+        linked.append(dst)
+        link(src, dst, **kwargs)
+
+    def no_unnamed_files(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), path)
+        return open_(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", counting_link)
+    if not unnamed:
+        monkeypatch.setattr(os, "open", no_unnamed_files)
+    artifact.download(str(out))
+    monkeypatch.undo()
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file())
+    for path in source.rglob("*.txt"):
+        assert (out / path.relative_to(source)).read_bytes() == path.read_bytes()
+    # Each of the 20 linked in by its name; for the one there already that link is refused, and it is
+    # linked under a temporary name instead, then renamed over it. Nothing linked without unnamed files.
+    renamed = [name for name in linked if name.endswith(".lorry-tmp")]
+    assert (len(linked), len(renamed)) == ((21, 1) if unnamed else (0, 0))

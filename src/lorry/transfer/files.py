@@ -14,6 +14,7 @@ import itertools
 import mmap
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -330,8 +331,16 @@ def write_new(
     mode: int = FILE_MODE,
     temp: LocalPath | None = None,
 ) -> None:
-    """Write ``data`` as ``target``, through a temporary name beside it (``temp`` if given) unless
-    ``atomic`` is False (for a path that is itself a fresh temporary name)."""
+    """Write ``data`` as ``target``: the whole file appears at once, or nothing does, unless ``atomic``
+    is False (for a path that is itself a fresh temporary name).
+
+    The file is written unnamed (``O_TMPFILE``) and linked in under its name when complete: one entry
+    made in the folder, where a temporary name costs three (create it, add the target, remove it) and
+    took twice the system time per small file on ext4; a process killed meanwhile leaves nothing. Where
+    the target exists already, or the filesystem has no unnamed files, it goes through a temporary
+    name beside it (``temp`` if given) and a rename."""
+    if atomic and _write_unnamed(target, data, mode, temp):
+        return
     if not atomic:
         temp = target
     elif temp is None:
@@ -347,6 +356,61 @@ def write_new(
         raise local_error(exc, f"cannot write {target}") from exc
     if atomic:
         give_name(temp, target)
+
+
+_NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV})
+"""What ``open(O_TMPFILE)`` or the link through ``/proc`` fails with where they are not to be had
+(an older kernel or a filesystem without unnamed files, no ``/proc``): the named way works there."""
+
+
+def _write_unnamed(target: LocalPath, data: bytes, mode: int, temp: LocalPath | None) -> bool:
+    """``write_new`` through an unnamed file; False where that cannot be done here (nothing is left)."""
+    proc = _proc_fds()
+    if proc is None:
+        return False
+    folder, _, _ = str(target).rpartition("/")
+    try:
+        fd = os.open(folder or ".", os.O_WRONLY | os.O_TMPFILE, mode)
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED:
+            return False
+        raise local_error(exc, f"cannot write {target}") from exc
+    named: LocalPath | None = None
+    try:
+        write_all(fd, data)
+        try:
+            os.link(str(fd), target, src_dir_fd=proc, follow_symlinks=True)
+        except FileExistsError:  # replaced whole: linked in under a temporary name, renamed over it
+            named = temp if temp is not None else temp_beside(Path(target))
+            os.link(str(fd), named, src_dir_fd=proc, follow_symlinks=True)
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED:
+            return False
+        raise local_error(exc, f"cannot write {target}") from exc
+    finally:
+        os.close(fd)
+    if named is not None:
+        give_name(named, target)
+    return True
+
+
+_proc_lock = threading.Lock()
+_proc: tuple[int, int | None] | None = None
+
+
+def _proc_fds() -> int | None:
+    """This process's ``/proc/self/fd``, opened once per process (a forked child opens its own: the
+    folder is the opener's), or None without ``/proc``."""
+    global _proc  # noqa: PLW0603
+    pid = os.getpid()
+    with _proc_lock:
+        if _proc is None or _proc[0] != pid:
+            try:
+                found: int | None = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                found = None
+            _proc = (pid, found)
+        return _proc[1]
 
 
 def install_verified(source: Path, target: Path, digest: str, what: str) -> None:
