@@ -13,7 +13,7 @@ import pytest
 
 from lorry.errors import ConflictError, ObjectNotFoundError, StoreError, UsageError, ValidationError
 from lorry.storage.base import CREATE, Update
-from lorry.storage.s3 import S3Store
+from lorry.storage.s3 import BodyCheck, S3Store
 from tests.conformance import MultipartConformance, listing, payload, run
 from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import MakeStore, S3Server, s3_env
@@ -32,7 +32,6 @@ class TestCephStore(MultipartConformance):
 
 
 class TestMotoStore(MultipartConformance):
-
     @pytest.fixture
     def store(self, moto_server: S3Server, s3_store: MakeStore) -> S3Store:
         return s3_store(moto_server)
@@ -357,3 +356,25 @@ def test_get_file_writes_the_whole_object_into_a_file(
 
     run(store, body())
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"), [("ceph_rgw", "SIGNED_SHA256"), ("moto_server", "CONTENT_MD5")]
+)
+def test_bodies_carry_the_cheapest_digest_the_server_checks(
+    server: str, expected: str, s3_store: MakeStore, request: pytest.FixtureRequest
+) -> None:
+    # Ceph RGW checks a signed SHA-256 of the body (and refuses a wrong one); moto does not, so there
+    # the body carries Content-MD5, which it checks. The probe's object is not left behind.
+    store = s3_store(request.getfixturevalue(server))
+
+    async def scenario() -> tuple[BodyCheck, BodyCheck, list[str]]:
+        first = await store.body_check()
+        again = await store.body_check()
+        await store.put("blobs/x", payload(300_000))
+        assert await store.get("blobs/x") == payload(300_000)
+        return first, again, [meta.key async for meta in store.list("_lorry/")]
+
+    first, again, left = run(store, scenario())
+    assert first is again is BodyCheck[expected]
+    assert left == []
