@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,27 @@ def test_a_large_artifact_is_stored_by_the_helper_and_round_trips(
     )
     for path in folder.rglob("*.bin"):
         assert (down / path.relative_to(folder)).read_bytes() == path.read_bytes()
+
+
+def test_the_helpers_share_the_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # LORRY_MAX_MEMORY bounds the file content held for the caller: its helpers split it, each one's
+    # engine holding its share, not a whole budget of its own.
+    folder = _folder(tmp_path / "data", offload.OFFLOAD_FILES)
+    monkeypatch.setenv("LORRY_MAX_MEMORY", str(64 << 20))
+    budgets: list[int] = []
+    store_files = offload.Helper.store_files
+
+    async def spying(self: offload.Helper, settings: Settings, *args: Any) -> list[str]:
+        budgets.append(settings.max_memory)
+        return await store_files(self, settings, *args)
+
+    monkeypatch.setattr(offload.Helper, "store_files", spying)
+    with lorry.init() as run:
+        artifact = lorry.Artifact("many", type="dataset")
+        artifact.add_dir(folder)
+        run.log_artifact(artifact)
+        artifact.wait()
+    assert budgets and set(budgets) == {(64 << 20) // offload.HELPERS}
 
 
 def test_small_artifacts_stay_in_process_unless_asked(
@@ -208,8 +230,9 @@ def test_the_helper_dies_with_its_parent(monkeypatch: pytest.MonkeyPatch) -> Non
     """A parent killed with SIGKILL takes its helper with it, even one that cannot notice the closed
     pipe (stopped here): the kernel kills it (``PR_SET_PDEATHSIG``)."""
     monkeypatch.setenv("LORRY_TRANSFER_PROCESS", "always")
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
     try:
         assert parent.stdout is not None
         helper_pid = int(parent.stdout.readline())

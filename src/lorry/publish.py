@@ -28,7 +28,7 @@ from lorry.registry.maintenance import SETTLE, guard_commit, read_fence, repair_
 from lorry.registry.records import ArtifactRef, VersionRecord
 from lorry.registry.registry import Registry
 from lorry.session import Session
-from lorry.settings import Settings
+from lorry.settings import MIN_MEMORY, Settings
 from lorry.storage.base import Store
 from lorry.transfer.engine import Counters, gather_all
 from lorry.transfer.journal import Journal
@@ -194,12 +194,14 @@ async def _store_files(sess: Session, store: Store, plan: LogPlan, counters: Cou
     helpers = HELPERS if offloaded else 1
     window = asyncio.Semaphore(PARTS_IN_FLIGHT * helpers)
     size = max(1, min(PART_FILES, -(-len(files) // helpers)))
+    # The memory budget is the caller's, shared by its helpers: each would otherwise hold a whole one.
+    shared = replace(plan.settings, max_memory=max(MIN_MEMORY, plan.settings.max_memory // helpers))
 
     async def store_part(start: int) -> None:
         async with window:
             part = files[start : start + size]
             if offloaded:
-                digests = await helper(start // size).store_files(plan.settings, part, counters, sess.retries)
+                digests = await helper(start // size).store_files(shared, part, counters, sess.retries)
             else:
                 digests = await store_files(sess.engine, store, part, counters, journal)
         for source, digest in zip(part, digests, strict=True):

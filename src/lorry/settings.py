@@ -22,6 +22,8 @@ from lorry.model.secret import Secret
 from lorry.storage.options import StoreOptions
 
 MiB = 1 << 20
+MIN_MEMORY = 8 * MiB
+"""The least ``max_memory``: one part of a multipart upload."""
 TRANSFER_PROCESS = ("auto", "always", "never")
 
 
@@ -133,8 +135,8 @@ class Settings(StoreOptions):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValidationError(f"setting {name} must be a positive integer, not {value!r}")
-        if self.max_memory < 8 * MiB:
-            raise ValidationError("setting max_memory must be at least 8 MiB")
+        if self.max_memory < MIN_MEMORY:
+            raise ValidationError(f"setting max_memory must be at least {MIN_MEMORY // MiB} MiB")
         if not isinstance(self.verify_tls, bool):
             raise ValidationError(f"setting verify_tls must be True or False, not {self.verify_tls!r}")
         if self.s3_sse_c_key is not None and not isinstance(self.s3_sse_c_key, Secret):
