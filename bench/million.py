@@ -11,7 +11,12 @@ which the filesystem itself creates files.
 2. Each step runs in a fresh process: log (``add_dir`` + ``log_artifact`` + ``wait``), list (the
    manifest read and every entry looked at), download into an empty folder, verify. Each reports its
    seconds and the peak resident memory (VmHWM) of its own process and of any helper process it
-   started; their sum bounds what they held together.
+   started; their sum bounds what they held together. Each starts after a ``sync``, with no dirty
+   pages of an earlier step (or of the source tree) to write back.
+
+ext4 allocates new inodes slowly for a few minutes after many files were deleted (it passes over
+recently freed ones), so a run started right after another (or after any mass delete) measures
+both the create rate and lorry slower: leave five minutes between them.
 
 Records go to ``bench/results/million-<UTC time>.json`` and ``.md``.
 """
@@ -162,6 +167,10 @@ def run(entries: int, policy: str, work: Path, steps: tuple[str, ...] = STEPS) -
         print(json.dumps({"create_rate": create_rate}), flush=True)
         figures = []
         for step in steps:
+            # Each step starts with nothing waiting to be written back, as the create-rate loop did: a
+            # million small files leave about 4 GiB of dirty pages, and a step that began under them
+            # would be held to the disk's writeback speed for the previous step's files, not its own.
+            os.sync()
             figures.append(
                 run_step(step, "million", work / ("source" if step == "log" else "down"), policy, env)
             )
