@@ -305,3 +305,27 @@ def test_small_downloads_appear_whole_and_replace_what_differs(
     # linked under a temporary name instead, then renamed over it. Nothing linked without unnamed files.
     renamed = [name for name in linked if name.endswith(".lorry-tmp")]
     assert (len(linked), len(renamed)) == ((21, 1) if unnamed else (0, 0))
+
+
+def test_a_forked_child_writes_through_its_own_descriptor_folder(tmp_path: Path) -> None:
+    # Unnamed files are linked in through /proc/self/fd, opened once per process: a forked child must
+    # not keep (or use) the parent's, which names the parent's descriptors.
+    files.write_new(tmp_path / "parent.txt", b"from the parent")
+    parent = files._proc_fds()
+    assert parent is not None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            files.write_new(tmp_path / "child.txt", b"from the child")
+            mine = files._proc_fds()
+            own = mine is not None and os.readlink(f"/proc/self/fd/{mine}") == f"/proc/{os.getpid()}/fd"
+            try:  # the parent's descriptor is closed, or its number reused for the child's own
+                kept = os.readlink(f"/proc/self/fd/{parent}") != f"/proc/{os.getpid()}/fd"
+            except OSError:
+                kept = False
+            os._exit(0 if own and not kept else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "child.txt").read_bytes() == b"from the child"

@@ -413,6 +413,18 @@ def _proc_fds() -> int | None:
         return _proc[1]
 
 
+def _forget_proc_after_fork() -> None:
+    # A lock another thread held at the fork stays held in the child; the parent's folder is not ours.
+    global _proc_lock, _proc
+    if _proc is not None and _proc[1] is not None:
+        with contextlib.suppress(OSError):
+            os.close(_proc[1])
+    _proc_lock, _proc = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_proc_after_fork)
+
+
 def install_verified(source: Path, target: Path, digest: str, what: str) -> None:
     """Copy ``source`` to ``target`` through a temporary file, checking ``digest`` before the rename."""
     temp = temp_beside(target)
