@@ -18,7 +18,7 @@ import lorry
 from lorry import publish
 from lorry.errors import ArtifactFailedError, SourceChangedError, ValidationError
 from lorry.settings import Settings
-from lorry.transfer import offload
+from lorry.transfer import download, offload
 from lorry.transfer.files import FileStamp
 from lorry.transfer.upload import FileSource
 from tests.conftest import write
@@ -79,6 +79,32 @@ def test_the_helpers_share_the_memory_budget(tmp_path: Path, monkeypatch: pytest
         run.log_artifact(artifact)
         artifact.wait()
     assert budgets and set(budgets) == {(64 << 20) // offload.HELPERS}
+
+
+def test_a_large_download_from_a_local_store_is_written_by_the_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 256 small files and up from a local store: the helper processes write them (both cores create
+    # files), whole and in place; a blob damaged in the store fails the download with its own error.
+    folder = _folder(tmp_path / "data", offload.OFFLOAD_FILES)
+    with lorry.init() as run:
+        artifact = lorry.Artifact("many", type="dataset")
+        artifact.add_dir(folder)
+        run.log_artifact(artifact)
+        artifact.wait()
+    monkeypatch.setattr(download, "_install_small_from_store", _not_here)  # not in this process
+    down = Path(lorry.Api().artifact("many:latest").download(tmp_path / "down"))
+    for path in folder.rglob("*.bin"):
+        assert (down / path.relative_to(folder)).read_bytes() == path.read_bytes()
+    assert len(list(down.rglob("*.bin"))) == offload.OFFLOAD_FILES
+    assert offload.helper(0)._process is not None
+    entry = lorry.Api().artifact("many:latest").manifest.entries["d0/f0.bin"]
+    assert entry.digest is not None
+    hexd = entry.digest.partition(":")[2]
+    blob = Path(Settings.load().store) / "blobs" / "blake3" / hexd[:2] / hexd
+    blob.write_bytes(b"X" * (entry.size or 0))
+    with pytest.raises(lorry.IntegrityError, match="does not match its digest"):
+        lorry.Api().artifact("many:latest").download(tmp_path / "again")
 
 
 def test_small_artifacts_stay_in_process_unless_asked(

@@ -16,6 +16,7 @@ import os
 import threading
 import weakref
 from concurrent.futures import Future
+from typing import Any
 
 from lorry import _bridge
 from lorry.registry.assigner import Assigner
@@ -26,7 +27,6 @@ from lorry.storage.options import StoreOptions
 from lorry.transfer import offload
 from lorry.transfer.engine import Engine
 from lorry.transfer.retry import RetryStats
-from lorry.transfer.upload import FileSource
 
 
 class Session:
@@ -89,12 +89,20 @@ def close_session() -> None:
 
 
 def serve_helper() -> None:
-    """The main of the process that stores large artifacts off the caller's interpreter
-    (``transfer.offload``): each job runs on this process's session."""
+    """The main of the process that stores large artifacts, and writes large downloads of small
+    files, off the caller's interpreter (``transfer.offload``): each job runs on this process's
+    session."""
 
-    def submit(settings: Settings, files: tuple[FileSource, ...]) -> Future[offload.Stored]:
+    def submit(kind: str, settings: Settings, payload: Any) -> Future[offload.Stored]:
         engine = session(settings).engine
-        return _bridge.bridge().submit(offload.store_job(engine, settings, files))
+        if kind == offload.FETCH:
+            # Imported by the first download's job: a helper that only stores never loads the
+            # download layer (and the HTTP client its references need).
+            from lorry.transfer.download import fetch_small_part
+
+            store_root, entries, root = payload
+            return _bridge.bridge().submit(fetch_small_part(engine, store_root, entries, root))
+        return _bridge.bridge().submit(offload.store_job(engine, settings, payload))
 
     offload.serve(submit)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,7 +25,9 @@ from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, St
 from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry
+from lorry.settings import Settings
 from lorry.storage.base import FILE_GETS, LOCAL_FILES, FileGets, LocalFiles, Store
+from lorry.storage.local import LocalStore
 from lorry.transfer import refs
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
@@ -42,6 +45,7 @@ from lorry.transfer.files import (
     temp_beside,
     write_new,
 )
+from lorry.transfer.offload import HELPERS, OFFLOAD_FILES, Stored, helper
 from lorry.transfer.plan import (
     BATCH_FILES,
     RANGE_SIZE,
@@ -50,6 +54,8 @@ from lorry.transfer.plan import (
     batched,
     plan_parts,
 )
+from lorry.transfer.retry import RetryStats
+from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT
 
 log = logging.getLogger("lorry")
 T = TypeVar("T")
@@ -73,7 +79,8 @@ async def fetch_entries(
     def is_small(entry: Entry) -> bool:
         return entry.ref is None and (entry.size or 0) <= SMALL_OBJECT
 
-    small = batched((e for e in entries if is_small(e)), lambda e: e.size or 0)
+    small_entries = (e for e in entries if is_small(e))
+    small = batched(small_entries, lambda e: e.size or 0)
     others = (e for e in entries if not is_small(e))
 
     def done(entry: Entry) -> None:
@@ -93,13 +100,53 @@ async def fetch_entries(
                 await fetch_entry(engine, store, cache, entry, root)
             done(entry)
 
-    small_workers = 2 if LOCAL_FILES.of(store) else 1 + engine.settings.max_requests // BATCH_FILES
+    local = LOCAL_FILES.of(store)
+    if local is not None and _wants_helpers(engine.settings, len(entries)):
+        # Many small files from a local store: the helper processes write them, parts in turn, so
+        # that both cores create files (in this process the interpreter lock keeps it to one).
+        parts = _parts(small_entries, PART_FILES)
+
+        async def helper_worker(turn: int) -> None:
+            for part in parts:
+                await helper(turn).fetch_small(engine.settings, str(local.root), part, root)
+                for entry in part:
+                    done(entry)
+
+        small_workers = [helper_worker(turn % HELPERS) for turn in range(HELPERS * PARTS_IN_FLIGHT)]
+    else:
+        count = 2 if local is not None else 1 + engine.settings.max_requests // BATCH_FILES
+        small_workers = [small_worker() for _ in range(count)]
     await gather_all(
-        [
-            *(small_worker() for _ in range(small_workers)),
-            *(other_worker() for _ in range(min(len(entries), engine.settings.max_open_files))),
-        ]
+        [*small_workers, *(other_worker() for _ in range(min(len(entries), engine.settings.max_open_files)))]
     )
+
+
+def _parts(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while part := list(itertools.islice(it, size)):
+        yield part
+
+
+def _wants_helpers(settings: Settings, count: int) -> bool:
+    """Whether the small files of a download of ``count`` entries from a local store are written by
+    the helper processes (by the ``transfer_process`` setting, as for storing)."""
+    if settings.transfer_process == "auto":
+        return count >= OFFLOAD_FILES
+    return settings.transfer_process == "always"
+
+
+async def fetch_small_part(engine: Engine, store_root: str, entries: Sequence[Entry], root: Path) -> Stored:
+    """A helper's job: write small ``entries`` of the local store at ``store_root`` below ``root``, a
+    batch at a time on two threads (see ``_install_small_from_store``)."""
+    local = LocalStore(store_root)
+    batches = iter([list(entries[i : i + BATCH_FILES]) for i in range(0, len(entries), BATCH_FILES)])
+
+    async def worker() -> None:
+        for batch in batches:
+            await _settled(engine, _install_small_from_store, local, batch, root)
+
+    await gather_all([worker(), worker()])
+    return Stored([], RetryStats())
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:

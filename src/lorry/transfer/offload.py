@@ -32,9 +32,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from lorry.errors import StoreError
+from lorry.model.manifest import Entry
 from lorry.settings import Settings
 from lorry.storage.base import LOCAL_FILES, Store
 from lorry.transfer.engine import Counters, Engine
@@ -113,24 +115,35 @@ class Helper:
         self, settings: Settings, files: Sequence[FileSource], counters: Counters, retries: RetryStats
     ) -> list[str]:
         """``upload.store_files`` in the helper. ``counters`` advance when the helper is done."""
+        stored = await self._run(STORE, settings, tuple(files))
+        counters.files_done += len(files)
+        counters.bytes_done += sum(f.stamp.size for f in files)
+        retries.merge(stored.retries)
+        return stored.digests
+
+    async def fetch_small(
+        self, settings: Settings, store_root: str, entries: Sequence[Entry], root: Path
+    ) -> None:
+        """Small entries of the local store at ``store_root`` written below ``root`` by the helper
+        (see ``download.fetch_small_part``)."""
+        await self._run(FETCH, settings, (store_root, tuple(entries), root))
+
+    async def _run(self, kind: str, settings: Settings, payload: Any) -> Stored:
+        """One job of ``kind`` in the helper, and its answer."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Stored] = loop.create_future()
         job = next(self._jobs)
         level = logging.getLogger("lorry").getEffectiveLevel()  # the helper logs what would be seen here
-        frame = pickle.dumps((job, settings, tuple(files), level), protocol=pickle.HIGHEST_PROTOCOL)
+        frame = pickle.dumps((job, kind, settings, payload, level), protocol=pickle.HIGHEST_PROTOCOL)
         process = await loop.run_in_executor(None, self._start)
         with self._lock:
             self._waiting[job] = _Waiting(loop, answer, process)
         try:
             await loop.run_in_executor(None, self._send, process, frame)
-            stored = await answer
+            return await answer
         finally:
             with self._lock:
                 self._waiting.pop(job, None)
-        counters.files_done += len(files)
-        counters.bytes_done += sum(f.stamp.size for f in files)
-        retries.merge(stored.retries)
-        return stored.digests
 
     def close(self) -> None:
         """Let the helper finish what it was given and end (it ends when its stdin closes)."""
@@ -241,7 +254,10 @@ def close_helper() -> None:
 # -- the helper's side -----------------------------------------------------------------------------------
 
 
-Submit = Callable[[Settings, tuple[FileSource, ...]], concurrent.futures.Future[Stored]]
+STORE = "store"
+FETCH = "fetch"
+"""The kinds of job a helper runs: store files (``store_job``), or write small downloaded entries."""
+Submit = Callable[[str, Settings, Any], concurrent.futures.Future[Stored]]
 
 
 def serve(submit: Submit) -> None:
@@ -275,11 +291,11 @@ def serve(submit: Submit) -> None:
     logger.addHandler(_ForwardLogs(send))
     logger.propagate = False
     while (frame := _read_frame(jobs)) is not None:
-        job, settings, files, level = pickle.loads(frame)
+        job, kind, settings, payload, level = pickle.loads(frame)
         logger.setLevel(level)
         with answered:
             unanswered += 1
-        submit(settings, files).add_done_callback(functools.partial(reply, job))
+        submit(kind, settings, payload).add_done_callback(functools.partial(reply, job))
     with answered:
         answered.wait_for(lambda: unanswered == 0)
 
