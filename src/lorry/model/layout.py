@@ -46,6 +46,11 @@ class Collection:
 # -- the keys ----------------------------------------------------------------------------------------
 
 
+def probe_key(probe_id: str) -> str:
+    """A probe's own key (conditional writes, body digests); a gc removes any left behind."""
+    return f"{PROBE_PREFIX}{probe_id}"
+
+
 def blob_key(digest: str) -> str:
     hexd = hex_part(digest)
     return f"blobs/blake3/{hexd[:2]}/{hexd}"

@@ -20,7 +20,7 @@ import uuid
 import weakref
 
 from lorry.errors import ConflictError, ObjectNotFoundError, UnsafeStoreError
-from lorry.model.layout import PROBE_PREFIX
+from lorry.model.layout import probe_key
 from lorry.storage.base import (
     CREATE,
     OVERWRITE,
@@ -45,7 +45,7 @@ async def probe_conditional_writes(store: Store) -> str | None:
     conflict).
     """
     probe_id = uuid.uuid4().hex
-    key = f"{PROBE_PREFIX}{probe_id}"
+    key = probe_key(probe_id)
 
     def payload(step: int) -> bytes:
         return f"probe {probe_id} {step}".encode()

@@ -61,7 +61,7 @@ from lorry.errors import (
     UsageError,
     ValidationError,
 )
-from lorry.model.layout import PROBE_PREFIX
+from lorry.model.layout import probe_key
 from lorry.model.secret import REDACTED
 from lorry.storage.base import (
     OVERWRITE,
@@ -587,7 +587,7 @@ class S3Store:
     async def _probe_body_check(self) -> BodyCheck:
         """A PUT whose signature holds a SHA-256 that is not its body's: refused by a server that checks
         the signed hash, stored (then deleted) by one that does not."""
-        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        key = probe_key(uuid.uuid4().hex)
         body = b"lorry: does this server check a signed body hash?"
         wrong = hashlib.sha256(b"not " + body).hexdigest()
         try:

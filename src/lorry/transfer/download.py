@@ -25,7 +25,6 @@ from lorry.errors import IntegrityError, LocalFileError, ObjectNotFoundError, St
 from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
 from lorry.model.manifest import Entry
-from lorry.settings import Settings
 from lorry.storage.base import FILE_GETS, LOCAL_FILES, FileGets, LocalFiles, Store
 from lorry.storage.local import LocalStore
 from lorry.transfer import refs
@@ -45,7 +44,7 @@ from lorry.transfer.files import (
     temp_beside,
     write_new,
 )
-from lorry.transfer.offload import HELPERS, OFFLOAD_FILES, Stored, helper
+from lorry.transfer.offload import HELPERS, Stored, helper, wants_helpers_for
 from lorry.transfer.plan import (
     BATCH_FILES,
     RANGE_SIZE,
@@ -101,7 +100,7 @@ async def fetch_entries(
             done(entry)
 
     local = LOCAL_FILES.of(store)
-    if local is not None and _wants_helpers(engine.settings, len(entries)):
+    if local is not None and wants_helpers_for(engine.settings, len(entries)):
         # Many small files from a local store: the helper processes write them, parts in turn, so
         # that both cores create files (in this process the interpreter lock keeps it to one).
         parts = _parts(small_entries, PART_FILES)
@@ -125,14 +124,6 @@ def _parts(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while part := list(itertools.islice(it, size)):
         yield part
-
-
-def _wants_helpers(settings: Settings, count: int) -> bool:
-    """Whether the small files of a download of ``count`` entries from a local store are written by
-    the helper processes (by the ``transfer_process`` setting, as for storing)."""
-    if settings.transfer_process == "auto":
-        return count >= OFFLOAD_FILES
-    return settings.transfer_process == "always"
 
 
 async def fetch_small_part(engine: Engine, store_root: str, entries: Sequence[Entry], root: Path) -> Stored:

@@ -62,19 +62,28 @@ that the package's ``__init__`` imports (and aiohttp with it). A start takes 0.1
 which an artifact of 10,000 small files waits for."""
 
 
-def wants_helper(settings: Settings, files: Sequence[FileSource], store: Store | None = None) -> bool:
-    """Whether ``files`` are stored by the helper process under ``settings``. On a local store, a file
-    whose digest is remembered (see ``known.py``) is neither read nor hashed: no work worth a helper."""
+def wants_helpers_for(settings: Settings, count: int) -> bool:
+    """Whether ``count`` files go to the helper processes under ``settings`` by their number alone:
+    ``always``, or ``auto`` and at least ``OFFLOAD_FILES``."""
     if settings.transfer_process == "auto":
-        if len(files) >= OFFLOAD_FILES:
-            return True
+        return count >= OFFLOAD_FILES
+    return settings.transfer_process == "always"
+
+
+def wants_helper(settings: Settings, files: Sequence[FileSource], store: Store | None = None) -> bool:
+    """Whether ``files`` are stored by the helper process under ``settings``: by their number, or
+    by the bytes to read. On a local store, a file whose digest is remembered (see ``known.py``) is
+    neither read nor hashed: no work worth a helper."""
+    if wants_helpers_for(settings, len(files)):
+        return True
+    if settings.transfer_process == "auto":
         known = KnownDigests(settings.cache_dir) if LOCAL_FILES.of(store) is not None else None
         work = 0
         for f in files:
             if known is None or f.owned or f.stamp.size <= SMALL_OBJECT or known.of_file(f.source) is None:
                 work += f.stamp.size
         return work >= OFFLOAD_BYTES
-    return settings.transfer_process == "always"
+    return False
 
 
 @dataclass(frozen=True, slots=True)
