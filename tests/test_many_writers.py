@@ -28,7 +28,7 @@ import pytest
 import lorry
 from lorry import _bridge
 from lorry.model.digest import digest_bytes
-from lorry.model.layout import blob_key
+from lorry.model.layout import PROBE_PREFIX, blob_key
 from lorry.model.manifest import Entry, Manifest
 from lorry.registry.maintenance import SETTLE, collect_garbage, verify_store
 from lorry.registry.records import VersionRecord
@@ -477,7 +477,7 @@ def test_probe_runs_once_per_store(monkeypatch: pytest.MonkeyPatch) -> None:
         ("put", "Create"), ("put", "Create"), ("put", "Update"), ("put", "Update"), ("delete", ""),
     ]
     assert len({key for _, key, _ in store.calls}) == 1
-    assert store.calls[0][1].startswith(safety.PROBE_PREFIX)
+    assert store.calls[0][1].startswith(PROBE_PREFIX)
     assert not list((Path(os.environ["LORRY_STORE"]) / "_lorry" / "probe").glob("*"))
 
     # Through the API: two runs, three versions, one probe.
