@@ -33,7 +33,6 @@ from lorry.transfer.files import (
     DOWNLOAD_MODE,
     FILE_MODE,
     Targets,
-    TempNames,
     discard,
     give_name,
     hash_file,
@@ -82,6 +81,8 @@ async def fetch_entries(
     small = batched(small_entries, lambda e: e.size or 0)
     others = (e for e in entries if not is_small(e))
 
+    targets = Targets(root)  # the real path of each folder looked up once for the whole download
+
     def done(entry: Entry) -> None:
         counters.files_done += 1
         counters.bytes_done += entry.size or 0
@@ -89,14 +90,14 @@ async def fetch_entries(
     async def small_worker() -> None:
         for batch in small:
             async with engine.limits.files:  # a batch's files are written one after the other
-                await _fetch_batch(engine, store, cache, batch, root)
+                await _fetch_batch(engine, store, cache, batch, targets)
             for entry in batch:
                 done(entry)
 
     async def other_worker() -> None:
         for entry in others:
             async with engine.limits.files:  # a copy from the cache holds its source and its target
-                await fetch_entry(engine, store, cache, entry, root)
+                await _fetch_entry(engine, store, cache, entry, targets)
             done(entry)
 
     local = LOCAL_FILES.of(store)
@@ -130,18 +131,23 @@ async def fetch_small_part(engine: Engine, store_root: str, entries: Sequence[En
     """A helper's job: write small ``entries`` of the local store at ``store_root`` below ``root``, a
     batch at a time on two threads (see ``_install_small_from_store``)."""
     local = LocalStore(store_root)
+    targets = Targets(root)  # shared by the batches: each folder's real path looked up once
     batches = iter([list(entries[i : i + BATCH_FILES]) for i in range(0, len(entries), BATCH_FILES)])
 
     async def worker() -> None:
         for batch in batches:
-            await _settled(engine, _install_small_from_store, local, batch, root)
+            await _settled(engine, _install_small_from_store, local, batch, targets)
 
     await gather_all([worker(), worker()])
     return Stored([], RetryStats())
 
 
 async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, root: Path) -> Path:
-    targets = Targets(root)
+    """Make ``root`` hold ``entry``, byte for byte; its path there."""
+    return await _fetch_entry(engine, store, cache, entry, Targets(root))
+
+
+async def _fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, targets: Targets) -> Path:
     target = refuse_folder(targets.target(entry.path), entry.path)
     if await _settled(engine, matches, target, entry.size, entry.digest):
         return target
@@ -163,18 +169,19 @@ async def fetch_entry(engine: Engine, store: Store, cache: Cache, entry: Entry, 
     return target
 
 
-async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[Entry], root: Path) -> None:
+async def _fetch_batch(
+    engine: Engine, store: Store, cache: Cache, batch: list[Entry], targets: Targets
+) -> None:
     """Fetch a batch of small stored (not referenced) entries."""
 
     local = LOCAL_FILES.of(store)
     if local is not None:
-        await _settled(engine, _install_small_from_store, local, batch, root)
+        await _settled(engine, _install_small_from_store, local, batch, targets)
         return
 
     def settle() -> list[tuple[Entry, Path]]:
         """What is neither in place already nor installed now from a local store or the cache."""
         missing = []
-        targets = Targets(root)
         for entry in batch:
             target = refuse_folder(targets.target(entry.path), entry.path)
             if matches(target, entry.size, entry.digest):
@@ -201,13 +208,11 @@ async def _fetch_batch(engine: Engine, store: Store, cache: Cache, batch: list[E
     await _settled(engine, write)
 
 
-def _install_small_from_store(store: LocalFiles, batch: list[Entry], root: Path) -> None:
+def _install_small_from_store(store: LocalFiles, batch: list[Entry], targets: Targets) -> None:
     """Small entries from a local store, with as few system calls per file as safety allows: one
     ``lstat`` of the target; the blob read whole (open, read, close) and checked in memory; the file
-    written under a temporary name beside its target (exclusive create, write, close) and renamed."""
-    targets = Targets(root)
+    written unnamed and linked in under its name (``write_new``)."""
     blobs = str(store.root)
-    temps = TempNames()
     for entry in batch:
         target, standing = targets.look(entry.path)
         if standing is not None and stat.S_ISREG(standing.st_mode):
@@ -216,7 +221,7 @@ def _install_small_from_store(store: LocalFiles, batch: list[Entry], root: Path)
         elif standing is not None:
             refuse_folder(Path(target), entry.path)
         targets.make_parents(target)
-        write_new(target, _read_blob(blobs, entry), mode=DOWNLOAD_MODE, temp=temps.beside(target))
+        write_new(target, _read_blob(blobs, entry), mode=DOWNLOAD_MODE, temp=targets.temps.beside(target))
 
 
 def _read_blob(root: str, entry: Entry) -> bytes:

@@ -466,11 +466,13 @@ def refuse_folder(target: Path, entry_path: str) -> Path:
 
 
 class Targets:
-    """Safe targets below one ``root`` for a batch of entries: the real paths of the root and of each
-    folder are looked up once per batch, not once per entry (entries of a batch share folders)."""
+    """Safe targets below one ``root`` for the entries of a download: the real paths of the root and of
+    each folder are looked up once, not once per entry (entries share folders), and ``temps`` names
+    their temporary files. Shared by the threads of one download."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.temps = TempNames()
         self._real_root = os.path.realpath(root)
         self._inside: dict[str, bool] = {}  # folder → whether it really lies below the root
         self._made: set[str] = set()
