@@ -16,14 +16,16 @@ import pytest
 import lorry
 from lorry import _bridge
 from lorry.errors import ObjectNotFoundError, SourceChangedError
+from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
 from lorry.session import session
 from lorry.settings import Settings
 from lorry.storage.base import CREATE, Store
 from lorry.storage.s3 import S3Store
 from lorry.transfer.cleanup import stale_uploads
+from lorry.transfer.engine import KEPT_BUFFERS, ByteBudget
 from lorry.transfer.files import FileStamp
-from lorry.transfer.upload import FileSource, _StampedFile
+from lorry.transfer.upload import FileSource, _read_hashed, _StampedFile
 from tests.conftest import use_remote_store
 from tests.fixtures_gcs import GCSStoreFactory
 from tests.fixtures_s3 import S3Server
@@ -223,5 +225,58 @@ def test_a_source_changed_while_streamed_stores_nothing(
                 await store.head("blob")
         finally:
             await store.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("change", ["grown", "shrunk", "rewritten"])
+def test_a_source_changed_before_it_is_read_into_a_kept_buffer_fails(tmp_path: Path, change: str) -> None:
+    """A file below the multipart size is read into a buffer kept from an earlier file: a changed
+    source fails, and the earlier file's bytes left in the buffer are never taken for its own."""
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"a" * (2 * MiB))
+    item = FileSource("source.bin", str(source), FileStamp.of(source), owned=False)
+    if change == "grown":
+        with open(source, "ab") as handle:
+            handle.write(b"more")
+    elif change == "shrunk":
+        os.truncate(source, MiB)
+    else:
+        with open(source, "r+b") as handle:
+            handle.write(b"new")
+        os.utime(source, ns=(0, item.stamp.mtime_ns + 1))
+    buffer = memoryview(bytearray(b"X" * (3 * MiB)))[: 2 * MiB + 1]
+    with pytest.raises(SourceChangedError, match=r"source\.bin"):
+        _read_hashed(item, buffer)
+
+
+def test_an_unchanged_source_read_into_a_kept_buffer_is_its_own_bytes(tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    content = os.urandom(2 * MiB)
+    source.write_bytes(content)
+    item = FileSource("source.bin", str(source), FileStamp.of(source), owned=False)
+    data, digest = _read_hashed(item, memoryview(bytearray(b"X" * (3 * MiB)))[: 2 * MiB + 1])
+    assert bytes(data) == content
+    assert digest == digest_bytes(content)
+
+
+def test_the_memory_budget_lends_buffers_again_and_keeps_a_bounded_few() -> None:
+    async def body() -> None:
+        budget = ByteBudget(256 * MiB)
+        async with budget.lend(3 * MiB) as first:
+            assert len(first) == 3 * MiB
+            first_buffer = first.obj
+        async with budget.lend(2 * MiB + 5) as again:  # a kept buffer large enough is lent again
+            assert again.obj is first_buffer and len(again) == 2 * MiB + 5
+        async with budget.lend(5 * MiB) as larger:  # none large enough: a new one
+            assert larger.obj is not first_buffer
+        many = [budget.lend(16 * MiB) for _ in range(8)]
+        for loan in many:
+            await loan.__aenter__()
+        assert budget._available == 256 * MiB - 8 * 16 * MiB  # each loan holds its size of the budget
+        for loan in many:
+            await loan.__aexit__(None, None, None)
+        assert sum(len(b) for b in budget._kept) <= KEPT_BUFFERS
+        assert budget._available == 256 * MiB
 
     asyncio.run(body())

@@ -29,7 +29,7 @@ def format_digest(hexdigest: str) -> str:
     return f"{ALGORITHM}:{hexdigest}"
 
 
-def digest_bytes(data: bytes) -> str:
+def digest_bytes(data: bytes | bytearray | memoryview) -> str:
     return format_digest(blake3(data).hexdigest())
 
 

@@ -190,7 +190,7 @@ class LocalFiles(Protocol):
     def commit_file(self, temp: Path, key: str, mode: PutMode) -> ObjectMeta:
         """Give a finished temporary file its key's name, honouring ``mode``."""
 
-    def put_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> None:
+    def put_blobs(self, blobs: Iterable[tuple[str, bytes | memoryview]]) -> None:
         """Store each content-addressed object unless it is there already (one exclusive create each),
         with what can be done once for them all done once."""
 

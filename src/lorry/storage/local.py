@@ -182,7 +182,7 @@ class LocalStore:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
 
-    def put_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> None:
+    def put_blobs(self, blobs: Iterable[tuple[str, bytes | memoryview]]) -> None:
         """Store each content-addressed object (same key, same bytes: a blob or a manifest) unless it is
         there already: per object an exclusive create, a write and a close, nothing more (the umask is
         looked at once for them all; folders are made when a create finds one missing), and no

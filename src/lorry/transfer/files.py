@@ -100,13 +100,17 @@ def _buffer_for(fd: int) -> bytearray:
     return bytearray(min(CHUNK, os.fstat(fd).st_size + 1))
 
 
-def read_checked(path: LocalPath, stamp: FileStamp, entry: str) -> bytes:
+def read_checked(
+    path: LocalPath, stamp: FileStamp, entry: str, into: memoryview | None = None
+) -> bytes | memoryview:
     """The whole content of a file that must still be as ``stamp`` saw it, before and after the read
-    (checked on the open descriptor: no second lookup of the path)."""
+    (checked on the open descriptor: no second lookup of the path); read into ``into`` (at least one
+    byte longer than the file) if given, and then a view of it."""
     try:
         with open(path, "rb", buffering=0) as handle:
             check_stamp(FileStamp.of_fd(handle.fileno()), stamp, path, entry)
-            data = handle.read(stamp.size + 1)
+            # One byte more than the stamp's size, to see a file that grew.
+            data = handle.read(stamp.size + 1) if into is None else _read_into(handle, into[: stamp.size + 1])
             check_stamp(FileStamp.of_fd(handle.fileno()), stamp, path, entry)
     except FileNotFoundError:
         raise SourceChangedError(f"{path} (entry {entry!r}) was removed after it was added") from None
@@ -115,6 +119,14 @@ def read_checked(path: LocalPath, stamp: FileStamp, entry: str) -> bytes:
     if len(data) != stamp.size:
         raise SourceChangedError(f"{path} (entry {entry!r}) changed while it was being logged")
     return data
+
+
+def _read_into(handle: io.FileIO, view: memoryview) -> memoryview:
+    """``view`` filled from ``handle`` as far as the file goes: the part read."""
+    done = 0
+    while done < len(view) and (count := handle.readinto(view[done:])):
+        done += count
+    return view[:done]
 
 
 PACK_BYTES = 1 << 30

@@ -138,13 +138,13 @@ async def _store_batch(engine: Engine, store: Store, batch: list[tuple[int, File
     else:
         async with engine.limits.memory.hold(sum(item.stamp.size for item in items)):
 
-            def read_all() -> list[tuple[bytes, str]]:
+            def read_all() -> list[tuple[bytes | memoryview, str]]:
                 with _SmallReader() as reader:
                     return reader.read_all(items)
 
             read = await engine.in_thread(read_all)
 
-            async def put(data: bytes, digest: str) -> None:
+            async def put(data: bytes | memoryview, digest: str) -> None:
                 # A conditional create at once (one request): a conflict means it is already stored.
                 with contextlib.suppress(ConflictError):
                     await store.put(blob_key(digest), data, CREATE)
@@ -253,8 +253,8 @@ async def _store_remote(engine: Engine, store: Store, item: FileSource, journal:
         return digest
     # Read and hash in one trip to a thread: what is sent is exactly what was hashed. A HEAD first
     # saves sending bytes the store already has.
-    async with engine.limits.memory.hold(size):
-        data, digest = await engine.in_thread(_read_hashed, item)
+    async with engine.limits.memory.lend(size + 1) as buffer:  # one byte more: a file that grew is seen
+        data, digest = await engine.in_thread(_read_hashed, item, buffer)
         if await _stored(engine, store, blob_key(digest)):
             return digest
         with contextlib.suppress(ConflictError):
@@ -398,9 +398,9 @@ async def _resume(
     return entry.upload_id, kept
 
 
-def _read_hashed(item: FileSource) -> tuple[bytes, str]:
+def _read_hashed(item: FileSource, into: memoryview) -> tuple[bytes | memoryview, str]:
     with _SmallReader() as reader:
-        return reader.read_hashed(item)
+        return reader.read_hashed(item, into)
 
 
 class _SmallReader:
@@ -417,10 +417,10 @@ class _SmallReader:
         for fd in self._packs.values():
             os.close(fd)
 
-    def read_all(self, items: Sequence[FileSource]) -> list[tuple[bytes, str]]:
+    def read_all(self, items: Sequence[FileSource]) -> list[tuple[bytes | memoryview, str]]:
         """Every item's bytes and digest, in order. Snapshots that lie one after the other in a pack
         (those added one after the other) are read with one ``pread`` for the whole run."""
-        read: list[tuple[bytes, str]] = []
+        read: list[tuple[bytes | memoryview, str]] = []
         start = 0
         while start < len(items):
             first = items[start]
@@ -441,21 +441,28 @@ class _SmallReader:
             start = end
         return read
 
-    def read_hashed(self, item: FileSource) -> tuple[bytes, str]:
+    def read_hashed(self, item: FileSource, into: memoryview | None = None) -> tuple[bytes | memoryview, str]:
+        """The item's bytes (read into ``into`` if given: at least one byte longer than the file) and
+        their digest."""
+        data: bytes | memoryview
         if item.offset is None:
-            data = read_checked(item.source, item.stamp, item.path)
-            return data, digest_bytes(data)
-        data = self._pread(item, item.stamp.size)
+            data = read_checked(item.source, item.stamp, item.path, into)
+        else:
+            data = self._pread(item, item.stamp.size, into)
         return data, digest_bytes(data)
 
-    def _pread(self, first: FileSource, length: int) -> bytes:
-        """``length`` bytes of ``first``'s pack from where its snapshot starts."""
+    def _pread(self, first: FileSource, length: int, into: memoryview | None = None) -> bytes | memoryview:
+        """``length`` bytes of ``first``'s pack from where its snapshot starts (into ``into``, if given)."""
         assert first.offset is not None
         try:
             fd = self._packs.get(first.source)
             if fd is None:
                 fd = self._packs[first.source] = os.open(first.source, os.O_RDONLY)
-            data = os.pread(fd, length, first.offset)
+            data: bytes | memoryview
+            if into is None:
+                data = os.pread(fd, length, first.offset)
+            else:
+                data = into[: os.preadv(fd, [into[:length]], first.offset)]
         except OSError as exc:
             raise local_error(exc, f"cannot read the snapshot of {first.path!r} in {first.source}") from exc
         if len(data) != length:
