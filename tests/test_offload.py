@@ -236,6 +236,12 @@ def test_the_helper_takes_artifacts_of_256_files_or_64_mib_and_up() -> None:
     never = Settings.load(transfer_process="never")
     assert not offload.wants_helper(never, files(10_000, 1 << 30))
     assert offload.wants_helper(Settings.load(transfer_process="always"), files(1, 0))
+    # Small files are shared by both helpers (work per file); large ones go to one (work per byte,
+    # outside the interpreter lock: a second helper would add its start and no speed).
+    assert offload.helpers_for(files(10_000, 4 << 10)) == offload.HELPERS
+    assert offload.helpers_for(files(256, 4 << 20)) == 1
+    assert offload.helpers_for(files(256, 1 << 20)) == 1
+    assert offload.helpers_for(files(256, (1 << 20) - 1)) == offload.HELPERS
 
 
 PARENT = """

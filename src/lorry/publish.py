@@ -32,7 +32,7 @@ from lorry.settings import MIN_MEMORY, Settings
 from lorry.storage.base import Store
 from lorry.transfer.engine import Counters, gather_all
 from lorry.transfer.journal import Journal
-from lorry.transfer.offload import HELPERS, helper, wants_helper
+from lorry.transfer.offload import helper, helpers_for, wants_helper
 from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
 
 log = logging.getLogger("lorry")
@@ -191,7 +191,7 @@ async def _store_files(sess: Session, store: Store, plan: LogPlan, counters: Cou
     rows = Rows()
     # Helpers take parts in turn, each with PARTS_IN_FLIGHT of its own; files are spread evenly over
     # them (fewer than HELPERS * PART_FILES files make smaller parts, not one full part and a rest).
-    helpers = HELPERS if offloaded else 1
+    helpers = helpers_for(files) if offloaded else 1
     window = asyncio.Semaphore(PARTS_IN_FLIGHT * helpers)
     size = max(1, min(PART_FILES, -(-len(files) // helpers)))
     # The memory budget is the caller's, shared by its helpers: each would otherwise hold a whole one.
