@@ -308,6 +308,30 @@ def test_a_body_damaged_on_the_way_is_refused_by_the_server(
     rig.check_blobs({digest_of(path.read_bytes()) for path in files.values()})
 
 
+def test_with_the_body_check_off_a_damaged_body_is_found_when_read(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LORRY_S3_BODY_CHECK=0`` (the README): no probe and no digest of the body is sent, so a body
+    damaged on the way is stored as it arrived; reading it back fails its BLAKE3 digest."""
+    monkeypatch.setenv("LORRY_S3_BODY_CHECK", "0")
+    data = write_random(tmp_path / "notes.bin", 200_000, random.Random(30))
+    aimed = lambda line: "PUT /faults/blobs/" in line.replace(f"/{rig.bucket}/", "/")  # noqa: E731
+    rig.proxy.faults = Faults(corrupt=1.0, only=aimed, limit=1)
+    with lorry.init(job_type="unchecked") as run:
+        artifact = lorry.Artifact("notes", type="dataset")
+        artifact.add_file(data, policy="immutable")
+        run.log_artifact(artifact)
+        assert artifact.wait(timeout=60).version == "v0"
+    assert rig.proxy.counts["corrupt"] == 1, rig.proxy.counts
+    assert rig.proxy.counts["status 400"] == 0, rig.proxy.counts  # neither a probe nor a refusal
+    rig.proxy.quiet()
+    with pytest.raises(lorry.IntegrityError, match="does not match its digest"):
+        lorry.Api().artifact("notes:v0").download(tmp_path / "down")
+    monkeypatch.setenv("LORRY_S3_BODY_CHECK", "sometimes")
+    with pytest.raises(lorry.ValidationError, match="LORRY_S3_BODY_CHECK must be 1 or 0"):
+        lorry.Settings.load()
+
+
 def test_a_multipart_upload_that_fails_for_good_is_aborted(rig: Rig, tmp_path: Path) -> None:
     """A part is refused with ``403 AccessDenied``, which no retry cures: the version fails at once,
     naming the refusal, and the upload is aborted, so no orphaned multipart upload is left."""

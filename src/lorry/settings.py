@@ -86,6 +86,7 @@ class Settings(StoreOptions):
         "gcs_kms_key": "LORRY_GCS_KMS_KEY",
         "request_timeout": "LORRY_REQUEST_TIMEOUT",
         "retry_deadline": "LORRY_RETRY_DEADLINE",
+        "s3_body_check": "LORRY_S3_BODY_CHECK",
         "transfer_process": "LORRY_TRANSFER_PROCESS",
     }
 
@@ -137,8 +138,9 @@ class Settings(StoreOptions):
                 raise ValidationError(f"setting {name} must be a positive integer, not {value!r}")
         if self.max_memory < MIN_MEMORY:
             raise ValidationError(f"setting max_memory must be at least {MIN_MEMORY // MiB} MiB")
-        if not isinstance(self.verify_tls, bool):
-            raise ValidationError(f"setting verify_tls must be True or False, not {self.verify_tls!r}")
+        for name in ("verify_tls", "s3_body_check"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(f"setting {name} must be True or False, not {getattr(self, name)!r}")
         if self.s3_sse_c_key is not None and not isinstance(self.s3_sse_c_key, Secret):
             raise ValidationError("setting s3_sse_c_key must be given as a string or a lorry Secret")
         if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
@@ -188,11 +190,11 @@ def _parse(name: str, raw: str) -> Any:
         if name == "single_writer":
             raise ValidationError(f"$LORRY_SINGLE_WRITER must be 1 or 0, not {raw!r}")
         return None
-    if name == "verify_tls":
+    if name in ("verify_tls", "s3_body_check"):
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return lowered in ("1", "true", "yes", "on")
-        raise ValidationError(f"$LORRY_VERIFY_TLS must be 1 or 0, not {raw!r}")
+        raise ValidationError(f"${Settings._ENV[name]} must be 1 or 0, not {raw!r}")
     if name == "s3_sse_c_key":
         return Secret(raw.strip())
     if name in ("request_timeout", "retry_deadline"):

@@ -568,7 +568,9 @@ class S3Store:
 
     async def _body_proof(self, data: Body) -> tuple[dict[str, str], str | None]:
         """What lets the server check that ``data`` arrived as sent: a header, or the body's SHA-256
-        (hex) for the request's signature."""
+        (hex) for the request's signature; nothing with ``s3_body_check`` off."""
+        if not self._options.s3_body_check:
+            return {}, None
         check = await self.body_check()
         digest = await _body_digest(check, data)
         if check is BodyCheck.SIGNED_SHA256:
