@@ -15,6 +15,7 @@ import pytest
 
 import lorry
 from lorry import _bridge
+from lorry.cache import Cache
 from lorry.errors import ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
@@ -280,3 +281,40 @@ def test_the_memory_budget_lends_buffers_again_and_keeps_a_bounded_few() -> None
         assert budget._available == 256 * MiB
 
     asyncio.run(body())
+
+
+def test_a_large_download_is_placed_once_and_remembered_not_copied_into_the_cache(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """S3 (Ceph RGW): a large blob is written once, into its target; the cache holds no copy of it
+    but remembers the place, and serves a later download from there (checked again) while the file
+    is as it was left. A place whose file changed is not used, and ``lorry cache cleanup`` forgets it."""
+    use_remote_store("ceph", request, monkeypatch)
+    content = os.urandom(5 * MiB)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.bin").write_bytes(content)
+    with lorry.init() as run:
+        artifact = lorry.Artifact("placed", type="dataset")
+        artifact.add_dir(tmp_path / "data")
+        run.log_artifact(artifact)
+    first = Path(lorry.Api().artifact("placed:v0").download(tmp_path / "first")) / "big.bin"
+    cache = Path(Settings.load().cache_dir)
+    assert not (cache / "blobs").exists() or not any(p.is_file() for p in (cache / "blobs").rglob("*"))
+    digest = digest_bytes(content)
+    assert Cache(cache).lookup(digest, len(content)) == first.resolve()
+    _bridge.run_sync(_store().delete(blob_key(digest)))  # from here on only the place has the bytes
+    second = Path(lorry.Api().artifact("placed:v0").download(tmp_path / "second")) / "big.bin"
+    assert second.read_bytes() == content and second.stat().st_ino != first.stat().st_ino
+    with open(first, "r+b") as handle:  # the first copy changed in place: the second one serves
+        handle.write(b"changed")
+    assert Cache(cache).lookup(digest, len(content)) == second.resolve()
+    third = Path(lorry.Api().artifact("placed:v0").download(tmp_path / "third")) / "big.bin"
+    assert third.read_bytes() == content
+    for copy in (second, third):
+        copy.unlink()
+    assert Cache(cache).lookup(digest, len(content)) is None
+    command = [sys.executable, "-m", "lorry.cli", "cache", "cleanup", "--json"]
+    cleaned = subprocess.run(command, capture_output=True, text=True, check=True)
+    # The changed first copy was forgotten when the third place was remembered; the other two now.
+    assert json.loads(cleaned.stdout)["places_forgotten"] == 2
+    assert not any(p.is_file() for p in (cache / "placed").rglob("*"))

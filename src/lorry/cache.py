@@ -4,6 +4,12 @@ where ``policy="mutable"`` snapshots, ``new_file`` contents and downloads in pro
 Files leave the cache by copy, never by link, so a user's later write to a downloaded file cannot
 corrupt the cache (or the store).
 
+A large blob downloaded by the store's native client is not copied into the cache: the cache
+remembers where its verified copy was placed (``remember_place``: the path and the file's stamp, a few
+places per blob, in ``placed/``), and a later download of the same blob copies it from there, checked
+again on the way, as long as that file is as it was left. Writing the blob twice had doubled the
+bytes a download writes, and the disk space it takes.
+
 Each process stages in a folder of its own, ``staging/<pid>-<random>/``, with a lock file
 (``locks/staging/<pid>-<random>``) it holds (``flock``) for as long as it lives. The folder goes when
 the process exits; one whose owner died without exiting (``kill -9``, a crash) is found by
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import fcntl
+import json
 import os
 import shutil
 import threading
@@ -22,8 +30,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorry.model.digest import hex_part
+from lorry.model.digest import format_digest, hex_part
 from lorry.storage.local import FILE_MODE, make_dirs
+
+PLACES_KEPT = 4
+"""The places remembered per blob (the latest first): a copy the user changed or removed leaves others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,31 @@ def _own_area(top: Path) -> Path:
         return area.folder
 
 
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """A file outside the cache that held a blob's bytes when it was written, and its stamp then:
+    any write, replacement or move changes one of its fields (see ``known.py``)."""
+
+    path: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, path: str) -> _Place:
+        st = os.stat(path)
+        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def holds(self) -> bool:
+        """Whether the file is still as it was left (its bytes are checked again when copied)."""
+        try:
+            return _Place.of(self.path) == self
+        except OSError:
+            return False
+
+
 class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -106,18 +142,87 @@ class Cache:
         return self.root / "blobs" / "blake3" / hexd[:2] / hexd
 
     def lookup(self, digest: str, size: int | None) -> Path | None:
-        """The cached copy of ``digest`` if there is one of the right size (contents are checked again
-        when they are copied out)."""
+        """The cached copy of ``digest`` if there is one of the right size, else a remembered place
+        that still holds it (contents are checked again when they are copied out)."""
         path = self.blob_path(digest)
         try:
             st = path.stat()
         except OSError:
-            return None
+            return self._placed(digest)
         if size is not None and st.st_size != size:
-            return None
+            return self._placed(digest)
         with contextlib.suppress(OSError):
             os.utime(path)  # recency, for cleanup
         return path
+
+    def remember_place(self, digest: str, path: Path) -> None:
+        """Remember that ``path`` holds the bytes of ``digest`` (verified a moment ago), as the file
+        is now; a place whose file has changed since, or is gone, is forgotten. Failing to remember
+        costs a later download its fetch, nothing else."""
+        with contextlib.suppress(OSError):
+            here = _Place.of(os.path.abspath(path))
+            kept = [p for p in self._places(digest) if p.path != here.path and p.holds()]
+            self._write_places(digest, [here, *kept][:PLACES_KEPT])
+
+    def forget(self, digest: str, copy: Path) -> None:
+        """``copy`` (the cache's own, or a remembered place) did not hold the bytes of ``digest``."""
+        if copy == self.blob_path(digest):
+            with contextlib.suppress(FileNotFoundError):
+                copy.unlink()
+            return
+        with contextlib.suppress(OSError):
+            self._write_places(digest, [p for p in self._places(digest) if p.path != str(copy)])
+
+    def _placed(self, digest: str) -> Path | None:
+        for place in self._places(digest):
+            if place.holds():
+                return Path(place.path)
+        return None
+
+    def _places_path(self, digest: str) -> Path:
+        hexd = hex_part(digest)
+        return self.root / "placed" / "blake3" / hexd[:2] / hexd
+
+    def _places(self, digest: str) -> list[_Place]:
+        try:
+            lines = self._places_path(digest).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError):
+            return []
+        places = []
+        for line in lines:
+            with contextlib.suppress(ValueError, TypeError):
+                places.append(_Place(*json.loads(line)))
+        return places
+
+    def _write_places(self, digest: str, places: list[_Place]) -> None:
+        record = self._places_path(digest)
+        if not places:
+            with contextlib.suppress(FileNotFoundError):
+                record.unlink()
+            return
+        make_dirs(record.parent)
+        temp = record.with_name(f".{record.name}.{uuid.uuid4().hex}")
+        text = "".join(json.dumps(list(dataclasses.astuple(p))) + "\n" for p in places)
+        try:
+            temp.write_text(text, encoding="utf-8")
+            os.replace(temp, record)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+
+    def forget_stale_places(self) -> int:
+        """Forget the places whose files have changed or gone; return how many were forgotten."""
+        forgotten = 0
+        for record in _files_below(self.root / "placed"):
+            digest = format_digest(record.name)
+            places = self._places(digest)
+            holding = [p for p in places if p.holds()]
+            if len(holding) != len(places):
+                forgotten += len(places) - len(holding)
+                with contextlib.suppress(OSError):
+                    self._write_places(digest, holding)
+        return forgotten
 
     def temp_path(self) -> Path:
         """A fresh name in this process's staging folder, for a download on its way into the cache."""

@@ -737,6 +737,7 @@ def cmd_cache_info(args: Args, out: Output) -> int:
 def cmd_cache_cleanup(args: Args, out: Output) -> int:
     cache, digests = _cache()
     staging_freed = cache.reclaim_staging()
+    places_forgotten = cache.forget_stale_places()  # downloaded files changed or removed since
     # Digests no file can use again always go. Under --max-size the blobs yield before the digests
     # that still hold: each of those spares reading a whole large file again, for a hundred bytes.
     digests_freed = digests.reclaim(args.max_size).bytes
@@ -744,7 +745,12 @@ def cmd_cache_cleanup(args: Args, out: Output) -> int:
     if args.max_size is not None:
         freed = cache.cleanup(max(0, args.max_size - digests.footprint().bytes))
     if out.json:
-        document = {"freed": freed, "staging_freed": staging_freed, "digests_freed": digests_freed}
+        document = {
+            "freed": freed,
+            "staging_freed": staging_freed,
+            "digests_freed": digests_freed,
+            "places_forgotten": places_forgotten,
+        }
         out.document({**_cache_json(cache, digests), **document})
     else:
         out.line(

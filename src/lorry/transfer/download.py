@@ -261,9 +261,16 @@ def _install_from_cache(cache: Cache, entry: Entry, target: Path) -> bool:
     try:
         install_verified(cached, target, _digest(entry), what)
     except IntegrityError as exc:
-        log.warning("%s; removed from the cache, fetching it again", exc)
-        discard(cached)
+        log.warning("%s; forgotten by the cache, fetching it again", exc)
+        cache.forget(_digest(entry), cached)
         return False
+    except LocalFileError:
+        if os.access(cached, os.R_OK):
+            raise  # the target could not be written
+        cache.forget(_digest(entry), cached)  # a remembered place gone meanwhile: fetch it
+        return False
+    if cached != cache.blob_path(_digest(entry)):
+        cache.remember_place(_digest(entry), target)  # another place that holds it, if that one changes
     return True
 
 
@@ -333,8 +340,8 @@ async def _fetch_file(
     engine: Engine, store: Store, files: FileGets, cache: Cache, entry: Entry, target: Path
 ) -> None:
     """A large blob written by the store's native client straight into a temporary file beside
-    ``target`` (each byte written once, by C), hashed in one pass over the page cache, copied into the
-    cache in the kernel, then given its name."""
+    ``target`` (each byte written once, by C), hashed in one pass over the page cache, then given its
+    name; the cache remembers where it was placed (see ``cache.py``) instead of holding a copy."""
     digest = _digest(entry)
     key = blob_key(digest)
     size = await _stored_size(store, entry)
@@ -352,8 +359,6 @@ async def _fetch_file(
             raise _wrong_size(key, entry, f"{got} bytes, not")
         if await _settled(engine, hash_file, temp) != digest:
             raise IntegrityError(f"blob {key} of entry {entry.path!r} does not match its digest")
-        failed = f"cannot write to the cache {cache.root}"
-        await _settled(engine, _admit_copy, cache, temp, digest)
     except OSError as exc:
         discard(temp)
         raise local_error(exc, failed) from exc
@@ -361,6 +366,7 @@ async def _fetch_file(
         discard(temp)
         raise
     await _settled(engine, give_name, temp, target)
+    await _settled(engine, cache.remember_place, digest, target)
 
 
 def _reserve(path: Path, size: int) -> None:
@@ -369,19 +375,6 @@ def _reserve(path: Path, size: int) -> None:
         os.posix_fallocate(fd, 0, size)
     finally:
         os.close(fd)
-
-
-def _admit_copy(cache: Cache, verified: Path, digest: str) -> None:
-    """The cache's own copy of a file verified a moment ago, made in the kernel (a later write to the
-    downloaded file must not reach the cache)."""
-    temp = cache.temp_path()
-    try:
-        shutil.copyfile(verified, temp)
-        os.chmod(temp, FILE_MODE)
-        cache.admit(temp, digest)
-    except BaseException:
-        discard(temp)
-        raise
 
 
 async def _fill_cache(engine: Engine, store: Store, cache: Cache, entry: Entry) -> Path:
