@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DRIVERS = HERE / "drivers"
 
-S3_CLIENTS = ("lorry", "s5cmd", "obstore", "awscrt", "boto3", "awscli", "rclone")
+S3_CLIENTS = ("lorry", "lorry-unchecked", "s5cmd", "obstore", "awscrt", "boto3", "awscli", "rclone")
 LOCAL_CLIENTS = ("lorry", "wandb", "dvc", "mlflow")
 
 RCLONE_TRANSFERS = 32
@@ -32,6 +32,8 @@ PEER_SETTINGS = {
     "awscli": f"aws s3 cp --recursive, max_concurrent_requests={AWSCLI_CONCURRENCY}",
     "rclone": f"rclone copy --transfers {RCLONE_TRANSFERS} --checkers {RCLONE_TRANSFERS}",
     "lorry": "public API: add_dir(policy='immutable'), log_artifact, wait; use_artifact().download()",
+    "lorry-unchecked": "lorry with LORRY_S3_BODY_CHECK=0: no digest of each body for the server to check, "
+    "as the peers send none",
     "wandb": "wandb offline: Artifact.add_dir (default policy), log_artifact, finish",
     "dvc": "dvc add in a fresh `dvc init --no-scm` repository (default cache type: copy here)",
     "mlflow": "mlflow.log_artifacts in a run, file: tracking URI",
@@ -110,6 +112,13 @@ def _rclone_env(tools: Tools, server: Server) -> dict[str, str]:
     }
 
 
+def _lorry_env(client: str, store: str, cache: Path) -> dict[str, str]:
+    env = {"LORRY_STORE": store, "LORRY_CACHE_DIR": str(cache), "LORRY_PROGRESS": "0"}
+    if client == "lorry-unchecked":
+        env["LORRY_S3_BODY_CHECK"] = "0"
+    return env
+
+
 def s3_upload(
     client: str, tools: Tools, server: Server, folder: Path, prefix: str, cache: Path
 ) -> Invocation:
@@ -117,8 +126,8 @@ def s3_upload(
     bucket, peers = server.bucket, tools.peers_bin
     env = aws_env(tools, server)
     url = f"s3://{bucket}/{prefix}/"
-    if client == "lorry":
-        env.update(LORRY_STORE=f"s3://{bucket}/{prefix}", LORRY_CACHE_DIR=str(cache), LORRY_PROGRESS="0")
+    if client.startswith("lorry"):
+        env.update(_lorry_env(client, f"s3://{bucket}/{prefix}", cache))
         return Invocation(
             [str(tools.lorry_python), str(DRIVERS / "lorry_driver.py"), "up", str(folder), "dataset"], env
         )
@@ -148,8 +157,8 @@ def s3_download(
     bucket, peers = server.bucket, tools.peers_bin
     env = aws_env(tools, server)
     url = f"s3://{bucket}/{prefix}/"
-    if client == "lorry":
-        env.update(LORRY_STORE=f"s3://{bucket}/{prefix}", LORRY_CACHE_DIR=str(cache), LORRY_PROGRESS="0")
+    if client.startswith("lorry"):
+        env.update(_lorry_env(client, f"s3://{bucket}/{prefix}", cache))
         return Invocation(
             [str(tools.lorry_python), str(DRIVERS / "lorry_driver.py"), "down", "dataset", str(folder)], env
         )
