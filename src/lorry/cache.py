@@ -109,11 +109,9 @@ def _own_area(top: Path) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
-class _Place:
-    """A file outside the cache that held a blob's bytes when it was written, and its stamp then:
-    any write, replacement or move changes one of its fields (see ``known.py``)."""
+class Stamp:
+    """Everything about a file that a write, a replacement or a move to another inode changes."""
 
-    path: str
     device: int
     inode: int
     size: int
@@ -121,9 +119,20 @@ class _Place:
     ctime_ns: int
 
     @classmethod
+    def of_stat(cls, st: os.stat_result) -> Stamp:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """A file outside the cache that held a blob's bytes when it was written, and its stamp then."""
+
+    path: str
+    stamp: Stamp
+
+    @classmethod
     def of(cls, path: str) -> _Place:
-        st = os.stat(path)
-        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return cls(path, Stamp.of_stat(os.stat(path)))
 
     def holds(self) -> bool:
         """Whether the file is still as it was left (its bytes are checked again when copied)."""
@@ -191,7 +200,8 @@ class Cache:
         places = []
         for line in lines:
             with contextlib.suppress(ValueError, TypeError):
-                places.append(_Place(*json.loads(line)))
+                path, *stamp = json.loads(line)
+                places.append(_Place(path, Stamp(*stamp)))
         return places
 
     def _write_places(self, digest: str, places: list[_Place]) -> None:
@@ -202,7 +212,7 @@ class Cache:
             return
         make_dirs(record.parent)
         temp = record.with_name(f".{record.name}.{uuid.uuid4().hex}")
-        text = "".join(json.dumps(list(dataclasses.astuple(p))) + "\n" for p in places)
+        text = "".join(json.dumps([p.path, *dataclasses.astuple(p.stamp)]) + "\n" for p in places)
         try:
             temp.write_text(text, encoding="utf-8")
             os.replace(temp, record)

@@ -28,30 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from lorry.cache import Stamp
 from lorry.model.digest import is_content_digest
 from lorry.storage.local import FILE_MODE, make_dirs
 
 SETTLED_NS = 2_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Stamp:
-    """Everything about a file that a write, a replacement or a move to another inode changes."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-    @classmethod
-    def of_stat(cls, st: os.stat_result) -> Stamp:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def settled(self, now_ns: int) -> bool:
-        """Whether the file had been still for ``SETTLED_NS`` at ``now_ns``."""
-        return max(self.mtime_ns, self.ctime_ns) <= now_ns - SETTLED_NS
-
 
 @dataclass(frozen=True, slots=True)
 class Footprint:
@@ -94,7 +75,7 @@ class KnownDigests:
         """Remember ``digest`` for the file at ``source``, seen with ``stamp`` (the same before and
         after it was hashed) at ``hashed_at_ns``, if it had been still long enough for the stamp to
         tell any write apart."""
-        if not stamp.settled(hashed_at_ns):
+        if max(stamp.mtime_ns, stamp.ctime_ns) > hashed_at_ns - SETTLED_NS:  # not still long enough
             return
         path = self._path(stamp)
         temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}.tmp")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorry.cache import Stamp
 from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
@@ -36,7 +37,7 @@ from lorry.transfer.files import (
     read_checked,
 )
 from lorry.transfer.journal import Journal, JournalEntry
-from lorry.transfer.known import KnownDigests, Stamp
+from lorry.transfer.known import KnownDigests
 from lorry.transfer.plan import (
     BATCH_FILES,
     MAX_PARTS_IN_FLIGHT,
