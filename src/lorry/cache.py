@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorry.model.digest import format_digest, hex_part
-from lorry.storage.local import FILE_MODE, make_dirs
+from lorry.storage.local import FILE_MODE, make_dirs, write_all
 
 PLACES_KEPT = 4
 """The places remembered per blob (the latest first): a copy the user changed or removed leaves others."""
@@ -214,7 +214,12 @@ class Cache:
         temp = record.with_name(f".{record.name}.{uuid.uuid4().hex}")
         text = "".join(json.dumps([p.path, *dataclasses.astuple(p.stamp)]) + "\n" for p in places)
         try:
-            temp.write_text(text, encoding="utf-8")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)  # owner-only whatever the umask, as every file of the cache
+                write_all(fd, text.encode())
+            finally:
+                os.close(fd)
             os.replace(temp, record)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
