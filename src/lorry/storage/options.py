@@ -66,7 +66,7 @@ class StoreOptions:
     """Send with each S3 write a digest of its body that the server checks (a signed SHA-256 or
     ``Content-MD5``), so that a body damaged on the way is refused and sent again. Off, bodies go as
     most S3 clients send them, with TCP's checksum only: cheaper (on Ceph RGW 16, the SHA-256 costs
-    the client and the server about 1 CPU s per GiB each), and damage on the way is found only when
+    the client and the server about 1.2 CPU s per GiB each), and damage on the way is found only when
     the blob is read and fails its BLAKE3 digest."""
 
     def __post_init__(self) -> None:

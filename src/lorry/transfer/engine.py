@@ -36,8 +36,8 @@ class ByteBudget:
     """A semaphore counted in bytes: bounds the file content held in memory by all transfers.
 
     It also lends buffers, and keeps those given back (up to ``KEPT_BUFFERS`` bytes) for the next
-    loan: a fresh buffer of a few MiB has each of its pages zeroed by the kernel when first written,
-    which cost more CPU than the BLAKE3 of the bytes read into it (0.3 s per GiB here)."""
+    loan: a fresh buffer of a few MiB has each of its pages zeroed by the kernel when first written
+    (reading 1 GiB of 4 MiB files into kept buffers took a third of an upload's page faults away)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
