@@ -318,3 +318,24 @@ def test_a_large_download_is_placed_once_and_remembered_not_copied_into_the_cach
     # The changed first copy was forgotten when the third place was remembered; the other two now.
     assert json.loads(cleaned.stdout)["places_forgotten"] == 2
     assert not any(p.is_file() for p in (cache / "placed").rglob("*"))
+
+
+def test_the_cache_remembers_four_places_per_blob_the_latest_first(tmp_path: Path) -> None:
+    """``remember_place`` keeps the four latest places of a blob; a lookup gives the latest that is
+    still as it was left, and ``forget`` drops one place without touching its file."""
+    cache = Cache(tmp_path / "cache")
+    content = b"placed bytes"
+    digest = digest_bytes(content)
+    copies = []
+    for number in range(6):
+        copy = tmp_path / f"copy-{number}.bin"
+        copy.write_bytes(content)
+        cache.remember_place(digest, copy)
+        copies.append(copy)
+    assert cache.lookup(digest, len(content)) == copies[5]
+    cache.forget(digest, copies[5])
+    assert copies[5].read_bytes() == content  # forgotten, not removed
+    assert cache.lookup(digest, len(content)) == copies[4]
+    for copy in copies[2:5]:
+        copy.unlink()
+    assert cache.lookup(digest, len(content)) is None  # the first two were never kept: four at most
