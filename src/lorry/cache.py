@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorry.model.digest import format_digest, hex_part
-from lorry.storage.local import FILE_MODE, make_dirs, write_all
+from lorry.storage.local import FILE_MODE, make_dirs
 
 PLACES_KEPT = 4
 """The places remembered per blob (the latest first): a copy the user changed or removed leaves others."""
@@ -106,6 +106,22 @@ def _own_area(top: Path) -> Path:
         if area is None or area.pid != os.getpid():
             area = _areas[top] = _Area.claim(top)
         return area.folder
+
+
+def replace_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` as ``path``, a small record of the cache: owner-only, under a dot name beside it
+    until it is complete, then renamed over it (a process that dies meanwhile leaves only the dot name,
+    which readers skip)."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,25 +227,15 @@ class Cache:
                 record.unlink()
             return
         make_dirs(record.parent)
-        temp = record.with_name(f".{record.name}.{uuid.uuid4().hex}")
-        text = "".join(json.dumps([p.path, *dataclasses.astuple(p.stamp)]) + "\n" for p in places)
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            try:
-                os.fchmod(fd, FILE_MODE)  # owner-only whatever the umask, as every file of the cache
-                write_all(fd, text.encode())
-            finally:
-                os.close(fd)
-            os.replace(temp, record)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
+        lines = (json.dumps([p.path, *dataclasses.astuple(p.stamp)]) + "\n" for p in places)
+        replace_whole(record, "".join(lines).encode())
 
     def forget_stale_places(self) -> int:
         """Forget the places whose files have changed or gone; return how many were forgotten."""
         forgotten = 0
         for record in _files_below(self.root / "placed"):
+            if record.name.startswith("."):  # being written (see replace_whole)
+                continue
             digest = format_digest(record.name)
             places = self._places(digest)
             holding = [p for p in places if p.holds()]

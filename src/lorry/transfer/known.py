@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from lorry.cache import Stamp
+from lorry.cache import Stamp, replace_whole
 from lorry.model.digest import is_content_digest
-from lorry.storage.local import FILE_MODE, make_dirs
+from lorry.storage.local import make_dirs
 
 SETTLED_NS = 2_000_000_000
 
@@ -77,18 +76,10 @@ class KnownDigests:
         tell any write apart."""
         if max(stamp.mtime_ns, stamp.ctime_ns) > hashed_at_ns - SETTLED_NS:  # not still long enough
             return
-        path = self._path(stamp)
-        temp = path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         head = f"{stamp.size} {stamp.mtime_ns} {stamp.ctime_ns} {digest}\n".encode()
-        try:
+        with contextlib.suppress(OSError):
             make_dirs(self.root)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(head + os.fsencode(os.path.abspath(source)) + b"\n")
-            os.replace(temp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            replace_whole(self._path(stamp), head + os.fsencode(os.path.abspath(source)) + b"\n")
 
     def footprint(self) -> Footprint:
         """What the remembered digests hold now."""
@@ -134,7 +125,7 @@ class KnownDigests:
             return []
 
 
-_TEMP_PREFIX = "."
+_TEMP_PREFIX = "."  # replace_whole's temporary names
 """Entries on their way in start so (a name ``<device>-<inode>`` never does)."""
 
 
