@@ -25,14 +25,15 @@ import asyncio
 import functools
 import io
 import os
+import tempfile
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-from lorry.errors import ConflictError, ObjectNotFoundError, ValidationError
-from lorry.storage.base import CREATE, OVERWRITE, MultipartStore, ObjectMeta, Store, Update
+from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError, ValidationError
+from lorry.storage.base import CREATE, OVERWRITE, FileSpan, MultipartStore, ObjectMeta, Store, Update
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -390,6 +391,34 @@ class MultipartConformance(StoreConformance):
         assert await mstore.head("mp/object") == meta
         assert await mstore.get("mp/object") == whole
         assert [u.upload_id async for u in mstore.list_multipart("mp/")] == []
+
+    @store_test
+    async def test_parts_from_spans_of_a_file(self, store: Store, mstore: MultipartStore) -> None:
+        """A part may be a span of an open file, read by the backend where it lies: the object holds
+        exactly the spans' bytes; a span past the file's end (a file that shrank) fails as a changed
+        source, at once and without a retry, and leaves the other parts as they were."""
+        whole = payload(self.PART_SIZE, seed=7) + b"the last part"
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder, "source.bin")
+            await asyncio.to_thread(path.write_bytes, whole)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                upload_id = await mstore.create_multipart("mps/object")
+                spans = [
+                    FileSpan(fd, 0, self.PART_SIZE, str(path)),
+                    FileSpan(fd, self.PART_SIZE, len(whole) - self.PART_SIZE, str(path)),
+                ]
+                parts = [await mstore.put_part("mps/object", upload_id, n, s) for n, s in enumerate(spans, 1)]
+                assert [p.size for p in parts] == [self.PART_SIZE, len(whole) - self.PART_SIZE]
+                past_the_end = FileSpan(fd, self.PART_SIZE, self.PART_SIZE, str(path))
+                with pytest.raises(SourceChangedError, match=r"source\.bin shrank"):
+                    await asyncio.wait_for(mstore.put_part("mps/object", upload_id, 3, past_the_end), 30)
+                listed = await mstore.list_parts("mps/object", upload_id)
+                assert [(p.number, p.etag) for p in listed] == [(p.number, p.etag) for p in parts]
+                await mstore.complete_multipart("mps/object", upload_id, parts)
+            finally:
+                os.close(fd)
+        assert await mstore.get("mps/object") == whole
 
     @store_test
     async def test_multipart_replace_part(self, store: Store, mstore: MultipartStore) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Generic, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
 
-from lorry.errors import ValidationError
+from lorry.errors import SourceChangedError, ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,41 @@ Body = bytes | bytearray | memoryview | BinaryIO
 ``tell``: an open file, ``io.BytesIO``), read from its position to its end a chunk at a time, so a
 large object needs little memory. A stream must be seekable: a retry sends it again from where it
 started (``RetryingStore`` seeks back), and some backends read it twice (S3's ``Content-MD5``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpan:
+    """``size`` bytes of the open file ``fd`` from ``start``, as the body of a part: the backend reads
+    them where they lie, when it sends them (into its own buffer: no copy on the way), and reads them
+    again for a retry. ``source`` names the file in errors. Fewer bytes than ``size`` there (the file
+    shrank) fail the part with ``SourceChangedError``; the caller owns ``fd`` and keeps it open."""
+
+    fd: int
+    start: int
+    size: int
+    source: str
+
+    def read_into(self, target: memoryview, at: int) -> int:
+        """Fill ``target`` with the span's bytes from ``at`` (counted from the span's start), as far
+        as the span goes; how many. A file that ends sooner is ``SourceChangedError``."""
+        want = min(len(target), self.size - at)
+        got = os.preadv(self.fd, [target[:want]], self.start + at) if want > 0 else 0
+        while 0 < got < want:  # preadv may return short of a regular file's end only when interrupted
+            more = os.preadv(self.fd, [target[got:want]], self.start + at + got)
+            if more == 0:
+                break
+            got += more
+        if got < want:
+            raise SourceChangedError(f"{self.source} shrank while it was being sent")
+        return got
+
+
+PartBody = bytes | bytearray | FileSpan
+"""What ``put_part`` stores: bytes in memory, or a span of a file the backend reads itself."""
+
+
+def part_size(body: PartBody) -> int:
+    return body.size if isinstance(body, FileSpan) else len(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +287,7 @@ class MultipartStore(Store, Protocol):
     async def create_multipart(self, key: str) -> str:
         """Start an upload and return its id."""
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, key: str, upload_id: str, number: int, data: PartBody) -> Part:
         """Store one part; storing the same number again replaces it."""
 
     async def complete_multipart(

@@ -23,6 +23,7 @@ from lorry.storage.base import (
     MultipartStore,
     ObjectMeta,
     Part,
+    PartBody,
     PutMode,
     Store,
     Upload,
@@ -73,7 +74,6 @@ class LimitedStore(WrappedStore):
                 yield meta
 
 
-
 class LimitedMultipartStore(LimitedStore):
     """``LimitedStore`` over a ``MultipartStore``: each multipart call holds a permit too."""
 
@@ -85,7 +85,7 @@ class LimitedMultipartStore(LimitedStore):
         async with self._permits:
             return await self._mp.create_multipart(key)
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, key: str, upload_id: str, number: int, data: PartBody) -> Part:
         async with self._permits:
             return await self._mp.put_part(key, upload_id, number, data)
 

@@ -55,6 +55,7 @@ from awscrt.s3 import (
     S3RetryMode,
 )
 
+from lorry.storage.base import FileSpan
 from lorry.storage.failures import retry_after
 
 PART_SIZE = 8 << 20
@@ -194,16 +195,17 @@ class CrtS3:
         *,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | bytearray | memoryview | BinaryIO | None = None,
+        body: bytes | bytearray | memoryview | BinaryIO | FileSpan | None = None,
         size: int | None = None,
         read: bool = False,
         body_sha256: str | None = None,
     ) -> Answer:
         """One request, answered 2xx (else ``S3CallError``); the answer's body is kept only if ``read``.
-        A stream ``body`` is sent from its position, ``size`` bytes of it. With ``body_sha256`` (the
-        body's SHA-256, in hex) the signature covers the body: a server that checks it refuses bytes
-        changed on the way (otherwise the C client signs ``UNSIGNED-PAYLOAD``)."""
-        request = self._request(method, key, query, headers, body, size)
+        A stream ``body`` is sent from its position, ``size`` bytes of it; a ``FileSpan`` is read by
+        the C client's thread straight into the C client's buffer. With ``body_sha256`` (the body's
+        SHA-256, in hex) the signature covers the body: a server that checks it refuses bytes changed
+        on the way (otherwise the C client signs ``UNSIGNED-PAYLOAD``)."""
+        request, reader = self._request(method, key, query, headers, body, size)
         kind = S3RequestType.DEFAULT
         chunks: list[bytes] = []
         on_body = (lambda chunk, **_: chunks.append(bytes(chunk))) if read else (lambda chunk, **_: None)
@@ -212,15 +214,20 @@ class CrtS3:
         sending = body is not None and not (
             isinstance(body, bytes | bytearray | memoryview) and len(body) <= SMALL_BODY
         )
-        return await self._run(
-            operation,
-            kind,
-            request,
-            on_body=on_body,
-            chunks=chunks,
-            watch_progress=sending,
-            signing=None if body_sha256 is None else self._signing(body_sha256),
-        )
+        try:
+            return await self._run(
+                operation,
+                kind,
+                request,
+                on_body=on_body,
+                chunks=chunks,
+                watch_progress=sending,
+                signing=None if body_sha256 is None else self._signing(body_sha256),
+            )
+        except Exception:
+            if isinstance(reader, _SpanReader) and reader.failure is not None:
+                raise reader.failure from None  # the file, not the network: never retried
+            raise
 
     def _signing(self, body_sha256: str) -> AwsSigningConfig:
         """SigV4 as the C client signs S3 requests, with the body's own hash in place of
@@ -240,7 +247,7 @@ class CrtS3:
     async def get_file(self, key: str, path: str, headers: Mapping[str, str]) -> Answer:
         """The whole object ``key`` written by the C client into the new file ``path``, in parallel
         ranges of ``PART_SIZE``."""
-        request = self._request("GET", key, None, headers, None, None)
+        request, _ = self._request("GET", key, None, headers, None, None)
         return await self._run("GetObject", S3RequestType.GET_OBJECT, request, recv_filepath=path)
 
     def _request(
@@ -249,9 +256,9 @@ class CrtS3:
         key: str,
         query: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
-        body: bytes | bytearray | memoryview | BinaryIO | None,
+        body: bytes | bytearray | memoryview | BinaryIO | FileSpan | None,
         size: int | None,
-    ) -> HttpRequest:
+    ) -> tuple[HttpRequest, io.RawIOBase | BinaryIO | None]:
         path = self._base + quote(key, safe="/~")
         if query:
             path += "?" + "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in query.items())
@@ -262,10 +269,13 @@ class CrtS3:
             # A small body is copied into a BytesIO, read by C without a line of Python; a large one is
             # read in place.
             stream = io.BytesIO(body) if len(body) <= SMALL_BODY else _Reader(memoryview(body).cast("B"))
+        elif isinstance(body, FileSpan):
+            sent.set("content-length", str(body.size))
+            stream = _SpanReader(body)
         elif body is not None:
             sent.set("content-length", str(size))
             stream = body
-        return HttpRequest(method, path, sent, stream)
+        return HttpRequest(method, path, sent, stream), stream
 
     async def _run(
         self,
@@ -392,6 +402,41 @@ class _Reader(io.RawIOBase):
             target = memoryview(buffer).cast("B")
             count = min(len(target), len(self._view) - self._at)
             target[:count] = self._view[self._at : self._at + count]
+            self._at += count
+            return count
+
+
+class _SpanReader(io.RawIOBase):
+    """A request body read by the C client straight from a file: each ``readinto`` is one ``preadv``
+    into the C client's own buffer (it asks for a whole part at once), the interpreter lock let go
+    while the kernel copies. A file that shrank fails the read; ``failure`` says why, as the C client
+    reports only that the read failed."""
+
+    def __init__(self, span: FileSpan) -> None:
+        self._span = span
+        self._at = 0
+        self._lock = threading.Lock()
+        self.failure: Exception | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with self._lock:
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._span.size}[whence]
+            self._at = max(0, base + offset)
+            return self._at
+
+    def readinto(self, buffer: Any) -> int:
+        with self._lock:
+            try:
+                count = self._span.read_into(memoryview(buffer).cast("B"), self._at)
+            except Exception as exc:  # raised here, it would be printed by the C client's thread
+                self.failure = exc
+                return 0
             self._at += count
             return count
 

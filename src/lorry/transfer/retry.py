@@ -44,6 +44,7 @@ from lorry.storage.base import (
     MultipartStore,
     ObjectMeta,
     Part,
+    PartBody,
     PutMode,
     Store,
     Upload,
@@ -305,7 +306,7 @@ class RetryingMultipartStore(RetryingStore):
                     log.debug("aborting upload %s of %s: a lost response's", upload.upload_id, key)
                     await self.mp.abort_multipart(key, upload.upload_id)
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, key: str, upload_id: str, number: int, data: PartBody) -> Part:
         return await self.policy.run(
             f"PUT part {number} of {key}", lambda: self.mp.put_part(key, upload_id, number, data)
         )

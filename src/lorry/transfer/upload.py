@@ -21,7 +21,16 @@ from lorry.cache import Stamp
 from lorry.errors import ConflictError, ObjectNotFoundError, SourceChangedError
 from lorry.model.digest import digest_bytes
 from lorry.model.layout import blob_key
-from lorry.storage.base import CREATE, LOCAL_FILES, STREAM_READ, LocalFiles, MultipartStore, Part, Store
+from lorry.storage.base import (
+    CREATE,
+    LOCAL_FILES,
+    STREAM_READ,
+    FileSpan,
+    LocalFiles,
+    MultipartStore,
+    Part,
+    Store,
+)
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import (
     FileStamp,
@@ -334,24 +343,18 @@ async def _upload_parts(
         await engine.in_thread(journal.save, entry)
     parts: dict[int, Part] = dict(done)
     todo = iter([r for r in plan.ranges() if r.number not in done])
+    named = f"{item.source} (entry {item.path!r})"
     try:
         fd = await engine.in_thread(os.open, item.source, os.O_RDONLY)
         try:
 
             async def worker() -> None:
-                # Each worker reads into one buffer of its own, reused for every part it sends: big
-                # short-lived allocations would otherwise pile up in the allocator's arenas.
-                buffer = bytearray(plan.part_size)
+                # A part is read by the C client's thread straight into its own buffer (a span of
+                # the file, not bytes read here first): the budget counts that buffer.
                 async with engine.limits.memory.hold(plan.part_size):
                     for part in todo:
-                        body = memoryview(buffer)[: part.size]
-                        count = await engine.in_thread(os.preadv, fd, [body], part.start)
-                        if count != part.size:
-                            raise SourceChangedError(
-                                f"{item.source} (entry {item.path!r}) shrank while it was being logged"
-                            )
-                        data = buffer if part.size == plan.part_size else bytes(body)
-                        parts[part.number] = await store.put_part(key, upload_id, part.number, data)
+                        body = FileSpan(fd, part.start, part.size, named)
+                        parts[part.number] = await store.put_part(key, upload_id, part.number, body)
 
             in_flight = max(
                 1, min(plan.count, MAX_PARTS_IN_FLIGHT, engine.settings.max_memory // plan.part_size)
