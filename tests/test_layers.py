@@ -35,3 +35,14 @@ def test_no_import_goes_up_a_layer() -> None:
     result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout
+
+
+def test_import_lorry_loads_no_network_client() -> None:
+    """``import lorry`` (every script, every CLI command) loads the clients of remote stores and of
+    http(s) references only when one is used: a run on the local store never pays for them."""
+    clients = ("aiohttp", "aiobotocore", "botocore", "awscrt")
+    probe = f"import sys, lorry; print(sorted(set({clients!r}) & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout

@@ -19,8 +19,6 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import aiohttp
-
 
 def transient_status(status: int) -> bool:
     """Whether an answer with this status may be different if the request is made again."""
@@ -29,6 +27,8 @@ def transient_status(status: int) -> bool:
 
 def no_answer(exc: BaseException) -> bool:
     """Whether ``exc`` means the request got no answer: worth another try."""
+    import aiohttp  # asked only of failures: a local store never loads the HTTP client
+
     return isinstance(
         exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError | ConnectionError
     )

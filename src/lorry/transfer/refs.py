@@ -38,10 +38,8 @@ import posixpath
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
-
-import aiohttp
 
 from lorry.errors import (
     IntegrityError,
@@ -68,6 +66,9 @@ from lorry.transfer.files import (
     temp_beside,
 )
 from lorry.transfer.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_MAX_OBJECTS = 10_000
 RESOLVE_DEADLINE = 10.0
@@ -342,6 +343,8 @@ _GONE_STATUSES = (404, 410)
 
 
 def _http_session(options: StoreOptions, uri: str) -> aiohttp.ClientSession:
+    import aiohttp  # the HTTP client is loaded by the first http(s) reference, not by ``import lorry``
+
     # Certificates are verified unless the settings say otherwise (which warns); the read timeout bounds
     # each wait, not a transfer.
     trust = aiohttp_ssl(options)
@@ -381,6 +384,8 @@ def _http_status_error(uri: str, status: int, headers: Mapping[str, str], what: 
 def _http_failure(exc: Exception, what: str, uri: str) -> StoreError:
     """A failure without an answer: a certificate that fails verification is final, a dropped
     connection or a timeout is worth another try. The library's text may hold the URI: redacted."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientSSLError):
         return tls_error(exc, endpoint_of(uri)) or StoreError(f"{what}: TLS failed: {redact_text(str(exc))}")
     detail = f"{type(exc).__name__}: {redact_text(str(exc))}"
@@ -408,6 +413,8 @@ async def _resolve_http(options: StoreOptions, uri: str, entry_name: str) -> Ent
 
 async def _http_head(options: StoreOptions, uri: str) -> Mapping[str, str]:
     """The headers of a HEAD, or of a GET whose body is never read if HEAD is refused."""
+    import aiohttp
+
     try:
         async with _http_session(options, uri) as session:
             async with session.head(uri, headers=_IDENTITY, allow_redirects=True) as response:
@@ -443,6 +450,8 @@ async def _fetch_http(engine: Engine, options: StoreOptions, entry: Entry, targe
 
 
 async def _fetch_http_once(engine: Engine, options: StoreOptions, entry: Entry, target: Path) -> None:
+    import aiohttp
+
     assert entry.ref is not None
     uri = entry.ref
     try:
