@@ -313,6 +313,9 @@ def test_a_large_download_is_placed_once_and_remembered_not_copied_into_the_cach
     for copy in (second, third):
         copy.unlink()
     assert Cache(cache).lookup(digest, len(content)) is None
+    left_by_a_dead_writer = cache / "placed" / "blake3" / "00" / ".00ff.0123456789ab.tmp"
+    left_by_a_dead_writer.parent.mkdir(parents=True, exist_ok=True)
+    left_by_a_dead_writer.write_text('["/somewhere", 1, 2, 3, 4, 5]\n')
     command = [sys.executable, "-m", "lorry.cli", "cache", "cleanup", "--json"]
     cleaned = subprocess.run(command, capture_output=True, text=True, check=True)
     # The changed first copy was forgotten when the third place was remembered; the other two now.

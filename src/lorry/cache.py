@@ -166,16 +166,17 @@ class Cache:
         hexd = hex_part(digest)
         return self.root / "blobs" / "blake3" / hexd[:2] / hexd
 
-    def lookup(self, digest: str, size: int | None) -> Path | None:
-        """The cached copy of ``digest`` if there is one of the right size, else a remembered place
-        that still holds it (contents are checked again when they are copied out)."""
+    def lookup(self, digest: str, size: int | None, places: bool = True) -> Path | None:
+        """The cached copy of ``digest`` if there is one of the right size, else (if ``places``) a
+        remembered place that still holds it (contents are checked again when they are copied out).
+        Only blobs written straight to their place have places: the caller knows which."""
         path = self.blob_path(digest)
         try:
             st = path.stat()
         except OSError:
-            return self._placed(digest)
+            return self._placed(digest) if places else None
         if size is not None and st.st_size != size:
-            return self._placed(digest)
+            return self._placed(digest) if places else None
         with contextlib.suppress(OSError):
             os.utime(path)  # recency, for cleanup
         return path
@@ -231,10 +232,14 @@ class Cache:
         replace_whole(record, "".join(lines).encode())
 
     def forget_stale_places(self) -> int:
-        """Forget the places whose files have changed or gone; return how many were forgotten."""
+        """Forget the places whose files have changed or gone; return how many were forgotten. A
+        record left half-written by a process that died goes too (one being written meanwhile is
+        lost with it: that costs a later download its fetch, nothing else)."""
         forgotten = 0
         for record in _files_below(self.root / "placed"):
-            if record.name.startswith("."):  # being written (see replace_whole)
+            if record.name.startswith("."):  # replace_whole's temporary name
+                with contextlib.suppress(OSError):
+                    record.unlink()
                 continue
             digest = format_digest(record.name)
             places = self._places(digest)

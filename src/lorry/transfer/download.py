@@ -254,7 +254,8 @@ def _install_from_cache(cache: Cache, entry: Entry, target: Path) -> bool:
     """Install the cached copy of the entry's blob, checked on the way; False if there is none. A
     copy that does not match its digest (a damaged disk, a stray write) is removed, so that the blob
     is fetched again and the cache repaired, never served."""
-    cached = cache.lookup(_digest(entry), entry.size)
+    # A small blob is written to the cache beside its place, never remembered by place.
+    cached = cache.lookup(_digest(entry), entry.size, places=(entry.size or 0) > SMALL_OBJECT)
     if cached is None:
         return False
     what = f"cached blob {cached} of entry {entry.path!r}"
