@@ -377,11 +377,12 @@ class _Watchdog:
         self._timer.cancel()
 
 
-class _Reader(io.RawIOBase):
-    """A request body read by the C client straight out of ``view``: no copy on the Python side."""
+class _Body(io.RawIOBase):
+    """A request body of ``size`` bytes that the C client reads on its own threads (``readinto``
+    into its buffer, ``seek`` back for a retry of its own); what it is read from is the subclass's."""
 
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
+    def __init__(self, size: int) -> None:
+        self._size = size
         self._at = 0
         self._lock = threading.Lock()
 
@@ -393,52 +394,51 @@ class _Reader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         with self._lock:
-            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._size}[whence]
             self._at = max(0, base + offset)
             return self._at
 
     def readinto(self, buffer: Any) -> int:
         with self._lock:
-            target = memoryview(buffer).cast("B")
-            count = min(len(target), len(self._view) - self._at)
-            target[:count] = self._view[self._at : self._at + count]
+            count = self._read(memoryview(buffer).cast("B"), self._at)
             self._at += count
             return count
 
+    def _read(self, target: memoryview, at: int) -> int:
+        """Fill ``target`` with the body's bytes from ``at``, as far as the body goes; how many."""
+        raise NotImplementedError
 
-class _SpanReader(io.RawIOBase):
+
+class _Reader(_Body):
+    """A request body read by the C client straight out of ``view``: no copy on the Python side."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__(len(view))
+        self._view = view
+
+    def _read(self, target: memoryview, at: int) -> int:
+        count = min(len(target), len(self._view) - at)
+        target[:count] = self._view[at : at + count]
+        return count
+
+
+class _SpanReader(_Body):
     """A request body read by the C client straight from a file: each ``readinto`` is one ``preadv``
     into the C client's own buffer (it asks for a whole part at once), the interpreter lock let go
     while the kernel copies. A file that shrank fails the read; ``failure`` says why, as the C client
     reports only that the read failed."""
 
     def __init__(self, span: FileSpan) -> None:
+        super().__init__(span.size)
         self._span = span
-        self._at = 0
-        self._lock = threading.Lock()
         self.failure: Exception | None = None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        with self._lock:
-            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._span.size}[whence]
-            self._at = max(0, base + offset)
-            return self._at
-
-    def readinto(self, buffer: Any) -> int:
-        with self._lock:
-            try:
-                count = self._span.read_into(memoryview(buffer).cast("B"), self._at)
-            except Exception as exc:  # raised here, it would be printed by the C client's thread
-                self.failure = exc
-                return 0
-            self._at += count
-            return count
+    def _read(self, target: memoryview, at: int) -> int:
+        try:
+            return self._span.read_into(target, at)
+        except Exception as exc:  # raised here, it would be printed by the C client's thread
+            self.failure = exc
+            return 0
 
 
 def _failure(error: BaseException, host: str, done: Mapping[str, Any]) -> Exception:
