@@ -283,6 +283,41 @@ def test_the_memory_budget_lends_buffers_again_and_keeps_a_bounded_few() -> None
     asyncio.run(body())
 
 
+def test_a_loan_also_counts_the_memory_held_elsewhere_for_it_in_one_wait() -> None:
+    """A body below the multipart size is lent a buffer, and the C client copies it as it sends it:
+    both count against the budget, taken together, so that workers waiting for the second part never
+    hold the first (two waits in turn could wait forever)."""
+
+    async def body() -> None:
+        budget = ByteBudget(10 * MiB)
+        entered = asyncio.Event()
+
+        async def second() -> None:
+            async with budget.lend(3 * MiB):
+                entered.set()
+
+        async with budget.lend(4 * MiB, also=4 * MiB) as buffer:
+            assert len(buffer) == 4 * MiB and budget._available == 2 * MiB
+            waiting = asyncio.ensure_future(second())
+            await asyncio.sleep(0.05)
+            assert not entered.is_set()  # 3 MiB more does not fit beside 8 MiB of 10
+        await asyncio.wait_for(waiting, 5)
+        assert entered.is_set() and budget._available == 10 * MiB
+        # Many loans of each 5 MiB plus 5 MiB in a 10 MiB budget: one at a time, none stuck.
+        done: list[int] = []
+
+        async def loan(n: int) -> None:
+            async with budget.lend(5 * MiB, also=5 * MiB - 1):
+                await asyncio.sleep(0)
+                done.append(n)
+
+        budget = ByteBudget(10 * MiB)
+        await asyncio.wait_for(asyncio.gather(*(loan(n) for n in range(20))), 10)
+        assert sorted(done) == list(range(20)) and budget._available == 10 * MiB
+
+    asyncio.run(body())
+
+
 def test_a_large_download_is_placed_once_and_remembered_not_copied_into_the_cache(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

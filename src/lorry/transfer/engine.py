@@ -46,9 +46,11 @@ class ByteBudget:
         self._kept: list[bytearray] = []
 
     @asynccontextmanager
-    async def lend(self, size: int) -> AsyncIterator[memoryview]:
-        """``hold(size)``, with a buffer of ``size`` bytes to use meanwhile (it is reused after)."""
-        async with self.hold(size):
+    async def lend(self, size: int, also: int = 0) -> AsyncIterator[memoryview]:
+        """``hold(size + also)``, with a buffer of ``size`` bytes to use meanwhile (it is reused
+        after). ``also`` counts memory held elsewhere for the same work, taken in the same wait: a
+        second wait while holding the first could wait forever."""
+        async with self.hold(size + also):
             fitting = [b for b in self._kept if len(b) >= size]
             if fitting:
                 buffer = min(fitting, key=len)

@@ -263,7 +263,8 @@ async def _store_remote(engine: Engine, store: Store, item: FileSource, journal:
         return digest
     # Read and hash in one trip to a thread: what is sent is exactly what was hashed. A HEAD first
     # saves sending bytes the store already has.
-    async with engine.limits.memory.lend(size + 1) as buffer:  # one byte more: a file that grew is seen
+    # One byte more: a file that grew is seen. ``also``: the C client's copy of the body as it sends it.
+    async with engine.limits.memory.lend(size + 1, also=size) as buffer:
         data, digest = await engine.in_thread(_read_hashed, item, buffer)
         if await _stored(engine, store, blob_key(digest)):
             return digest
