@@ -108,11 +108,15 @@ def _own_area(top: Path) -> Path:
         return area.folder
 
 
+TEMP_PREFIX = "."
+"""How ``replace_whole``'s temporary names start (a record's own name never does)."""
+
+
 def replace_whole(path: Path, data: bytes) -> None:
     """Write ``data`` as ``path``, a small record of the cache: owner-only, under a dot name beside it
     until it is complete, then renamed over it (a process that dies meanwhile leaves only the dot name,
     which readers skip)."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
@@ -237,7 +241,7 @@ class Cache:
         lost with it: that costs a later download its fetch, nothing else)."""
         forgotten = 0
         for record in _files_below(self.root / "placed"):
-            if record.name.startswith("."):  # replace_whole's temporary name
+            if record.name.startswith(TEMP_PREFIX):  # left by a writer that died, or being written
                 with contextlib.suppress(OSError):
                     record.unlink()
                 continue

@@ -65,13 +65,10 @@ class FileSpan:
     def read_into(self, target: memoryview, at: int) -> int:
         """Fill ``target`` with the span's bytes from ``at`` (counted from the span's start), as far
         as the span goes; how many. A file that ends sooner is ``SourceChangedError``."""
-        want = min(len(target), self.size - at)
-        got = os.preadv(self.fd, [target[:want]], self.start + at) if want > 0 else 0
-        while 0 < got < want:  # preadv may return short of a regular file's end only when interrupted
-            more = os.preadv(self.fd, [target[got:want]], self.start + at + got)
-            if more == 0:
-                break
-            got += more
+        want, got = min(len(target), self.size - at), 0
+        # One preadv, as a rule: it returns short of a regular file's end only when interrupted.
+        while got < want and (count := os.preadv(self.fd, [target[got:want]], self.start + at + got)):
+            got += count
         if got < want:
             raise SourceChangedError(f"{self.source} shrank while it was being sent")
         return got

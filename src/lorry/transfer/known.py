@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from lorry.cache import Stamp, replace_whole
+from lorry.cache import TEMP_PREFIX, Stamp, replace_whole
 from lorry.model.digest import is_content_digest
 from lorry.storage.local import make_dirs
 
@@ -104,7 +104,7 @@ class KnownDigests:
                 st = path.stat()
             except OSError:
                 continue
-            if path.name.startswith(_TEMP_PREFIX) or not _still_true(path):
+            if path.name.startswith(TEMP_PREFIX) or not _still_true(path):
                 freed = _remove(path, st.st_size, freed)
             else:
                 kept.append((st.st_mtime_ns, st.st_size, path))
@@ -125,8 +125,6 @@ class KnownDigests:
             return []
 
 
-_TEMP_PREFIX = "."  # replace_whole's temporary names
-"""Entries on their way in start so (a name ``<device>-<inode>`` never does)."""
 
 
 def _read(path: Path) -> _Entry | None:
