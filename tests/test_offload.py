@@ -129,6 +129,38 @@ def test_small_artifacts_stay_in_process_unless_asked(
     assert offload.helper()._process is not None
 
 
+def test_bytes_are_stored_here_while_the_caller_waits_and_by_the_helper_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    # 66 MiB in two files: bytes, which move outside the interpreter lock. A caller blocked in wait()
+    # or finish() has an idle interpreter, so a helper would only add its start; a caller that goes
+    # on running (a training loop) gets the helper.
+    offload.close_helper()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for name in ("a.bin", "b.bin"):
+        (folder / name).write_bytes(os.urandom(33 << 20))
+    with lorry.init() as run:
+        waited = lorry.Artifact("ckpt", type="model")
+        waited.add_dir(folder)
+        run.log_artifact(waited)
+        assert waited.wait().version == "v0"
+    assert not offload.helper().running()
+    (folder / "a.bin").write_bytes(os.urandom(33 << 20))
+    with lorry.init() as run:
+        background = lorry.Artifact("ckpt", type="model")
+        background.add_dir(folder)
+        run.log_artifact(background)
+        deadline = time.monotonic() + 60
+        while background.is_pending() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the caller's own work, never a wait()
+        assert offload.helper().running()
+    assert background.version == "v1"
+    down = Path(lorry.Api().artifact("ckpt:v1").download(tmp_path / "down"))
+    for name in ("a.bin", "b.bin"):
+        assert (down / name).read_bytes() == (folder / name).read_bytes()
+
+
 def test_a_failure_in_the_helper_keeps_its_class_and_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

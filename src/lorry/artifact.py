@@ -68,6 +68,7 @@ from lorry.transfer import refs
 from lorry.transfer.download import fetch_entries, fetch_entry
 from lorry.transfer.engine import Counters, Engine, gather_all
 from lorry.transfer.files import FileStamp, Packs, Targets, clone_or_copy, local_error, matches, owner_only
+from lorry.transfer.offload import caller_waits
 from lorry.transfer.plan import SMALL_OBJECT
 from lorry.transfer.progress import progress
 from lorry.transfer.upload import FileSource
@@ -649,7 +650,10 @@ class Artifact:
             if _bridge.bridge().in_loop_thread():
                 raise UsageError("wait() was called from inside the engine; use wait_async()")
             try:
-                with progress(f"logging {self._name}", lambda: [self._counters], self._progress):
+                with (
+                    caller_waits(),
+                    progress(f"logging {self._name}", lambda: [self._counters], self._progress),
+                ):
                     logged = self._pending.result(timeout)
             except concurrent.futures.TimeoutError:
                 raise TimeoutError(f"artifact {self._name} was not committed within {timeout} s") from None

@@ -32,7 +32,7 @@ from lorry.settings import MIN_MEMORY, Settings
 from lorry.storage.base import Store
 from lorry.transfer.engine import Counters, gather_all
 from lorry.transfer.journal import Journal
-from lorry.transfer.offload import helper, helpers_for, wants_helper
+from lorry.transfer.offload import helper, helpers_for, offload_now, wants_helper
 from lorry.transfer.upload import PART_FILES, PARTS_IN_FLIGHT, FileSource, store_files
 
 log = logging.getLogger("lorry")
@@ -181,8 +181,9 @@ async def _check_carried(store: Store, manifest: Manifest, files: Sequence[FileS
 
 async def _store_files(sess: Session, store: Store, plan: LogPlan, counters: Counters) -> Rows:
     """The files' rows of the manifest, stored here or by the helper process (see
-    ``transfer/offload.py``), a part of ``PART_FILES`` files at a time: what is held for the files on
-    the way, here and in the helper, stays the same whatever their number."""
+    ``transfer/offload.py``; chosen again for each part, as the caller may have come to wait for it),
+    a part of ``PART_FILES`` files at a time: what is held for the files on the way, here and in the
+    helper, stays the same whatever their number."""
     files = plan.files
     counters.files_total += len(files)
     counters.bytes_total += sum(f.stamp.size for f in files)
@@ -200,7 +201,7 @@ async def _store_files(sess: Session, store: Store, plan: LogPlan, counters: Cou
     async def store_part(start: int) -> None:
         async with window:
             part = files[start : start + size]
-            if offloaded:
+            if offloaded and await offload_now(plan.settings, helpers, start // size):
                 digests = await helper(start // size).store_files(shared, part, counters, sess.retries)
             else:
                 digests = await store_files(sess.engine, store, part, counters, journal)

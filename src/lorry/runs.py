@@ -47,7 +47,7 @@ from lorry.publish import now_iso
 from lorry.registry.records import ArtifactRef, RunRecord
 from lorry.session import close_session, session
 from lorry.settings import Settings
-from lorry.transfer.offload import close_helper
+from lorry.transfer.offload import caller_waits, close_helper
 
 logger = logging.getLogger("lorry")
 
@@ -403,7 +403,8 @@ class Run:
 
     def finish(self, exit_code: int | None = None) -> None:
         """Wait for every artifact this run logged; raise ``ArtifactFailedError`` naming those that failed."""
-        _bridge.run_sync(self.finish_async(exit_code))
+        with caller_waits():
+            _bridge.run_sync(self.finish_async(exit_code))
 
     async def finish_async(self, exit_code: int | None = None) -> None:
         if self._finished:

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +50,8 @@ OFFLOAD_FILES = 256
 OFFLOAD_BYTES = 64 << 20
 NICE = 10
 """How much less CPU priority the helper has than its parent: enough for the job to come first."""
+SETTLE_SECONDS = 0.05
+"""How long a log that would start a helper gives its caller to show that it waits (``offload_now``)."""
 GC_THRESHOLD = 20_000
 """Allocations between two collections of the youngest generation in the helper (Python's: 700)."""
 _PR_SET_PDEATHSIG = 1
@@ -86,6 +88,47 @@ def wants_helper(settings: Settings, files: Sequence[FileSource], store: Store |
     return False
 
 
+_waiting = 0
+_watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+_waiting_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def caller_waits() -> Iterator[None]:
+    """Around a call that blocks the caller until its logs are stored (``wait()``, ``finish()``):
+    while it blocks, its interpreter has nothing else to run."""
+    global _waiting  # noqa: PLW0603
+    with _waiting_lock:
+        _waiting += 1
+        for loop, event in _watchers:
+            loop.call_soon_threadsafe(event.set)
+    try:
+        yield
+    finally:
+        with _waiting_lock:
+            _waiting -= 1
+
+
+def caller_is_waiting() -> bool:
+    """Whether some thread of this process is blocked in a ``caller_waits`` call."""
+    return _waiting > 0
+
+
+async def _caller_waits_within(seconds: float) -> None:
+    """Return once a caller waits (``caller_waits``), or after ``seconds``."""
+    watcher = (asyncio.get_running_loop(), asyncio.Event())
+    with _waiting_lock:
+        if _waiting:
+            return
+        _watchers.add(watcher)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher[1].wait(), seconds)
+    finally:
+        with _waiting_lock:
+            _watchers.discard(watcher)
+
+
 def helpers_for(files: Sequence[FileSource]) -> int:
     """How many helper processes share the storing of ``files``: all ``HELPERS`` where the work is
     per file (small files: an interpreter's work for each, on one core per process), one where it
@@ -94,6 +137,22 @@ def helpers_for(files: Sequence[FileSource]) -> int:
     if not files or sum(f.stamp.size for f in files) >= SMALL_OBJECT * len(files):
         return 1
     return HELPERS
+
+
+async def offload_now(settings: Settings, helpers: int, turn: int) -> bool:
+    """Whether the next part of an artifact chosen for the helpers (``wants_helper``) goes to them, as
+    ``helpers_for`` split it: always, unless the work is bytes (one helper), ``transfer_process`` is
+    ``auto`` and the caller is blocked waiting for its logs. Then the caller's interpreter is idle,
+    the bytes move outside its lock anyway, and a helper would only add its start (0.5 CPU s here).
+
+    A log starts as ``log_artifact`` returns, before a caller that waits has called ``wait()``: when
+    the helper is not running yet (its start takes 0.3 s), the caller gets ``SETTLE_SECONDS`` to show
+    which it does."""
+    if helpers > 1 or settings.transfer_process != "auto":
+        return True
+    if not helper(turn).running():
+        await _caller_waits_within(SETTLE_SECONDS)
+    return not caller_is_waiting()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +222,11 @@ class Helper:
         finally:
             with self._lock:
                 self._waiting.pop(job, None)
+
+    def running(self) -> bool:
+        """Whether the helper process is started and alive."""
+        with self._lock:
+            return self._process is not None and self._process.poll() is None
 
     def close(self) -> None:
         """Let the helper finish what it was given and end (it ends when its stdin closes)."""
