@@ -90,16 +90,42 @@ class DroppingStore(LocalStore):
             first = False
 
 
+async def read_stream(store: RetryingStore, key: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in store.stream(key, start, end)])
+
+
 def test_a_dropped_download_resumes_from_its_byte_offset(tmp_path: Path) -> None:
     inner = DroppingStore(tmp_path / "store")
     data = bytes(range(256)) * 40_000
     inner.put_sync("blob", data)
     store = RetryingStore(inner, policy([]))
-    assert asyncio.run(store.get("blob")) == data
+    assert asyncio.run(read_stream(store, "blob")) == data
     assert inner.starts == [0, 1000]
     inner.starts.clear()
-    assert asyncio.run(store.get("blob", 10, 5000)) == data[10:5000]
+    assert asyncio.run(read_stream(store, "blob", 10, 5000)) == data[10:5000]
     assert inner.starts == [10, 1010]
+
+
+class DroppingGets(LocalStore):
+    """A local store whose first whole read fails, as a reset connection does."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gets = 0
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        self.gets += 1
+        if self.gets == 1:
+            raise TransientError("connection reset by peer")
+        return await super().get(key, start, end)
+
+
+def test_a_dropped_whole_read_is_read_again_whole(tmp_path: Path) -> None:
+    inner = DroppingGets(tmp_path / "store")
+    inner.put_sync("record", b"a small record")
+    store = RetryingStore(inner, policy([]))
+    assert asyncio.run(store.get("record", 2)) == b"small record"
+    assert inner.gets == 2
 
 
 class ResetMidPut(LocalStore):
@@ -231,7 +257,7 @@ def test_a_download_that_stops_bringing_bytes_fails_at_the_deadline(tmp_path: Pa
     inner.put_sync("blob", b"xyz")
     store = RetryingStore(inner, timed_policy(clock, deadline=5))
     with pytest.raises(TransientError, match="retry deadline"):
-        asyncio.run(store.get("blob"))
+        asyncio.run(read_stream(store, "blob"))
     assert clock.now == 5.0 and store.policy.stats.gave_up == 1
 
 

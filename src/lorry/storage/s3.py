@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import ssl
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -38,18 +39,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-from aiobotocore.credentials import AioRefreshableCredentials  # type: ignore[import-untyped]
-from aiobotocore.session import AioSession  # type: ignore[import-untyped]
-from botocore.configprovider import ConfiguredEndpointProvider  # type: ignore[import-untyped]
-from botocore.exceptions import (  # type: ignore[import-untyped]
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-)
-from botocore.handlers import add_expect_header  # type: ignore[import-untyped]
 
 from lorry.errors import (
     AccessDeniedError,
@@ -84,7 +73,7 @@ from lorry.storage.base import (
 )
 from lorry.storage.failures import full_answer, no_answer, retry_after, transient_status
 from lorry.storage.options import StoreOptions
-from lorry.storage.s3_crt import Answer, Credentials, CrtFailure, CrtS3, S3CallError
+from lorry.storage.s3_crt import Answer, Credentials, CrtFailure, CrtS3, Listing, S3CallError
 from lorry.storage.tls import (
     aiohttp_ssl,
     botocore_verify,
@@ -206,6 +195,7 @@ class S3Store:
         self._sse_write_headers, self._sse_read_headers = _sse_headers(self._options)
         self._endpoint_shown = endpoint_of(endpoint_url) if endpoint_url else "S3"
         self._client_task: asyncio.Task[Any] | None = None
+        self._boto_task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._body_check_task: asyncio.Future[BodyCheck] | None = None
 
@@ -272,35 +262,37 @@ class S3Store:
         return ObjectMeta(key=key, size=size, etag=_etag(etag))
 
     async def delete(self, key: str) -> None:
-        await self._call("delete_object", key, Key=self._key(key))
+        await self._send("DeleteObject", "DELETE", key)
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectMeta]:
-        params: dict[str, Any] = {"Prefix": self.prefix + prefix}
+        # Keys come URL-encoded (as botocore asks for them too): a key may hold characters XML cannot.
+        query = {"list-type": "2", "prefix": self.prefix + prefix, "encoding-type": "url"}
         while True:
-            response = await self._call("list_objects_v2", None, **params)
-            for item in response.get("Contents", []):
-                key = str(item["Key"])[len(self.prefix) :]
-                modified = item.get("LastModified")
-                yield ObjectMeta(
-                    key=key,
-                    size=int(item["Size"]),
-                    etag=_etag(item["ETag"]),
-                    modified=modified if isinstance(modified, datetime) else None,
-                )
-            if not response.get("IsTruncated"):
+            answer = await self._send("ListObjectsV2", "GET", None, query=query, read=True)
+            try:
+                page = Listing.parse(answer.body)
+            except ValueError as exc:
+                raise StoreError(f"ListObjectsV2 {self.url}: {exc}") from None
+            for item in page.objects:
+                yield replace(item, key=item.key[len(self.prefix) :])
+            if page.next_token is None:
                 return
-            params["ContinuationToken"] = response["NextContinuationToken"]
+            query["continuation-token"] = page.next_token
 
     async def close(self) -> None:
         task, self._client_task, self._loop = self._client_task, None, None
+        boto_task, self._boto_task = self._boto_task, None
         self._body_check_task = None
-        if task is None:
-            return
-        try:
-            clients = await task
-        except Exception:
-            return  # never made: nothing to release (the error went to whoever asked for it)
-        await clients.boto.close()
+        for made in (task, boto_task):
+            if made is None:
+                continue
+            try:
+                client = await made
+            except Exception:
+                continue  # never made: nothing to release (the error went to whoever asked for it)
+            boto = client.boto if isinstance(client, _Clients) else client
+            if boto is not None:
+                await boto.close()
 
     # -- multipart ----------------------------------------------------------------------------------
 
@@ -468,20 +460,23 @@ class S3Store:
 
     # -- the boundary with aiobotocore --------------------------------------------------------------
 
-    def _key(self, key: str) -> str:
-        return self.prefix + check_key(key)
+    def _key(self, key: str | None) -> str:
+        """The object's name in the bucket; None: the bucket itself (a listing)."""
+        return "" if key is None else self.prefix + check_key(key)
 
     async def _call(self, operation: str, key: str | None, **params: Any) -> dict[str, Any]:
-        clients = await self._clients()
+        """One call through aiobotocore (made on first use, see ``_boto``)."""
+        boto = await self._boto()
         try:
-            async with clients.permits:
-                call = getattr(clients.boto, operation)
-                response: dict[str, Any] = await call(Bucket=self.bucket, **params)
-        except (TimeoutError, BotoCoreError, ClientError, aiohttp.ClientError) as exc:
+            async with (await self._clients()).permits:
+                response: dict[str, Any] = await getattr(boto, operation)(Bucket=self.bucket, **params)
+        except Exception as exc:
+            if not _boto_failure(exc):
+                raise
             raise self._error(exc, operation, key) from exc
         return response
 
-    async def _send(self, operation: str, method: str, key: str, **kwargs: Any) -> Answer:
+    async def _send(self, operation: str, method: str, key: str | None, **kwargs: Any) -> Answer:
         """One object call through the C client (``s3_crt``), its failure mapped like every other's."""
         crt = await self._crt()
         try:
@@ -506,7 +501,9 @@ class S3Store:
         try:
             async for chunk in body.iter_chunks(STREAM_CHUNK):
                 yield chunk
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
+        except Exception as exc:
+            if not _boto_failure(exc):
+                raise
             raise self._error(exc, "GetObject", key) from exc
 
     async def _conditional(self, mode: PutMode, operation: str, key: str, **params: Any) -> dict[str, Any]:
@@ -536,7 +533,7 @@ class S3Store:
             return tls
         if isinstance(exc, CrtFailure) and exc.tls:
             return untrusted_certificate(self._endpoint_shown, str(exc))
-        if isinstance(exc, NoCredentialsError):
+        if _is_botocore(exc, "NoCredentialsError"):
             return AccessDeniedError(
                 f"no AWS credentials found for {self.url} (set AWS_ACCESS_KEY_ID or a profile)"
             )
@@ -569,7 +566,7 @@ class S3Store:
         return StoreError(f"{operation} {where} failed: {detail}")
 
     async def _client(self) -> Any:
-        return (await self._clients()).boto
+        return await self._boto()
 
     async def _body_proof(self, data: Body | FileSpan) -> tuple[dict[str, str], str | None]:
         """What lets the server check that ``data`` arrived as sent: a header, or the body's SHA-256
@@ -626,22 +623,113 @@ class S3Store:
             raise UsageError(f"{self!r} is in use on another event loop; close() it there first")
         try:
             return await asyncio.shield(self._client_task)
-        except (BotoCoreError, ValueError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, ValueError) or _is_botocore(exc, "BotoCoreError")):
+                raise
             self._client_task = self._loop = None
             raise StoreError(f"cannot set up an S3 client for {self.url}: {exc}") from exc
 
+    async def _boto(self) -> Any:
+        """The aiobotocore client: made with the C client when botocore resolved the setup, else on
+        first use (most runs never make a call that needs it, and importing botocore costs 0.3 s)."""
+        clients = await self._clients()
+        if clients.boto is not None:
+            return clients.boto
+        if self._boto_task is None:
+            self._boto_task = asyncio.get_running_loop().create_task(self._open_boto(None, clients.setup))
+        try:
+            return await asyncio.shield(self._boto_task)
+        except Exception as exc:
+            if not (isinstance(exc, ValueError) or _is_botocore(exc, "BotoCoreError")):
+                raise
+            self._boto_task = None
+            raise StoreError(f"cannot set up an S3 client for {self.url}: {exc}") from exc
+
     async def _create_client(self) -> _Clients:
+        setup, boto = self._setup_from_environment(), None
+        if setup is None:
+            setup, boto = await self._setup_by_botocore()
+        self._endpoint_shown = endpoint_of(setup.endpoint_shown)
+        warn_unverified(self._options, self._endpoint_shown)
+        crt = None
+        if setup.credentials is not None:
+            endpoint_url = setup.endpoint_url
+            secure = urlsplit(endpoint_url).scheme != "http" if endpoint_url else True
+            if secure and endpoint_url and self._options.verify_tls:
+                await self._check_certificate(endpoint_url, setup.ca_bundle)
+            crt = CrtS3(
+                endpoint_url,
+                self.bucket,
+                setup.region,
+                setup.credentials,
+                ca_bundle=(self._options.ca_bundle or setup.ca_bundle) if secure else None,
+                verify_tls=self._options.verify_tls,
+                max_connections=self._max_pool_connections,
+                request_timeout=self._options.request_timeout,
+            )
+        # The store's connections, shared by both libraries (the C client caps only each of its
+        # downloads' own): at most this many requests at a time.
+        return _Clients(boto, crt, asyncio.Semaphore(self._max_pool_connections), setup)
+
+    def _setup_from_environment(self) -> _Setup | None:
+        """The setup when what was given and the environment alone decide it, as botocore would; None
+        where a profile or the config file could (then botocore resolves it: ``_setup_by_botocore``).
+        Credentials and endpoint from the environment come before the config file's in botocore's
+        order, and no profile is named; an https endpoint's trust must be named too."""
+        env = os.environ
+        if self._profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
+            return None
+        access_key, secret_key, token = self._credentials
+        if access_key is None or secret_key is None:
+            access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+            token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
+            if not access_key or not secret_key:
+                return None
+        region = self._region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+            endpoint = self._endpoint_url
+        else:
+            endpoint = self._endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+        ca_bundle = env.get("AWS_CA_BUNDLE") or None
+        secure = endpoint is not None and urlsplit(endpoint).scheme != "http"
+        if not region or not endpoint or (secure and self._options.ca_bundle is None and ca_bundle is None):
+            return None
+        credentials = Credentials(access_key, secret_key, token)
+        return _Setup(endpoint, region, ca_bundle, credentials, endpoint)
+
+    async def _setup_by_botocore(self) -> tuple[_Setup, Any]:
+        """The setup as botocore resolves it (profiles, the config file, every credential provider),
+        and the aiobotocore client made from it."""
+        from aiobotocore.session import AioSession  # type: ignore[import-untyped]
+
         session = AioSession(profile=self._profile)
         endpoint_url = self._endpoint_url or _configured_endpoint(session)
         region = self._region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
+        setup = _Setup(
+            endpoint_url,
+            region or DEFAULT_REGION,
+            session.get_config_variable("ca_bundle"),
+            None,
+            endpoint_url or "",
+        )
+        client = await self._open_boto(session, setup)
+        credentials = await self._crt_credentials(session)
+        return replace(setup, credentials=credentials, endpoint_shown=str(client.meta.endpoint_url)), client
+
+    async def _open_boto(self, session: Any, setup: _Setup) -> Any:
+        """An aiobotocore client for ``setup`` (from ``session``, else a session of its own)."""
+        from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+        from aiobotocore.session import AioSession
+        from botocore.handlers import add_expect_header  # type: ignore[import-untyped]
+
         config = AioConfig(
-            region_name=region or DEFAULT_REGION,
+            region_name=setup.region,
             max_pool_connections=self._max_pool_connections,
             # S3-compatible servers reject or mangle the newer default CRC checksums.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             # Virtual-hosted addressing needs DNS for every bucket: servers other than AWS use paths.
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            s3={"addressing_style": "path" if setup.endpoint_url else "auto"},
             retries={"total_max_attempts": 1},
             # A request that makes no progress for this long fails (and is retried by lorry): waiting
             # to connect, between bytes received, and (TCP_USER_TIMEOUT) for sent bytes to be taken.
@@ -650,42 +738,31 @@ class S3Store:
             connector_args={"socket_factory": self._options.socket_factory()},
         )
         access_key, secret_key, token = self._credentials
+        if session is None:
+            session = AioSession(profile=self._profile)
+            if access_key is None and isinstance(setup.credentials, Credentials):
+                access_key, secret_key, token = (
+                    setup.credentials.access_key,
+                    setup.credentials.secret_key,
+                    setup.credentials.token,
+                )
+        options = self._options
+        if setup.ca_bundle is not None and options.ca_bundle is None:
+            options = replace(options, ca_bundle=setup.ca_bundle)
         context = session.create_client(
             "s3",
-            endpoint_url=endpoint_url,
+            endpoint_url=setup.endpoint_url,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             aws_session_token=token,
             config=config,
-            verify=botocore_verify(self._options),
+            verify=botocore_verify(options),
         )
         client = await context.__aenter__()
         # No "Expect: 100-continue": aiohttp waits for the "100 Continue" without any timeout, so a
         # server that never sends it would hold the request forever.
         client.meta.events.unregister("before-call.s3", add_expect_header)
-        self._endpoint_shown = endpoint_of(str(client.meta.endpoint_url))
-        warn_unverified(self._options, self._endpoint_shown)
-        credentials = await self._crt_credentials(session)
-        crt = None
-        if credentials is not None:
-            secure = urlsplit(endpoint_url).scheme != "http" if endpoint_url else True
-            if secure and endpoint_url and self._options.verify_tls:
-                await self._check_certificate(endpoint_url, session.get_config_variable("ca_bundle"))
-            crt = CrtS3(
-                endpoint_url,
-                self.bucket,
-                config.region_name,
-                credentials,
-                ca_bundle=(self._options.ca_bundle or session.get_config_variable("ca_bundle"))
-                if secure
-                else None,
-                verify_tls=self._options.verify_tls,
-                max_connections=self._max_pool_connections,
-                request_timeout=self._options.request_timeout,
-            )
-        # The store's connections, shared by both libraries (the C client caps only each of its
-        # downloads' own): at most this many requests at a time.
-        return _Clients(client, crt, asyncio.Semaphore(self._max_pool_connections))
+        return client
 
     async def _check_certificate(self, endpoint_url: str, configured_ca: str | None) -> None:
         """Refuse an endpoint whose certificate is not trusted at once, with the error that says how to
@@ -713,6 +790,8 @@ class S3Store:
         access_key, secret_key, token = self._credentials
         if access_key is not None and secret_key is not None:
             return Credentials(access_key, secret_key, token)
+        from aiobotocore.credentials import AioRefreshableCredentials  # type: ignore[import-untyped]
+
         found = await session.get_credentials()
         if found is None:
             return None
@@ -729,10 +808,25 @@ class S3Store:
 
 
 @dataclass(frozen=True, slots=True)
+class _Setup:
+    """Where the store's clients connect and as whom: resolved once per store."""
+
+    endpoint_url: str | None
+    region: str
+    ca_bundle: str | None
+    """The trust the environment or the config file names (the store's own options come first)."""
+    credentials: Credentials | Callable[[], Credentials] | None
+    endpoint_shown: str
+    """The endpoint as messages name it."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Clients:
     boto: Any
+    """The aiobotocore client, when botocore resolved the setup; else made on first use."""
     crt: CrtS3 | None
     permits: asyncio.Semaphore
+    setup: _Setup
 
 
 def _valid_range(start: int, end: int | None) -> bool:
@@ -844,6 +938,8 @@ def _configured_endpoint(session: Any) -> str | None:
     botocore resolves it inside client creation; it is resolved here first, with botocore's own
     provider, because path-style addressing must be chosen before the client exists.
     """
+    from botocore.configprovider import ConfiguredEndpointProvider  # type: ignore[import-untyped]
+
     if session.get_config_variable("ignore_configured_endpoint_urls"):
         return None
     provider = ConfiguredEndpointProvider(
@@ -925,9 +1021,10 @@ def _answer(exc: BaseException | None) -> _Answer | None:
     """The answer behind ``exc``; None when the request got none."""
     if isinstance(exc, S3CallError):
         return _Answer(exc.status, exc.code or str(exc.status), exc.message, exc.retry_after)
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        metadata = exc.response.get("ResponseMetadata", {})
+    if exc is not None and _is_botocore(exc, "ClientError"):
+        response: dict[str, Any] = getattr(exc, "response", {})
+        error = response.get("Error", {})
+        metadata = response.get("ResponseMetadata", {})
         status = metadata.get("HTTPStatusCode")
         code = error.get("Code") or status
         if code is None:
@@ -950,4 +1047,23 @@ def _no_answer(exc: BaseException) -> bool:
     """A failure without an answer (reset, refused, timed out), from aiohttp or from botocore."""
     if isinstance(exc, CrtFailure):
         return True
-    return no_answer(exc) or (isinstance(exc, BotoCoreError) and type(exc).__name__ in _BOTOCORE_NO_ANSWER)
+    return no_answer(exc) or (
+        _is_botocore(exc, "BotoCoreError") and type(exc).__name__ in _BOTOCORE_NO_ANSWER
+    )
+
+
+def _is_botocore(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is botocore's exception ``name``: never, while botocore is not even loaded."""
+    module = sys.modules.get("botocore.exceptions")
+    return module is not None and isinstance(exc, getattr(module, name))
+
+
+def _boto_failure(exc: BaseException) -> bool:
+    """A failure of an aiobotocore call: botocore's own, aiohttp's, or a timeout."""
+    http = sys.modules.get("aiohttp")
+    return (
+        isinstance(exc, TimeoutError)
+        or _is_botocore(exc, "BotoCoreError")
+        or _is_botocore(exc, "ClientError")
+        or (http is not None and isinstance(exc, http.ClientError))
+    )

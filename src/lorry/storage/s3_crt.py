@@ -1,10 +1,10 @@
-"""S3's object calls (HEAD, GET, PUT, UploadPart) through awscrt's S3 client (aws-c-s3, in C).
+"""S3's object calls (HEAD, GET, PUT, UploadPart, DELETE, listings) through awscrt's S3 client (in C).
 
 Every blob and record goes through these calls, so their cost per request and per byte bounds how fast
 lorry moves data. The C client signs (SigV4), sends and receives on its own threads; Python hands it a
 request and gets back the answer, or, for a whole object, names the file the C client writes it to
-(``get_file``: parallel ranged GETs, each byte written once, by C). Listings, multipart lifecycles and
-versions stay with aiobotocore, in ``s3.py``.
+(``get_file``: parallel ranged GETs, each byte written once, by C). Multipart lifecycles, versions and
+long streamed reads stay with aiobotocore, in ``s3.py``.
 
 The client does not retry (lorry's retries keep their place; a conditional PUT retried after a lost
 answer would report its own success as a conflict), and a request that makes no progress for
@@ -24,8 +24,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
+from xml.etree import ElementTree
 
 from awscrt.auth import (
     AwsCredentials,
@@ -55,7 +57,7 @@ from awscrt.s3 import (
     S3RetryMode,
 )
 
-from lorry.storage.base import FileSpan
+from lorry.storage.base import FileSpan, ObjectMeta
 from lorry.storage.failures import retry_after
 
 PART_SIZE = 8 << 20
@@ -124,6 +126,55 @@ class Credentials:
     access_key: str
     secret_key: str
     token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One page of a ListObjectsV2 answer asked with ``encoding-type=url``: its objects, with the whole
+    key each, and the token of the next page (None on the last)."""
+
+    objects: list[ObjectMeta]
+    next_token: str | None
+
+    @classmethod
+    def parse(cls, body: bytes) -> Listing:
+        """``ValueError`` for a body that is not such an answer."""
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError as exc:
+            raise ValueError(f"the answer is not XML: {exc}") from None
+        if _local(root.tag) != "ListBucketResult":
+            raise ValueError(f"the answer is a {_local(root.tag)}, not a listing")
+        fields = {_local(child.tag): child for child in root}
+        objects = []
+        for item in root:
+            if _local(item.tag) != "Contents":
+                continue
+            values = {_local(child.tag): child.text or "" for child in item}
+            modified = values.get("LastModified")
+            try:
+                objects.append(
+                    ObjectMeta(
+                        key=unquote_plus(values["Key"]),
+                        size=int(values["Size"]),
+                        etag=values.get("ETag", "").strip('"'),
+                        modified=datetime.fromisoformat(modified) if modified else None,
+                    )
+                )
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"a listed object is malformed ({type(exc).__name__}: {exc})") from None
+        truncated = fields.get("IsTruncated")
+        if truncated is None or (truncated.text or "").strip() != "true":
+            return cls(objects, None)
+        token = fields.get("NextContinuationToken")
+        if token is None or not token.text:
+            raise ValueError("the listing goes on, but its answer has no NextContinuationToken")
+        return cls(objects, token.text)
+
+
+def _local(tag: str) -> str:
+    """An XML tag without its namespace."""
+    return tag.rpartition("}")[2]
 
 
 class CrtS3:
