@@ -87,13 +87,49 @@ def test_s3_reads_a_retry_after_date_where_its_library_hands_it_over() -> None:
                 with pytest.raises(TransientError, match="SlowDown"):
                     await store.get("k")  # through awscrt
                 with pytest.raises(TransientError, match="SlowDown") as boto:
-                    [meta async for meta in store.list("")]  # through aiobotocore
+                    await store.create_multipart("k")  # through aiobotocore
             finally:
                 await store.close()
             assert boto.value.retry_after is not None
             assert 25 < boto.value.retry_after <= 30
 
     asyncio.run(body())
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("<html>busy</html", "not XML"),
+        ("<ListAllMyBucketsResult/>", "a ListAllMyBucketsResult, not a listing"),
+        (
+            "<ListBucketResult><Contents><Key>pre/a</Key><Size>many</Size></Contents></ListBucketResult>",
+            "a listed object is malformed",
+        ),
+        (
+            "<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>pre/a</Key><Size>1</Size>"
+            "</Contents></ListBucketResult>",
+            "no NextContinuationToken",
+        ),
+    ],
+)
+def test_an_s3_listing_that_cannot_be_read_fails_with_what_is_wrong(body: str, says: str) -> None:
+    # A listing that is cut short, or that is not one, must not pass for a shorter listing: the keys
+    # missing from it would be taken for absent (by gc, by a download's planning).
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=200, text=body, content_type="application/xml")
+
+    async def main() -> None:
+        async with server(answer) as endpoint:
+            store = S3Store(
+                "s3://bkt/pre", endpoint_url=endpoint, access_key_id="AKID", secret_access_key="secret"
+            )
+            try:
+                with pytest.raises(StoreError, match=says):
+                    [meta async for meta in store.list("")]
+            finally:
+                await store.close()
+
+    asyncio.run(main())
 
 
 def test_gcs_reads_a_retry_after_date() -> None:

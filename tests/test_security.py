@@ -55,6 +55,7 @@ from lorry.storage import open_store, tls
 from lorry.storage.base import CREATE, Update
 from lorry.storage.gcs import GCSStore
 from lorry.storage.options import StoreOptions
+from lorry.transfer.plan import MULTIPART_THRESHOLD
 from tests.conftest import logged
 from tests.faultproxy import FaultProxy
 from tests.fixtures_s3 import S3Server, _delete_bucket
@@ -458,6 +459,9 @@ def test_secrets_never_appear_in_logs_errors_reprs_or_the_cli(
         artifact = lorry.Artifact("secretive", type="dataset")
         with artifact.new_file("a.txt") as handle:
             handle.write("stored under a customer key")
+        # Large enough for a multipart upload: its lifecycle calls carry the key through botocore.
+        with artifact.new_file("big.bin", mode="wb") as big:
+            big.write(os.urandom(MULTIPART_THRESHOLD + 1))
         artifact.add_reference(signed)
         run.log_artifact(artifact)
         artifact.wait()

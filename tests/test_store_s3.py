@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -378,3 +381,57 @@ def test_bodies_carry_the_cheapest_digest_the_server_checks(
     first, again, left = run(store, scenario())
     assert first is again is BodyCheck[expected]
     assert left == []
+
+
+_WHAT_IS_LOADED = """
+import asyncio, os, sys
+from lorry.storage.s3 import S3Store
+
+async def main() -> None:
+    store = S3Store(sys.argv[1])
+    await store.put("k", b"v")
+    assert await store.get("k") == b"v"
+    assert [m.key async for m in store.list("")] == ["k"]
+    await store.delete("k")
+    print("botocore" in sys.modules, flush=True)  # after the object calls
+    upload = await store.create_multipart("big")  # a call only aiobotocore makes
+    await store.abort_multipart("big", upload)
+    client = await store._client()
+    print(client.meta.region_name, client.meta.endpoint_url == os.environ["LORRY_TEST_ENDPOINT"])
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_store_the_environment_sets_up_loads_botocore_only_for_its_calls(
+    ceph_rgw: S3Server, s3_store: MakeStore, aws_isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Endpoint, region and credentials in ``AWS_*`` variables (which botocore reads before any config
+    file) and no profile: object calls and listings run without botocore, which is loaded (0.3 s) for
+    the first call that needs it, configured the same. A named profile is botocore's to read."""
+    bucket = s3_store(ceph_rgw).bucket
+    s3_env(monkeypatch, ceph_rgw)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("LORRY_TEST_ENDPOINT", ceph_rgw.endpoint)
+
+    def loaded(*env: str) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", _WHAT_IS_LOADED, f"s3://{bucket}/setup"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, **dict(e.split("=", 1) for e in env)},
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert loaded() == ["False", "eu-west-3", "True"]
+    aws_isolated.mkdir()
+    (aws_isolated / "config").write_text("[profile plain]\nregion = eu-west-3\n")
+    assert loaded(f"AWS_CONFIG_FILE={aws_isolated / 'config'}", "AWS_PROFILE=plain") == [
+        "True",
+        "eu-west-3",
+        "True",
+    ]
