@@ -624,10 +624,10 @@ class S3Store:
         try:
             return await asyncio.shield(self._client_task)
         except Exception as exc:
-            if not (isinstance(exc, ValueError) or _is_botocore(exc, "BotoCoreError")):
-                raise
             self._client_task = self._loop = None
-            raise StoreError(f"cannot set up an S3 client for {self.url}: {exc}") from exc
+            if (refused := self._refused(exc)) is None:
+                raise
+            raise refused from exc
 
     async def _boto(self) -> Any:
         """The aiobotocore client: made with the C client when botocore resolved the setup, else on
@@ -640,10 +640,17 @@ class S3Store:
         try:
             return await asyncio.shield(self._boto_task)
         except Exception as exc:
-            if not (isinstance(exc, ValueError) or _is_botocore(exc, "BotoCoreError")):
-                raise
             self._boto_task = None
-            raise StoreError(f"cannot set up an S3 client for {self.url}: {exc}") from exc
+            if (refused := self._refused(exc)) is None:
+                raise
+            raise refused from exc
+
+    def _refused(self, exc: Exception) -> StoreError | None:
+        """A failure to make a client as the ``StoreError`` that names the store, where botocore (or
+        the C client) refused the configuration; None for any other failure, raised as it is."""
+        if isinstance(exc, ValueError) or _is_botocore(exc, "BotoCoreError"):
+            return StoreError(f"cannot set up an S3 client for {self.url}: {exc}")
+        return None
 
     async def _create_client(self) -> _Clients:
         setup, boto = self._setup_from_environment(), None
@@ -746,9 +753,6 @@ class S3Store:
                     setup.credentials.secret_key,
                     setup.credentials.token,
                 )
-        options = self._options
-        if setup.ca_bundle is not None and options.ca_bundle is None:
-            options = replace(options, ca_bundle=setup.ca_bundle)
         context = session.create_client(
             "s3",
             endpoint_url=setup.endpoint_url,
@@ -756,7 +760,7 @@ class S3Store:
             aws_secret_access_key=secret_key,
             aws_session_token=token,
             config=config,
-            verify=botocore_verify(options),
+            verify=botocore_verify(self._options),
         )
         client = await context.__aenter__()
         # No "Expect: 100-continue": aiohttp waits for the "100 Continue" without any timeout, so a
