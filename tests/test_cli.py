@@ -154,13 +154,18 @@ def test_ls_reads_each_collection_record_once(
     ok("put", str(data), "--name", "ds", "--type", "dataset")
     ok("put", "data/labels.csv", "--name", "labels", "--type", "table")
     read: list[str] = []
-    real_stream = LocalStore.stream  # what every read of the store stack comes down to
+    real_stream, real_get = LocalStore.stream, LocalStore.get  # what every read of the stack comes down to
 
-    def counted(self: LocalStore, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def streamed(self: LocalStore, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         read.append(key)
         return real_stream(self, key, start, end)
 
-    monkeypatch.setattr(LocalStore, "stream", counted)
+    async def got(self: LocalStore, key: str, start: int = 0, end: int | None = None) -> bytes:
+        read.append(key)
+        return await real_get(self, key, start, end)
+
+    monkeypatch.setattr(LocalStore, "stream", streamed)
+    monkeypatch.setattr(LocalStore, "get", got)
     assert main(["ls", "--json"]) == 0
     assert [c["versions"] for c in json.loads(capsys.readouterr().out)] == [1, 1]
     assert sorted(k for k in read if k.endswith("/collection.json")) == [
