@@ -194,7 +194,7 @@ def test_configuration_from_environment(
     async def body() -> None:
         await store.put("k", b"from the environment", CREATE)
         assert await store.get("k") == b"from the environment"
-        client = await store._client()
+        client = await store._boto()
         assert client.meta.region_name == "eu-west-3"
         assert client.meta.endpoint_url == ceph_rgw.endpoint
 
@@ -221,7 +221,7 @@ def test_configuration_from_profile(
     async def body(store: S3Store) -> None:
         await store.put("k", b"from the profile")
         assert await store.get("k") == b"from the profile"
-        assert (await store._client()).meta.region_name == "ap-south-1"
+        assert (await store._boto()).meta.region_name == "ap-south-1"
 
     monkeypatch.setenv("AWS_PROFILE", "rgw")
     run(from_env, body(from_env))
@@ -396,7 +396,7 @@ async def main() -> None:
     print("botocore" in sys.modules, flush=True)  # after the object calls
     upload = await store.create_multipart("big")  # a call only aiobotocore makes
     await store.abort_multipart("big", upload)
-    client = await store._client()
+    client = await store._boto()
     print(client.meta.region_name, client.meta.endpoint_url == os.environ["LORRY_TEST_ENDPOINT"])
     await store.close()
 

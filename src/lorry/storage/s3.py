@@ -565,9 +565,6 @@ class S3Store:
             return TransientError(f"{operation} {where} failed: {detail}", retry_after=answer.retry_after)
         return StoreError(f"{operation} {where} failed: {detail}")
 
-    async def _client(self) -> Any:
-        return await self._boto()
-
     async def _body_proof(self, data: Body | FileSpan) -> tuple[dict[str, str], str | None]:
         """What lets the server check that ``data`` arrived as sent: a header, or the body's SHA-256
         (hex) for the request's signature; nothing with ``s3_body_check`` off."""

@@ -145,31 +145,33 @@ class Listing:
             raise ValueError(f"the answer is not XML: {exc}") from None
         if _local(root.tag) != "ListBucketResult":
             raise ValueError(f"the answer is a {_local(root.tag)}, not a listing")
-        fields = {_local(child.tag): child for child in root}
-        objects = []
+        objects, truncated, token = [], False, None
         for item in root:
-            if _local(item.tag) != "Contents":
-                continue
-            values = {_local(child.tag): child.text or "" for child in item}
-            modified = values.get("LastModified")
-            try:
-                objects.append(
-                    ObjectMeta(
-                        key=unquote_plus(values["Key"]),
-                        size=int(values["Size"]),
-                        etag=values.get("ETag", "").strip('"'),
-                        modified=datetime.fromisoformat(modified) if modified else None,
-                    )
-                )
-            except (KeyError, ValueError) as exc:
-                raise ValueError(f"a listed object is malformed ({type(exc).__name__}: {exc})") from None
-        truncated = fields.get("IsTruncated")
-        if truncated is None or (truncated.text or "").strip() != "true":
-            return cls(objects, None)
-        token = fields.get("NextContinuationToken")
-        if token is None or not token.text:
+            tag = _local(item.tag)
+            if tag == "IsTruncated":
+                truncated = (item.text or "").strip() == "true"
+            elif tag == "NextContinuationToken":
+                token = item.text or None
+            elif tag == "Contents":
+                objects.append(_listed(item))
+        if truncated and token is None:
             raise ValueError("the listing goes on, but its answer has no NextContinuationToken")
-        return cls(objects, token.text)
+        return cls(objects, token if truncated else None)
+
+
+def _listed(item: ElementTree.Element) -> ObjectMeta:
+    """One ``Contents`` of a listing; ``ValueError`` if it is malformed."""
+    values = {_local(child.tag): child.text or "" for child in item}
+    modified = values.get("LastModified")
+    try:
+        return ObjectMeta(
+            key=unquote_plus(values["Key"]),
+            size=int(values["Size"]),
+            etag=values.get("ETag", "").strip('"'),
+            modified=datetime.fromisoformat(modified) if modified else None,
+        )
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"a listed object is malformed ({type(exc).__name__}: {exc})") from None
 
 
 def _local(tag: str) -> str:

@@ -143,11 +143,10 @@ async def offload_now(settings: Settings, helpers: int, turn: int) -> bool:
     """Whether the next part of an artifact chosen for the helpers (``wants_helper``) goes to them, as
     ``helpers_for`` split it: always, unless the work is bytes (one helper), ``transfer_process`` is
     ``auto`` and the caller is blocked waiting for its logs. Then the caller's interpreter is idle,
-    the bytes move outside its lock anyway, and a helper would only add its start (0.5 CPU s here).
+    the bytes move outside its lock anyway, and a helper would only add its start.
 
     A log starts as ``log_artifact`` returns, before a caller that waits has called ``wait()``: when
-    the helper is not running yet (its start takes 0.3 s), the caller gets ``SETTLE_SECONDS`` to show
-    which it does."""
+    the helper is not running yet, the caller gets ``SETTLE_SECONDS`` to show which it does."""
     if helpers > 1 or settings.transfer_process != "auto":
         return True
     if not helper(turn).running():
